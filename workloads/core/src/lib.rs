@@ -1,0 +1,20 @@
+//! Shared foundation of every Tributary workload.
+//!
+//! - [`event`]: the event model carried on the `events` Kafka topic.
+//! - [`config`]: typed configuration read from environment variables, with
+//!   errors that name the variable and the bad value.
+//! - [`telemetry`]: structured JSON logs.
+//! - [`metrics`]: the Prometheus `/metrics` handler every service mounts.
+//! - [`http`]: `/health` and a server loop with graceful shutdown.
+//! - [`shutdown`]: SIGTERM/SIGINT handling.
+
+pub mod config;
+pub mod event;
+pub mod http;
+pub mod metrics;
+pub mod shutdown;
+pub mod telemetry;
+mod timestamp;
+
+pub use config::{ConfigError, Env, EnvSource, ProcessEnv};
+pub use event::{Event, EventDecodeError};
