@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "tributary-operator", version, about = "Tributary Kubernetes operator")]
+#[command(
+    name = "tributary-operator",
+    version,
+    about = "Tributary Kubernetes operator"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 const NOT_BUILT: u8 = 3;
 
 #[derive(Debug, Parser)]
-#[command(name = "tributary", version, about = "Tributary: self-hosted product analytics on Kubernetes")]
+#[command(
+    name = "tributary",
+    version,
+    about = "Tributary: self-hosted product analytics on Kubernetes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -83,7 +87,9 @@ mod tests {
 
     #[test]
     fn every_subcommand_parses() {
-        for name in ["capture", "consumer", "query", "auth", "migrate", "dlq", "dev"] {
+        for name in [
+            "capture", "consumer", "query", "auth", "migrate", "dlq", "dev",
+        ] {
             let cli = Cli::try_parse_from(["tributary", name]).unwrap();
             assert_eq!(cli.command.name(), name);
         }

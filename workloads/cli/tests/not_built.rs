@@ -5,14 +5,19 @@ use std::process::Command;
 
 #[test]
 fn unbuilt_subcommands_fail_loudly() {
-    for name in ["capture", "consumer", "query", "auth", "migrate", "dlq", "dev"] {
+    for name in [
+        "capture", "consumer", "query", "auth", "migrate", "dlq", "dev",
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
             .arg(name)
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(3), "tributary {name}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("not built yet"), "tributary {name}: {stderr}");
+        assert!(
+            stderr.contains("not built yet"),
+            "tributary {name}: {stderr}"
+        );
         assert!(stderr.contains(&format!("tributary {name}")), "{stderr}");
     }
 }

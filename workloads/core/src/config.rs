@@ -187,7 +187,12 @@ impl<'a> Env<'a> {
     }
 
     /// A duration given in whole milliseconds, at least `min_ms`.
-    pub fn duration_ms(&self, var: &str, default_ms: u64, min_ms: u64) -> Result<Duration, ConfigError> {
+    pub fn duration_ms(
+        &self,
+        var: &str,
+        default_ms: u64,
+        min_ms: u64,
+    ) -> Result<Duration, ConfigError> {
         self.int_in(var, default_ms, min_ms, u64::MAX)
             .map(Duration::from_millis)
     }
@@ -201,7 +206,11 @@ impl<'a> Env<'a> {
                 .map(|item| {
                     let item = item.trim();
                     if item.is_empty() {
-                        Err(ConfigError::invalid(var, &v, "empty item in comma-separated list"))
+                        Err(ConfigError::invalid(
+                            var,
+                            &v,
+                            "empty item in comma-separated list",
+                        ))
                     } else {
                         Ok(item.to_owned())
                     }
@@ -211,7 +220,12 @@ impl<'a> Env<'a> {
     }
 
     /// One of a fixed set of words (case-insensitive), returned lower-cased.
-    pub fn one_of(&self, var: &str, default: &str, allowed: &[&str]) -> Result<String, ConfigError> {
+    pub fn one_of(
+        &self,
+        var: &str,
+        default: &str,
+        allowed: &[&str],
+    ) -> Result<String, ConfigError> {
         let value = self.string(var, default)?.to_ascii_lowercase();
         if allowed.contains(&value.as_str()) {
             Ok(value)
@@ -237,7 +251,10 @@ mod tests {
         assert_eq!(env.parse("B", 7u32).unwrap(), 7);
         assert!(env.bool("C", true).unwrap());
         assert_eq!(env.port("D", 9090).unwrap(), 9090);
-        assert_eq!(env.duration_ms("E", 250, 1).unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            env.duration_ms("E", 250, 1).unwrap(),
+            Duration::from_millis(250)
+        );
         assert_eq!(env.list("F", &["a", "b"]).unwrap(), vec!["a", "b"]);
         assert_eq!(env.optional_string("G").unwrap(), None);
     }
@@ -262,10 +279,15 @@ mod tests {
     #[test]
     fn bad_values_name_the_variable_and_the_value() {
         let src = [("CONSUMER_BATCH_SIZE", "ten")];
-        let err = Env::new(&src).parse("CONSUMER_BATCH_SIZE", 1000u32).unwrap_err();
+        let err = Env::new(&src)
+            .parse("CONSUMER_BATCH_SIZE", 1000u32)
+            .unwrap_err();
         assert_eq!(err.var(), "CONSUMER_BATCH_SIZE");
         let msg = err.to_string();
-        assert!(msg.contains("CONSUMER_BATCH_SIZE") && msg.contains("\"ten\""), "{msg}");
+        assert!(
+            msg.contains("CONSUMER_BATCH_SIZE") && msg.contains("\"ten\""),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -280,12 +302,37 @@ mod tests {
             ("E", "   "),
         ];
         let env = Env::new(&src);
-        assert!(env.bool("B", false).unwrap_err().to_string().contains("expected true or false"));
-        assert!(env.port("P0", 1).unwrap_err().to_string().contains("between 1 and 65535"));
+        assert!(
+            env.bool("B", false)
+                .unwrap_err()
+                .to_string()
+                .contains("expected true or false")
+        );
+        assert!(
+            env.port("P0", 1)
+                .unwrap_err()
+                .to_string()
+                .contains("between 1 and 65535")
+        );
         assert!(env.port("P1", 1).is_err());
-        assert!(env.duration_ms("D", 100, 10).unwrap_err().to_string().contains("between 10"));
-        assert!(env.list("L", &[]).unwrap_err().to_string().contains("empty item"));
-        assert!(env.one_of("M", "json", &["json", "text"]).unwrap_err().to_string().contains("json, text"));
+        assert!(
+            env.duration_ms("D", 100, 10)
+                .unwrap_err()
+                .to_string()
+                .contains("between 10")
+        );
+        assert!(
+            env.list("L", &[])
+                .unwrap_err()
+                .to_string()
+                .contains("empty item")
+        );
+        assert!(
+            env.one_of("M", "json", &["json", "text"])
+                .unwrap_err()
+                .to_string()
+                .contains("json, text")
+        );
         assert_eq!(
             env.string("E", "d").unwrap_err(),
             ConfigError::Empty { var: "E".into() }
@@ -296,14 +343,23 @@ mod tests {
     fn required_values_must_be_present() {
         let src: [(&str, &str); 0] = [];
         let env = Env::new(&src);
-        assert_eq!(env.required_string("POSTGRES_DSN").unwrap_err().to_string(), "POSTGRES_DSN is required but not set");
-        assert_eq!(env.required_secret("JWT_SECRET").unwrap_err().var(), "JWT_SECRET");
+        assert_eq!(
+            env.required_string("POSTGRES_DSN").unwrap_err().to_string(),
+            "POSTGRES_DSN is required but not set"
+        );
+        assert_eq!(
+            env.required_secret("JWT_SECRET").unwrap_err().var(),
+            "JWT_SECRET"
+        );
     }
 
     #[test]
     fn secrets_are_not_trimmed_and_never_echoed() {
         let src = [("JWT_SECRET", " s3cret ")];
-        assert_eq!(Env::new(&src).required_secret("JWT_SECRET").unwrap(), " s3cret ");
+        assert_eq!(
+            Env::new(&src).required_secret("JWT_SECRET").unwrap(),
+            " s3cret "
+        );
         let err = ConfigError::InvalidSecret {
             var: "JWT_SECRET".into(),
             reason: "too short".into(),

@@ -38,7 +38,11 @@ pub struct Event {
     #[serde(with = "timestamp::ms")]
     pub timestamp: DateTime<Utc>,
     /// When the client says it sent the request, if it said so.
-    #[serde(default, with = "timestamp::ms_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "timestamp::ms_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sent_at: Option<DateTime<Utc>>,
     /// When capture received the request (server clock).
     #[serde(with = "timestamp::ms")]
@@ -149,11 +153,16 @@ mod tests {
     fn sample() -> Event {
         let now = Utc.timestamp_nanos(1_763_892_000_123_999_999);
         let mut e = Event::new(42, "$pageview", "user-1", now);
-        e.properties = json!({"$current_url": "https://example.com/a?b=1", "n": 3, "nested": {"x": [1, 2]}})
-            .as_object()
-            .cloned()
-            .unwrap();
-        e.sent_at = Some(Utc.timestamp_millis_opt(1_763_892_000_500).single().unwrap());
+        e.properties =
+            json!({"$current_url": "https://example.com/a?b=1", "n": 3, "nested": {"x": [1, 2]}})
+                .as_object()
+                .cloned()
+                .unwrap();
+        e.sent_at = Some(
+            Utc.timestamp_millis_opt(1_763_892_000_500)
+                .single()
+                .unwrap(),
+        );
         e.ip = Some("203.0.113.7".into());
         e.lib = Lib {
             name: Some("posthog-js".into()),
@@ -171,7 +180,12 @@ mod tests {
 
     #[test]
     fn minimal_event_round_trips_without_optional_fields() {
-        let e = Event::new(1, "signup", "d", Utc.timestamp_millis_opt(0).single().unwrap());
+        let e = Event::new(
+            1,
+            "signup",
+            "d",
+            Utc.timestamp_millis_opt(0).single().unwrap(),
+        );
         let text = String::from_utf8(e.to_kafka_payload().unwrap()).unwrap();
         assert!(!text.contains("sent_at"), "{text}");
         assert!(!text.contains("\"ip\""), "{text}");
@@ -216,13 +230,21 @@ mod tests {
     fn missing_version_reads_as_current() {
         let mut v: Value = serde_json::from_slice(&sample().to_kafka_payload().unwrap()).unwrap();
         v.as_object_mut().unwrap().remove("v");
-        assert_eq!(Event::from_kafka_payload(v.to_string().as_bytes()).unwrap().v, WIRE_VERSION);
+        assert_eq!(
+            Event::from_kafka_payload(v.to_string().as_bytes())
+                .unwrap()
+                .v,
+            WIRE_VERSION
+        );
     }
 
     #[test]
     fn decode_errors_say_what_is_wrong() {
         let not_utf8 = Event::from_kafka_payload(b"{\"a\xff").unwrap_err();
-        assert!(matches!(not_utf8, EventDecodeError::NotUtf8 { valid_up_to: 3 }));
+        assert!(matches!(
+            not_utf8,
+            EventDecodeError::NotUtf8 { valid_up_to: 3 }
+        ));
 
         let not_json = Event::from_kafka_payload(b"not json").unwrap_err();
         assert!(matches!(not_json, EventDecodeError::Invalid(_)));

@@ -3,10 +3,10 @@
 
 use std::net::SocketAddr;
 
+use axum::Json;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::Json;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -15,7 +15,12 @@ use tokio_util::sync::CancellationToken;
 pub fn health_router(service: &'static str) -> Router {
     Router::new().route(
         "/health",
-        get(move || async move { (StatusCode::OK, Json(json!({"status": "ok", "service": service}))) }),
+        get(move || async move {
+            (
+                StatusCode::OK,
+                Json(json!({"status": "ok", "service": service})),
+            )
+        }),
     )
 }
 
@@ -40,11 +45,18 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
 }
 
 /// Serves `router` until `shutdown` fires, then drains in-flight requests.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> Result<(), ServeError> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .map_err(ServeError::Serve)
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
+    .map_err(ServeError::Serve)
 }
 
 /// Convenience for handlers: a JSON error body `{"error": ..., "message": ...}`.

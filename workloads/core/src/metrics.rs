@@ -30,7 +30,11 @@ pub fn router(registry: Arc<Registry>) -> Router {
 async fn metrics_handler(State(registry): State<Arc<Registry>>) -> Response {
     match render(&registry) {
         Ok(body) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "failed to encode metrics\n").into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed to encode metrics\n",
+        )
+            .into_response(),
     }
 }
 
@@ -47,7 +51,11 @@ mod tests {
     async fn serves_registered_metrics_in_openmetrics_format() {
         let mut registry = Registry::default();
         let consumed: Counter = Counter::default();
-        registry.register("consumer_messages_consumed", "Messages read from Kafka", consumed.clone());
+        registry.register(
+            "consumer_messages_consumed",
+            "Messages read from Kafka",
+            consumed.clone(),
+        );
         consumed.inc_by(5);
 
         let response = router(Arc::new(registry))
@@ -58,7 +66,10 @@ mod tests {
         assert_eq!(response.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let text = String::from_utf8(body.to_vec()).unwrap();
-        assert!(text.contains("consumer_messages_consumed_total 5"), "{text}");
+        assert!(
+            text.contains("consumer_messages_consumed_total 5"),
+            "{text}"
+        );
         assert!(text.trim_end().ends_with("# EOF"), "{text}");
     }
 }

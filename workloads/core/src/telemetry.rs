@@ -51,11 +51,16 @@ pub fn init(service: &'static str, config: &LogConfig) -> Result<(), TelemetryEr
 }
 
 /// Like [`init`] with a chosen writer (tests capture the output).
-pub fn init_with_writer<W>(service: &'static str, config: &LogConfig, writer: W) -> Result<(), TelemetryError>
+pub fn init_with_writer<W>(
+    service: &'static str,
+    config: &LogConfig,
+    writer: W,
+) -> Result<(), TelemetryError>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_new(&config.level).map_err(|e| TelemetryError::Filter(e.to_string()))?;
+    let filter =
+        EnvFilter::try_new(&config.level).map_err(|e| TelemetryError::Filter(e.to_string()))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
@@ -89,11 +94,22 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let meta = event.metadata();
         let mut line = Map::new();
-        line.insert("timestamp".into(), Value::String(format_ms(&chrono::Utc::now())));
-        line.insert("level".into(), Value::String(meta.level().as_str().to_ascii_lowercase()));
+        line.insert(
+            "timestamp".into(),
+            Value::String(format_ms(&chrono::Utc::now())),
+        );
+        line.insert(
+            "level".into(),
+            Value::String(meta.level().as_str().to_ascii_lowercase()),
+        );
         line.insert("service".into(), Value::String(self.service.to_owned()));
         line.insert("target".into(), Value::String(meta.target().to_owned()));
         if let Some(scope) = ctx.event_scope() {
@@ -116,7 +132,8 @@ struct JsonVisitor<'a>(&'a mut Map<String, Value>);
 
 impl Visit for JsonVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), Value::String(value.to_owned()));
+        self.0
+            .insert(field.name().to_owned(), Value::String(value.to_owned()));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.insert(field.name().to_owned(), Value::from(value));
@@ -131,10 +148,12 @@ impl Visit for JsonVisitor<'_> {
         self.0.insert(field.name().to_owned(), Value::from(value));
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0.insert(field.name().to_owned(), Value::String(value.to_string()));
+        self.0
+            .insert(field.name().to_owned(), Value::String(value.to_string()));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().to_owned(), Value::String(format!("{value:?}")));
+        self.0
+            .insert(field.name().to_owned(), Value::String(format!("{value:?}")));
     }
 }
 
@@ -221,8 +240,14 @@ mod tests {
         let cfg = LogConfig::from_env(&Env::new(&ok)).unwrap();
         assert!(!cfg.json);
         let bad = [("LOG_LEVEL", "info,=[")];
-        assert_eq!(LogConfig::from_env(&Env::new(&bad)).unwrap_err().var(), "LOG_LEVEL");
+        assert_eq!(
+            LogConfig::from_env(&Env::new(&bad)).unwrap_err().var(),
+            "LOG_LEVEL"
+        );
         let bad = [("LOG_FORMAT", "xml")];
-        assert_eq!(LogConfig::from_env(&Env::new(&bad)).unwrap_err().var(), "LOG_FORMAT");
+        assert_eq!(
+            LogConfig::from_env(&Env::new(&bad)).unwrap_err().var(),
+            "LOG_FORMAT"
+        );
     }
 }

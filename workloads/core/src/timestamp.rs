@@ -69,13 +69,17 @@ mod tests {
 
     #[test]
     fn formats_whole_seconds_with_three_digits() {
-        let ts = Utc.timestamp_millis_opt(1_700_000_000_000).single().unwrap();
+        let ts = Utc
+            .timestamp_millis_opt(1_700_000_000_000)
+            .single()
+            .unwrap();
         assert_eq!(format_ms(&ts), "2023-11-14T22:13:20.000Z");
     }
 
     #[test]
     fn parses_offsets_into_utc() {
-        let parsed: DateTime<Utc> = parse_ms::<serde_json::Error>("2023-11-15T00:13:20.5+02:00").unwrap();
+        let parsed: DateTime<Utc> =
+            parse_ms::<serde_json::Error>("2023-11-15T00:13:20.5+02:00").unwrap();
         assert_eq!(format_ms(&parsed), "2023-11-14T22:13:20.500Z");
     }
 

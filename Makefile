@@ -1,0 +1,52 @@
+# Tributary developer entry points. README.md names two of them:
+#   make up    bring the pipeline up on this machine and show it working
+#   make test  run every test (installs what is missing, starts the local stack)
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+STACK := infrastructure/local-stack.sh
+# Reproducible builds in CI (the lock file is checked in).
+CARGO_FLAGS := $(if $(CI),--locked,)
+
+.PHONY: up down status test lint fmt build build-deps stack
+
+## up: install what is missing, start the dependency stack, build, show it working
+up: build-deps
+	$(STACK) up > /dev/null
+	cargo build $(CARGO_FLAGS) --workspace --bins
+	@echo
+	@echo "== dependency stack =="
+	@$(STACK) status
+	@echo
+	@echo "== connection settings ($$($(STACK) env | sed -n 's/^TRIBUTARY_STACK_DIR=//p')/env) =="
+	@$(STACK) env
+	@echo
+	@echo "== workloads =="
+	@for c in auth capture consumer query; do target/debug/tributary $$c 2>&1 || true; done
+
+## test: everything CI runs: formatting, lints, and every test against the real stack
+test: build-deps stack lint
+	set -a; eval "$$($(STACK) env)"; set +a; cargo test $(CARGO_FLAGS) --workspace
+
+lint:
+	cargo fmt --all --check
+	cargo clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+build:
+	cargo build $(CARGO_FLAGS) --workspace
+
+build-deps:
+	infrastructure/install-build-deps.sh
+
+stack:
+	$(STACK) up > /dev/null
+
+down:
+	$(STACK) down
+
+status:
+	$(STACK) status

@@ -1,0 +1,158 @@
+//! Helpers for tests that run against the real local stack
+//! (`infrastructure/local-stack.sh up`).
+//!
+//! Settings come from the process environment (as printed by `local-stack.sh
+//! up`) or, when absent, from the `env` file the script writes into its stack
+//! directory. A missing stack is a test failure with instructions, never a skip.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Connection settings of the running local stack.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub kafka_bootstrap: String,
+    pub clickhouse_url: String,
+    pub postgres_dsn: String,
+    pub redis_url: String,
+    /// The stack's Python (with tansu, confluent-kafka, ...), when known.
+    pub python: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error(
+        "local stack settings not found ({0}); start it with `infrastructure/local-stack.sh up` or run `make test`"
+    )]
+    NotFound(String),
+    #[error("local stack setting {0} is missing from the environment and {1}")]
+    Missing(&'static str, String),
+}
+
+/// The repository root (the workspace directory).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn stack_env_file() -> PathBuf {
+    std::env::var_os("TRIBUTARY_STACK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".stack"))
+        .join("env")
+}
+
+/// Parses `KEY=VALUE` lines; blank lines and `#` comments are skipped.
+pub fn parse_env_lines(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+impl Stack {
+    /// Reads the settings; see the module docs.
+    pub fn load() -> Result<Self, StackError> {
+        let file = stack_env_file();
+        let from_file = std::fs::read_to_string(&file)
+            .map(|t| parse_env_lines(&t))
+            .unwrap_or_default();
+        let origin = format!("{} does not set it", file.display());
+        let get = |key: &'static str| -> Result<String, StackError> {
+            std::env::var(key)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .or_else(|| from_file.get(key).cloned())
+                .ok_or_else(|| {
+                    if from_file.is_empty() {
+                        StackError::NotFound(format!("{key} unset and no {}", file.display()))
+                    } else {
+                        StackError::Missing(key, origin.clone())
+                    }
+                })
+        };
+        Ok(Self {
+            kafka_bootstrap: get("KAFKA_BOOTSTRAP_SERVERS")?,
+            clickhouse_url: get("CLICKHOUSE_URL")?,
+            postgres_dsn: get("POSTGRES_DSN")?,
+            redis_url: get("REDIS_URL")?,
+            python: get("TRIBUTARY_PYTHON").ok().map(PathBuf::from),
+        })
+    }
+
+    /// Like [`Stack::load`], panicking with the instructions on failure.
+    pub fn require() -> Self {
+        match Self::load() {
+            Ok(stack) => stack,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// A name no other test run uses: `prefix_` plus 12 random hex digits.
+pub fn unique_name(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}_{}", &id[..12])
+}
+
+/// Polls `probe` until it yields `Some`, or fails after `timeout` naming `what`.
+pub async fn poll_until<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_env_lines() {
+        let m = parse_env_lines("# c\nA=1\n\nB = x=y \nnot a line\n");
+        assert_eq!(m.get("A").map(String::as_str), Some("1"));
+        assert_eq!(m.get("B").map(String::as_str), Some("x=y"));
+        assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn unique_names_differ() {
+        assert_ne!(unique_name("t"), unique_name("t"));
+        assert!(unique_name("topic").starts_with("topic_"));
+    }
+
+    #[tokio::test]
+    async fn poll_until_returns_the_first_value() {
+        let mut n = 0;
+        let v = poll_until("n to reach 3", Duration::from_secs(5), || {
+            n += 1;
+            let v = n;
+            async move { (v >= 3).then_some(v) }
+        })
+        .await;
+        assert_eq!(v, 3);
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "timed out")]
+    async fn poll_until_fails_after_the_deadline() {
+        poll_until("never", Duration::from_millis(100), || async { None::<()> }).await;
+    }
+}
