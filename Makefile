@@ -9,7 +9,7 @@ STACK := infrastructure/local-stack.sh
 # Reproducible builds in CI (the lock file is checked in).
 CARGO_FLAGS := $(if $(CI),--locked,)
 
-.PHONY: up down status test lint fmt build build-deps stack
+.PHONY: up down status test lint fmt build build-deps nextest stack
 
 ## up: install what is missing, start the dependency stack, build, show it working
 up: build-deps
@@ -26,8 +26,12 @@ up: build-deps
 	@for c in auth capture consumer query; do target/debug/tributary $$c 2>&1 || true; done
 
 ## test: everything CI runs: formatting, lints, and every test against the real stack
-test: build-deps stack lint
-	set -a; eval "$$($(STACK) env)"; set +a; cargo test $(CARGO_FLAGS) --workspace
+# Doc tests run under cargo test; everything else under nextest (one process per
+# test, parallel across binaries, a per-test time limit in .config/nextest.toml).
+test: build-deps nextest stack lint
+	set -a; eval "$$($(STACK) env)"; set +a; \
+	cargo test $(CARGO_FLAGS) --workspace --doc; \
+	cargo nextest run $(CARGO_FLAGS) --workspace --no-fail-fast
 
 lint:
 	cargo fmt --all --check
@@ -41,6 +45,9 @@ build:
 
 build-deps:
 	infrastructure/install-build-deps.sh
+
+nextest:
+	cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest
 
 stack:
 	$(STACK) up > /dev/null
