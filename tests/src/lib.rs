@@ -10,6 +10,8 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub mod kafka;
+
 /// Connection settings of the running local stack.
 #[derive(Debug, Clone)]
 pub struct Stack {
@@ -19,6 +21,8 @@ pub struct Stack {
     pub redis_url: String,
     /// The stack's Python (with tansu, confluent-kafka, ...), when known.
     pub python: Option<PathBuf>,
+    /// The tansu broker binary, for tests that run a private broker.
+    pub tansu_bin: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +87,7 @@ impl Stack {
             postgres_dsn: get("POSTGRES_DSN")?,
             redis_url: get("REDIS_URL")?,
             python: get("TRIBUTARY_PYTHON").ok().map(PathBuf::from),
+            tansu_bin: get("TANSU_BIN").ok().map(PathBuf::from),
         })
     }
 

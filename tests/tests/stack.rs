@@ -4,36 +4,23 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
+use tributary_tests::kafka::client_config;
 use tributary_tests::{Stack, poll_until, unique_name};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 fn kafka_config(stack: &Stack) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &stack.kafka_bootstrap);
-    c
+    client_config(&stack.kafka_bootstrap)
 }
 
 async fn create_topic(stack: &Stack, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = kafka_config(stack).create().unwrap();
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
-        )
-        .await
-        .unwrap();
-    for r in results {
-        r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
-    }
+    tributary_tests::kafka::create_topic(&stack.kafka_bootstrap, topic, partitions).await;
 }
 
 async fn produce(producer: &FutureProducer, topic: &str, key: &str, value: &str) -> i32 {

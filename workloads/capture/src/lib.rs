@@ -1,8 +1,137 @@
-//! Tributary capture: HTTP ingestion (PostHog-compatible) into the Kafka `events` topic.
+//! Tributary capture: the front door of the pipeline.
 //!
-//! Not built yet: this crate is a placeholder in the fixed workspace layout.
-//! The work is tracked in issue #3; until it lands, `tributary capture` says so
-//! and exits non-zero.
+//! `POST /capture` (native: `X-API-Key`, answers 202 `{"accepted": n}`) and the
+//! PostHog-compatible `/e`, `/i/v0/e`, `/track` and `/batch` (answer 200
+//! `{"status": 1}` so unmodified PostHog SDKs work). Bodies may be JSON, gzip,
+//! base64 or form-encoded `data=`; events are normalised into the core event
+//! model and produced to Kafka keyed by `distinct_id`. A request is answered 2xx
+//! only after Kafka acknowledged every one of its events.
+//!
+//! Layout: [`decode`] (bytes → JSON) and [`normalize`] (JSON → events) are
+//! pure; [`keys`] resolves API keys; [`kafka`] produces and watches the
+//! brokers; [`api`] holds the routes; [`config`] the `CAPTURE_*` settings.
 
-/// The issue that tracks this workload.
+pub mod api;
+pub mod config;
+pub mod decode;
+pub mod kafka;
+pub mod keys;
+pub mod metrics;
+pub mod normalize;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::CorsLayer;
+use tributary_core::http::{ServeError, bind, health_router, serve};
+
+pub use config::CaptureConfig;
+
+use crate::api::AppState;
+use crate::kafka::{EventProducer, ProducerSetupError};
+use crate::keys::{KeyValidator, StaticKeys};
+use crate::metrics::CaptureMetrics;
+
+/// The issue that tracked this workload (kept for the CLI's history).
 pub const TRACKING_ISSUE: u32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(transparent)]
+    Producer(#[from] ProducerSetupError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// A capture server bound to its port, not yet serving.
+pub struct Capture {
+    listener: TcpListener,
+    router: Router,
+    producer: EventProducer,
+    ready_interval: Duration,
+}
+
+impl Capture {
+    /// Creates the producer and binds the listener (port 0 picks a free port).
+    pub async fn bind(config: &CaptureConfig) -> Result<Self, CaptureError> {
+        let keys: Arc<dyn KeyValidator> = Arc::new(StaticKeys::new(config.api_keys.clone()));
+        Self::bind_with_keys(config, keys).await
+    }
+
+    /// Like [`Capture::bind`] with another key validator.
+    pub async fn bind_with_keys(
+        config: &CaptureConfig,
+        keys: Arc<dyn KeyValidator>,
+    ) -> Result<Self, CaptureError> {
+        let mut registry = Registry::default();
+        let metrics = CaptureMetrics::register(&mut registry);
+        let producer = EventProducer::new(&config.kafka, metrics.clone())?;
+        let state = Arc::new(AppState {
+            producer: producer.clone(),
+            keys,
+            metrics,
+            require_api_key: config.require_api_key,
+            default_project_id: config.default_project_id,
+            max_event_body_bytes: config.max_event_body_bytes,
+            max_batch_body_bytes: config.max_batch_body_bytes,
+            trust_forwarded_for: config.trust_forwarded_for,
+        });
+        let router = api::routes(state)
+            .layer(CorsLayer::very_permissive())
+            .merge(health_router("capture"))
+            .merge(tributary_core::metrics::router(Arc::new(registry)));
+        let listener = bind(config.listen).await?;
+        Ok(Self {
+            listener,
+            router,
+            producer,
+            ready_interval: config.kafka.ready_interval,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> Result<SocketAddr, CaptureError> {
+        self.listener
+            .local_addr()
+            .map_err(|e| CaptureError::Serve(ServeError::Serve(e)))
+    }
+
+    /// Serves until `shutdown` fires, then finishes in-flight requests and
+    /// flushes the producer.
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), CaptureError> {
+        let watcher = tokio::spawn(
+            self.producer
+                .clone()
+                .watch_brokers(self.ready_interval, shutdown.clone()),
+        );
+        let served = serve(self.listener, self.router, shutdown).await;
+        watcher.abort();
+        let producer = self.producer;
+        let flushed =
+            tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
+        match flushed {
+            Ok(Ok(())) => tracing::info!("producer flushed; capture stopped"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "producer flush incomplete at shutdown"),
+            Err(e) => tracing::warn!(error = %e, "producer flush task failed"),
+        }
+        served.map_err(CaptureError::from)
+    }
+}
+
+/// Runs capture with `config` until `shutdown` fires.
+pub async fn run(config: CaptureConfig, shutdown: CancellationToken) -> Result<(), CaptureError> {
+    let capture = Capture::bind(&config).await?;
+    tracing::info!(
+        listen = %capture.local_addr()?,
+        topic = %config.kafka.topic,
+        brokers = %config.kafka.bootstrap_servers,
+        require_api_key = config.require_api_key,
+        "capture listening"
+    );
+    capture.serve(shutdown).await
+}

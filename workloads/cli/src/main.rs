@@ -1,15 +1,21 @@
 //! `tributary`: one binary, one subcommand per workload.
 //!
 //! The operator's Deployments all run this binary and differ only by their
-//! arguments. Subcommands whose workload is not built yet say so on stderr and
-//! exit with status 3 (they never pretend to run).
+//! arguments. Configuration comes from the environment (see README.md).
+//! Exit status: 0 after a clean shutdown, 1 when the workload failed, 3 when
+//! the subcommand is not built yet (it says so and never pretends to run),
+//! 78 when the configuration is invalid (the message names the variable).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tributary_core::config::{Env, ProcessEnv};
+use tributary_core::telemetry::{self, LogConfig};
 
 /// Exit status of a subcommand whose workload is not built yet.
 const NOT_BUILT: u8 = 3;
+/// Exit status for invalid configuration (EX_CONFIG).
+const BAD_CONFIG: u8 = 78;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,25 +60,89 @@ impl Command {
     }
 
     /// The issue tracking a subcommand that is not built yet.
-    fn tracking_issue(&self) -> u32 {
+    fn tracking_issue(&self) -> Option<u32> {
         match self {
-            Self::Capture => tributary_capture::TRACKING_ISSUE,
-            Self::Consumer | Self::Migrate => tributary_consumer::TRACKING_ISSUE,
-            Self::Query => tributary_query::TRACKING_ISSUE,
-            Self::Auth => tributary_auth::TRACKING_ISSUE,
-            Self::Dlq | Self::Dev => 10,
+            Self::Capture => None,
+            Self::Consumer | Self::Migrate => Some(tributary_consumer::TRACKING_ISSUE),
+            Self::Query => Some(tributary_query::TRACKING_ISSUE),
+            Self::Auth => Some(tributary_auth::TRACKING_ISSUE),
+            Self::Dlq | Self::Dev => Some(10),
         }
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    eprintln!(
-        "tributary {}: not built yet (tracked in issue #{}); nothing was started",
-        cli.command.name(),
-        cli.command.tracking_issue()
-    );
-    ExitCode::from(NOT_BUILT)
+    let name = cli.command.name();
+    if let Some(issue) = cli.command.tracking_issue() {
+        eprintln!(
+            "tributary {name}: not built yet (tracked in issue #{issue}); nothing was started"
+        );
+        return ExitCode::from(NOT_BUILT);
+    }
+    let env = Env::new(&ProcessEnv);
+    let logs = match LogConfig::from_env(&env) {
+        Ok(c) => c,
+        Err(e) => return config_error(name, &e),
+    };
+    if let Err(e) = telemetry::init(name, &logs) {
+        eprintln!("tributary {name}: {e}");
+        return ExitCode::FAILURE;
+    }
+    match cli.command {
+        Command::Capture => {
+            let config = match tributary_capture::CaptureConfig::from_env(&env) {
+                Ok(c) => c,
+                Err(e) => return config_error(name, &e),
+            };
+            run_async(name, |shutdown| async move {
+                tributary_capture::run(config, shutdown).await
+            })
+        }
+        _ => ExitCode::from(NOT_BUILT),
+    }
+}
+
+fn config_error(name: &str, e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("tributary {name}: invalid configuration: {e}");
+    ExitCode::from(BAD_CONFIG)
+}
+
+/// Runs a workload on a multi-threaded runtime with SIGTERM/SIGINT wired to
+/// its shutdown token.
+fn run_async<F, Fut, E>(name: &str, workload: F) -> ExitCode
+where
+    F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tributary {name}: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let shutdown = match tributary_core::shutdown::install() {
+            Ok(token) => token,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install signal handlers");
+                return ExitCode::FAILURE;
+            }
+        };
+        match workload(shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "{name} failed");
+                eprintln!("tributary {name}: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 #[cfg(test)]

@@ -1,17 +1,17 @@
 //! Runs the real binary: subcommands that are not built yet must say so and
-//! exit non-zero rather than pretend to work.
+//! exit non-zero rather than pretend to work; bad configuration must name the
+//! variable.
 
 use std::process::Command;
 
+fn tributary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tributary"))
+}
+
 #[test]
 fn unbuilt_subcommands_fail_loudly() {
-    for name in [
-        "capture", "consumer", "query", "auth", "migrate", "dlq", "dev",
-    ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
-            .arg(name)
-            .output()
-            .unwrap();
+    for name in ["consumer", "query", "auth", "migrate", "dlq", "dev"] {
+        let out = tributary().arg(name).output().unwrap();
         assert_eq!(out.status.code(), Some(3), "tributary {name}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -24,9 +24,23 @@ fn unbuilt_subcommands_fail_loudly() {
 
 #[test]
 fn unknown_subcommand_is_a_usage_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .arg("frobnicate")
-        .output()
-        .unwrap();
+    let out = tributary().arg("frobnicate").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn bad_configuration_names_the_variable_and_exits_78() {
+    for (var, value) in [
+        ("CAPTURE_PORT", "eighty"),
+        ("LOG_FORMAT", "xml"),
+        ("CAPTURE_REQUIRE_API_KEY", "perhaps"),
+    ] {
+        let out = tributary().arg("capture").env(var, value).output().unwrap();
+        assert_eq!(out.status.code(), Some(78), "{var}={value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(var) && stderr.contains(value),
+            "{var}: {stderr}"
+        );
+    }
 }

@@ -1,0 +1,408 @@
+//! HTTP routes: the native `POST /capture` and the PostHog-compatible routes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, get, on};
+use serde_json::json;
+use std::collections::HashMap;
+use tracing::Instrument;
+use tributary_core::Event;
+
+use crate::decode::{BodyHints, DecodeError, decode_body, decode_query_data};
+use crate::kafka::{EventProducer, ProduceError};
+use crate::keys::{KeyRefusal, KeyValidator, project_for};
+use crate::metrics::{CaptureMetrics, RequestLabels, RouteLabels};
+use crate::normalize::{self, Context, PayloadError};
+
+/// Shared state of the handlers.
+pub struct AppState {
+    pub producer: EventProducer,
+    pub keys: Arc<dyn KeyValidator>,
+    pub metrics: CaptureMetrics,
+    pub require_api_key: bool,
+    pub default_project_id: u64,
+    pub max_event_body_bytes: usize,
+    pub max_batch_body_bytes: usize,
+    pub trust_forwarded_for: bool,
+}
+
+/// How a route answers and how much it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    /// `/capture`: 202 `{"accepted": n}`.
+    Native,
+    /// `/e`, `/i/v0/e`, `/track`: 200 `{"status": 1}`, event body limit.
+    PostHogEvent,
+    /// `/batch`: 200 `{"status": 1}`, batch body limit.
+    PostHogBatch,
+}
+
+/// Everything that can go wrong with a request, mapped to a status and a
+/// JSON body naming the problem.
+#[derive(Debug)]
+enum ApiError {
+    Decode(DecodeError),
+    Payload(PayloadError),
+    Key(KeyRefusal),
+    KeyUnavailable(String),
+    Produce(ProduceError),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Decode(DecodeError::TooLarge { .. })
+            | Self::Produce(ProduceError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Decode(_) | Self::Payload(_) => StatusCode::BAD_REQUEST,
+            Self::Key(_) => StatusCode::UNAUTHORIZED,
+            Self::KeyUnavailable(_) | Self::Produce(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Decode(e) => e.kind(),
+            Self::Payload(e) => e.kind(),
+            Self::Key(KeyRefusal::Missing) => "missing_api_key",
+            Self::Key(KeyRefusal::Invalid) => "invalid_api_key",
+            Self::KeyUnavailable(_) => "auth_unavailable",
+            Self::Produce(e) => e.reason(),
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Self::Decode(e) => e.to_string(),
+            Self::Payload(e) => e.to_string(),
+            Self::Key(e) => e.to_string(),
+            Self::KeyUnavailable(e) => e.clone(),
+            Self::Produce(e) => e.to_string(),
+        }
+    }
+
+    fn into_response(self, request_id: &str) -> Response {
+        let mut body = json!({
+            "error": self.kind(),
+            "message": self.message(),
+            "request_id": request_id,
+        });
+        if let Self::Payload(e) = &self
+            && let Some(index) = e.index()
+        {
+            body["index"] = json!(index);
+        }
+        let mut response = (self.status(), Json(body)).into_response();
+        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+/// The capture routes (CORS is added by the caller).
+pub fn routes(state: Arc<AppState>) -> Router {
+    let posthog = |flavor: Flavor| -> MethodRouter<Arc<AppState>> {
+        on(
+            MethodFilter::POST.or(MethodFilter::GET),
+            move |state, peer, headers, method, uri, query, body| {
+                handle(state, peer, headers, method, uri, query, body, flavor)
+            },
+        )
+    };
+    let mut router = Router::new().route(
+        "/capture",
+        axum::routing::post(|state, peer, headers, method, uri, query, body| {
+            handle(
+                state,
+                peer,
+                headers,
+                method,
+                uri,
+                query,
+                body,
+                Flavor::Native,
+            )
+        }),
+    );
+    for path in ["/e", "/e/", "/i/v0/e", "/i/v0/e/", "/track", "/track/"] {
+        router = router.route(path, posthog(Flavor::PostHogEvent));
+    }
+    for path in ["/batch", "/batch/"] {
+        router = router.route(path, posthog(Flavor::PostHogBatch));
+    }
+    router = router.route("/ready", get(ready));
+    router.with_state(state)
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    if state.producer.is_ready() {
+        (StatusCode::OK, Json(json!({"status": "ready"}))).into_response()
+    } else {
+        let reason = state.producer.not_ready_reason().await;
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "kafka": reason})),
+        )
+            .into_response()
+    }
+}
+
+fn route_label(flavor: Flavor, uri_path: &str) -> String {
+    match flavor {
+        Flavor::Native => "/capture".to_owned(),
+        Flavor::PostHogBatch => "/batch".to_owned(),
+        Flavor::PostHogEvent => uri_path.trim_end_matches('/').to_owned(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<HashMap<String, String>>,
+    body: Body,
+    flavor: Flavor,
+) -> Response {
+    let started = Instant::now();
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let route = match flavor {
+        Flavor::Native => "/capture",
+        Flavor::PostHogBatch => "/batch",
+        Flavor::PostHogEvent => "event",
+    };
+    let span = tracing::info_span!("capture", request_id = %request_id, route, project_id = tracing::field::Empty);
+    let (response, label) = async {
+        let limit = match flavor {
+            Flavor::PostHogBatch => state.max_batch_body_bytes,
+            _ => state.max_event_body_bytes,
+        };
+        let label = route_label(flavor, uri.path());
+        let result = accept(&state, peer, &headers, &method, &query, body, flavor, limit).await;
+        let response = match result {
+            Ok(count) => {
+                state.metrics.events_received.inc_by(count as u64);
+                tracing::debug!(events = count, "accepted");
+                match flavor {
+                    Flavor::Native => (StatusCode::ACCEPTED, Json(json!({"accepted": count}))).into_response(),
+                    _ => (StatusCode::OK, Json(json!({"status": 1}))).into_response(),
+                }
+            }
+            Err((error, events)) => {
+                state.metrics.reject(error.kind(), events as u64);
+                let status = error.status();
+                if status.is_server_error() {
+                    tracing::warn!(error = %error.message(), kind = error.kind(), status = status.as_u16(), "request refused");
+                } else {
+                    tracing::info!(error = %error.message(), kind = error.kind(), status = status.as_u16(), "request refused");
+                }
+                error.into_response(&request_id)
+            }
+        };
+        (response, label)
+    }
+    .instrument(span)
+    .await;
+
+    let mut response = response;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route: label.clone(),
+            status: response.status().as_u16(),
+        })
+        .inc();
+    state
+        .metrics
+        .request_duration
+        .get_or_create(&RouteLabels { route: label })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Reads, decodes, authorises, normalises and produces; returns how many
+/// events Kafka acknowledged, or the error and how many events it concerns.
+#[allow(clippy::too_many_arguments)]
+async fn accept(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    method: &Method,
+    query: &HashMap<String, String>,
+    body: Body,
+    flavor: Flavor,
+    limit: usize,
+) -> Result<usize, (ApiError, usize)> {
+    let received_at = chrono::Utc::now();
+    let compression = query.get("compression").cloned();
+    let value = if method == Method::GET {
+        let data = query
+            .get("data")
+            .ok_or((ApiError::Decode(DecodeError::Empty), 0))?;
+        decode_query_data(data, compression.as_deref(), limit)
+    } else {
+        let bytes = read_body(headers, body, limit)
+            .await
+            .map_err(|e| (ApiError::Decode(e), 0))?;
+        let hints = BodyHints {
+            form: headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded")),
+            compression,
+        };
+        decode_body(&bytes, &hints, limit)
+    }
+    .map_err(|e| (ApiError::Decode(e), 0))?;
+
+    let payload = normalize::split(value).map_err(|e| (ApiError::Payload(e), 0))?;
+    let count = payload.events.len();
+
+    let header_key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned);
+    let query_key = query
+        .get("token")
+        .or_else(|| query.get("api_key"))
+        .filter(|k| !k.is_empty())
+        .cloned();
+    let key = match flavor {
+        Flavor::Native => header_key.or(payload.api_key.clone()).or(query_key),
+        _ => payload.api_key.clone().or(header_key).or(query_key),
+    };
+    let check = match &key {
+        Some(k) => Some(
+            state
+                .keys
+                .check(k)
+                .await
+                .map_err(|e| (ApiError::KeyUnavailable(e.to_string()), count))?,
+        ),
+        None => None,
+    };
+    let project_id = project_for(state.require_api_key, check, state.default_project_id)
+        .map_err(|e| (ApiError::Key(e), count))?;
+    tracing::Span::current().record("project_id", project_id);
+
+    let ctx = Context {
+        project_id,
+        received_at,
+        ip: client_ip(headers, peer, state.trust_forwarded_for),
+    };
+    let events: Vec<Event> =
+        normalize::normalize(payload, &ctx).map_err(|e| (ApiError::Payload(e), count))?;
+    state
+        .producer
+        .send_all(&events)
+        .await
+        .map_err(|e| (ApiError::Produce(e), count))?;
+    Ok(count)
+}
+
+/// Reads the body, refusing it (413) past `limit` bytes without buffering more.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, DecodeError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(DecodeError::TooLarge { limit });
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let inner = e.into_inner();
+        if inner
+            .downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
+            DecodeError::TooLarge { limit }
+        } else {
+            DecodeError::Form(format!("could not read the request body: {inner}"))
+        }
+    })
+}
+
+/// The client address: the first `X-Forwarded-For` entry when trusted, else
+/// the peer.
+fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> Option<String> {
+    if trust_forwarded_for
+        && let Some(first) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+    {
+        return Some(first.to_owned());
+    }
+    Some(peer.ip().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_used_only_when_trusted_and_valid() {
+        let peer: SocketAddr = "10.0.0.9:5000".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.5, 10.0.0.1"),
+        );
+        assert_eq!(client_ip(&h, peer, true).as_deref(), Some("203.0.113.5"));
+        assert_eq!(client_ip(&h, peer, false).as_deref(), Some("10.0.0.9"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("garbage"));
+        assert_eq!(client_ip(&h, peer, true).as_deref(), Some("10.0.0.9"));
+    }
+
+    #[test]
+    fn statuses_by_error_class() {
+        assert_eq!(
+            ApiError::Decode(DecodeError::TooLarge { limit: 1 }).status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            ApiError::Decode(DecodeError::Empty).status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            ApiError::Payload(PayloadError::NoEvents).status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            ApiError::Key(KeyRefusal::Missing).status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            ApiError::Produce(ProduceError::QueueFull).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            ApiError::KeyUnavailable("x".into()).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}

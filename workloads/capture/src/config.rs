@@ -1,0 +1,216 @@
+//! Capture settings, read from `CAPTURE_*` environment variables.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tributary_core::config::{ConfigError, Env};
+
+/// Everything capture needs to run. See [`CaptureConfig::from_env`] for the
+/// variables and their defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptureConfig {
+    /// `CAPTURE_HOST` (`0.0.0.0`) and `CAPTURE_PORT` (`8000`).
+    pub listen: SocketAddr,
+    pub kafka: KafkaSettings,
+    /// `CAPTURE_REQUIRE_API_KEY` (`false`): refuse requests without a valid key.
+    pub require_api_key: bool,
+    /// `CAPTURE_API_KEYS`: static keys, `key=project_id` pairs separated by
+    /// commas. Used until the auth service validates keys.
+    pub api_keys: HashMap<String, u64>,
+    /// `CAPTURE_DEFAULT_PROJECT_ID` (`1`): project of events sent without a
+    /// known key while keys are not required.
+    pub default_project_id: u64,
+    /// `CAPTURE_MAX_EVENT_BODY_BYTES` (1 MiB): body limit of the event routes,
+    /// and limit of the decoded payload (gzip bombs stop here).
+    pub max_event_body_bytes: usize,
+    /// `CAPTURE_MAX_BATCH_BODY_BYTES` (20 MiB): the same for `/batch`.
+    pub max_batch_body_bytes: usize,
+    /// `CAPTURE_TRUST_FORWARDED_FOR` (`true`): take the client address from the
+    /// first `X-Forwarded-For` entry (capture normally sits behind an ingress).
+    pub trust_forwarded_for: bool,
+}
+
+/// Producer settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaSettings {
+    /// `CAPTURE_KAFKA_BOOTSTRAP_SERVERS` (`localhost:9092`).
+    pub bootstrap_servers: String,
+    /// `CAPTURE_KAFKA_TOPIC` (`events`).
+    pub topic: String,
+    /// `CAPTURE_KAFKA_PRODUCE_TIMEOUT_MS` (`10000`): how long a request waits
+    /// for Kafka to acknowledge its events before answering 503.
+    pub produce_timeout: Duration,
+    /// `CAPTURE_KAFKA_LINGER_MS` (`5`): batching delay of the producer.
+    pub linger: Duration,
+    /// `CAPTURE_KAFKA_COMPRESSION` (`none`): none, gzip, snappy, lz4 or zstd.
+    pub compression: String,
+    /// `CAPTURE_KAFKA_QUEUE_MESSAGES` (`100000`): producer queue bound; when it
+    /// is full capture answers 503 instead of buffering without limit.
+    pub queue_messages: u32,
+    /// `CAPTURE_KAFKA_READY_INTERVAL_MS` (`2000`): how often `/ready` checks
+    /// that the brokers answer.
+    pub ready_interval: Duration,
+    /// `CAPTURE_KAFKA_MAX_MESSAGE_BYTES` (`1000000`, Kafka's default
+    /// `message.max.bytes`): the largest serialised event; larger ones get 413.
+    /// Raise it together with the topic's `max.message.bytes`.
+    pub max_message_bytes: usize,
+}
+
+const MIB: usize = 1024 * 1024;
+
+impl CaptureConfig {
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let host: IpAddr = env.parse("CAPTURE_HOST", IpAddr::from([0, 0, 0, 0]))?;
+        let port = env.port("CAPTURE_PORT", 8000)?;
+        let kafka = KafkaSettings {
+            bootstrap_servers: env.string("CAPTURE_KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")?,
+            topic: env.string("CAPTURE_KAFKA_TOPIC", "events")?,
+            produce_timeout: env.duration_ms("CAPTURE_KAFKA_PRODUCE_TIMEOUT_MS", 10_000, 100)?,
+            linger: Duration::from_millis(env.int_in("CAPTURE_KAFKA_LINGER_MS", 5u64, 0, 1_000)?),
+            compression: env.one_of(
+                "CAPTURE_KAFKA_COMPRESSION",
+                "none",
+                &["none", "gzip", "snappy", "lz4", "zstd"],
+            )?,
+            queue_messages: env.int_in(
+                "CAPTURE_KAFKA_QUEUE_MESSAGES",
+                100_000u32,
+                1,
+                10_000_000,
+            )?,
+            ready_interval: env.duration_ms("CAPTURE_KAFKA_READY_INTERVAL_MS", 2_000, 100)?,
+            max_message_bytes: env.int_in(
+                "CAPTURE_KAFKA_MAX_MESSAGE_BYTES",
+                1_000_000usize,
+                1024,
+                100 * MIB,
+            )?,
+        };
+        let api_keys =
+            parse_api_keys(&env.string("CAPTURE_API_KEYS", "").or_else(|e| match e {
+                ConfigError::Empty { .. } => Ok(String::new()),
+                other => Err(other),
+            })?)?;
+        Ok(Self {
+            listen: SocketAddr::new(host, port),
+            kafka,
+            require_api_key: env.bool("CAPTURE_REQUIRE_API_KEY", false)?,
+            api_keys,
+            default_project_id: env.int_in("CAPTURE_DEFAULT_PROJECT_ID", 1u64, 1, u64::MAX)?,
+            max_event_body_bytes: env.int_in(
+                "CAPTURE_MAX_EVENT_BODY_BYTES",
+                MIB,
+                1024,
+                1024 * MIB,
+            )?,
+            max_batch_body_bytes: env.int_in(
+                "CAPTURE_MAX_BATCH_BODY_BYTES",
+                20 * MIB,
+                1024,
+                1024 * MIB,
+            )?,
+            trust_forwarded_for: env.bool("CAPTURE_TRUST_FORWARDED_FOR", true)?,
+        })
+    }
+}
+
+/// Parses `key=project_id,key=project_id`. Keys are secrets: errors name the
+/// position, never the key.
+fn parse_api_keys(raw: &str) -> Result<HashMap<String, u64>, ConfigError> {
+    let invalid = |reason: String| ConfigError::InvalidSecret {
+        var: "CAPTURE_API_KEYS".into(),
+        reason,
+    };
+    let mut keys = HashMap::new();
+    for (i, item) in raw.split(',').map(str::trim).enumerate() {
+        if item.is_empty() {
+            continue;
+        }
+        let (key, project) = item
+            .rsplit_once('=')
+            .ok_or_else(|| invalid(format!("entry {} is not key=project_id", i + 1)))?;
+        let project: u64 = project
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "entry {}: project id must be a positive integer",
+                    i + 1
+                ))
+            })?;
+        if key.trim().is_empty() {
+            return Err(invalid(format!("entry {}: empty key", i + 1)));
+        }
+        keys.insert(key.trim().to_owned(), project);
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let src: [(&str, &str); 0] = [];
+        let c = CaptureConfig::from_env(&Env::new(&src)).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:8000".parse().unwrap());
+        assert_eq!(c.kafka.bootstrap_servers, "localhost:9092");
+        assert_eq!(c.kafka.topic, "events");
+        assert_eq!(c.kafka.produce_timeout, Duration::from_secs(10));
+        assert!(!c.require_api_key);
+        assert!(c.api_keys.is_empty());
+        assert_eq!(c.max_event_body_bytes, 1024 * 1024);
+        assert_eq!(c.max_batch_body_bytes, 20 * 1024 * 1024);
+    }
+
+    #[test]
+    fn reads_every_variable() {
+        let src = [
+            ("CAPTURE_HOST", "127.0.0.1"),
+            ("CAPTURE_PORT", "18000"),
+            ("CAPTURE_KAFKA_BOOTSTRAP_SERVERS", "k1:9092,k2:9092"),
+            ("CAPTURE_KAFKA_TOPIC", "ev"),
+            ("CAPTURE_KAFKA_PRODUCE_TIMEOUT_MS", "2500"),
+            ("CAPTURE_KAFKA_COMPRESSION", "LZ4"),
+            ("CAPTURE_REQUIRE_API_KEY", "true"),
+            ("CAPTURE_API_KEYS", "phc_a=1, phc_b=22"),
+            ("CAPTURE_DEFAULT_PROJECT_ID", "7"),
+        ];
+        let c = CaptureConfig::from_env(&Env::new(&src)).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:18000".parse().unwrap());
+        assert_eq!(c.kafka.topic, "ev");
+        assert_eq!(c.kafka.produce_timeout, Duration::from_millis(2500));
+        assert_eq!(c.kafka.compression, "lz4");
+        assert!(c.require_api_key);
+        assert_eq!(c.api_keys["phc_b"], 22);
+        assert_eq!(c.default_project_id, 7);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("CAPTURE_PORT", "http"),
+            ("CAPTURE_HOST", "local host"),
+            ("CAPTURE_REQUIRE_API_KEY", "sometimes"),
+            ("CAPTURE_KAFKA_COMPRESSION", "brotli"),
+            ("CAPTURE_KAFKA_PRODUCE_TIMEOUT_MS", "5"),
+            ("CAPTURE_MAX_EVENT_BODY_BYTES", "12"),
+            ("CAPTURE_API_KEYS", "phc_secret_value"),
+            ("CAPTURE_API_KEYS", "phc_secret_value=zero"),
+        ] {
+            let src = [(var, value)];
+            let err = CaptureConfig::from_env(&Env::new(&src)).unwrap_err();
+            assert_eq!(err.var(), var, "{err}");
+            if var == "CAPTURE_API_KEYS" {
+                assert!(
+                    !err.to_string().contains("phc_secret_value"),
+                    "key leaked: {err}"
+                );
+            }
+        }
+    }
+}

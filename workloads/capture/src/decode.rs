@@ -1,0 +1,449 @@
+//! Request body → JSON value, for every encoding PostHog SDKs use.
+//!
+//! Pure and I/O-free. Order of recognition:
+//! 1. form data (`application/x-www-form-urlencoded`, or a body starting with
+//!    `data=`): its `data` field is the payload (`compression` may come in the
+//!    form too);
+//! 2. gzip, recognised by its magic bytes whatever the query says;
+//!    `?compression=gzip-js` without the magic bytes is an error;
+//! 3. JSON when the text starts with `{` or `[`, otherwise base64 (standard or
+//!    URL-safe alphabet, padding optional), which may itself hold gzip.
+//!
+//! Every stage is bounded by `limit` bytes of output, so a small gzip bomb
+//! cannot expand into memory.
+
+use std::io::Read;
+
+use base64::Engine;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::{DecodePaddingMode, general_purpose};
+use serde_json::Value;
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Why a body could not be turned into JSON. The message is shown to clients.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("request body is empty")]
+    Empty,
+    #[error("payload is larger than {limit} bytes once decoded")]
+    TooLarge { limit: usize },
+    #[error("invalid gzip: {0}")]
+    Gzip(String),
+    #[error("invalid base64: {0}")]
+    Base64(String),
+    #[error("invalid form data: {0}")]
+    Form(String),
+    #[error("payload is not valid UTF-8 (first invalid byte at offset {offset})")]
+    Utf8 { offset: usize },
+    #[error("malformed JSON: {0}")]
+    Json(String),
+}
+
+impl DecodeError {
+    /// Short machine-readable kind, used as a metric label and error code.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Empty => "empty_body",
+            Self::TooLarge { .. } => "too_large",
+            Self::Gzip(_) => "invalid_gzip",
+            Self::Base64(_) => "invalid_base64",
+            Self::Form(_) => "invalid_form",
+            Self::Utf8 { .. } => "invalid_utf8",
+            Self::Json(_) => "malformed_json",
+        }
+    }
+}
+
+/// What the request says about the body besides its bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BodyHints {
+    /// The `Content-Type` was `application/x-www-form-urlencoded`.
+    pub form: bool,
+    /// `compression` from the query string (e.g. `gzip-js`, `base64`).
+    pub compression: Option<String>,
+}
+
+/// Decodes `body` into a JSON value; see the module docs.
+pub fn decode_body(body: &[u8], hints: &BodyHints, limit: usize) -> Result<Value, DecodeError> {
+    if body.len() > limit {
+        return Err(DecodeError::TooLarge { limit });
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(DecodeError::Empty);
+    }
+    if hints.form || body.starts_with(b"data=") {
+        let (data, form_compression) = form_data(body)?;
+        let compression = form_compression.or_else(|| hints.compression.clone());
+        return decode_payload(data.as_bytes(), compression.as_deref(), limit);
+    }
+    decode_payload(body, hints.compression.as_deref(), limit)
+}
+
+/// Decodes the `data` query parameter of a GET request (old SDKs, pixels).
+pub fn decode_query_data(
+    data: &str,
+    compression: Option<&str>,
+    limit: usize,
+) -> Result<Value, DecodeError> {
+    if data.trim().is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    decode_payload(data.as_bytes(), compression, limit)
+}
+
+fn form_data(body: &[u8]) -> Result<(String, Option<String>), DecodeError> {
+    let mut data = None;
+    let mut compression = None;
+    for (k, v) in form_urlencoded::parse(body) {
+        match k.as_ref() {
+            "data" => data = Some(v.into_owned()),
+            "compression" => compression = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    match data {
+        Some(d) if !d.trim().is_empty() => Ok((d, compression)),
+        Some(_) => Err(DecodeError::Form("field `data` is empty".into())),
+        None => Err(DecodeError::Form("no `data` field".into())),
+    }
+}
+
+fn decode_payload(
+    bytes: &[u8],
+    compression: Option<&str>,
+    limit: usize,
+) -> Result<Value, DecodeError> {
+    let gzip_hinted = compression
+        .is_some_and(|c| c.eq_ignore_ascii_case("gzip-js") || c.eq_ignore_ascii_case("gzip"));
+    if bytes.starts_with(&GZIP_MAGIC) {
+        return parse_json(&gunzip(bytes, limit)?);
+    }
+    if gzip_hinted {
+        // The SDK said gzip; a body that is not must not be guessed at.
+        return Err(DecodeError::Gzip(
+            "compression=gzip-js but the body does not start with the gzip magic bytes".into(),
+        ));
+    }
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    match bytes.get(start) {
+        Some(b'{') | Some(b'[') => parse_json(bytes),
+        _ => {
+            let decoded = base64_decode(bytes, limit)?;
+            if decoded.starts_with(&GZIP_MAGIC) {
+                parse_json(&gunzip(&decoded, limit)?)
+            } else {
+                parse_json(&decoded)
+            }
+        }
+    }
+}
+
+fn gunzip(bytes: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
+    let mut out = Vec::new();
+    // Read one byte past the limit to tell "exactly at" from "over".
+    let read = flate2::read::MultiGzDecoder::new(bytes)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| DecodeError::Gzip(e.to_string()))?;
+    if read > limit {
+        return Err(DecodeError::TooLarge { limit });
+    }
+    Ok(out)
+}
+
+const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
+    .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+    .with_decode_allow_trailing_bits(true);
+const STANDARD_LENIENT: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT);
+const URL_SAFE_LENIENT: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT);
+
+fn base64_decode(bytes: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
+    // Form decoding turns '+' into ' ': undo that, and drop line breaks.
+    let cleaned: Vec<u8> = bytes
+        .iter()
+        .filter(|b| !matches!(b, b'\n' | b'\r' | b'\t'))
+        .map(|&b| if b == b' ' { b'+' } else { b })
+        .collect();
+    if cleaned.len() / 4 * 3 > limit + 3 {
+        return Err(DecodeError::TooLarge { limit });
+    }
+    let url_safe = cleaned.iter().any(|b| matches!(b, b'-' | b'_'));
+    let engine = if url_safe {
+        &URL_SAFE_LENIENT
+    } else {
+        &STANDARD_LENIENT
+    };
+    let decoded = engine
+        .decode(&cleaned)
+        .or_else(|_| general_purpose::STANDARD.decode(&cleaned))
+        .map_err(|e| DecodeError::Base64(format!("body is neither JSON, gzip nor base64 ({e})")))?;
+    if decoded.len() > limit {
+        return Err(DecodeError::TooLarge { limit });
+    }
+    Ok(decoded)
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Value, DecodeError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::Utf8 {
+        offset: e.valid_up_to(),
+    })?;
+    serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+    use serde_json::json;
+    use std::io::Write;
+
+    const LIMIT: usize = 1024 * 1024;
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        general_purpose::STANDARD.encode(bytes)
+    }
+
+    fn payload() -> Value {
+        json!({"api_key": "phc_x", "event": "$pageview", "distinct_id": "u+1/2", "properties": {"a": "é"}})
+    }
+
+    fn plain() -> BodyHints {
+        BodyHints::default()
+    }
+
+    #[test]
+    fn plain_json_object_and_array() {
+        let body = payload().to_string();
+        assert_eq!(
+            decode_body(body.as_bytes(), &plain(), LIMIT).unwrap(),
+            payload()
+        );
+        let arr = json!([payload(), payload()]).to_string();
+        assert_eq!(
+            decode_body(format!("  \n{arr}").as_bytes(), &plain(), LIMIT).unwrap(),
+            json!([payload(), payload()])
+        );
+    }
+
+    #[test]
+    fn gzip_is_recognised_by_magic_with_or_without_the_hint() {
+        let body = gzip(payload().to_string().as_bytes());
+        assert_eq!(decode_body(&body, &plain(), LIMIT).unwrap(), payload());
+        let hinted = BodyHints {
+            compression: Some("gzip-js".into()),
+            ..plain()
+        };
+        assert_eq!(decode_body(&body, &hinted, LIMIT).unwrap(), payload());
+    }
+
+    #[test]
+    fn gzip_hint_without_gzip_is_refused() {
+        let hinted = BodyHints {
+            compression: Some("gzip-js".into()),
+            ..plain()
+        };
+        let err = decode_body(payload().to_string().as_bytes(), &hinted, LIMIT).unwrap_err();
+        assert_eq!(err.kind(), "invalid_gzip");
+        assert!(err.to_string().contains("magic"), "{err}");
+    }
+
+    #[test]
+    fn truncated_gzip_is_refused() {
+        let body = gzip(payload().to_string().as_bytes());
+        let err = decode_body(&body[..body.len() - 6], &plain(), LIMIT).unwrap_err();
+        assert_eq!(err.kind(), "invalid_gzip");
+    }
+
+    #[test]
+    fn base64_bodies_standard_and_url_safe() {
+        let text = payload().to_string();
+        assert_eq!(
+            decode_body(b64(text.as_bytes()).as_bytes(), &plain(), LIMIT).unwrap(),
+            payload()
+        );
+        let url = general_purpose::URL_SAFE_NO_PAD.encode(text.as_bytes());
+        assert_eq!(
+            decode_body(url.as_bytes(), &plain(), LIMIT).unwrap(),
+            payload()
+        );
+        let gz = b64(&gzip(text.as_bytes()));
+        assert_eq!(
+            decode_body(gz.as_bytes(), &plain(), LIMIT).unwrap(),
+            payload()
+        );
+    }
+
+    #[test]
+    fn form_encoded_data_in_every_inner_encoding() {
+        let text = payload().to_string();
+        let form = |data: &str, extra: &str| {
+            let mut s = form_urlencoded::Serializer::new(String::new());
+            s.append_pair("data", data);
+            if !extra.is_empty() {
+                s.append_pair("compression", extra);
+            }
+            s.finish()
+        };
+        let hints = BodyHints {
+            form: true,
+            ..plain()
+        };
+        // base64 inside a form (posthog-js `compression=base64`)
+        assert_eq!(
+            decode_body(
+                form(&b64(text.as_bytes()), "base64").as_bytes(),
+                &hints,
+                LIMIT
+            )
+            .unwrap(),
+            payload()
+        );
+        // URL-encoded JSON (old SDKs), recognised by `data=` even without the header
+        assert_eq!(
+            decode_body(form(&text, "").as_bytes(), &plain(), LIMIT).unwrap(),
+            payload()
+        );
+        // A raw '+' from a form turned into ' ' is repaired.
+        let raw = format!("data={}", b64(text.as_bytes()));
+        assert_eq!(
+            decode_body(raw.as_bytes(), &hints, LIMIT).unwrap(),
+            payload()
+        );
+    }
+
+    #[test]
+    fn form_without_data_is_refused() {
+        let hints = BodyHints {
+            form: true,
+            ..plain()
+        };
+        assert_eq!(
+            decode_body(b"x=1", &hints, LIMIT).unwrap_err(),
+            DecodeError::Form("no `data` field".into())
+        );
+        assert_eq!(
+            decode_body(b"data=", &hints, LIMIT).unwrap_err().kind(),
+            "invalid_form"
+        );
+    }
+
+    #[test]
+    fn query_data_is_decoded_like_a_form_field() {
+        let text = payload().to_string();
+        assert_eq!(
+            decode_query_data(&b64(text.as_bytes()), None, LIMIT).unwrap(),
+            payload()
+        );
+        assert_eq!(
+            decode_query_data(" ", None, LIMIT).unwrap_err(),
+            DecodeError::Empty
+        );
+    }
+
+    #[test]
+    fn gzip_bombs_stop_at_the_limit() {
+        let bomb = gzip(&vec![b' '; 10 * LIMIT]);
+        assert!(bomb.len() < LIMIT / 10, "bomb is {} bytes", bomb.len());
+        assert_eq!(
+            decode_body(&bomb, &plain(), LIMIT).unwrap_err(),
+            DecodeError::TooLarge { limit: LIMIT }
+        );
+        // Exactly at the limit is fine (and then fails as JSON, not as size).
+        let at = gzip(&[b' '; 100]);
+        assert_eq!(
+            decode_body(&at, &plain(), 100).unwrap_err().kind(),
+            "malformed_json"
+        );
+    }
+
+    #[test]
+    fn oversized_raw_and_base64_bodies_are_refused() {
+        let big = vec![b'{'; 2000];
+        assert_eq!(
+            decode_body(&big, &plain(), 1000).unwrap_err(),
+            DecodeError::TooLarge { limit: 1000 }
+        );
+        let b = b64(&vec![b'x'; 900]);
+        assert_eq!(
+            decode_body(b.as_bytes(), &plain(), 1000).unwrap_err(),
+            DecodeError::TooLarge { limit: 1000 }
+        );
+    }
+
+    #[test]
+    fn each_bad_input_class_has_its_kind() {
+        assert_eq!(
+            decode_body(b"", &plain(), LIMIT).unwrap_err(),
+            DecodeError::Empty
+        );
+        assert_eq!(
+            decode_body(b" \n", &plain(), LIMIT).unwrap_err(),
+            DecodeError::Empty
+        );
+        assert_eq!(
+            decode_body(b"{\"event\": ", &plain(), LIMIT)
+                .unwrap_err()
+                .kind(),
+            "malformed_json"
+        );
+        assert_eq!(
+            decode_body(b"not json!", &plain(), LIMIT)
+                .unwrap_err()
+                .kind(),
+            "invalid_base64"
+        );
+        assert_eq!(
+            decode_body(b"{\"event\": \"\xff\"}", &plain(), LIMIT).unwrap_err(),
+            DecodeError::Utf8 { offset: 11 }
+        );
+    }
+
+    #[test]
+    fn malformed_json_message_says_where() {
+        let err = decode_body(b"{\"a\": 1,}", &plain(), LIMIT).unwrap_err();
+        assert!(err.to_string().contains("line 1 column"), "{err}");
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512), form in any::<bool>(), gz in any::<bool>()) {
+                let hints = BodyHints { form, compression: gz.then(|| "gzip-js".to_owned()) };
+                let _ = decode_body(&body, &hints, 4096);
+            }
+
+            #[test]
+            fn corrupted_gzip_never_panics(flip in 0usize..200, byte in any::<u8>()) {
+                let mut body = gzip(payload().to_string().as_bytes());
+                let i = flip % body.len();
+                body[i] = byte;
+                let _ = decode_body(&body, &plain(), 4096);
+            }
+
+            #[test]
+            fn any_json_survives_every_encoding(s in "\\PC{0,64}") {
+                let v = json!({"event": s, "distinct_id": "d"});
+                let text = v.to_string();
+                prop_assert_eq!(&decode_body(text.as_bytes(), &plain(), LIMIT).unwrap(), &v);
+                prop_assert_eq!(&decode_body(&gzip(text.as_bytes()), &plain(), LIMIT).unwrap(), &v);
+                prop_assert_eq!(&decode_body(b64(text.as_bytes()).as_bytes(), &plain(), LIMIT).unwrap(), &v);
+            }
+        }
+    }
+}

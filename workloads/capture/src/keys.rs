@@ -1,0 +1,100 @@
+//! API key → project. Validation sits behind [`KeyValidator`] so the static
+//! list from `CAPTURE_API_KEYS` can be swapped for the auth service.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+/// What a validator says about a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCheck {
+    /// A capture key of this project.
+    Valid { project_id: u64 },
+    /// Not a key we know (or revoked, or not a capture key).
+    Unknown,
+}
+
+/// The validator could not answer (e.g. the auth service is down and the key
+/// is not cached). Requests get 503: an unknown key is never let through.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("API key validation unavailable: {0}")]
+pub struct KeyError(pub String);
+
+pub type KeyFuture<'a> = Pin<Box<dyn Future<Output = Result<KeyCheck, KeyError>> + Send + 'a>>;
+
+/// Turns an API key into its project.
+pub trait KeyValidator: Send + Sync + 'static {
+    fn check<'a>(&'a self, key: &'a str) -> KeyFuture<'a>;
+}
+
+/// Keys from configuration (`CAPTURE_API_KEYS`).
+#[derive(Debug, Clone, Default)]
+pub struct StaticKeys(HashMap<String, u64>);
+
+impl StaticKeys {
+    pub fn new(keys: HashMap<String, u64>) -> Self {
+        Self(keys)
+    }
+}
+
+impl KeyValidator for StaticKeys {
+    fn check<'a>(&'a self, key: &'a str) -> KeyFuture<'a> {
+        let answer = match self.0.get(key) {
+            Some(&project_id) => KeyCheck::Valid { project_id },
+            None => KeyCheck::Unknown,
+        };
+        Box::pin(std::future::ready(Ok(answer)))
+    }
+}
+
+/// Why a request's key was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRefusal {
+    #[error("API key required: send it in the X-API-Key header or as api_key/token in the payload")]
+    Missing,
+    #[error("invalid API key")]
+    Invalid,
+}
+
+/// The project of a request, by the rules of `CAPTURE_REQUIRE_API_KEY`:
+/// with keys required, a missing or unknown key is refused; otherwise a valid
+/// key still picks its project and anything else goes to the default project.
+pub fn project_for(
+    require: bool,
+    key: Option<KeyCheck>,
+    default_project: u64,
+) -> Result<u64, KeyRefusal> {
+    match (key, require) {
+        (Some(KeyCheck::Valid { project_id }), _) => Ok(project_id),
+        (None, true) => Err(KeyRefusal::Missing),
+        (Some(KeyCheck::Unknown), true) => Err(KeyRefusal::Invalid),
+        (_, false) => Ok(default_project),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn static_keys_resolve_their_project() {
+        let keys = StaticKeys::new(HashMap::from([("phc_a".to_owned(), 3)]));
+        assert_eq!(
+            keys.check("phc_a").await.unwrap(),
+            KeyCheck::Valid { project_id: 3 }
+        );
+        assert_eq!(keys.check("phc_b").await.unwrap(), KeyCheck::Unknown);
+    }
+
+    #[test]
+    fn project_rules() {
+        let valid = Some(KeyCheck::Valid { project_id: 9 });
+        let unknown = Some(KeyCheck::Unknown);
+        assert_eq!(project_for(true, valid, 1), Ok(9));
+        assert_eq!(project_for(false, valid, 1), Ok(9));
+        assert_eq!(project_for(true, None, 1), Err(KeyRefusal::Missing));
+        assert_eq!(project_for(true, unknown, 1), Err(KeyRefusal::Invalid));
+        assert_eq!(project_for(false, None, 1), Ok(1));
+        assert_eq!(project_for(false, unknown, 1), Ok(1));
+    }
+}

@@ -1,0 +1,700 @@
+//! Decoded JSON → core [`Event`]s. Pure: the clock and the project come in
+//! through [`Context`].
+//!
+//! A payload is one event object, an array of events, or
+//! `{"api_key"|"token": ..., "batch": [...], "sent_at": ...}`. One bad event
+//! refuses the whole request with its index (`event 3: distinct_id is
+//! missing`): SDKs retry whole requests, so accepting part of one would make the
+//! retry ambiguous. Nothing is dropped silently.
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use serde_json::{Map, Value};
+use tributary_core::event::{Event, Lib, WIRE_VERSION};
+use uuid::Uuid;
+
+/// Longest accepted `distinct_id` and event name, in characters.
+pub const MAX_DISTINCT_ID_CHARS: usize = 200;
+pub const MAX_EVENT_NAME_CHARS: usize = 200;
+
+/// Keys that carry the API key; they are never stored with the event.
+const KEY_FIELDS: [&str; 3] = ["api_key", "token", "$token"];
+
+/// A payload split into its events, before any event is validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payload {
+    /// The key found in the payload (batch level first, then the first event).
+    pub api_key: Option<String>,
+    /// Batch-level `sent_at`, if any.
+    pub sent_at: Option<Value>,
+    pub events: Vec<Map<String, Value>>,
+}
+
+/// Why a payload or one of its events was refused. Shown to clients.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("payload must be an event object, an array of events, or {{\"batch\": [...]}}")]
+    Shape,
+    #[error("`batch` must be an array of events")]
+    BatchNotArray,
+    #[error("payload holds no events")]
+    NoEvents,
+    #[error("event {index} is not a JSON object")]
+    NotAnObject { index: usize },
+    #[error("event {index}: {field} {problem}")]
+    Field {
+        index: usize,
+        field: &'static str,
+        problem: String,
+    },
+}
+
+impl PayloadError {
+    /// Short machine-readable kind, used as a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Shape | Self::BatchNotArray | Self::NotAnObject { .. } => "invalid_shape",
+            Self::NoEvents => "no_events",
+            Self::Field { field, .. } => match *field {
+                "event" => "invalid_event_name",
+                "distinct_id" => "invalid_distinct_id",
+                "properties" => "invalid_properties",
+                "timestamp" | "sent_at" | "offset" => "invalid_timestamp",
+                _ => "invalid_field",
+            },
+        }
+    }
+
+    /// Index of the offending event, when one event is at fault.
+    pub fn index(&self) -> Option<usize> {
+        match self {
+            Self::NotAnObject { index } | Self::Field { index, .. } => Some(*index),
+            _ => None,
+        }
+    }
+}
+
+fn string_key(obj: &Map<String, Value>) -> Option<String> {
+    KEY_FIELDS
+        .iter()
+        .find_map(|k| obj.get(*k).and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+fn event_key(obj: &Map<String, Value>) -> Option<String> {
+    string_key(obj).or_else(|| {
+        obj.get("properties")
+            .and_then(Value::as_object)
+            .and_then(string_key)
+    })
+}
+
+/// Splits a decoded payload into events; see the module docs.
+pub fn split(payload: Value) -> Result<Payload, PayloadError> {
+    let (api_key, sent_at, items) = match payload {
+        Value::Object(mut obj) if obj.contains_key("batch") => {
+            let key = string_key(&obj);
+            let sent_at = obj.remove("sent_at");
+            match obj.remove("batch") {
+                Some(Value::Array(items)) => (key, sent_at, items),
+                _ => return Err(PayloadError::BatchNotArray),
+            }
+        }
+        Value::Object(obj) => (None, None, vec![Value::Object(obj)]),
+        Value::Array(items) => (None, None, items),
+        _ => return Err(PayloadError::Shape),
+    };
+    if items.is_empty() {
+        return Err(PayloadError::NoEvents);
+    }
+    let events = items
+        .into_iter()
+        .enumerate()
+        .map(|(index, v)| match v {
+            Value::Object(obj) => Ok(obj),
+            _ => Err(PayloadError::NotAnObject { index }),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let api_key = api_key.or_else(|| events.iter().find_map(event_key));
+    Ok(Payload {
+        api_key,
+        sent_at,
+        events,
+    })
+}
+
+/// What normalisation needs from the request.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub project_id: u64,
+    pub received_at: DateTime<Utc>,
+    pub ip: Option<String>,
+}
+
+/// Normalises every event of `payload`, or refuses it naming the first bad one.
+pub fn normalize(payload: Payload, ctx: &Context) -> Result<Vec<Event>, PayloadError> {
+    let batch_sent_at = match &payload.sent_at {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(parse_time(v).map_err(|problem| PayloadError::Field {
+            index: 0,
+            field: "sent_at",
+            problem,
+        })?),
+    };
+    payload
+        .events
+        .into_iter()
+        .enumerate()
+        .map(|(index, obj)| normalize_event(obj, index, batch_sent_at, ctx))
+        .collect()
+}
+
+fn field_err(index: usize, field: &'static str, problem: impl Into<String>) -> PayloadError {
+    PayloadError::Field {
+        index,
+        field,
+        problem: problem.into(),
+    }
+}
+
+fn normalize_event(
+    mut obj: Map<String, Value>,
+    index: usize,
+    batch_sent_at: Option<DateTime<Utc>>,
+    ctx: &Context,
+) -> Result<Event, PayloadError> {
+    let event = match obj.remove("event") {
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            return Err(field_err(index, "event", "is empty"));
+        }
+        Some(Value::String(s)) if s.chars().count() > MAX_EVENT_NAME_CHARS => {
+            return Err(field_err(
+                index,
+                "event",
+                format!("is longer than {MAX_EVENT_NAME_CHARS} characters"),
+            ));
+        }
+        Some(Value::String(s)) => s,
+        None | Some(Value::Null) => return Err(field_err(index, "event", "is missing")),
+        Some(other) => {
+            return Err(field_err(
+                index,
+                "event",
+                format!("must be a string, not {}", type_name(&other)),
+            ));
+        }
+    };
+
+    let mut properties = match obj.remove("properties") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(p)) => p,
+        Some(other) => {
+            return Err(field_err(
+                index,
+                "properties",
+                format!("must be an object, not {}", type_name(&other)),
+            ));
+        }
+    };
+    for key in ["$set", "$set_once"] {
+        if let Some(v @ Value::Object(_)) = obj.remove(key) {
+            properties.entry(key).or_insert(v);
+        }
+    }
+
+    let distinct_id = obj
+        .remove("distinct_id")
+        .filter(|v| !v.is_null())
+        .or_else(|| obj.remove("$distinct_id").filter(|v| !v.is_null()))
+        .or_else(|| {
+            properties
+                .get("distinct_id")
+                .filter(|v| !v.is_null())
+                .cloned()
+        });
+    let distinct_id = match distinct_id {
+        None => return Err(field_err(index, "distinct_id", "is missing")),
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            return Err(field_err(index, "distinct_id", "is empty"));
+        }
+        Some(Value::String(s)) => s,
+        Some(Value::Number(n)) => n.to_string(),
+        Some(other) => {
+            return Err(field_err(
+                index,
+                "distinct_id",
+                format!("must be a string or a number, not {}", type_name(&other)),
+            ));
+        }
+    };
+    if distinct_id.chars().count() > MAX_DISTINCT_ID_CHARS {
+        return Err(field_err(
+            index,
+            "distinct_id",
+            format!("is longer than {MAX_DISTINCT_ID_CHARS} characters"),
+        ));
+    }
+
+    let uuid = obj
+        .get("uuid")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .filter(|u| !u.is_nil())
+        .unwrap_or_else(Uuid::now_v7);
+
+    let sent_at = match obj.get("sent_at") {
+        None | Some(Value::Null) => batch_sent_at,
+        Some(v) => Some(parse_time(v).map_err(|p| field_err(index, "sent_at", p))?),
+    };
+    let timestamp = match obj.get("timestamp") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(parse_time(v).map_err(|p| field_err(index, "timestamp", p))?),
+    };
+    let offset_ms = match obj.get("offset") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_i64().filter(|o| *o >= 0).ok_or_else(|| {
+            field_err(
+                index,
+                "offset",
+                "must be a non-negative whole number of milliseconds",
+            )
+        })?),
+    };
+    let timestamp = corrected_timestamp(timestamp, sent_at, offset_ms, ctx.received_at);
+
+    for key in KEY_FIELDS {
+        properties.remove(key);
+    }
+    let lib = Lib {
+        name: properties
+            .get("$lib")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        version: properties
+            .get("$lib_version")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    };
+
+    Ok(Event {
+        v: WIRE_VERSION,
+        uuid,
+        project_id: ctx.project_id,
+        event,
+        distinct_id,
+        properties,
+        timestamp: truncate(timestamp),
+        sent_at: sent_at.map(truncate),
+        received_at: truncate(ctx.received_at),
+        ip: ctx.ip.clone(),
+        lib,
+    })
+}
+
+/// The event time on the server's clock.
+///
+/// - `timestamp` and `sent_at`: the client clock is off by
+///   `received_at - sent_at`, so `timestamp + (received_at - sent_at)`;
+/// - `offset` alone (older SDKs: how long ago it happened): `received_at - offset`;
+/// - `timestamp` alone is trusted; nothing at all means `received_at`.
+pub fn corrected_timestamp(
+    timestamp: Option<DateTime<Utc>>,
+    sent_at: Option<DateTime<Utc>>,
+    offset_ms: Option<i64>,
+    received_at: DateTime<Utc>,
+) -> DateTime<Utc> {
+    match (timestamp, sent_at, offset_ms) {
+        (Some(ts), Some(sent), _) => ts.checked_add_signed(received_at - sent).unwrap_or(ts),
+        (Some(ts), None, _) => ts,
+        (None, _, Some(offset)) => received_at
+            .checked_sub_signed(chrono::Duration::milliseconds(offset))
+            .unwrap_or(received_at),
+        (None, _, None) => received_at,
+    }
+}
+
+fn truncate(ts: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    ts.trunc_subsecs(3)
+}
+
+/// ISO-8601 (with or without zone; no zone means UTC) or epoch milliseconds.
+pub fn parse_time(v: &Value) -> Result<DateTime<Utc>, String> {
+    match v {
+        Value::String(s) => {
+            let s = s.trim();
+            if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+                return Ok(t.with_timezone(&Utc));
+            }
+            for fmt in [
+                "%Y-%m-%dT%H:%M:%S%.f",
+                "%Y-%m-%d %H:%M:%S%.f",
+                "%Y-%m-%dT%H:%M:%S%.f%#z",
+                "%Y-%m-%d %H:%M:%S%.f%#z",
+            ] {
+                if let Ok(t) = DateTime::parse_from_str(s, fmt) {
+                    return Ok(t.with_timezone(&Utc));
+                }
+                if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
+                    return Ok(Utc.from_utc_datetime(&t));
+                }
+            }
+            Err(format!("{s:?} is neither ISO-8601 nor epoch milliseconds"))
+        }
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.is_finite() && f.abs() < 9.0e15)
+                    .map(|f| f as i64)
+            })
+            .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+            .ok_or_else(|| format!("{n} is not a valid epoch milliseconds value")),
+        other => Err(format!(
+            "must be an ISO-8601 string or epoch milliseconds, not {}",
+            type_name(other)
+        )),
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx() -> Context {
+        Context {
+            project_id: 7,
+            received_at: Utc
+                .timestamp_millis_opt(1_700_000_010_000)
+                .single()
+                .unwrap(),
+            ip: Some("198.51.100.4".into()),
+        }
+    }
+
+    fn one(v: Value) -> Result<Event, PayloadError> {
+        normalize(split(v)?, &ctx()).map(|mut e| e.remove(0))
+    }
+
+    #[test]
+    fn the_three_shapes_split() {
+        let e = json!({"event": "a", "distinct_id": "d"});
+        assert_eq!(split(e.clone()).unwrap().events.len(), 1);
+        assert_eq!(split(json!([e, e, e])).unwrap().events.len(), 3);
+        let batch =
+            split(json!({"api_key": "phc_k", "batch": [e, e], "sent_at": "2023-11-14T22:13:30Z"}))
+                .unwrap();
+        assert_eq!(batch.events.len(), 2);
+        assert_eq!(batch.api_key.as_deref(), Some("phc_k"));
+        assert!(batch.sent_at.is_some());
+    }
+
+    #[test]
+    fn bad_shapes_are_refused() {
+        assert_eq!(split(json!("x")).unwrap_err(), PayloadError::Shape);
+        assert_eq!(split(json!(3)).unwrap_err(), PayloadError::Shape);
+        assert_eq!(split(json!([])).unwrap_err(), PayloadError::NoEvents);
+        assert_eq!(
+            split(json!({"batch": []})).unwrap_err(),
+            PayloadError::NoEvents
+        );
+        assert_eq!(
+            split(json!({"batch": {"event": "a"}})).unwrap_err(),
+            PayloadError::BatchNotArray
+        );
+        assert_eq!(
+            split(json!([{"event": "a"}, 5])).unwrap_err(),
+            PayloadError::NotAnObject { index: 1 }
+        );
+    }
+
+    #[test]
+    fn the_key_is_found_where_sdks_put_it() {
+        for (payload, key) in [
+            (json!({"token": "t1", "batch": [{"event": "a"}]}), "t1"),
+            (json!({"event": "a", "api_key": "t2"}), "t2"),
+            (json!({"event": "a", "$token": "t3"}), "t3"),
+            (json!({"event": "a", "properties": {"token": "t4"}}), "t4"),
+            (
+                json!([{"event": "a"}, {"event": "b", "properties": {"$token": "t5"}}]),
+                "t5",
+            ),
+        ] {
+            assert_eq!(split(payload).unwrap().api_key.as_deref(), Some(key));
+        }
+        assert_eq!(split(json!({"event": "a"})).unwrap().api_key, None);
+    }
+
+    #[test]
+    fn a_full_event_is_normalised() {
+        let e = one(json!({
+            "event": "$pageview",
+            "distinct_id": "user-1",
+            "uuid": "01890a5d-ac96-774b-bcce-b302099a8057",
+            "properties": {"$current_url": "https://x.test/", "$lib": "posthog-js", "$lib_version": "1.2.3", "token": "phc_secret"},
+            "$set": {"email": "a@b.test"},
+            "timestamp": "2023-11-14T22:13:20.123Z",
+        }))
+        .unwrap();
+        assert_eq!(e.project_id, 7);
+        assert_eq!(e.event, "$pageview");
+        assert_eq!(e.distinct_id, "user-1");
+        assert_eq!(e.uuid.to_string(), "01890a5d-ac96-774b-bcce-b302099a8057");
+        assert_eq!(e.properties["$current_url"], "https://x.test/");
+        assert_eq!(e.properties["$set"]["email"], "a@b.test");
+        assert!(
+            !e.properties.contains_key("token"),
+            "the key must not be stored"
+        );
+        assert_eq!(e.lib.name.as_deref(), Some("posthog-js"));
+        assert_eq!(e.lib.version.as_deref(), Some("1.2.3"));
+        assert_eq!(e.ip.as_deref(), Some("198.51.100.4"));
+        assert_eq!(e.timestamp.timestamp_millis(), 1_700_000_000_123);
+        assert_eq!(e.received_at, ctx().received_at);
+    }
+
+    #[test]
+    fn distinct_id_sources_and_types() {
+        assert_eq!(
+            one(json!({"event": "a", "$distinct_id": "x"}))
+                .unwrap()
+                .distinct_id,
+            "x"
+        );
+        assert_eq!(
+            one(json!({"event": "a", "properties": {"distinct_id": "p"}}))
+                .unwrap()
+                .distinct_id,
+            "p"
+        );
+        assert_eq!(
+            one(json!({"event": "a", "distinct_id": 42}))
+                .unwrap()
+                .distinct_id,
+            "42"
+        );
+        assert_eq!(
+            one(json!({"event": "a", "distinct_id": 4.5}))
+                .unwrap()
+                .distinct_id,
+            "4.5"
+        );
+        assert_eq!(
+            one(json!({"event": "a", "distinct_id": "top", "properties": {"distinct_id": "p"}}))
+                .unwrap()
+                .distinct_id,
+            "top"
+        );
+        let max = "é".repeat(MAX_DISTINCT_ID_CHARS);
+        assert_eq!(
+            one(json!({"event": "a", "distinct_id": max}))
+                .unwrap()
+                .distinct_id
+                .chars()
+                .count(),
+            200
+        );
+    }
+
+    #[test]
+    fn bad_events_are_named_by_index_and_field() {
+        let cases = [
+            (json!({"distinct_id": "d"}), "event 0: event is missing"),
+            (
+                json!({"event": "", "distinct_id": "d"}),
+                "event 0: event is empty",
+            ),
+            (
+                json!({"event": 5, "distinct_id": "d"}),
+                "event 0: event must be a string, not a number",
+            ),
+            (json!({"event": "a"}), "event 0: distinct_id is missing"),
+            (
+                json!({"event": "a", "distinct_id": " "}),
+                "event 0: distinct_id is empty",
+            ),
+            (
+                json!({"event": "a", "distinct_id": true}),
+                "event 0: distinct_id must be a string or a number, not a boolean",
+            ),
+            (
+                json!({"event": "a", "distinct_id": "x".repeat(201)}),
+                "event 0: distinct_id is longer than 200 characters",
+            ),
+            (
+                json!({"event": "e".repeat(201), "distinct_id": "d"}),
+                "event 0: event is longer than 200 characters",
+            ),
+            (
+                json!({"event": "a", "distinct_id": "d", "properties": [1]}),
+                "event 0: properties must be an object, not an array",
+            ),
+            (
+                json!({"event": "a", "distinct_id": "d", "timestamp": "soon"}),
+                "event 0: timestamp \"soon\" is neither ISO-8601 nor epoch milliseconds",
+            ),
+            (
+                json!({"event": "a", "distinct_id": "d", "offset": -5}),
+                "event 0: offset must be a non-negative whole number of milliseconds",
+            ),
+        ];
+        for (payload, message) in cases {
+            assert_eq!(
+                one(payload.clone()).unwrap_err().to_string(),
+                message,
+                "{payload}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_bad_event_refuses_the_batch_naming_its_index() {
+        let ok = json!({"event": "a", "distinct_id": "d"});
+        let err = normalize(
+            split(json!({"batch": [ok, ok, {"event": "a"}, ok]})).unwrap(),
+            &ctx(),
+        )
+        .unwrap_err();
+        assert_eq!(err.index(), Some(2));
+        assert_eq!(err.kind(), "invalid_distinct_id");
+    }
+
+    #[test]
+    fn invalid_or_missing_uuids_are_replaced_with_v7() {
+        for payload in [
+            json!({"event": "a", "distinct_id": "d"}),
+            json!({"event": "a", "distinct_id": "d", "uuid": "not-a-uuid"}),
+            json!({"event": "a", "distinct_id": "d", "uuid": "00000000-0000-0000-0000-000000000000"}),
+        ] {
+            assert_eq!(one(payload).unwrap().uuid.get_version_num(), 7);
+        }
+    }
+
+    #[test]
+    fn clock_skew_is_corrected_with_sent_at() {
+        // The client clock is 1 hour fast: it says it sent at 11:00 while the
+        // server received at 10:00, so an event it stamped 10:59:50 happened
+        // at 09:59:50 server time.
+        let received = ctx().received_at;
+        let sent = received + chrono::Duration::hours(1);
+        let ts = sent - chrono::Duration::seconds(10);
+        let e = normalize(
+            split(json!({"sent_at": sent.to_rfc3339(), "batch": [{"event": "a", "distinct_id": "d", "timestamp": ts.to_rfc3339()}]})).unwrap(),
+            &ctx(),
+        )
+        .unwrap()
+        .remove(0);
+        assert_eq!(e.timestamp, received - chrono::Duration::seconds(10));
+        assert_eq!(e.sent_at, Some(sent));
+    }
+
+    #[test]
+    fn timestamp_rules() {
+        let r = ctx().received_at;
+        let t = Utc
+            .timestamp_millis_opt(1_600_000_000_000)
+            .single()
+            .unwrap();
+        assert_eq!(corrected_timestamp(Some(t), None, None, r), t);
+        assert_eq!(
+            corrected_timestamp(None, None, Some(1500), r),
+            r - chrono::Duration::milliseconds(1500)
+        );
+        assert_eq!(corrected_timestamp(None, None, None, r), r);
+        assert_eq!(corrected_timestamp(Some(t), Some(r), Some(99), r), t);
+    }
+
+    #[test]
+    fn timestamp_formats() {
+        let ms = 1_700_000_000_123;
+        for v in [
+            json!("2023-11-14T22:13:20.123Z"),
+            json!("2023-11-14T23:13:20.123+01:00"),
+            json!("2023-11-14T22:13:20.123"),
+            json!("2023-11-14 22:13:20.123"),
+            json!(1_700_000_000_123i64),
+            json!(1_700_000_000_123.0f64),
+        ] {
+            assert_eq!(parse_time(&v).unwrap().timestamp_millis(), ms, "{v}");
+        }
+        assert!(
+            parse_time(&json!(true))
+                .unwrap_err()
+                .contains("not a boolean")
+        );
+        assert!(parse_time(&json!(1e300)).is_err());
+    }
+
+    #[test]
+    fn timestamps_are_kept_to_the_millisecond() {
+        let e = one(json!({"event": "a", "distinct_id": "d", "timestamp": "2023-11-14T22:13:20.123456789Z"})).unwrap();
+        assert_eq!(e.timestamp.timestamp_subsec_nanos(), 123_000_000);
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn arb_json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>()
+                    .prop_filter("finite", |f| f.is_finite())
+                    .prop_map(Value::from),
+                "\\PC{0,20}".prop_map(Value::from),
+                prop_oneof![
+                    Just("event"),
+                    Just("distinct_id"),
+                    Just("timestamp"),
+                    Just("batch")
+                ]
+                .prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 32, 6, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                    proptest::collection::btree_map(
+                        prop_oneof![
+                            Just("event".to_owned()),
+                            Just("distinct_id".to_owned()),
+                            Just("properties".to_owned()),
+                            Just("timestamp".to_owned()),
+                            Just("sent_at".to_owned()),
+                            Just("offset".to_owned()),
+                            Just("batch".to_owned()),
+                            Just("uuid".to_owned()),
+                            "[a-z$]{1,8}",
+                        ],
+                        inner,
+                        0..6,
+                    )
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+            #[test]
+            fn arbitrary_json_never_panics(v in arb_json()) {
+                if let Ok(p) = split(v) {
+                    let _ = normalize(p, &ctx());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Starts a real capture server against a Kafka-protocol broker.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tributary_capture::{Capture, CaptureConfig};
+use tributary_core::config::Env;
+use tributary_tests::poll_until;
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub handle: tokio::task::JoinHandle<()>,
+    pub http: reqwest::Client,
+}
+
+impl Running {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn wait_ready(&self, timeout: Duration) {
+        let http = self.http.clone();
+        let url = self.url("/ready");
+        poll_until("capture /ready to answer 200", timeout, || {
+            let http = http.clone();
+            let url = url.clone();
+            async move {
+                let r = http.get(&url).send().await.ok()?;
+                (r.status() == 200).then_some(())
+            }
+        })
+        .await;
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("capture did not stop within 30 s")
+            .unwrap();
+    }
+}
+
+/// Config for a test: loopback, port 0, the given broker and topic, plus
+/// `extra` variables.
+pub fn config(bootstrap: &str, topic: &str, extra: &[(&str, &str)]) -> CaptureConfig {
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("CAPTURE_HOST".into(), "127.0.0.1".into()),
+        ("CAPTURE_PORT".into(), "1".into()),
+        ("CAPTURE_KAFKA_BOOTSTRAP_SERVERS".into(), bootstrap.into()),
+        ("CAPTURE_KAFKA_TOPIC".into(), topic.into()),
+        ("CAPTURE_KAFKA_READY_INTERVAL_MS".into(), "200".into()),
+        ("CAPTURE_TRUST_FORWARDED_FOR".into(), "true".into()),
+    ]);
+    for (k, v) in extra {
+        vars.insert((*k).into(), (*v).into());
+    }
+    let mut config = CaptureConfig::from_env(&Env::new(&vars)).unwrap();
+    config.listen.set_port(0);
+    config
+}
+
+pub async fn start(config: CaptureConfig) -> Running {
+    let capture = Capture::bind(&config).await.unwrap();
+    let addr = capture.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let handle = tokio::spawn(async move {
+        capture.serve(token).await.unwrap();
+    });
+    Running {
+        addr,
+        shutdown,
+        handle,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    }
+}
