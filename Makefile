@@ -9,7 +9,7 @@ STACK := infrastructure/local-stack.sh
 # Reproducible builds in CI (the lock file is checked in).
 CARGO_FLAGS := $(if $(CI),--locked,)
 
-.PHONY: up down status test lint fmt build build-deps nextest stack
+.PHONY: up down status test lint fmt build build-deps nextest stack bench-capture
 
 ## up: install what is missing, start the dependency stack, build, show it working
 up: build-deps
@@ -51,6 +51,11 @@ nextest:
 
 stack:
 	$(STACK) up > /dev/null
+
+## bench-capture: capture vs a bare axum handler under wrk (see BENCHMARKS.md)
+bench-capture: build-deps stack
+	command -v wrk >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+	set -a; eval "$$($(STACK) env)"; set +a; cargo bench -p tributary-capture --bench capture_vs_bare
 
 down:
 	$(STACK) down

@@ -157,11 +157,16 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-fn route_label(flavor: Flavor, uri_path: &str) -> String {
+/// The metric label of a route: its path without the trailing slash.
+fn route_label(flavor: Flavor, uri_path: &str) -> &'static str {
     match flavor {
-        Flavor::Native => "/capture".to_owned(),
-        Flavor::PostHogBatch => "/batch".to_owned(),
-        Flavor::PostHogEvent => uri_path.trim_end_matches('/').to_owned(),
+        Flavor::Native => "/capture",
+        Flavor::PostHogBatch => "/batch",
+        Flavor::PostHogEvent => match uri_path.trim_end_matches('/') {
+            "/i/v0/e" => "/i/v0/e",
+            "/track" => "/track",
+            _ => "/e",
+        },
     }
 }
 
@@ -201,8 +206,18 @@ async fn handle(
                 state.metrics.events_received.inc_by(count as u64);
                 tracing::debug!(events = count, "accepted");
                 match flavor {
-                    Flavor::Native => (StatusCode::ACCEPTED, Json(json!({"accepted": count}))).into_response(),
-                    _ => (StatusCode::OK, Json(json!({"status": 1}))).into_response(),
+                    Flavor::Native => (
+                        StatusCode::ACCEPTED,
+                        [(header::CONTENT_TYPE, "application/json")],
+                        format!("{{\"accepted\":{count}}}"),
+                    )
+                        .into_response(),
+                    _ => (
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, "application/json")],
+                        r#"{"status":1}"#,
+                    )
+                        .into_response(),
                 }
             }
             Err((error, events)) => {
@@ -229,7 +244,7 @@ async fn handle(
         .metrics
         .requests
         .get_or_create(&RequestLabels {
-            route: label.clone(),
+            route: label,
             status: response.status().as_u16(),
         })
         .inc();

@@ -12,6 +12,11 @@ use clap::{Parser, Subcommand};
 use tributary_core::config::{Env, ProcessEnv};
 use tributary_core::telemetry::{self, LogConfig};
 
+// mimalloc: measurably faster than glibc malloc for capture's many small
+// JSON allocations (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status of a subcommand whose workload is not built yet.
 const NOT_BUILT: u8 = 3;
 /// Exit status for invalid configuration (EX_CONFIG).
