@@ -11,19 +11,11 @@ CARGO_FLAGS := $(if $(CI),--locked,)
 
 .PHONY: up down status test lint fmt build build-deps nextest stack bench-capture
 
-## up: install what is missing, start the dependency stack, build, show it working
+## up: install what is missing, start the stack and the built workloads, show them working
 up: build-deps
 	$(STACK) up > /dev/null
 	cargo build $(CARGO_FLAGS) --workspace --bins
-	@echo
-	@echo "== dependency stack =="
-	@$(STACK) status
-	@echo
-	@echo "== connection settings ($$($(STACK) env | sed -n 's/^TRIBUTARY_STACK_DIR=//p')/env) =="
-	@$(STACK) env
-	@echo
-	@echo "== workloads =="
-	@for c in auth capture consumer query; do target/debug/tributary $$c 2>&1 || true; done
+	infrastructure/demo.sh up
 
 ## test: everything CI runs: formatting, lints, and every test against the real stack
 # Doc tests run under cargo test; everything else under nextest (one process per
@@ -58,6 +50,7 @@ bench-capture: build-deps stack
 	set -a; eval "$$($(STACK) env)"; set +a; cargo bench -p tributary-capture --bench capture_vs_bare
 
 down:
+	infrastructure/demo.sh stop
 	$(STACK) down
 
 status:

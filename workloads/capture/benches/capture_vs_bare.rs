@@ -23,7 +23,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const DURATION_S: u64 = 10;
 const WARMUP_S: u64 = 3;
 fn connections() -> u32 {
-    std::env::var("BENCH_CONNECTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
+    std::env::var("BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
 }
 const THREADS: u32 = 2;
 
@@ -39,7 +42,10 @@ fn main() {
 // ------------------------------------------------------------- servers ---
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn announce(addr: SocketAddr) {
@@ -63,7 +69,10 @@ fn serve_capture(bootstrap: &str, topic: &str) {
     runtime().block_on(async move {
         let capture = tributary_capture::Capture::bind(&config).await.unwrap();
         announce(capture.local_addr().unwrap());
-        capture.serve(tokio_util::sync::CancellationToken::new()).await.unwrap();
+        capture
+            .serve(tokio_util::sync::CancellationToken::new())
+            .await
+            .unwrap();
     });
 }
 
@@ -98,8 +107,15 @@ impl Server {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("LISTENING ").expect("server did not announce its address").parse().unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .expect("server did not announce its address")
+            .parse()
+            .unwrap();
         Self { child, addr }
     }
 
@@ -163,8 +179,20 @@ fn wrk(addr: SocketAddr, script: &str, seconds: u64) -> Load {
     let path = dir.join("post.lua");
     std::fs::write(&path, script).unwrap();
     let out = Command::new("wrk")
-        .args(["-t", &THREADS.to_string(), "-c", &connections().to_string(), "-d", &format!("{seconds}s")])
-        .args(["--latency", "-s", path.to_str().unwrap(), &format!("http://{addr}")])
+        .args([
+            "-t",
+            &THREADS.to_string(),
+            "-c",
+            &connections().to_string(),
+            "-d",
+            &format!("{seconds}s"),
+        ])
+        .args([
+            "--latency",
+            "-s",
+            path.to_str().unwrap(),
+            &format!("http://{addr}"),
+        ])
         .output()
         .expect("wrk not found: apt-get install wrk (make bench-capture does)");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -175,10 +203,18 @@ fn wrk(addr: SocketAddr, script: &str, seconds: u64) -> Load {
             .and_then(|l| l.split_whitespace().last().map(str::to_owned))
     };
     Load {
-        requests_per_s: find("Requests/sec:").and_then(|v| v.parse().ok()).unwrap_or(0.0),
-        p50_ms: find("50%").map(|v| parse_duration_ms(&v)).unwrap_or(f64::NAN),
-        p99_ms: find("99%").map(|v| parse_duration_ms(&v)).unwrap_or(f64::NAN),
-        non_2xx: find("Non-2xx or 3xx responses:").and_then(|v| v.parse().ok()).unwrap_or(0),
+        requests_per_s: find("Requests/sec:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0),
+        p50_ms: find("50%")
+            .map(|v| parse_duration_ms(&v))
+            .unwrap_or(f64::NAN),
+        p99_ms: find("99%")
+            .map(|v| parse_duration_ms(&v))
+            .unwrap_or(f64::NAN),
+        non_2xx: find("Non-2xx or 3xx responses:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
     }
 }
 
@@ -187,15 +223,29 @@ fn wrk(addr: SocketAddr, script: &str, seconds: u64) -> Load {
 fn orchestrate() {
     let stack = tributary_tests::Stack::require();
     let topic = tributary_tests::unique_name("bench_capture");
-    runtime().block_on(tributary_tests::kafka::create_topic(&stack.kafka_bootstrap, &topic, 12));
+    runtime().block_on(tributary_tests::kafka::create_topic(
+        &stack.kafka_bootstrap,
+        &topic,
+        12,
+    ));
 
     let bare = Server::spawn(&["--serve-bare"]);
     let capture = Server::spawn(&["--serve-capture", &stack.kafka_bootstrap, &topic]);
     let ready = format!("http://{}/ready", capture.addr);
-    runtime().block_on(tributary_tests::poll_until("capture ready", Duration::from_secs(30), || {
-        let ready = ready.clone();
-        async move { reqwest::get(&ready).await.ok().filter(|r| r.status() == 200).map(|_| ()) }
-    }));
+    runtime().block_on(tributary_tests::poll_until(
+        "capture ready",
+        Duration::from_secs(30),
+        || {
+            let ready = ready.clone();
+            async move {
+                reqwest::get(&ready)
+                    .await
+                    .ok()
+                    .filter(|r| r.status() == 200)
+                    .map(|_| ())
+            }
+        },
+    ));
 
     let single = wrk_script(1);
     let batch = wrk_script(10);
@@ -203,14 +253,20 @@ fn orchestrate() {
     wrk(bare.addr, &single, WARMUP_S);
     wrk(capture.addr, &single, WARMUP_S);
 
-    println!("measuring {DURATION_S} s per case, {} connections, {THREADS} wrk threads", connections());
+    println!(
+        "measuring {DURATION_S} s per case, {} connections, {THREADS} wrk threads",
+        connections()
+    );
     let base = wrk(bare.addr, &single, DURATION_S);
     let one = wrk(capture.addr, &single, DURATION_S);
     let ten = wrk(capture.addr, &batch, DURATION_S);
     let (peak_rss, rss) = capture.memory_mib();
 
     println!();
-    println!("{:<34} {:>12} {:>9} {:>9} {:>9}", "case", "events/s", "p50 ms", "p99 ms", "non-2xx");
+    println!(
+        "{:<34} {:>12} {:>9} {:>9} {:>9}",
+        "case", "events/s", "p50 ms", "p99 ms", "non-2xx"
+    );
     for (name, load, per) in [
         ("bare axum handler (202)", &base, 1.0),
         ("capture, 1 event/request", &one, 1.0),
@@ -226,8 +282,17 @@ fn orchestrate() {
         );
     }
     println!();
-    println!("ratio capture/bare, single events: {:.3} (goal >= 0.5)", one.requests_per_s / base.requests_per_s);
-    println!("ratio capture/bare, events in 10-event batches: {:.3}", ten.requests_per_s * 10.0 / base.requests_per_s);
-    println!("capture p99, single events: {:.1} ms (goal < 200 ms)", one.p99_ms);
+    println!(
+        "ratio capture/bare, single events: {:.3} (goal >= 0.5)",
+        one.requests_per_s / base.requests_per_s
+    );
+    println!(
+        "ratio capture/bare, events in 10-event batches: {:.3}",
+        ten.requests_per_s * 10.0 / base.requests_per_s
+    );
+    println!(
+        "capture p99, single events: {:.1} ms (goal < 200 ms)",
+        one.p99_ms
+    );
     println!("capture RSS: peak {peak_rss:.1} MiB, now {rss:.1} MiB (goal < 64 MiB)");
 }

@@ -1,9 +1,10 @@
 //! Request body → JSON value, for every encoding PostHog SDKs use.
 //!
 //! Pure and I/O-free. Order of recognition:
-//! 1. form data (`application/x-www-form-urlencoded`, or a body starting with
-//!    `data=`): its `data` field is the payload (`compression` may come in the
-//!    form too);
+//! 1. form data (`application/x-www-form-urlencoded`, or a body with a `data=`
+//!    field): its `data` field is the payload (`compression` may come in the
+//!    form too); a body that is plainly gzip or JSON is taken as such even under
+//!    a form Content-Type, as `curl -d` sends it;
 //! 2. gzip, recognised by its magic bytes whatever the query says;
 //!    `?compression=gzip-js` without the magic bytes is an error;
 //! 3. JSON when the text starts with `{` or `[`, otherwise base64 (standard or
@@ -72,12 +73,24 @@ pub fn decode_body(body: &[u8], hints: &BodyHints, limit: usize) -> Result<Value
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::Empty);
     }
-    if hints.form || body.starts_with(b"data=") {
+    // Bytes that are plainly gzip or JSON are taken as such whatever the
+    // Content-Type says: curl -d and many HTTP clients label every body
+    // `application/x-www-form-urlencoded`.
+    let first = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .and_then(|i| body.get(i));
+    let plainly_raw = body.starts_with(&GZIP_MAGIC) || matches!(first, Some(b'{') | Some(b'['));
+    if !plainly_raw && (hints.form || body.starts_with(b"data=") || contains(body, b"&data=")) {
         let (data, form_compression) = form_data(body)?;
         let compression = form_compression.or_else(|| hints.compression.clone());
         return decode_payload(data.as_bytes(), compression.as_deref(), limit);
     }
     decode_payload(body, hints.compression.as_deref(), limit)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Decodes the `data` query parameter of a GET request (old SDKs, pixels).
@@ -318,6 +331,35 @@ mod tests {
         let raw = format!("data={}", b64(text.as_bytes()));
         assert_eq!(
             decode_body(raw.as_bytes(), &hints, LIMIT).unwrap(),
+            payload()
+        );
+    }
+
+    #[test]
+    fn json_and_gzip_under_a_form_content_type_are_still_recognised() {
+        let hints = BodyHints {
+            form: true,
+            ..plain()
+        };
+        let text = payload().to_string();
+        assert_eq!(
+            decode_body(text.as_bytes(), &hints, LIMIT).unwrap(),
+            payload()
+        );
+        assert_eq!(
+            decode_body(&gzip(text.as_bytes()), &hints, LIMIT).unwrap(),
+            payload()
+        );
+        // fields in any order
+        let form = format!(
+            "compression=base64&data={}",
+            b64(text.as_bytes())
+                .replace('+', "%2B")
+                .replace('/', "%2F")
+                .replace('=', "%3D")
+        );
+        assert_eq!(
+            decode_body(form.as_bytes(), &plain(), LIMIT).unwrap(),
             payload()
         );
     }
