@@ -364,7 +364,8 @@ start_redis() {
   check_free_port redis "$REDIS_PORT" STACK_REDIS_PORT
   mkdir -p "$DATA/redis"
   log "starting redis on $REDIS_PORT"
-  start_detached redis "127.0.0.1:$REDIS_PORT" "$(redis_bin)" --bind 127.0.0.1 --port "$REDIS_PORT" \
+  # Marker: the port alone; redis rewrites its title to "redis-server 127.0.0.1:PORT".
+  start_detached redis "$REDIS_PORT" "$(redis_bin)" --bind 127.0.0.1 --port "$REDIS_PORT" \
     --dir "$DATA/redis" --save "" --appendonly no --daemonize no --protected-mode yes
   wait_ready redis check_redis
 }

@@ -67,8 +67,7 @@ impl Command {
     /// The issue tracking a subcommand that is not built yet.
     fn tracking_issue(&self) -> Option<u32> {
         match self {
-            Self::Capture => None,
-            Self::Consumer | Self::Migrate => Some(tributary_consumer::TRACKING_ISSUE),
+            Self::Capture | Self::Consumer | Self::Migrate => None,
             Self::Query => Some(tributary_query::TRACKING_ISSUE),
             Self::Auth => Some(tributary_auth::TRACKING_ISSUE),
             Self::Dlq | Self::Dev => Some(10),
@@ -102,6 +101,35 @@ fn main() -> ExitCode {
             };
             run_async(name, |shutdown| async move {
                 tributary_capture::run(config, shutdown).await
+            })
+        }
+        Command::Consumer => {
+            let config = match tributary_consumer::ConsumerConfig::from_env(&env) {
+                Ok(c) => c,
+                Err(e) => return config_error(name, &e),
+            };
+            run_async(name, |shutdown| async move {
+                tributary_consumer::run(config, shutdown).await
+            })
+        }
+        Command::Migrate => {
+            // The consumer writes events, so the schema follows its settings.
+            let settings =
+                match tributary_core::clickhouse::ClickHouseSettings::from_env(&env, "CONSUMER") {
+                    Ok(c) => c,
+                    Err(e) => return config_error(name, &e),
+                };
+            run_async(name, |_shutdown| async move {
+                let report = tributary_core::schema::migrate_clickhouse(&settings).await?;
+                println!(
+                    "ClickHouse {} database {}: schema version {} (applied now: {:?}, already applied: {:?})",
+                    settings.url(),
+                    settings.database,
+                    tributary_core::schema::clickhouse_schema_version(),
+                    report.applied,
+                    report.already
+                );
+                Ok::<(), tributary_core::schema::MigrateError>(())
             })
         }
         _ => ExitCode::from(NOT_BUILT),

@@ -10,7 +10,7 @@ fn tributary() -> Command {
 
 #[test]
 fn unbuilt_subcommands_fail_loudly() {
-    for name in ["consumer", "query", "auth", "migrate", "dlq", "dev"] {
+    for name in ["query", "auth", "dlq", "dev"] {
         let out = tributary().arg(name).output().unwrap();
         assert_eq!(out.status.code(), Some(3), "tributary {name}");
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -20,6 +20,22 @@ fn unbuilt_subcommands_fail_loudly() {
         );
         assert!(stderr.contains(&format!("tributary {name}")), "{stderr}");
     }
+}
+
+#[test]
+fn migrate_names_the_unreachable_server() {
+    let out = tributary()
+        .arg("migrate")
+        .env("CONSUMER_CLICKHOUSE_HOST", "127.0.0.1")
+        .env("CONSUMER_CLICKHOUSE_PORT", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot reach ClickHouse at http://127.0.0.1:1"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -1,8 +1,479 @@
-//! Tributary consumer: Kafka `events` to ClickHouse in batches, with a dead-letter queue.
+//! Tributary consumer: Kafka `events` → ClickHouse `events`, at least once.
 //!
-//! Not built yet: this crate is a placeholder in the fixed workspace layout.
-//! The work is tracked in issue #4; until it lands, `tributary consumer` says so
-//! and exits non-zero.
+//! Messages are batched ([`batch`]) until `CONSUMER_BATCH_SIZE` messages or
+//! `CONSUMER_FLUSH_INTERVAL_MS` after the first; a flush inserts the rows
+//! ([`insert`]), sends poison messages and rejected rows to the DLQ ([`dlq`]),
+//! and only then stores and commits the offsets. An unreachable ClickHouse
+//! or DLQ is an outage: the flush is retried with exponential backoff, the
+//! offsets stay uncommitted, nothing is dead-lettered. Offsets are committed
+//! synchronously after each flush, and the rebalance callback commits any
+//! stored offsets before partitions are revoked; rows of revoked partitions
+//! still in the batch are dropped (their new owner reads them again). On
+//! SIGTERM the batch is flushed and committed and the consumer leaves the
+//! group.
+//!
+//! Replays (a crash between insert and commit, capture retrying a uuid) write
+//! the same row twice: the table is a ReplacingMergeTree whose key ends in the
+//! uuid, so duplicates collapse on merge, and readers deduplicate by uuid
+//! until then. ClickHouse's insert deduplication was not chosen: it works on
+//! whole identical blocks of Replicated tables, and a replayed batch is rarely
+//! the same block.
 
-/// The issue that tracks this workload.
+pub mod batch;
+pub mod config;
+pub mod dlq;
+pub mod insert;
+pub mod metrics;
+pub mod row;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use prometheus_client::registry::Registry;
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+pub use config::ConsumerConfig;
+
+use crate::batch::{Batch, Incoming, Poison};
+use crate::metrics::{ConsumerMetrics, KindLabels, PartitionLabels};
+
+/// The issue that tracked this workload.
 pub const TRACKING_ISSUE: u32 = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error("cannot create the Kafka {what} for {servers}: {source}")]
+    Kafka {
+        what: &'static str,
+        servers: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error(transparent)]
+    Serve(#[from] tributary_core::http::ServeError),
+}
+
+/// Rebalance and statistics callbacks.
+struct Context {
+    topic: String,
+    revoked: Mutex<Vec<i32>>,
+    metrics: ConsumerMetrics,
+}
+
+impl ClientContext for Context {
+    fn stats(&self, stats: Statistics) {
+        if let Some(topic) = stats.topics.get(&self.topic) {
+            for (partition, p) in &topic.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .lag
+                        .get_or_create(&PartitionLabels {
+                            partition: *partition,
+                        })
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            // Offsets of written batches are stored; commit them while the
+            // partitions are still ours.
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync)
+                && !matches!(
+                    e,
+                    KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)
+                )
+            {
+                tracing::warn!(error = %e, "commit before revocation failed");
+            }
+            let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            tracing::info!(?partitions, "partitions revoked");
+            for p in &partitions {
+                self.metrics.lag.remove(&PartitionLabels { partition: *p });
+            }
+            if let Ok(mut revoked) = self.revoked.lock() {
+                revoked.extend(partitions);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Ok(assignment) = consumer.assignment() {
+            self.metrics
+                .assigned_partitions
+                .set(assignment.count() as i64);
+        }
+        if let Rebalance::Assign(tpl) = rebalance {
+            let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            tracing::info!(?partitions, "partitions assigned");
+        }
+    }
+}
+
+/// Exponential backoff from 200 ms to `max`.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(max: Duration) -> Self {
+        Self {
+            next: Duration::from_millis(200),
+            max,
+        }
+    }
+
+    fn step(&mut self) -> Duration {
+        let now = self.next;
+        self.next = (self.next * 2).min(self.max);
+        now
+    }
+}
+
+/// The running consumer.
+pub struct EventConsumer {
+    config: ConsumerConfig,
+    consumer: StreamConsumer<Context>,
+    dlq: FutureProducer,
+    clickhouse: clickhouse::Client,
+    metrics: ConsumerMetrics,
+}
+
+/// Why a flush did not complete.
+enum FlushOutcome {
+    Done,
+    /// Shutdown arrived during an outage: offsets stay uncommitted.
+    Abandoned,
+}
+
+impl EventConsumer {
+    pub fn new(config: ConsumerConfig, metrics: ConsumerMetrics) -> Result<Self, ConsumerError> {
+        let context = Context {
+            topic: config.topic.clone(),
+            revoked: Mutex::new(Vec::new()),
+            metrics: metrics.clone(),
+        };
+        let consumer: StreamConsumer<Context> = ClientConfig::new()
+            .set("bootstrap.servers", &config.bootstrap_servers)
+            .set("group.id", &config.group_id)
+            .set("client.id", "tributary-consumer")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "session.timeout.ms",
+                config.session_timeout.as_millis().to_string(),
+            )
+            // A long ClickHouse outage must not get this member expelled.
+            .set("max.poll.interval.ms", "3600000")
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(context)
+            .map_err(|source| ConsumerError::Kafka {
+                what: "consumer",
+                servers: config.bootstrap_servers.clone(),
+                source,
+            })?;
+        let dlq: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &config.bootstrap_servers)
+            .set("client.id", "tributary-consumer-dlq")
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", "30000")
+            .create()
+            .map_err(|source| ConsumerError::Kafka {
+                what: "DLQ producer",
+                servers: config.bootstrap_servers.clone(),
+                source,
+            })?;
+        let clickhouse = config.clickhouse.client();
+        Ok(Self {
+            config,
+            consumer,
+            dlq,
+            clickhouse,
+            metrics,
+        })
+    }
+
+    /// Consumes until `shutdown`, then flushes, commits and leaves the group.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
+        self.consumer
+            .subscribe(&[&self.config.topic])
+            .map_err(|source| ConsumerError::Kafka {
+                what: "subscription",
+                servers: self.config.bootstrap_servers.clone(),
+                source,
+            })?;
+        tracing::info!(topic = %self.config.topic, group = %self.config.group_id, "consuming");
+        let mut batch = Batch::default();
+        loop {
+            let deadline = batch
+                .deadline(self.config.flush_interval)
+                .map(tokio::time::Instant::from_std);
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {}
+                msg = self.consumer.recv() => match msg {
+                    Ok(m) => {
+                        self.metrics.consumed.inc();
+                        batch.push(
+                            Incoming {
+                                partition: m.partition(),
+                                offset: m.offset(),
+                                key: m.key().map(<[u8]>::to_vec),
+                                payload: m.payload().map(<[u8]>::to_vec),
+                            },
+                            Instant::now(),
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Kafka consume error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+            }
+            self.forget_revoked(&mut batch);
+            if batch.is_due(
+                Instant::now(),
+                self.config.batch_size,
+                self.config.flush_interval,
+            ) {
+                let full = std::mem::take(&mut batch);
+                if let FlushOutcome::Abandoned = self.flush(full, &shutdown).await {
+                    return self.leave();
+                }
+            }
+        }
+        self.forget_revoked(&mut batch);
+        if !batch.is_empty() {
+            tracing::info!(
+                messages = batch.len(),
+                "flushing the last batch before exit"
+            );
+            // A fresh token: the final flush must not be abandoned at once.
+            let grace = CancellationToken::new();
+            let timer = grace.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(25)).await;
+                timer.cancel();
+            });
+            let _ = self.flush(batch, &grace).await;
+        }
+        self.leave()
+    }
+
+    fn leave(&self) -> Result<(), ConsumerError> {
+        self.consumer.unsubscribe();
+        tracing::info!("left the consumer group");
+        Ok(())
+    }
+
+    fn forget_revoked(&self, batch: &mut Batch) {
+        let revoked: Vec<i32> = match self.consumer.context().revoked.lock() {
+            Ok(mut r) => std::mem::take(&mut *r),
+            Err(_) => return,
+        };
+        if !revoked.is_empty() {
+            batch.drop_partitions(&revoked);
+        }
+    }
+
+    /// Writes a batch: insert (isolating rejected rows), dead-letter, commit.
+    async fn flush(&self, batch: Batch, shutdown: &CancellationToken) -> FlushOutcome {
+        let started = Instant::now();
+        let table = "events";
+        let rows: Vec<_> = batch.entries.iter().map(|e| e.row.clone()).collect();
+        let mut backoff = Backoff::new(self.config.backoff_max);
+
+        // 1. Insert, retrying outages.
+        let rejected = loop {
+            let attempt = insert::insert_isolating(rows.len(), |range| {
+                insert::insert_rows(
+                    &self.clickhouse,
+                    table,
+                    &rows[range],
+                    self.config.insert_timeout,
+                )
+            })
+            .await;
+            match attempt {
+                Ok(rejected) => break rejected,
+                Err(reason) => {
+                    self.metrics
+                        .insert_errors
+                        .get_or_create(&KindLabels {
+                            kind: "outage".into(),
+                        })
+                        .inc();
+                    let wait = backoff.step();
+                    tracing::warn!(error = %reason, retry_in_ms = wait.as_millis() as u64, rows = rows.len(), "ClickHouse unavailable; batch kept, offsets not committed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return FlushOutcome::Abandoned,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        };
+
+        // 2. Dead-letter poison messages and rejected rows.
+        let mut dead: Vec<Poison> = batch.poison.clone();
+        for p in &batch.poison {
+            self.metrics
+                .parse_errors
+                .get_or_create(&KindLabels {
+                    kind: p.kind.into(),
+                })
+                .inc();
+        }
+        for (index, reason) in &rejected {
+            self.metrics
+                .insert_errors
+                .get_or_create(&KindLabels {
+                    kind: "rejected".into(),
+                })
+                .inc();
+            if let Some(e) = batch.entries.get(*index) {
+                dead.push(Poison {
+                    partition: e.partition,
+                    offset: e.offset,
+                    key: e.key.clone(),
+                    raw: e.raw.clone(),
+                    kind: "clickhouse_rejected",
+                    message: reason.clone(),
+                });
+            }
+        }
+        let mut backoff = Backoff::new(self.config.backoff_max);
+        while let Err(reason) = self.dead_letter(&dead).await {
+            let wait = backoff.step();
+            tracing::warn!(error = %reason, retry_in_ms = wait.as_millis() as u64, "DLQ produce failed; offsets not committed");
+            tokio::select! {
+                _ = shutdown.cancelled() => return FlushOutcome::Abandoned,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+
+        // 3. Store and commit the offsets.
+        let mut tpl = TopicPartitionList::new();
+        for (partition, next) in batch.offsets() {
+            if let Err(e) =
+                tpl.add_partition_offset(&self.config.topic, partition, Offset::Offset(next))
+            {
+                tracing::error!(error = %e, partition, "bad offset in batch");
+            }
+        }
+        if tpl.count() > 0 {
+            let committed = self
+                .consumer
+                .store_offsets(&tpl)
+                .and_then(|()| self.consumer.commit_consumer_state(CommitMode::Sync));
+            if let Err(e) = committed {
+                // Stored offsets are committed by the next flush or before a
+                // revocation; at worst the batch is read again (and collapses).
+                self.metrics.commit_errors.inc();
+                tracing::warn!(error = %e, "offset commit failed");
+            }
+        }
+
+        let written = rows.len() - rejected.len();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for (i, e) in batch.entries.iter().enumerate() {
+            if !rejected.iter().any(|(r, _)| *r == i) {
+                self.metrics
+                    .visibility
+                    .observe(((now_ms - e.received_at_ms).max(0) as f64) / 1000.0);
+            }
+        }
+        self.metrics.rows_written.inc_by(written as u64);
+        self.metrics.batches_written.inc();
+        self.metrics.batch_size.observe(batch.len() as f64);
+        self.metrics
+            .batch_duration
+            .observe(started.elapsed().as_secs_f64());
+        tracing::debug!(rows = written, dead = dead.len(), "batch written");
+        FlushOutcome::Done
+    }
+
+    /// Produces DLQ records and waits for every acknowledgement.
+    async fn dead_letter(&self, dead: &[Poison]) -> Result<(), String> {
+        if dead.is_empty() {
+            return Ok(());
+        }
+        let now = chrono::Utc::now();
+        let values: Vec<String> = dead
+            .iter()
+            .map(|p| {
+                dlq::record(
+                    &p.raw,
+                    p.kind,
+                    &p.message,
+                    &self.config.topic,
+                    p.partition,
+                    p.offset,
+                    now,
+                )
+                .to_string()
+            })
+            .collect();
+        let sends = dead.iter().zip(&values).map(|(p, value)| {
+            let mut record = FutureRecord::to(&self.config.dlq_topic).payload(value.as_bytes());
+            if let Some(key) = &p.key {
+                record = record.key(key.as_slice());
+            }
+            self.dlq.send(record, Duration::from_secs(5))
+        });
+        let results = join_all(sends).await;
+        for (p, result) in dead.iter().zip(results) {
+            if let Err((e, _)) = result {
+                return Err(format!("{e}"));
+            }
+            self.metrics
+                .dlq_messages
+                .get_or_create(&KindLabels {
+                    kind: p.kind.into(),
+                })
+                .inc();
+            tracing::warn!(kind = p.kind, partition = p.partition, offset = p.offset, error = %p.message, "message sent to the DLQ");
+        }
+        Ok(())
+    }
+}
+
+/// Runs the consumer and its metrics server until `shutdown`.
+pub async fn run(config: ConsumerConfig, shutdown: CancellationToken) -> Result<(), ConsumerError> {
+    let mut registry = Registry::default();
+    let metrics = ConsumerMetrics::register(&mut registry);
+    let listen = std::net::SocketAddr::from(([0, 0, 0, 0], config.metrics_port));
+    let listener = tributary_core::http::bind(listen).await?;
+    let router = tributary_core::http::health_router("consumer")
+        .merge(tributary_core::metrics::router(Arc::new(registry)));
+    let server_shutdown = CancellationToken::new();
+    let server = tokio::spawn(tributary_core::http::serve(
+        listener,
+        router,
+        server_shutdown.clone(),
+    ));
+    tracing::info!(metrics = %listen, brokers = %config.bootstrap_servers, clickhouse = %config.clickhouse.url(), "consumer starting");
+    let consumer = EventConsumer::new(config, metrics)?;
+    let result = consumer.run(shutdown).await;
+    server_shutdown.cancel();
+    let _ = server.await;
+    result
+}

@@ -13,6 +13,11 @@ use uuid::Uuid;
 
 use crate::timestamp;
 
+/// Formats a timestamp as Tributary writes them: RFC 3339, milliseconds, `Z`.
+pub fn format_timestamp(ts: &DateTime<Utc>) -> String {
+    timestamp::format_ms(ts)
+}
+
 /// Version of the wire format written into every message (`v`).
 pub const WIRE_VERSION: u8 = 1;
 

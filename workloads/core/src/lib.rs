@@ -7,11 +7,14 @@
 //! - [`metrics`]: the Prometheus `/metrics` handler every service mounts.
 //! - [`http`]: `/health` and a server loop with graceful shutdown.
 //! - [`shutdown`]: SIGTERM/SIGINT handling.
+//! - [`clickhouse`] and [`schema`]: ClickHouse settings and migrations.
 
+pub mod clickhouse;
 pub mod config;
 pub mod event;
 pub mod http;
 pub mod metrics;
+pub mod schema;
 pub mod shutdown;
 pub mod telemetry;
 mod timestamp;

@@ -1,0 +1,139 @@
+//! ClickHouse helpers for tests: a private server that can be stopped and
+//! restarted, and clients.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::kafka::free_port;
+use crate::unique_name;
+
+/// A client for `url` the way the 18.16 test server needs it.
+pub fn client(url: &str) -> clickhouse::Client {
+    clickhouse::Client::default()
+        .with_url(url)
+        .with_validation(false)
+        .with_compression(clickhouse::Compression::None)
+}
+
+/// `host` and `port` of an `http://host:port` URL.
+pub fn host_port(url: &str) -> (String, u16) {
+    let rest = url
+        .trim_start_matches("http://")
+        .trim_start_matches("https://");
+    let (host, port) = rest.split_once(':').unwrap_or((rest, "8123"));
+    (
+        host.to_owned(),
+        port.trim_end_matches('/').parse().unwrap_or(8123),
+    )
+}
+
+fn server_binary() -> PathBuf {
+    ["/usr/bin/clickhouse-server", "/usr/sbin/clickhouse-server"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!("clickhouse-server not installed (infrastructure/local-stack.sh up installs it)")
+        })
+}
+
+/// A ClickHouse server of the test's own: own ports, own data, killed on drop.
+pub struct PrivateClickHouse {
+    dir: PathBuf,
+    pub http_port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateClickHouse {
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(unique_name("tributary_ch"));
+        std::fs::create_dir_all(dir.join("data/tmp")).unwrap();
+        let http_port = free_port();
+        let tcp_port = free_port();
+        let d = dir.display();
+        std::fs::write(
+            dir.join("config.xml"),
+            format!(
+                r#"<?xml version="1.0"?><yandex>
+<logger><level>warning</level><log>{d}/server.log</log><errorlog>{d}/err.log</errorlog></logger>
+<http_port>{http_port}</http_port><tcp_port>{tcp_port}</tcp_port><listen_host>127.0.0.1</listen_host>
+<path>{d}/data/</path><tmp_path>{d}/data/tmp/</tmp_path><user_files_path>{d}/data/user_files/</user_files_path>
+<format_schema_path>{d}/data/format_schemas/</format_schema_path>
+<users_config>{d}/users.xml</users_config><default_profile>default</default_profile><default_database>default</default_database>
+<mark_cache_size>67108864</mark_cache_size><timezone>UTC</timezone><mlock_executable>false</mlock_executable>
+</yandex>"#
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("users.xml"),
+            r#"<?xml version="1.0"?><yandex><profiles><default></default></profiles>
+<users><default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+<quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas></yandex>"#,
+        )
+        .unwrap();
+        let mut server = Self {
+            dir,
+            http_port,
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// Starts the server (again) on the same ports and data, and waits until
+    /// it answers a query.
+    pub fn restart(&mut self) {
+        let child = Command::new(server_binary())
+            .arg(format!(
+                "--config-file={}",
+                self.dir.join("config.xml").display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let ok = std::process::Command::new("curl")
+                .args([
+                    "-fsS",
+                    "--max-time",
+                    "2",
+                    &format!("{}/?query=SELECT%201", self.url()),
+                ])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if ok {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "private ClickHouse did not answer within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the server and waits until it is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateClickHouse {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

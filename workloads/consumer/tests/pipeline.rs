@@ -1,0 +1,166 @@
+//! Consumer against the real broker and the real ClickHouse.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tributary_tests::Stack;
+use tributary_tests::kafka::read_topic;
+
+#[tokio::test]
+async fn n_events_produced_are_n_events_counted() {
+    let stack = Stack::require();
+    let f = common::Fixture::new(&stack.kafka_bootstrap, &stack.clickhouse_url, 4).await;
+    let events = common::events(2000, 11);
+    common::produce(&f.bootstrap, &f.topic, &events).await;
+    let consumer = common::start(f.config(&[]));
+    f.wait_for_events(2000, Duration::from_secs(60)).await;
+    consumer.stop().await;
+    assert_eq!(f.rows_after_merge().await, 2000);
+
+    // The millisecond timestamp and the extracted property survive the trip.
+    let (ms, url): (u64, String) = f
+        .clickhouse()
+        .query(&format!(
+            "SELECT timestamp_ms, mat_current_url FROM {}.events WHERE uuid = ?",
+            f.database
+        ))
+        .bind(events[7].uuid.to_string())
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(ms as i64, events[7].timestamp.timestamp_millis());
+    assert_eq!(url, "https://example.com/7");
+
+    let dlq = read_topic(&f.bootstrap, &f.dlq_topic, 0, Duration::from_secs(2)).await;
+    assert!(dlq.is_empty(), "{} DLQ messages", dlq.len());
+}
+
+#[tokio::test]
+async fn poison_messages_go_to_the_dlq_and_the_rest_is_stored() {
+    let stack = Stack::require();
+    let f = common::Fixture::new(&stack.kafka_bootstrap, &stack.clickhouse_url, 2).await;
+    let good = common::events(300, 12);
+    let mut old = common::events(1, 12).remove(0);
+    old.timestamp = chrono::DateTime::parse_from_rfc3339("1960-01-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    let mut future_version: Value =
+        serde_json::from_slice(&good[0].to_kafka_payload().unwrap()).unwrap();
+    future_version["v"] = json!(9);
+    let mut no_distinct_id = future_version.clone();
+    no_distinct_id["v"] = json!(1);
+    no_distinct_id
+        .as_object_mut()
+        .unwrap()
+        .remove("distinct_id");
+    let poison: Vec<(Option<Vec<u8>>, Vec<u8>, &str)> = vec![
+        (
+            Some(b"k1".to_vec()),
+            b"{this is not json".to_vec(),
+            "invalid_event",
+        ),
+        (None, vec![0xff, 0xfe, 0x00], "not_utf8"),
+        (
+            Some(b"k3".to_vec()),
+            future_version.to_string().into_bytes(),
+            "unsupported_version",
+        ),
+        (
+            Some(b"k4".to_vec()),
+            no_distinct_id.to_string().into_bytes(),
+            "invalid_event",
+        ),
+        (
+            Some(b"k5".to_vec()),
+            old.to_kafka_payload().unwrap(),
+            "invalid_timestamp",
+        ),
+    ];
+    // Interleave: good, poison, good, ...
+    let mut messages = Vec::new();
+    let mut poison_at = Vec::new();
+    for (i, e) in good.iter().enumerate() {
+        messages.push((Some(e.kafka_key().to_vec()), e.to_kafka_payload().unwrap()));
+        if i % 60 == 30 {
+            let (k, v, kind) = &poison[i / 60];
+            poison_at.push((messages.len(), v.clone(), *kind));
+            messages.push((k.clone(), v.clone()));
+        }
+    }
+    let positions = common::produce_raw(&f.bootstrap, &f.topic, &messages).await;
+    let consumer = common::start(f.config(&[]));
+    f.wait_for_events(300, Duration::from_secs(60)).await;
+
+    let dlq = read_topic(&f.bootstrap, &f.dlq_topic, 5, Duration::from_secs(1)).await;
+    assert_eq!(dlq.len(), 5);
+    for (index, raw, kind) in &poison_at {
+        let (partition, offset) = positions[*index];
+        let record: Value = dlq
+            .iter()
+            .map(|m| serde_json::from_slice::<Value>(&m.payload).unwrap())
+            .find(|r| r["partition"] == partition && r["offset"] == offset)
+            .unwrap_or_else(|| panic!("no DLQ record for {kind} at {partition}/{offset}"));
+        assert_eq!(record["error_kind"], *kind, "{record}");
+        assert_eq!(record["topic"], f.topic);
+        assert!(!record["error_message"].as_str().unwrap().is_empty());
+        assert!(record["dlq_ts"].as_str().unwrap().ends_with('Z'));
+        let stored = match record["raw_encoding"].as_str().unwrap() {
+            "utf8" => record["raw"].as_str().unwrap().as_bytes().to_vec(),
+            _ => {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(record["raw"].as_str().unwrap())
+                    .unwrap()
+            }
+        };
+        assert_eq!(&stored, raw, "raw payload changed on its way to the DLQ");
+    }
+
+    // It keeps going.
+    common::produce(&f.bootstrap, &f.topic, &common::events(100, 12)).await;
+    f.wait_for_events(400, Duration::from_secs(60)).await;
+    let metrics = consumer.metrics_text();
+    assert!(
+        metrics.contains(r#"consumer_dlq_messages_total{kind="invalid_event"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"consumer_parse_errors_total{kind="not_utf8"} 1"#),
+        "{metrics}"
+    );
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn two_consumers_share_the_partitions_and_store_every_event_once() {
+    let stack = Stack::require();
+    let f = common::Fixture::new(&stack.kafka_bootstrap, &stack.clickhouse_url, 6).await;
+    let a = common::start(f.config(&[]));
+    let b = common::start(f.config(&[]));
+    // Both members hold partitions before the data arrives.
+    let assigned = |r: &common::Running| r.metrics.assigned_partitions.get();
+    tributary_tests::poll_until(
+        "both consumers to hold partitions",
+        Duration::from_secs(60),
+        || async {
+            (assigned(&a) > 0 && assigned(&b) > 0 && assigned(&a) + assigned(&b) == 6).then_some(())
+        },
+    )
+    .await;
+    common::produce(&f.bootstrap, &f.topic, &common::events(1500, 13)).await;
+    common::produce(&f.bootstrap, &f.topic, &common::events(1500, 13)).await;
+    f.wait_for_events(3000, Duration::from_secs(90)).await;
+    let consumed = |r: &common::Running| r.metrics.consumed.get();
+    assert!(
+        consumed(&a) > 0 && consumed(&b) > 0,
+        "a read {}, b read {}",
+        consumed(&a),
+        consumed(&b)
+    );
+    a.stop().await;
+    b.stop().await;
+    assert_eq!(f.rows_after_merge().await, 3000);
+}

@@ -1,0 +1,132 @@
+//! ClickHouse connection settings shared by the consumer, query and migrate.
+//!
+//! The test server is ClickHouse 18.16, which the `clickhouse` crate only talks
+//! to with schema validation off and without compression; production runs a
+//! current ClickHouse where both can be on. Hence both are settings.
+
+use clickhouse::{Client, Compression};
+
+use crate::config::{ConfigError, Env};
+
+/// Settings read with a component prefix, e.g. `CONSUMER_CLICKHOUSE_HOST`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickHouseSettings {
+    /// `{P}_CLICKHOUSE_HOST` (`localhost`).
+    pub host: String,
+    /// `{P}_CLICKHOUSE_PORT` (`8123`, the HTTP interface).
+    pub port: u16,
+    /// `{P}_CLICKHOUSE_SECURE` (`false`): https instead of http.
+    pub secure: bool,
+    /// `{P}_CLICKHOUSE_DATABASE` (`default`).
+    pub database: String,
+    /// `{P}_CLICKHOUSE_USER` (`default`).
+    pub user: String,
+    /// `{P}_CLICKHOUSE_PASSWORD` (empty).
+    pub password: String,
+    /// `{P}_CLICKHOUSE_VALIDATION` (`false`): RowBinary schema validation
+    /// (needs a server newer than 18.16).
+    pub validation: bool,
+    /// `{P}_CLICKHOUSE_COMPRESSION` (`none`): `none` or `lz4`.
+    pub lz4: bool,
+}
+
+impl ClickHouseSettings {
+    pub fn from_env(env: &Env<'_>, prefix: &str) -> Result<Self, ConfigError> {
+        let var = |name: &str| format!("{prefix}_CLICKHOUSE_{name}");
+        let database = env.string(&var("DATABASE"), "default")?;
+        if !database
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(ConfigError::Invalid {
+                var: var("DATABASE"),
+                value: database,
+                reason: "only letters, digits and _ are allowed".into(),
+            });
+        }
+        Ok(Self {
+            host: env.string(&var("HOST"), "localhost")?,
+            port: env.port(&var("PORT"), 8123)?,
+            secure: env.bool(&var("SECURE"), false)?,
+            database,
+            user: env.string(&var("USER"), "default")?,
+            password: env.optional_string(&var("PASSWORD"))?.unwrap_or_default(),
+            validation: env.bool(&var("VALIDATION"), false)?,
+            lz4: env.one_of(&var("COMPRESSION"), "none", &["none", "lz4"])? == "lz4",
+        })
+    }
+
+    /// The server's URL, for clients and for error messages.
+    pub fn url(&self) -> String {
+        let scheme = if self.secure { "https" } else { "http" };
+        format!("{scheme}://{}:{}", self.host, self.port)
+    }
+
+    /// A client bound to the database.
+    pub fn client(&self) -> Client {
+        self.client_without_database().with_database(&self.database)
+    }
+
+    /// A client for server-level statements (CREATE DATABASE).
+    pub fn client_without_database(&self) -> Client {
+        Client::default()
+            .with_url(self.url())
+            .with_user(&self.user)
+            .with_password(&self.password)
+            .with_validation(self.validation)
+            .with_compression(if self.lz4 {
+                Compression::Lz4
+            } else {
+                Compression::None
+            })
+    }
+}
+
+/// The server's exception code in an error response (`Code: 60. DB::Exception`).
+pub fn exception_code(error: &clickhouse::error::Error) -> Option<u32> {
+    let clickhouse::error::Error::BadResponse(text) = error else {
+        return None;
+    };
+    let rest = text.split("Code: ").nth(1)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_prefixed_settings() {
+        let src = [
+            ("CONSUMER_CLICKHOUSE_HOST", "ch.internal"),
+            ("CONSUMER_CLICKHOUSE_PORT", "18123"),
+            ("CONSUMER_CLICKHOUSE_DATABASE", "analytics"),
+            ("CONSUMER_CLICKHOUSE_COMPRESSION", "lz4"),
+        ];
+        let s = ClickHouseSettings::from_env(&Env::new(&src), "CONSUMER").unwrap();
+        assert_eq!(s.url(), "http://ch.internal:18123");
+        assert_eq!(s.database, "analytics");
+        assert!(s.lz4);
+        assert!(!s.validation);
+    }
+
+    #[test]
+    fn database_names_cannot_inject_sql() {
+        let src = [("QUERY_CLICKHOUSE_DATABASE", "x; DROP TABLE events")];
+        let err = ClickHouseSettings::from_env(&Env::new(&src), "QUERY").unwrap_err();
+        assert_eq!(err.var(), "QUERY_CLICKHOUSE_DATABASE");
+    }
+
+    #[test]
+    fn exception_codes_are_read_from_responses() {
+        let e = clickhouse::error::Error::BadResponse(
+            "Code: 60, e.displayText() = DB::Exception: Table x doesn't exist".into(),
+        );
+        assert_eq!(exception_code(&e), Some(60));
+        let e =
+            clickhouse::error::Error::BadResponse("Code: 27. DB::Exception: Cannot parse".into());
+        assert_eq!(exception_code(&e), Some(27));
+        assert_eq!(exception_code(&clickhouse::error::Error::TimedOut), None);
+    }
+}
