@@ -56,7 +56,8 @@ async fn poison_messages_go_to_the_dlq_and_the_rest_is_stored() {
         .as_object_mut()
         .unwrap()
         .remove("distinct_id");
-    let poison: Vec<(Option<Vec<u8>>, Vec<u8>, &str)> = vec![
+    type Case = (Option<Vec<u8>>, Vec<u8>, &'static str);
+    let poison: Vec<Case> = vec![
         (
             Some(b"k1".to_vec()),
             b"{this is not json".to_vec(),
