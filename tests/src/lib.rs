@@ -10,6 +10,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub mod chdb;
 pub mod clickhouse;
 pub mod kafka;
 
