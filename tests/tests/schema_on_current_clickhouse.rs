@@ -39,7 +39,7 @@ async fn migrations_run_on_18_16_and_on_current_clickhouse_with_equal_results() 
             .await
             .unwrap_or_else(|e| panic!("18.16 refused: {sql}\n{e}"));
     }
-    let old: Vec<(
+    type Extracted = (
         String,
         String,
         String,
@@ -48,7 +48,8 @@ async fn migrations_run_on_18_16_and_on_current_clickhouse_with_equal_results() 
         String,
         String,
         String,
-    )> = ch.query(&select(&db)).fetch_all().await.unwrap();
+    );
+    let old: Vec<Extracted> = ch.query(&select(&db)).fetch_all().await.unwrap();
     ch.query(&format!("DROP DATABASE {db}"))
         .execute()
         .await
