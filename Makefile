@@ -9,7 +9,7 @@ STACK := infrastructure/local-stack.sh
 # Reproducible builds in CI (the lock file is checked in).
 CARGO_FLAGS := $(if $(CI),--locked,)
 
-.PHONY: up down status test lint fmt build build-deps nextest stack bench-capture
+.PHONY: up down status test lint fmt build build-deps nextest stack bench-capture bench-consumer
 
 ## up: install what is missing, start the stack and the built workloads, show them working
 up: build-deps
@@ -48,6 +48,10 @@ stack:
 bench-capture: build-deps stack
 	command -v wrk >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 	set -a; eval "$$($(STACK) env)"; set +a; cargo bench -p tributary-capture --bench capture_vs_bare
+
+## bench-consumer: consumer vs a raw ClickHouse insert, and visibility under load (see BENCHMARKS.md)
+bench-consumer: build-deps stack
+	set -a; eval "$$($(STACK) env)"; set +a; cargo bench -p tributary-consumer --bench consumer_vs_raw_insert
 
 down:
 	infrastructure/demo.sh stop

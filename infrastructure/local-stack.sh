@@ -91,12 +91,13 @@ apt_install() {
   log "installing ${missing[*]}"
   # policy-rc.d keeps the packages' own services from starting: this script
   # runs the servers itself, on its own ports and data directories.
-  local policy=/usr/sbin/policy-rc.d created_policy=0
+  local policy=/usr/sbin/policy-rc.d
   if [ ! -e $policy ]; then
-    printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy && created_policy=1
+    printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy
+    # Removed however the install ends.
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-  [ $created_policy -eq 1 ] && rm -f $policy
   return 0
 }
 
@@ -155,9 +156,13 @@ running_pid() {
   [[ "$pid" =~ ^[0-9]+$ ]] || return 0
   kill -0 "$pid" 2>/dev/null || return 0
   marker=$(sed -n 2p "$file")
-  if [ -n "$marker" ] && ! tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$marker"; then
-    return 0
-  fi
+  # The marker may hold several words separated by '|'; all must appear.
+  local cmdline part
+  cmdline=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null || true)
+  local IFS='|'
+  for part in $marker; do
+    case "$cmdline" in *"$part"*) ;; *) return 0 ;; esac
+  done
   echo "$pid"
 }
 
@@ -321,10 +326,13 @@ start_postgres() {
     rm -f "$pw"
   fi
   log "starting postgres on $PG_PORT"
-  touch "$LOGS/postgres.log"
-  [ -n "$PG_OS_USER" ] && chown "$PG_OS_USER" "$LOGS/postgres.log"
+  # The server writes its log itself, so it must be where its user can write.
+  local pglog=$LOGS/postgres.log
+  [ "$dir" != "$DATA/postgres" ] && pglog=$(dirname "$dir")/postgres.log && ln -sf "$pglog" "$LOGS/postgres.log"
+  touch "$pglog"
+  [ -n "$PG_OS_USER" ] && chown "$PG_OS_USER" "$pglog"
   # fsync off: test data only, and it keeps the suite fast.
-  as_pg "$bindir/pg_ctl" -D "$dir" -l "$LOGS/postgres.log" -s \
+  as_pg "$bindir/pg_ctl" -D "$dir" -l "$pglog" -s \
     -o "-p $PG_PORT -k $sock -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
     start >&2 || { tail -n 20 "$LOGS/postgres.log" >&2; die "postgres did not start"; }
   # pg_ctl forks: the server's pid is the first line of postmaster.pid.
@@ -365,8 +373,9 @@ start_redis() {
   check_free_port redis "$REDIS_PORT" STACK_REDIS_PORT
   mkdir -p "$DATA/redis"
   log "starting redis on $REDIS_PORT"
-  # Marker: the port alone; redis rewrites its title to "redis-server 127.0.0.1:PORT".
-  start_detached redis "$REDIS_PORT" "$(redis_bin)" --bind 127.0.0.1 --port "$REDIS_PORT" \
+  # Marker: the binary and the port; redis rewrites its title to
+  # "redis-server 127.0.0.1:PORT" after start, so the full address cannot be used.
+  start_detached redis "redis-server|$REDIS_PORT" "$(redis_bin)" --bind 127.0.0.1 --port "$REDIS_PORT" \
     --dir "$DATA/redis" --save "" --appendonly no --daemonize no --protected-mode yes
   wait_ready redis check_redis
 }

@@ -32,6 +32,7 @@ pub struct AppState {
     pub max_event_body_bytes: usize,
     pub max_batch_body_bytes: usize,
     pub trust_forwarded_for: bool,
+    pub body_timeout: std::time::Duration,
 }
 
 /// How a route answers and how much it accepts.
@@ -54,6 +55,7 @@ enum ApiError {
     Key(KeyRefusal),
     KeyUnavailable(String),
     Produce(ProduceError),
+    BodyTimeout(std::time::Duration),
 }
 
 impl ApiError {
@@ -64,6 +66,7 @@ impl ApiError {
             Self::Decode(_) | Self::Payload(_) => StatusCode::BAD_REQUEST,
             Self::Key(_) => StatusCode::UNAUTHORIZED,
             Self::KeyUnavailable(_) | Self::Produce(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -75,6 +78,7 @@ impl ApiError {
             Self::Key(KeyRefusal::Invalid) => "invalid_api_key",
             Self::KeyUnavailable(_) => "auth_unavailable",
             Self::Produce(e) => e.reason(),
+            Self::BodyTimeout(_) => "body_timeout",
         }
     }
 
@@ -85,6 +89,10 @@ impl ApiError {
             Self::Key(e) => e.to_string(),
             Self::KeyUnavailable(e) => e.clone(),
             Self::Produce(e) => e.to_string(),
+            Self::BodyTimeout(t) => format!(
+                "the request body did not arrive within {} ms",
+                t.as_millis()
+            ),
         }
     }
 
@@ -277,8 +285,9 @@ async fn accept(
             .ok_or((ApiError::Decode(DecodeError::Empty), 0))?;
         decode_query_data(data, compression.as_deref(), limit)
     } else {
-        let bytes = read_body(headers, body, limit)
+        let bytes = tokio::time::timeout(state.body_timeout, read_body(headers, body, limit))
             .await
+            .map_err(|_| (ApiError::BodyTimeout(state.body_timeout), 0))?
             .map_err(|e| (ApiError::Decode(e), 0))?;
         let hints = BodyHints {
             form: headers

@@ -29,6 +29,13 @@ pub struct CaptureConfig {
     /// `CAPTURE_TRUST_FORWARDED_FOR` (`true`): take the client address from the
     /// first `X-Forwarded-For` entry (capture normally sits behind an ingress).
     pub trust_forwarded_for: bool,
+    /// `CAPTURE_BODY_TIMEOUT_MS` (`30000`): a body not received within this
+    /// time gets 408 (slow clients cannot hold requests open forever).
+    pub body_timeout: Duration,
+    /// `CAPTURE_MAX_CONCURRENT_REQUESTS` (`512`): requests in flight at once;
+    /// more get 503 at once. Bounds memory: at most this many bodies are
+    /// buffered.
+    pub max_concurrent_requests: usize,
 }
 
 /// Producer settings.
@@ -111,6 +118,13 @@ impl CaptureConfig {
                 1024 * MIB,
             )?,
             trust_forwarded_for: env.bool("CAPTURE_TRUST_FORWARDED_FOR", true)?,
+            body_timeout: env.duration_ms("CAPTURE_BODY_TIMEOUT_MS", 30_000, 100)?,
+            max_concurrent_requests: env.int_in(
+                "CAPTURE_MAX_CONCURRENT_REQUESTS",
+                512usize,
+                1,
+                1_000_000,
+            )?,
         })
     }
 }

@@ -181,7 +181,8 @@ impl EventProducer {
             let payload = event
                 .to_kafka_payload()
                 .map_err(|e| ProduceError::Serialize(e.to_string()))?;
-            if payload.len() > self.max_message_bytes {
+            // Room for the key and the record's own overhead.
+            if payload.len() + event.kafka_key().len() + 128 > self.max_message_bytes {
                 return Err(ProduceError::TooLarge {
                     index,
                     size: payload.len(),
@@ -201,8 +202,9 @@ impl EventProducer {
                 Ok(delivery) => deliveries.push(delivery),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     // Events already queued will still be delivered; the
-                    // client retries the whole request and the consumer's
-                    // uuid deduplication collapses the repeats.
+                    // client retries the whole request, and the repeats
+                    // collapse by uuid when the client sent a uuid or a
+                    // timestamp (see normalize::derived_uuid).
                     self.count_errors("queue_full", events.len());
                     return Err(ProduceError::QueueFull);
                 }
@@ -240,9 +242,20 @@ impl EventProducer {
         let mut failed = 0;
         let mut timed_out = false;
         let mut first_reason = None;
-        for result in results {
+        for (index, result) in results.into_iter().enumerate() {
             match result {
                 Ok(Ok(_)) => {}
+                Ok(Err((
+                    KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+                    _,
+                ))) => {
+                    self.count_errors("too_large", 1);
+                    return Err(ProduceError::TooLarge {
+                        index,
+                        size: payloads.get(index).map(Vec::len).unwrap_or_default(),
+                        limit: self.max_message_bytes,
+                    });
+                }
                 Ok(Err((e, _))) => {
                     failed += 1;
                     timed_out |= matches!(

@@ -24,6 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::http::{StatusCode, header};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -80,8 +82,22 @@ impl Capture {
             max_event_body_bytes: config.max_event_body_bytes,
             max_batch_body_bytes: config.max_batch_body_bytes,
             trust_forwarded_for: config.trust_forwarded_for,
+            body_timeout: config.body_timeout,
         });
+        // Past the concurrency limit requests are shed with 503 at once
+        // rather than queued: memory stays bounded and clients retry.
+        let shed = tower::ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "1")],
+                    axum::Json(serde_json::json!({"error": "overloaded", "message": "too many requests in flight; retry shortly"})),
+                )
+            }))
+            .layer(tower::load_shed::LoadShedLayer::new())
+            .layer(tower::limit::ConcurrencyLimitLayer::new(config.max_concurrent_requests));
         let router = api::routes(state)
+            .layer(shed)
             .layer(CorsLayer::very_permissive())
             .merge(health_router("capture"))
             .merge(tributary_core::metrics::router(Arc::new(registry)));

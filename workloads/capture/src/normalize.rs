@@ -235,12 +235,11 @@ fn normalize_event(
         ));
     }
 
-    let uuid = obj
+    let client_uuid = obj
         .get("uuid")
         .and_then(Value::as_str)
         .and_then(|s| Uuid::parse_str(s).ok())
-        .filter(|u| !u.is_nil())
-        .unwrap_or_else(Uuid::now_v7);
+        .filter(|u| !u.is_nil());
 
     let sent_at = match obj.get("sent_at") {
         None | Some(Value::Null) => batch_sent_at,
@@ -260,11 +259,26 @@ fn normalize_event(
             )
         })?),
     };
+    let client_timestamp = timestamp;
     let timestamp = corrected_timestamp(timestamp, sent_at, offset_ms, ctx.received_at);
+    if timestamp < min_time() || timestamp >= max_time() {
+        return Err(field_err(
+            index,
+            "timestamp",
+            format!(
+                "{} is outside the supported range (1970-01-01 to 2106-02-07)",
+                timestamp.to_rfc3339()
+            ),
+        ));
+    }
 
     for key in KEY_FIELDS {
         properties.remove(key);
     }
+    let uuid = client_uuid.unwrap_or_else(|| match client_timestamp {
+        Some(ts) => derived_uuid(ctx.project_id, &event, &distinct_id, ts, &properties),
+        None => Uuid::now_v7(),
+    });
     let lib = Lib {
         name: properties
             .get("$lib")
@@ -289,6 +303,39 @@ fn normalize_event(
         ip: ctx.ip.clone(),
         lib,
     })
+}
+
+fn min_time() -> DateTime<Utc> {
+    DateTime::<Utc>::UNIX_EPOCH
+}
+
+/// ClickHouse `DateTime` (seconds in a UInt32) ends here.
+fn max_time() -> DateTime<Utc> {
+    DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(i64::from(u32::MAX))
+}
+
+/// A UUIDv7 for an event sent without one, derived from what the client sent
+/// (project, event, distinct_id, its own timestamp, properties) so that a
+/// retried request yields the same uuid and the stored copies collapse. The
+/// time field is the client's timestamp; the "random" bits are a SHA-1 digest
+/// of the content. Events without a client timestamp get a random UUIDv7:
+/// nothing stable identifies their retries.
+pub fn derived_uuid(
+    project_id: u64,
+    event: &str,
+    distinct_id: &str,
+    client_timestamp: DateTime<Utc>,
+    properties: &Map<String, Value>,
+) -> Uuid {
+    let ms = client_timestamp.timestamp_millis().max(0) as u64;
+    let content = format!(
+        "{project_id}\u{1f}{event}\u{1f}{distinct_id}\u{1f}{ms}\u{1f}{}",
+        Value::Object(properties.clone())
+    );
+    let digest = Uuid::new_v5(&Uuid::NAMESPACE_OID, content.as_bytes());
+    let mut random = [0u8; 10];
+    random.copy_from_slice(&digest.as_bytes()[6..16]);
+    uuid::Builder::from_unix_timestamp_millis(ms, &random).into_uuid()
 }
 
 /// The event time on the server's clock.
@@ -579,6 +626,41 @@ mod tests {
             json!({"event": "a", "distinct_id": "d", "uuid": "00000000-0000-0000-0000-000000000000"}),
         ] {
             assert_eq!(one(payload).unwrap().uuid.get_version_num(), 7);
+        }
+    }
+
+    #[test]
+    fn events_without_uuid_get_the_same_v7_on_retry_when_they_carry_a_timestamp() {
+        let payload = json!({"event": "a", "distinct_id": "d", "timestamp": "2023-11-14T22:13:20.123Z", "properties": {"x": 1}});
+        let first = one(payload.clone()).unwrap().uuid;
+        let retry = normalize(
+            split(payload).unwrap(),
+            &Context {
+                received_at: ctx().received_at + chrono::Duration::seconds(5),
+                ..ctx()
+            },
+        )
+        .unwrap()
+        .remove(0)
+        .uuid;
+        assert_eq!(first, retry);
+        assert_eq!(first.get_version_num(), 7);
+        let other = one(json!({"event": "a", "distinct_id": "d", "timestamp": "2023-11-14T22:13:20.123Z", "properties": {"x": 2}})).unwrap().uuid;
+        assert_ne!(first, other);
+        // Without a timestamp nothing identifies a retry: random v7s.
+        let a = one(json!({"event": "a", "distinct_id": "d"})).unwrap().uuid;
+        let b = one(json!({"event": "a", "distinct_id": "d"})).unwrap().uuid;
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn timestamps_outside_clickhouse_range_are_refused() {
+        for ts in ["1969-12-31T23:59:59Z", "2200-01-01T00:00:00Z"] {
+            let err = one(json!({"event": "a", "distinct_id": "d", "timestamp": ts})).unwrap_err();
+            assert!(
+                err.to_string().contains("outside the supported range"),
+                "{err}"
+            );
         }
     }
 

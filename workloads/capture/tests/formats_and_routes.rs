@@ -517,3 +517,33 @@ async fn required_keys_are_enforced_and_pick_the_project() {
     );
     capture.stop().await;
 }
+
+#[tokio::test]
+async fn a_body_that_never_arrives_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stack = Stack::require();
+    let topic = unique_name("capture_slow");
+    create_topic(&stack.kafka_bootstrap, &topic, 1).await;
+    let capture = common::start(common::config(
+        &stack.kafka_bootstrap,
+        &topic,
+        &[("CAPTURE_BODY_TIMEOUT_MS", "300")],
+    ))
+    .await;
+    capture.wait_ready(Duration::from_secs(30)).await;
+    let mut stream = tokio::net::TcpStream::connect(capture.addr).await.unwrap();
+    // Promise 100 bytes, send 10, then stall.
+    stream
+        .write_all(b"POST /capture HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"event\":")
+        .await
+        .unwrap();
+    let mut response = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut response))
+        .await
+        .expect("no answer within 10 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&response[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("body_timeout"), "{text}");
+    capture.stop().await;
+}

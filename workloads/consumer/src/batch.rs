@@ -128,8 +128,9 @@ fn decode(msg: &Incoming) -> Result<(EventRow, i64), (&'static str, String)> {
         };
         (kind, e.to_string())
     })?;
-    let row = EventRow::from_event(&event).map_err(|e| ("invalid_timestamp", e.to_string()))?;
-    Ok((row, event.received_at.timestamp_millis()))
+    let received_at_ms = event.received_at.timestamp_millis();
+    let row = EventRow::from_event(event).map_err(|e| ("invalid_timestamp", e.to_string()))?;
+    Ok((row, received_at_ms))
 }
 
 #[cfg(test)]

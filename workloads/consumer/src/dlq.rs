@@ -38,6 +38,39 @@ pub fn record(
     })
 }
 
+/// Bytes of `raw` kept by a truncated record.
+pub const TRUNCATED_PREFIX_BYTES: usize = 64 * 1024;
+
+/// A record for a message too large for the DLQ topic: the first
+/// [`TRUNCATED_PREFIX_BYTES`] as base64, with the full size and a SHA-1
+/// digest so the original can still be identified (it stays in the source
+/// topic until retention removes it).
+pub fn truncated_record(
+    raw: &[u8],
+    kind: &str,
+    message: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    now: DateTime<Utc>,
+) -> Value {
+    let prefix = &raw[..raw.len().min(TRUNCATED_PREFIX_BYTES)];
+    let digest = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, raw);
+    json!({
+        "raw": base64::engine::general_purpose::STANDARD.encode(prefix),
+        "raw_encoding": "base64",
+        "raw_truncated": true,
+        "raw_size": raw.len(),
+        "raw_digest": digest.to_string(),
+        "error_kind": kind,
+        "error_message": message,
+        "dlq_ts": tributary_core::event::format_timestamp(&now),
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +88,23 @@ mod tests {
             json!({"raw": "{bad", "raw_encoding": "utf8", "error_kind": "invalid_event", "error_message": "EOF",
                    "dlq_ts": "2023-11-14T22:13:20.000Z", "topic": "events", "partition": 3, "offset": 42})
         );
+    }
+
+    #[test]
+    fn truncated_records_stay_small_and_say_so() {
+        let raw = vec![b'x'; 3_000_000];
+        let r = truncated_record(
+            &raw,
+            "clickhouse_rejected",
+            "too big",
+            "events",
+            1,
+            2,
+            Utc::now(),
+        );
+        assert!(r.to_string().len() < 100_000);
+        assert_eq!(r["raw_size"], 3_000_000);
+        assert_eq!(r["raw_truncated"], true);
     }
 
     #[test]

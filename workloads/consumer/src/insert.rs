@@ -53,10 +53,10 @@ pub fn classify(error: &clickhouse::error::Error) -> InsertFailure {
 }
 
 /// One RowBinary insert of `rows` into `table`, bounded by `timeout`.
-pub async fn insert_rows(
+pub async fn insert_rows<'a>(
     client: &clickhouse::Client,
     table: &str,
-    rows: &[EventRow],
+    rows: impl IntoIterator<Item = &'a EventRow>,
     timeout: Duration,
 ) -> Result<(), InsertFailure> {
     let attempt = async {

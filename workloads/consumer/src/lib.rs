@@ -195,6 +195,9 @@ impl EventConsumer {
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("message.timeout.ms", "30000")
+            // Room for the largest event capture accepts, escaped; a broker
+            // that still refuses gets a truncated record (see dead_letter).
+            .set("message.max.bytes", "10000000")
             .create()
             .map_err(|source| ConsumerError::Kafka {
                 what: "DLQ producer",
@@ -230,26 +233,31 @@ impl EventConsumer {
                 biased;
                 _ = shutdown.cancelled() => break,
                 _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {}
-                msg = self.consumer.recv() => match msg {
-                    Ok(m) => {
-                        self.metrics.consumed.inc();
-                        batch.push(
-                            Incoming {
-                                partition: m.partition(),
-                                offset: m.offset(),
-                                key: m.key().map(<[u8]>::to_vec),
-                                payload: m.payload().map(<[u8]>::to_vec),
-                            },
-                            Instant::now(),
-                        );
+                msg = self.consumer.recv() => {
+                    // Rebalance callbacks run inside recv(): forget what was
+                    // revoked *before* adding the message it returned, which
+                    // may come from a partition assigned back to us.
+                    self.forget_revoked(&mut batch);
+                    match msg {
+                        Ok(m) => {
+                            self.metrics.consumed.inc();
+                            batch.push(
+                                Incoming {
+                                    partition: m.partition(),
+                                    offset: m.offset(),
+                                    key: m.key().map(<[u8]>::to_vec),
+                                    payload: m.payload().map(<[u8]>::to_vec),
+                                },
+                                Instant::now(),
+                            );
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Kafka consume error");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Kafka consume error");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                },
+                }
             }
-            self.forget_revoked(&mut batch);
             if batch.is_due(
                 Instant::now(),
                 self.config.batch_size,
@@ -299,18 +307,14 @@ impl EventConsumer {
     async fn flush(&self, batch: Batch, shutdown: &CancellationToken) -> FlushOutcome {
         let started = Instant::now();
         let table = "events";
-        let rows: Vec<_> = batch.entries.iter().map(|e| e.row.clone()).collect();
+        let entries = &batch.entries;
         let mut backoff = Backoff::new(self.config.backoff_max);
 
         // 1. Insert, retrying outages.
         let rejected = loop {
-            let attempt = insert::insert_isolating(rows.len(), |range| {
-                insert::insert_rows(
-                    &self.clickhouse,
-                    table,
-                    &rows[range],
-                    self.config.insert_timeout,
-                )
+            let attempt = insert::insert_isolating(entries.len(), |range| {
+                let rows = entries[range].iter().map(entry_row);
+                insert::insert_rows(&self.clickhouse, table, rows, self.config.insert_timeout)
             })
             .await;
             match attempt {
@@ -323,7 +327,7 @@ impl EventConsumer {
                         })
                         .inc();
                     let wait = backoff.step();
-                    tracing::warn!(error = %reason, retry_in_ms = wait.as_millis() as u64, rows = rows.len(), "ClickHouse unavailable; batch kept, offsets not committed");
+                    tracing::warn!(error = %reason, retry_in_ms = wait.as_millis() as u64, rows = entries.len(), "ClickHouse unavailable; batch kept, offsets not committed");
                     tokio::select! {
                         _ = shutdown.cancelled() => return FlushOutcome::Abandoned,
                         _ = tokio::time::sleep(wait) => {}
@@ -392,7 +396,7 @@ impl EventConsumer {
             }
         }
 
-        let written = rows.len() - rejected.len();
+        let written = entries.len() - rejected.len();
         let now_ms = chrono::Utc::now().timestamp_millis();
         for (i, e) in batch.entries.iter().enumerate() {
             if !rejected.iter().any(|(r, _)| *r == i) {
@@ -417,6 +421,7 @@ impl EventConsumer {
             return Ok(());
         }
         let now = chrono::Utc::now();
+        let topic = &self.config.topic;
         let values: Vec<String> = dead
             .iter()
             .map(|p| {
@@ -424,7 +429,7 @@ impl EventConsumer {
                     &p.raw,
                     p.kind,
                     &p.message,
-                    &self.config.topic,
+                    topic,
                     p.partition,
                     p.offset,
                     now,
@@ -432,17 +437,33 @@ impl EventConsumer {
                 .to_string()
             })
             .collect();
-        let sends = dead.iter().zip(&values).map(|(p, value)| {
-            let mut record = FutureRecord::to(&self.config.dlq_topic).payload(value.as_bytes());
-            if let Some(key) = &p.key {
-                record = record.key(key.as_slice());
-            }
-            self.dlq.send(record, Duration::from_secs(5))
-        });
+        let sends = dead
+            .iter()
+            .zip(&values)
+            .map(|(p, value)| self.send_dead(p, value.as_bytes()));
         let results = join_all(sends).await;
         for (p, result) in dead.iter().zip(results) {
-            if let Err((e, _)) = result {
-                return Err(format!("{e}"));
+            let result = match result {
+                // The broker will not take the whole message: keep what fits
+                // (a prefix, the size and a digest) rather than block forever.
+                Err(KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge,
+                )) => {
+                    let truncated = dlq::truncated_record(
+                        &p.raw,
+                        p.kind,
+                        &p.message,
+                        topic,
+                        p.partition,
+                        p.offset,
+                        now,
+                    );
+                    self.send_dead(p, truncated.to_string().as_bytes()).await
+                }
+                other => other,
+            };
+            if let Err(e) = result {
+                return Err(e.to_string());
             }
             self.metrics
                 .dlq_messages
@@ -454,6 +475,24 @@ impl EventConsumer {
         }
         Ok(())
     }
+
+    async fn send_dead(&self, p: &Poison, value: &[u8]) -> Result<(), KafkaError> {
+        let mut record = FutureRecord::to(&self.config.dlq_topic).payload(value);
+        if let Some(key) = &p.key {
+            record = record.key(key.as_slice());
+        }
+        self.dlq
+            .send(record, Duration::from_secs(5))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| e)
+    }
+}
+
+/// A named function, not a closure: the insert future stays `Send` for any
+/// borrow of the batch.
+fn entry_row(entry: &batch::Entry) -> &row::EventRow {
+    &entry.row
 }
 
 /// Runs the consumer and its metrics server until `shutdown`.

@@ -37,19 +37,21 @@ fn seconds(field: &'static str, ts: &chrono::DateTime<chrono::Utc>) -> Result<u3
 }
 
 impl EventRow {
-    pub fn from_event(e: &Event) -> Result<Self, RowError> {
+    /// Builds the row, moving the event's strings into it.
+    pub fn from_event(e: Event) -> Result<Self, RowError> {
         Ok(Self {
             uuid: e.uuid,
             project_id: e.project_id,
-            event: e.event.clone(),
-            distinct_id: e.distinct_id.clone(),
-            properties: serde_json::Value::Object(e.properties.clone()).to_string(),
+            // Serialising a map of JSON values cannot fail.
+            properties: serde_json::to_string(&e.properties).unwrap_or_else(|_| "{}".to_owned()),
             timestamp: seconds("timestamp", &e.timestamp)?,
             timestamp_ms: e.timestamp.timestamp_millis() as u64,
             received_at: seconds("received_at", &e.received_at)?,
-            ip: e.ip.clone().unwrap_or_default(),
-            lib: e.lib.name.clone().unwrap_or_default(),
-            lib_version: e.lib.version.clone().unwrap_or_default(),
+            event: e.event,
+            distinct_id: e.distinct_id,
+            ip: e.ip.unwrap_or_default(),
+            lib: e.lib.name.unwrap_or_default(),
+            lib_version: e.lib.version.unwrap_or_default(),
         })
     }
 }
@@ -67,11 +69,12 @@ mod tests {
             .unwrap();
         let mut e = Event::new(3, "$pageview", "u", t);
         e.properties.insert("$browser".into(), "Firefox".into());
-        let row = EventRow::from_event(&e).unwrap();
+        let uuid = e.uuid;
+        let row = EventRow::from_event(e).unwrap();
         assert_eq!(row.timestamp, 1_700_000_000);
         assert_eq!(row.timestamp_ms, 1_700_000_000_123);
         assert_eq!(row.properties, r#"{"$browser":"Firefox"}"#);
-        assert_eq!(row.uuid, e.uuid);
+        assert_eq!(row.uuid, uuid);
     }
 
     #[test]
@@ -82,7 +85,7 @@ mod tests {
             .unwrap();
         let e = Event::new(3, "a", "u", t);
         assert!(matches!(
-            EventRow::from_event(&e),
+            EventRow::from_event(e),
             Err(RowError::TimeOutOfRange {
                 field: "timestamp",
                 ..

@@ -50,6 +50,9 @@ impl ConfigError {
     }
 }
 
+/// Longest duration any `*_MS` setting accepts: one week.
+pub const MAX_DURATION_MS: u64 = 7 * 24 * 3600 * 1000;
+
 /// Where variables come from: the process environment, or a map in tests.
 pub trait EnvSource {
     fn get(&self, name: &str) -> Option<String>;

@@ -1,0 +1,351 @@
+//! Consumer throughput against a raw `clickhouse`-crate insert of the same
+//! rows, and event visibility under steady capture load, in one run.
+//!
+//! `cargo bench -p tributary-consumer --bench consumer_vs_raw_insert` (or
+//! `make bench-consumer`). Needs the local stack.
+//!
+//! 1. N events are produced to a fresh topic (12 partitions).
+//! 2. Baseline: the same rows inserted with the `clickhouse` crate in batches
+//!    of `CONSUMER_BATCH_SIZE` into a fresh table: rows/s.
+//! 3. The consumer reads the pre-filled topic into another fresh table:
+//!    rows/s from the moment it holds its partitions until the last row is
+//!    written (decode, insert, commit included).
+//! 4. Visibility: capture and the consumer run together while events are
+//!    posted at a steady rate; p50/p95 of insert time minus capture's
+//!    `received_at`, read from the consumer's histogram.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+use tributary_consumer::metrics::ConsumerMetrics;
+use tributary_consumer::row::EventRow;
+use tributary_consumer::{ConsumerConfig, EventConsumer};
+use tributary_core::Event;
+use tributary_core::clickhouse::ClickHouseSettings;
+use tributary_core::config::Env;
+use tributary_tests::clickhouse::host_port;
+use tributary_tests::kafka::{client_config, create_topic};
+use tributary_tests::{Stack, poll_until, unique_name};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const BATCH: usize = 10_000;
+
+fn events(n: usize) -> Vec<Event> {
+    (0..n)
+        .map(|i| {
+            let mut e = Event::new(
+                1,
+                if i % 3 == 0 { "signed_up" } else { "$pageview" },
+                format!("user-{}", i % 5000),
+                chrono::Utc::now(),
+            );
+            for (k, v) in [
+                (
+                    "$current_url",
+                    format!("https://shop.example.com/products/{}", i % 700),
+                ),
+                ("$browser", "Chrome".to_owned()),
+                ("$os", "Mac OS X".to_owned()),
+                ("$device_type", "Desktop".to_owned()),
+                ("$referrer", "https://news.example.org/".to_owned()),
+                ("plan", "pro".to_owned()),
+            ] {
+                e.properties.insert(k.into(), v.into());
+            }
+            e
+        })
+        .collect()
+}
+
+fn env_map(pairs: &[(&str, String)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}
+
+fn settings(stack: &Stack, db: &str) -> ClickHouseSettings {
+    let (host, port) = host_port(&stack.clickhouse_url);
+    let vars = env_map(&[
+        ("CONSUMER_CLICKHOUSE_HOST", host),
+        ("CONSUMER_CLICKHOUSE_PORT", port.to_string()),
+        ("CONSUMER_CLICKHOUSE_DATABASE", db.to_owned()),
+    ]);
+    ClickHouseSettings::from_env(&Env::new(&vars), "CONSUMER").unwrap()
+}
+
+fn consumer_config(stack: &Stack, topic: &str, db: &str) -> ConsumerConfig {
+    let (host, port) = host_port(&stack.clickhouse_url);
+    let vars = env_map(&[
+        (
+            "CONSUMER_KAFKA_BOOTSTRAP_SERVERS",
+            stack.kafka_bootstrap.clone(),
+        ),
+        ("CONSUMER_KAFKA_TOPIC", topic.to_owned()),
+        ("CONSUMER_DLQ_TOPIC", format!("{topic}_dlq")),
+        ("CONSUMER_KAFKA_GROUP_ID", unique_name("bench")),
+        ("CONSUMER_CLICKHOUSE_HOST", host),
+        ("CONSUMER_CLICKHOUSE_PORT", port.to_string()),
+        ("CONSUMER_CLICKHOUSE_DATABASE", db.to_owned()),
+        ("CONSUMER_BATCH_SIZE", BATCH.to_string()),
+        ("CONSUMER_FLUSH_INTERVAL_MS", "500".to_owned()),
+        ("CONSUMER_SESSION_TIMEOUT_MS", "6000".to_owned()),
+    ]);
+    ConsumerConfig::from_env(&Env::new(&vars)).unwrap()
+}
+
+struct Running {
+    shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+    metrics: ConsumerMetrics,
+    registry: Registry,
+}
+
+fn start_consumer(config: ConsumerConfig) -> Running {
+    let mut registry = Registry::default();
+    let metrics = ConsumerMetrics::register(&mut registry);
+    let consumer = EventConsumer::new(config, metrics.clone()).unwrap();
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let handle = tokio::spawn(async move { consumer.run(token).await.unwrap() });
+    Running {
+        shutdown,
+        handle,
+        metrics,
+        registry,
+    }
+}
+
+/// Quantile from the cumulative `_bucket` lines of a histogram (upper bound
+/// of the bucket holding the quantile, interpolated linearly inside it).
+fn histogram_quantile(text: &str, name: &str, q: f64) -> f64 {
+    let mut buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}_bucket{{")))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let count: f64 = l.split_whitespace().last()?.parse().ok()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last().map(|b| b.1).unwrap_or(0.0);
+    let target = q * total;
+    let mut prev = (0.0, 0.0);
+    for (le, count) in buckets {
+        if count >= target {
+            if !le.is_finite() {
+                return prev.0;
+            }
+            let frac = if count > prev.1 {
+                (target - prev.1) / (count - prev.1)
+            } else {
+                1.0
+            };
+            return prev.0 + (le - prev.0) * frac;
+        }
+        prev = (le, count);
+    }
+    f64::NAN
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let n: usize = std::env::var("BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let stack = Stack::require();
+    let topic = unique_name("bench_events");
+    create_topic(&stack.kafka_bootstrap, &topic, 12).await;
+    create_topic(&stack.kafka_bootstrap, &format!("{topic}_dlq"), 1).await;
+
+    println!("producing {n} events...");
+    let all = events(n);
+    let producer: rdkafka::producer::FutureProducer = client_config(&stack.kafka_bootstrap)
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
+    for chunk in all.chunks(20_000) {
+        let payloads: Vec<Vec<u8>> = chunk
+            .iter()
+            .map(|e| e.to_kafka_payload().unwrap())
+            .collect();
+        let sends = chunk.iter().zip(&payloads).map(|(e, p)| {
+            producer.send(
+                rdkafka::producer::FutureRecord::to(&topic)
+                    .key(e.kafka_key())
+                    .payload(p),
+                Duration::from_secs(60),
+            )
+        });
+        for r in futures::future::join_all(sends).await {
+            r.map_err(|(e, _)| e).unwrap();
+        }
+    }
+
+    // Baseline: raw inserts of the same rows.
+    let raw_db = unique_name("bench_raw");
+    let raw_settings = settings(&stack, &raw_db);
+    tributary_core::schema::migrate_clickhouse(&raw_settings)
+        .await
+        .unwrap();
+    let rows: Vec<EventRow> = all
+        .iter()
+        .map(|e| EventRow::from_event(e.clone()).unwrap())
+        .collect();
+    let client = raw_settings.client();
+    let started = Instant::now();
+    for chunk in rows.chunks(BATCH) {
+        let mut insert = client.insert::<EventRow>("events").await.unwrap();
+        for row in chunk {
+            insert.write(row).await.unwrap();
+        }
+        insert.end().await.unwrap();
+    }
+    let raw_secs = started.elapsed().as_secs_f64();
+    let raw_rate = n as f64 / raw_secs;
+
+    // The consumer on the pre-filled topic.
+    let db = unique_name("bench_consumer");
+    tributary_core::schema::migrate_clickhouse(&settings(&stack, &db))
+        .await
+        .unwrap();
+    let consumer = start_consumer(consumer_config(&stack, &topic, &db));
+    poll_until(
+        "the consumer to hold its partitions",
+        Duration::from_secs(60),
+        || async { (consumer.metrics.assigned_partitions.get() > 0).then_some(()) },
+    )
+    .await;
+    let started = Instant::now();
+    poll_until("every row written", Duration::from_secs(600), || async {
+        (consumer.metrics.rows_written.get() >= n as u64).then_some(())
+    })
+    .await;
+    let consumer_secs = started.elapsed().as_secs_f64();
+    let consumer_rate = n as f64 / consumer_secs;
+    consumer.shutdown.cancel();
+    consumer.handle.await.unwrap();
+
+    // Visibility under steady capture load.
+    let rate: u64 = std::env::var("BENCH_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let seconds: u64 = 20;
+    let vis_topic = unique_name("bench_visibility");
+    create_topic(&stack.kafka_bootstrap, &vis_topic, 12).await;
+    create_topic(&stack.kafka_bootstrap, &format!("{vis_topic}_dlq"), 1).await;
+    let vis_db = unique_name("bench_visibility");
+    tributary_core::schema::migrate_clickhouse(&settings(&stack, &vis_db))
+        .await
+        .unwrap();
+    let mut vis_config = consumer_config(&stack, &vis_topic, &vis_db);
+    vis_config.flush_interval = Duration::from_millis(1000);
+    let consumer = start_consumer(vis_config);
+    let capture_vars = env_map(&[
+        ("CAPTURE_HOST", "127.0.0.1".to_owned()),
+        (
+            "CAPTURE_KAFKA_BOOTSTRAP_SERVERS",
+            stack.kafka_bootstrap.clone(),
+        ),
+        ("CAPTURE_KAFKA_TOPIC", vis_topic.clone()),
+    ]);
+    let mut capture_config =
+        tributary_capture::CaptureConfig::from_env(&Env::new(&capture_vars)).unwrap();
+    capture_config.listen.set_port(0);
+    let capture = tributary_capture::Capture::bind(&capture_config)
+        .await
+        .unwrap();
+    let url = format!("http://{}/batch", capture.local_addr().unwrap());
+    let capture_stop = CancellationToken::new();
+    let capture_task = tokio::spawn(capture.serve(capture_stop.clone()));
+    let http = reqwest::Client::new();
+    let ready = url.replace("/batch", "/ready");
+    poll_until("capture ready", Duration::from_secs(30), || {
+        let (http, ready) = (http.clone(), ready.clone());
+        async move {
+            http.get(&ready)
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status() == 200)
+                .map(|_| ())
+        }
+    })
+    .await;
+    poll_until(
+        "the visibility consumer to hold its partitions",
+        Duration::from_secs(60),
+        || async { (consumer.metrics.assigned_partitions.get() > 0).then_some(()) },
+    )
+    .await;
+
+    // 10 requests of rate/10 events per second.
+    let per_request = (rate / 10).max(1) as usize;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut sent = 0u64;
+    for i in 0..seconds * 10 {
+        tick.tick().await;
+        let batch: Vec<serde_json::Value> = (0..per_request)
+            .map(|j| serde_json::json!({"event": "$pageview", "distinct_id": format!("v-{}", (i as usize * per_request + j) % 3000), "properties": {"$current_url": "https://example.com/"}}))
+            .collect();
+        let r = http
+            .post(&url)
+            .json(&serde_json::json!({"batch": batch}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        sent += per_request as u64;
+    }
+    poll_until(
+        "every captured event written",
+        Duration::from_secs(120),
+        || async { (consumer.metrics.rows_written.get() >= sent).then_some(()) },
+    )
+    .await;
+    let text = tributary_core::metrics::render(&consumer.registry).unwrap();
+    let p50 = histogram_quantile(&text, "consumer_event_visibility_seconds", 0.50);
+    let p95 = histogram_quantile(&text, "consumer_event_visibility_seconds", 0.95);
+    consumer.shutdown.cancel();
+    consumer.handle.await.unwrap();
+    capture_stop.cancel();
+    let _ = capture_task.await;
+
+    println!();
+    println!("{:<44} {:>12} {:>10}", "case", "rows/s", "seconds");
+    println!(
+        "{:<44} {:>12.0} {:>10.2}",
+        format!("raw clickhouse-crate insert ({BATCH}/batch)"),
+        raw_rate,
+        raw_secs
+    );
+    println!(
+        "{:<44} {:>12.0} {:>10.2}",
+        "consumer from a pre-filled topic", consumer_rate, consumer_secs
+    );
+    println!();
+    println!(
+        "ratio consumer/raw insert: {:.3} (goal >= 0.8)",
+        consumer_rate / raw_rate
+    );
+    println!(
+        "visibility at {rate} events/s for {seconds} s (flush interval 1 s): p50 {:.2} s, p95 {:.2} s (goal p95 < 5 s)",
+        p50, p95
+    );
+}
