@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Brings the pipeline up on this machine and shows it working (README's first
 # command runs this through `make up`). It grows as the workloads land: today
-# it starts the dependency stack, creates the topics, runs capture, and sends
-# PostHog-style events through it into Kafka.
+# it starts the dependency stack, creates the topics, applies the ClickHouse
+# migrations, runs capture and the consumer, sends PostHog-style events
+# through capture, and shows them arriving in Kafka and in ClickHouse.
 #
 # Usage: infrastructure/demo.sh up|stop
 set -euo pipefail
@@ -10,6 +11,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STACK="$REPO/infrastructure/local-stack.sh"
 BIN=${TRIBUTARY_BIN:-$REPO/target/debug/tributary}
 CAPTURE_PORT=${CAPTURE_PORT:-8000}
+CONSUMER_METRICS_PORT=${CONSUMER_METRICS_PORT:-9090}
 
 log() { printf 'demo: %s\n' "$*" >&2; }
 
@@ -48,6 +50,15 @@ PY
 
   stop
   local dir; dir=$(stack_dir)
+  export CONSUMER_CLICKHOUSE_HOST CONSUMER_CLICKHOUSE_PORT CONSUMER_CLICKHOUSE_DATABASE=tributary
+  log "applying ClickHouse migrations"
+  LOG_LEVEL=warn "$BIN" migrate
+
+  log "starting consumer (metrics on :$CONSUMER_METRICS_PORT, logs: $dir/logs/demo-consumer.log)"
+  CONSUMER_METRICS_PORT=$CONSUMER_METRICS_PORT CONSUMER_FLUSH_INTERVAL_MS=500 \
+    setsid nohup "$BIN" consumer > "$dir/logs/demo-consumer.log" 2>&1 < /dev/null &
+  echo $! > "$dir/run/demo-consumer.pid"
+
   log "starting capture on 127.0.0.1:$CAPTURE_PORT (logs: $dir/logs/demo-capture.log)"
   CAPTURE_HOST=127.0.0.1 CAPTURE_PORT=$CAPTURE_PORT CAPTURE_API_KEYS=phc_demo=1 \
     setsid nohup "$BIN" capture > "$dir/logs/demo-capture.log" 2>&1 < /dev/null &
@@ -90,11 +101,25 @@ for _ in range(100):
 c.close()
 PY
   echo
+  echo "== ClickHouse: the consumer wrote them (events by name, deduplicated by uuid) =="
+  local deadline2=$((SECONDS + 60)) counted=0
+  until [ "$counted" -ge 3 ]; do
+    counted=$(curl -fsS "$CLICKHOUSE_URL/?query=SELECT%20uniqExact(uuid)%20FROM%20tributary.events" || echo 0)
+    [ $SECONDS -lt $deadline2 ] || { log "only $counted events visible after 60 s"; break; }
+    [ "$counted" -ge 3 ] || sleep 0.2
+  done
+  curl -fsS "$CLICKHOUSE_URL/" --data-binary "SELECT event, uniqExact(uuid) AS events, uniqExact(distinct_id) AS users, any(mat_current_url) AS url FROM tributary.events GROUP BY event ORDER BY event FORMAT PrettyCompactMonoBlock"
+  echo
+  echo "== consumer metrics (excerpt) =="
+  curl -sS "http://127.0.0.1:$CONSUMER_METRICS_PORT/metrics" | grep -E '^consumer_(messages_consumed_total|rows_written_total|dlq_messages_total|event_visibility_seconds_(sum|count))'
+  echo
   echo "== capture metrics (excerpt) =="
   curl -sS "http://127.0.0.1:$CAPTURE_PORT/metrics" | grep -E '^capture_(requests_total|events_received_total|kafka_produce_total|kafka_ready)'
   echo
-  echo "capture: http://127.0.0.1:$CAPTURE_PORT  (stop everything: make down)"
-  echo "not built yet: consumer (#4), auth (#5), query (#6), operator (#7)"
+  echo "capture:  http://127.0.0.1:$CAPTURE_PORT"
+  echo "consumer: http://127.0.0.1:$CONSUMER_METRICS_PORT/metrics"
+  echo "ClickHouse: $CLICKHOUSE_URL (database tributary)   stop everything: make down"
+  echo "not built yet: auth (#5), query (#6), operator (#7)"
 }
 
 case "${1:-up}" in

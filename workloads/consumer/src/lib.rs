@@ -25,6 +25,7 @@ pub mod dlq;
 pub mod insert;
 pub mod metrics;
 pub mod row;
+pub mod wire;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -225,14 +226,25 @@ impl EventConsumer {
             })?;
         tracing::info!(topic = %self.config.topic, group = %self.config.group_id, "consuming");
         let mut batch = Batch::default();
+        // One timer for the flush deadline, re-armed only when a batch starts
+        // (creating a timer per message costs more than decoding it).
+        let flush_timer = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(flush_timer);
+        let mut armed_for: Option<Instant> = None;
         loop {
-            let deadline = batch
-                .deadline(self.config.flush_interval)
-                .map(tokio::time::Instant::from_std);
+            let deadline = batch.deadline(self.config.flush_interval);
+            if deadline != armed_for {
+                if let Some(d) = deadline {
+                    flush_timer
+                        .as_mut()
+                        .reset(tokio::time::Instant::from_std(d));
+                }
+                armed_for = deadline;
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {}
+                _ = &mut flush_timer, if deadline.is_some() => {}
                 msg = self.consumer.recv() => {
                     // Rebalance callbacks run inside recv(): forget what was
                     // revoked *before* adding the message it returned, which
