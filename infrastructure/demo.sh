@@ -108,7 +108,7 @@ PY
     [ $SECONDS -lt $deadline2 ] || { log "only $counted events visible after 60 s"; break; }
     [ "$counted" -ge 3 ] || sleep 0.2
   done
-  curl -fsS "$CLICKHOUSE_URL/" --data-binary "SELECT event, uniqExact(uuid) AS events, uniqExact(distinct_id) AS users, any(mat_current_url) AS url FROM tributary.events GROUP BY event ORDER BY event FORMAT PrettyCompactMonoBlock"
+  curl -fsS "$CLICKHOUSE_URL/" --data-binary "SELECT event, uniqExact(uuid) AS events, uniqExact(distinct_id) AS users, any(mat_current_url) AS url FROM tributary.events GROUP BY event ORDER BY event FORMAT PrettyCompactNoEscapes"
   echo
   echo "== consumer metrics (excerpt) =="
   curl -sS "http://127.0.0.1:$CONSUMER_METRICS_PORT/metrics" | grep -E '^consumer_(messages_consumed_total|rows_written_total|dlq_messages_total|event_visibility_seconds_(sum|count))'
