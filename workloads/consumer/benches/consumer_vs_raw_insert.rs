@@ -224,6 +224,28 @@ async fn main() {
     let raw_secs = started.elapsed().as_secs_f64();
     let raw_rate = n as f64 / raw_secs;
 
+    // Decode alone: the same messages pushed into a batch, no I/O.
+    let payloads: Vec<(Vec<u8>, Vec<u8>)> = all
+        .iter()
+        .map(|e| (e.kafka_key().to_vec(), e.to_kafka_payload().unwrap()))
+        .collect();
+    let started = Instant::now();
+    let mut decoded = tributary_consumer::batch::Batch::default();
+    for (i, (k, p)) in payloads.into_iter().enumerate() {
+        decoded.push(
+            tributary_consumer::batch::Incoming {
+                partition: (i % 12) as i32,
+                offset: i as i64,
+                key: Some(k),
+                payload: Some(p),
+            },
+            Instant::now(),
+        );
+    }
+    let decode_secs = started.elapsed().as_secs_f64();
+    assert_eq!(decoded.entries.len(), n);
+    drop(decoded);
+
     // Second baseline: only reading the topic (no decode, no insert), to show
     // what the broker alone allows.
     let reader: rdkafka::consumer::StreamConsumer = client_config(&stack.kafka_bootstrap)
@@ -370,6 +392,12 @@ async fn main() {
     println!(
         "{:<44} {:>12.0} {:>10.2}",
         "raw Kafka read of the topic (no decode/insert)", read_rate, read_secs
+    );
+    println!(
+        "{:<44} {:>12.0} {:>10.2}",
+        "decode only (messages into a batch, no I/O)",
+        n as f64 / decode_secs,
+        decode_secs
     );
     println!();
     println!(

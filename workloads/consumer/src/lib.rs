@@ -1,7 +1,10 @@
 //! Tributary consumer: Kafka `events` → ClickHouse `events`, at least once.
 //!
 //! Messages are batched ([`batch`]) until `CONSUMER_BATCH_SIZE` messages or
-//! `CONSUMER_FLUSH_INTERVAL_MS` after the first; a flush inserts the rows
+//! `CONSUMER_FLUSH_INTERVAL_MS` after the first; one batch is written while
+//! the next is read (batches are written and committed strictly in order;
+//! a rebalance during a write at worst makes its new owner write the same
+//! rows again, which collapse by uuid). A flush inserts the rows
 //! ([`insert`]), sends poison messages and rejected rows to the DLQ ([`dlq`]),
 //! and only then stores and commits the offsets. An unreachable ClickHouse
 //! or DLQ is an outage: the flush is retried with exponential backoff, the
@@ -30,7 +33,7 @@ pub mod wire;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
+use futures::future::{BoxFuture, join_all};
 use prometheus_client::registry::Registry;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -231,6 +234,10 @@ impl EventConsumer {
         let flush_timer = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(flush_timer);
         let mut armed_for: Option<Instant> = None;
+        // One batch is written while the next is read and decoded. Batches
+        // are written (and their offsets committed) strictly in order.
+        let mut in_flight: BoxFuture<'_, FlushOutcome> = Box::pin(std::future::pending());
+        let mut flushing = false;
         loop {
             let deadline = batch.deadline(self.config.flush_interval);
             if deadline != armed_for {
@@ -241,11 +248,15 @@ impl EventConsumer {
                 }
                 armed_for = deadline;
             }
+            // While a batch is being written, a full next batch waits for it.
+            let may_read = !(flushing && batch.len() >= self.config.batch_size);
+            let mut finished = None;
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                _ = &mut flush_timer, if deadline.is_some() => {}
-                msg = self.consumer.recv() => {
+                outcome = &mut in_flight, if flushing => finished = Some(outcome),
+                _ = &mut flush_timer, if deadline.is_some() && !flushing => {}
+                msg = self.consumer.recv(), if may_read => {
                     // Rebalance callbacks run inside recv(): forget what was
                     // revoked *before* adding the message it returned, which
                     // may come from a partition assigned back to us.
@@ -270,16 +281,33 @@ impl EventConsumer {
                     }
                 }
             }
-            if batch.is_due(
-                Instant::now(),
-                self.config.batch_size,
-                self.config.flush_interval,
-            ) {
-                let full = std::mem::take(&mut batch);
-                if let FlushOutcome::Abandoned = self.flush(full, &shutdown).await {
+            if let Some(outcome) = finished {
+                flushing = false;
+                in_flight = Box::pin(std::future::pending());
+                if let FlushOutcome::Abandoned = outcome {
                     return self.leave();
                 }
             }
+            if !flushing
+                && batch.is_due(
+                    Instant::now(),
+                    self.config.batch_size,
+                    self.config.flush_interval,
+                )
+            {
+                let full = std::mem::take(&mut batch);
+                in_flight = Box::pin(self.flush(full, &shutdown));
+                flushing = true;
+            }
+        }
+        if flushing {
+            // Shutdown: the batch being written finishes (an outage abandons it
+            // without committing).
+            if let FlushOutcome::Abandoned = in_flight.await {
+                return self.leave();
+            }
+        } else {
+            drop(in_flight);
         }
         self.forget_revoked(&mut batch);
         if !batch.is_empty() {
