@@ -67,9 +67,8 @@ impl Command {
     /// The issue tracking a subcommand that is not built yet.
     fn tracking_issue(&self) -> Option<u32> {
         match self {
-            Self::Capture | Self::Consumer | Self::Migrate => None,
+            Self::Capture | Self::Consumer | Self::Migrate | Self::Auth => None,
             Self::Query => Some(tributary_query::TRACKING_ISSUE),
-            Self::Auth => Some(tributary_auth::TRACKING_ISSUE),
             Self::Dlq | Self::Dev => Some(10),
         }
     }
@@ -120,7 +119,9 @@ fn main() -> ExitCode {
                     Err(e) => return config_error(name, &e),
                 };
             run_async(name, |_shutdown| async move {
-                let report = tributary_core::schema::migrate_clickhouse(&settings).await?;
+                let report = tributary_core::schema::migrate_clickhouse(&settings)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 println!(
                     "ClickHouse {} database {}: schema version {} (applied now: {:?}, already applied: {:?})",
                     settings.url(),
@@ -129,7 +130,7 @@ fn main() -> ExitCode {
                     report.applied,
                     report.already
                 );
-                Ok::<(), tributary_core::schema::MigrateError>(())
+                Ok::<(), String>(())
             })
         }
         _ => ExitCode::from(NOT_BUILT),

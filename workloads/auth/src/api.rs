@@ -1,0 +1,516 @@
+//! HTTP routes of the auth service.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, MatchedPath, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use sqlx::postgres::PgPool;
+
+use crate::metrics::{AuthMetrics, RequestLabels, RouteLabels};
+use crate::secrets;
+use crate::store::{self, StoreError};
+use crate::throttle::LoginThrottle;
+
+pub struct AppState {
+    pub pool: PgPool,
+    pub jwt_secret: String,
+    pub jwt_ttl_secs: i64,
+    pub throttle: Mutex<LoginThrottle>,
+    pub metrics: AuthMetrics,
+}
+
+/// An error answer: status and `{"error", "message"}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+    fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "database error");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database is unavailable; retry shortly",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (
+            self.status,
+            Json(json!({"error": self.kind, "message": self.message})),
+        )
+            .into_response();
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Parses a JSON body; the error names the field (serde says which).
+fn parse<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("request body must be a JSON object"));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}
+
+pub fn routes(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/api/signup", post(signup))
+        .route("/api/login", post(login))
+        .route("/api/me", get(me))
+        .route("/api/projects", post(create_project).get(list_projects))
+        .route(
+            "/api/projects/{project_id}/api-keys",
+            post(create_key).get(list_keys),
+        )
+        .route(
+            "/api/projects/{project_id}/api-keys/{key_id}",
+            delete(revoke_key),
+        )
+        .route("/api/keys/validate", post(validate_key))
+        .route_layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// Counts and times every request by its route template.
+async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route: route.clone(),
+            status: response.status().as_u16(),
+        })
+        .inc();
+    state
+        .metrics
+        .duration
+        .get_or_create(&RouteLabels { route })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    email: String,
+    password: String,
+}
+
+fn check_email(email: &str) -> ApiResult<()> {
+    let valid = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        })
+        && !email.chars().any(char::is_whitespace);
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("email is not a valid address"))
+    }
+}
+
+fn check_password(password: &str) -> ApiResult<()> {
+    match password.chars().count() {
+        0..8 => Err(ApiError::bad_request(
+            "password must be at least 8 characters",
+        )),
+        8..=1024 => Ok(()),
+        _ => Err(ApiError::bad_request(
+            "password must be at most 1024 characters",
+        )),
+    }
+}
+
+async fn hash_blocking(password: String) -> ApiResult<String> {
+    tokio::task::spawn_blocking(move || secrets::hash_password(&password))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+}
+
+async fn signup(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Response> {
+    let c: Credentials = parse(&body)?;
+    check_email(&c.email)?;
+    check_password(&c.password)?;
+    let hash = hash_blocking(c.password).await?;
+    match store::create_user(&state.pool, c.email.trim(), &hash).await {
+        Ok(user) => {
+            tracing::info!(user_id = user.id, "user signed up");
+            Ok((
+                StatusCode::CREATED,
+                Json(json!({"id": user.id, "email": user.email})),
+            )
+                .into_response())
+        }
+        Err(StoreError::Conflict) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "email_taken",
+            "an account with this email already exists",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn client_address(headers: &HeaderMap, peer: SocketAddr) -> String {
+    headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| peer.ip().to_string())
+}
+
+async fn login(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let c: Credentials = parse(&body)?;
+    let account = c.email.trim().to_lowercase();
+    let address = client_address(&headers, peer);
+    let wait = state
+        .throttle
+        .lock()
+        .ok()
+        .and_then(|t| t.blocked(&account, &address, Instant::now()));
+    if let Some(wait) = wait {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            "too many failed logins; try again later",
+        );
+        e.retry_after = Some(wait.as_secs().max(1));
+        return Err(e);
+    }
+    let user = store::user_by_email(&state.pool, &account).await?;
+    let stored = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| secrets::dummy_hash().to_owned());
+    let password = c.password;
+    // Verified even for unknown users, so both cost the same time.
+    let ok = tokio::task::spawn_blocking(move || secrets::verify_password(&password, &stored))
+        .await
+        .unwrap_or(false);
+    match user {
+        Some(u) if ok => {
+            if let Ok(mut t) = state.throttle.lock() {
+                t.record_success(&account);
+            }
+            let now = chrono::Utc::now().timestamp();
+            let token =
+                secrets::issue_token(&state.jwt_secret, u.id, &u.email, now, state.jwt_ttl_secs)
+                    .map_err(|e| {
+                        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+                    })?;
+            tracing::info!(user_id = u.id, "login");
+            Ok(Json(json!({
+                "token": token,
+                "token_type": "Bearer",
+                "expires_at": chrono::DateTime::from_timestamp(now + state.jwt_ttl_secs, 0).map(|t| t.to_rfc3339()),
+            })))
+        }
+        _ => {
+            if let Ok(mut t) = state.throttle.lock() {
+                t.record_failure(&account, &address, Instant::now());
+            }
+            state.metrics.login_failures.inc();
+            tracing::info!(address = %address, "failed login");
+            Err(ApiError::unauthorized("invalid email or password"))
+        }
+    }
+}
+
+/// The user behind the request's bearer token.
+async fn current_user(state: &AppState, headers: &HeaderMap) -> ApiResult<store::User> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::unauthorized("missing bearer token (Authorization: Bearer <token>)")
+        })?;
+    let claims = secrets::verify_token(&state.jwt_secret, token.trim())
+        .map_err(|_| ApiError::unauthorized("invalid or expired token"))?;
+    let user_id = claims
+        .user_id()
+        .map_err(|_| ApiError::unauthorized("invalid or expired token"))?;
+    store::user_by_id(&state.pool, user_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))
+}
+
+async fn me(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let user = current_user(&state, &headers).await?;
+    let projects = store::projects_of(&state.pool, user.id).await?;
+    Ok(Json(
+        json!({"id": user.id, "email": user.email, "projects": projects}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewProject {
+    name: String,
+}
+
+async fn create_project(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let user = current_user(&state, &headers).await?;
+    let p: NewProject = parse(&body)?;
+    let name = p.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::bad_request("name must be 1 to 200 characters"));
+    }
+    let project = store::create_project(&state.pool, user.id, name).await?;
+    tracing::info!(
+        user_id = user.id,
+        project_id = project.id,
+        "project created"
+    );
+    Ok((StatusCode::CREATED, Json(project)).into_response())
+}
+
+async fn list_projects(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let user = current_user(&state, &headers).await?;
+    Ok(Json(
+        json!({"projects": store::projects_of(&state.pool, user.id).await?}),
+    ))
+}
+
+fn parse_id(raw: &str, what: &str) -> ApiResult<i64> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::bad_request(format!("{what} must be a positive integer")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    name: String,
+    scope: String,
+}
+
+async fn create_key(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(project_id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let user = current_user(&state, &headers).await?;
+    let project_id = parse_id(&project_id, "project_id")?;
+    let k: NewKey = parse(&body)?;
+    if k.scope != "capture" && k.scope != "query" {
+        return Err(ApiError::bad_request(
+            "scope must be \"capture\" or \"query\"",
+        ));
+    }
+    let name = k.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::bad_request("name must be 1 to 200 characters"));
+    }
+    store::project_for_member(&state.pool, user.id, project_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("project"))?;
+    let key = secrets::new_api_key();
+    let info = store::create_key(
+        &state.pool,
+        project_id,
+        name,
+        &k.scope,
+        &secrets::key_hash(&key),
+        &secrets::key_display_prefix(&key),
+    )
+    .await?;
+    tracing::info!(user_id = user.id, project_id, key_id = info.id, scope = %info.scope, "API key created");
+    let mut body = serde_json::to_value(&info).unwrap_or_else(|_| json!({}));
+    body["api_key"] = json!(key);
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn list_keys(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(project_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let user = current_user(&state, &headers).await?;
+    let project_id = parse_id(&project_id, "project_id")?;
+    store::project_for_member(&state.pool, user.id, project_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("project"))?;
+    Ok(Json(
+        json!({"api_keys": store::keys_of(&state.pool, project_id).await?}),
+    ))
+}
+
+async fn revoke_key(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((project_id, key_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let user = current_user(&state, &headers).await?;
+    let project_id = parse_id(&project_id, "project_id")?;
+    let key_id = parse_id(&key_id, "key_id")?;
+    store::project_for_member(&state.pool, user.id, project_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("project"))?;
+    if store::revoke_key(&state.pool, project_id, key_id).await? {
+        tracing::info!(user_id = user.id, project_id, key_id, "API key revoked");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("API key"))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValidateRequest {
+    api_key: String,
+    scope: String,
+}
+
+/// Turns a key into its project, for capture and query. 200 with
+/// `{"valid": true, "project_id", "scope"}` or `{"valid": false}`.
+async fn validate_key(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Json<Value>> {
+    let v: ValidateRequest = parse(&body)?;
+    if v.scope != "capture" && v.scope != "query" {
+        return Err(ApiError::bad_request(
+            "scope must be \"capture\" or \"query\"",
+        ));
+    }
+    let grant = store::validate_key(&state.pool, &secrets::key_hash(&v.api_key), &v.scope).await?;
+    state
+        .metrics
+        .validations
+        .get_or_create(&crate::metrics::ValidationLabels {
+            valid: grant.is_some(),
+        })
+        .inc();
+    Ok(Json(match grant {
+        Some(g) => json!({"valid": true, "project_id": g.project_id, "scope": v.scope}),
+        None => json!({"valid": false}),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_and_password_rules() {
+        assert!(check_email("a@b.test").is_ok());
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "@b.test",
+            "a@.test",
+            "a b@c.test",
+            "a@test.",
+        ] {
+            assert!(check_email(bad).is_err(), "{bad}");
+        }
+        assert!(check_password("12345678").is_ok());
+        assert!(check_password("1234567").is_err());
+        assert!(check_password(&"x".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn bodies_name_the_missing_field() {
+        let err = parse::<Credentials>(&Bytes::from_static(br#"{"email": "a@b.test"}"#))
+            .err()
+            .unwrap();
+        assert!(
+            err.message.contains("missing field `password`"),
+            "{}",
+            err.message
+        );
+        let err = parse::<Credentials>(&Bytes::from_static(br#"{"email": 1, "password": "x"}"#))
+            .err()
+            .unwrap();
+        assert!(
+            err.message.contains("email") || err.message.contains("string"),
+            "{}",
+            err.message
+        );
+        let err = parse::<NewKey>(&Bytes::from_static(
+            br#"{"name": "k", "scope": "capture", "extra": 1}"#,
+        ))
+        .err()
+        .unwrap();
+        assert!(
+            err.message.contains("unknown field `extra`"),
+            "{}",
+            err.message
+        );
+    }
+}

@@ -1,0 +1,391 @@
+//! The auth service against real Postgres.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tributary_auth::{Auth, AuthConfig};
+use tributary_core::config::Env;
+use tributary_tests::{Stack, unique_name};
+
+const SECRET: &str = "test-secret-test-secret-test-secret!";
+
+struct Server {
+    base: String,
+    http: reqwest::Client,
+    stop: CancellationToken,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn start(extra: &[(&str, &str)]) -> Server {
+    let stack = Stack::require();
+    let mut vars: Vec<(&str, &str)> = vec![
+        ("AUTH_HOST", "127.0.0.1"),
+        ("POSTGRES_DSN", stack.postgres_dsn.as_str()),
+        ("JWT_SECRET", SECRET),
+    ];
+    vars.extend_from_slice(extra);
+    let vars: std::collections::HashMap<String, String> = vars
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let mut config = AuthConfig::from_env(&Env::new(&vars)).unwrap();
+    config.listen.set_port(0);
+    let auth = Auth::bind(&config).await.unwrap();
+    let base = format!("http://{}", auth.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    tokio::spawn(auth.serve(stop.clone()));
+    Server {
+        base,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        stop,
+    }
+}
+
+impl Server {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// A new user, logged in: (email, token).
+    async fn user(&self) -> (String, String) {
+        let email = format!("{}@example.test", unique_name("user"));
+        let (s, _) = self
+            .call(
+                "POST",
+                "/api/signup",
+                None,
+                Some(json!({"email": email, "password": "s3cret-pass"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+        let (s, body) = self
+            .call(
+                "POST",
+                "/api/login",
+                None,
+                Some(json!({"email": email, "password": "s3cret-pass"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        (email, body["token"].as_str().unwrap().to_owned())
+    }
+
+    async fn project(&self, token: &str) -> i64 {
+        let (s, body) = self
+            .call(
+                "POST",
+                "/api/projects",
+                Some(token),
+                Some(json!({"name": "Shop"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        body["id"].as_i64().unwrap()
+    }
+
+    async fn validate(&self, key: &str, scope: &str) -> Value {
+        let (s, body) = self
+            .call(
+                "POST",
+                "/api/keys/validate",
+                None,
+                Some(json!({"api_key": key, "scope": scope})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        body
+    }
+}
+
+#[tokio::test]
+async fn signup_login_project_key_validate_revoke() {
+    let srv = start(&[]).await;
+    let (email, token) = srv.user().await;
+
+    let (s, me) = srv.call("GET", "/api/me", Some(&token), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(me["email"], email);
+
+    let project = srv.project(&token).await;
+    let (s, key) = srv
+        .call(
+            "POST",
+            &format!("/api/projects/{project}/api-keys"),
+            Some(&token),
+            Some(json!({"name": "web", "scope": "capture"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{key}");
+    let secret = key["api_key"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("trb_"));
+    assert_eq!(key["scope"], "capture");
+
+    let v = srv.validate(&secret, "capture").await;
+    assert_eq!(
+        v,
+        json!({"valid": true, "project_id": project, "scope": "capture"})
+    );
+    // A capture key cannot query.
+    assert_eq!(
+        srv.validate(&secret, "query").await,
+        json!({"valid": false})
+    );
+    assert_eq!(
+        srv.validate("trb_made_up", "capture").await,
+        json!({"valid": false})
+    );
+
+    // Listed without the secret, with last_used_at set.
+    let (s, list) = srv
+        .call(
+            "GET",
+            &format!("/api/projects/{project}/api-keys"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let listed = &list["api_keys"][0];
+    assert!(listed.get("api_key").is_none(), "{listed}");
+    assert!(!list.to_string().contains(&secret[4..]));
+    assert!(listed["last_used_at"].is_string(), "{listed}");
+
+    // The table holds no plaintext key.
+    let stack = Stack::require();
+    let pool = sqlx::PgPool::connect(&stack.postgres_dsn).await.unwrap();
+    let dump: Vec<String> =
+        sqlx::query_scalar("SELECT row_to_json(k)::text FROM api_keys k WHERE project_id = $1")
+            .bind(project)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(dump.len(), 1);
+    assert!(
+        !dump[0].contains(&secret[4..]),
+        "plaintext key stored: {}",
+        dump[0]
+    );
+
+    let key_id = key["id"].as_i64().unwrap();
+    let (s, _) = srv
+        .call(
+            "DELETE",
+            &format!("/api/projects/{project}/api-keys/{key_id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(
+        srv.validate(&secret, "capture").await,
+        json!({"valid": false})
+    );
+}
+
+#[tokio::test]
+async fn bad_input_and_failed_logins() {
+    let srv = start(&[("AUTH_LOGIN_MAX_FAILURES", "3")]).await;
+    let (email, _) = srv.user().await;
+
+    let (s, body) = srv
+        .call(
+            "POST",
+            "/api/signup",
+            None,
+            Some(json!({"email": email, "password": "another-pass"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    let (s, body) = srv
+        .call(
+            "POST",
+            "/api/signup",
+            None,
+            Some(json!({"email": "x@y.test"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        body["message"].as_str().unwrap().contains("password"),
+        "{body}"
+    );
+    let (s, body) = srv
+        .call(
+            "POST",
+            "/api/signup",
+            None,
+            Some(json!({"email": "nope", "password": "long-enough"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        body["message"].as_str().unwrap().contains("email"),
+        "{body}"
+    );
+
+    // Same answer for an unknown user and a wrong password.
+    let (s1, unknown) = srv
+        .call(
+            "POST",
+            "/api/login",
+            None,
+            Some(json!({"email": "ghost@example.test", "password": "whatever1"})),
+        )
+        .await;
+    let (s2, wrong) = srv
+        .call(
+            "POST",
+            "/api/login",
+            None,
+            Some(json!({"email": email, "password": "wrong-pass"})),
+        )
+        .await;
+    assert_eq!(
+        (s1, s2),
+        (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(unknown, wrong);
+
+    // Third failure for this account, then it is refused for a while, even
+    // with the right password.
+    srv.call(
+        "POST",
+        "/api/login",
+        None,
+        Some(json!({"email": email, "password": "wrong-again"})),
+    )
+    .await;
+    srv.call(
+        "POST",
+        "/api/login",
+        None,
+        Some(json!({"email": email, "password": "wrong-thrice"})),
+    )
+    .await;
+    let (s, body) = srv
+        .call(
+            "POST",
+            "/api/login",
+            None,
+            Some(json!({"email": email, "password": "s3cret-pass"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{body}");
+}
+
+#[tokio::test]
+async fn tokens_and_projects_of_others_are_refused() {
+    let srv = start(&[]).await;
+    let (_, alice) = srv.user().await;
+    let (_, bob) = srv.user().await;
+    let project = srv.project(&alice).await;
+    let (_, key) = srv
+        .call(
+            "POST",
+            &format!("/api/projects/{project}/api-keys"),
+            Some(&alice),
+            Some(json!({"name": "k", "scope": "query"})),
+        )
+        .await;
+    let key_id = key["id"].as_i64().unwrap();
+
+    for (method, path, body) in [
+        ("GET", format!("/api/projects/{project}/api-keys"), None),
+        (
+            "POST",
+            format!("/api/projects/{project}/api-keys"),
+            Some(json!({"name": "x", "scope": "capture"})),
+        ),
+        (
+            "DELETE",
+            format!("/api/projects/{project}/api-keys/{key_id}"),
+            None,
+        ),
+    ] {
+        let (s, _) = srv.call(method, &path, Some(&bob), body).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{method} {path} as another user");
+    }
+    let (_, list) = srv.call("GET", "/api/projects", Some(&bob), None).await;
+    assert_eq!(list["projects"], json!([]));
+
+    // Tampered, expired and missing tokens.
+    let mut tampered = alice.clone();
+    tampered.pop();
+    tampered.push(if alice.ends_with('A') { 'B' } else { 'A' });
+    let expired = tributary_auth::secrets::issue_token(
+        SECRET,
+        1,
+        "a@b.test",
+        chrono::Utc::now().timestamp() - 7200,
+        60,
+    )
+    .unwrap();
+    let other_secret = tributary_auth::secrets::issue_token(
+        "not-the-server-secret-not-the-server",
+        1,
+        "a@b.test",
+        chrono::Utc::now().timestamp(),
+        600,
+    )
+    .unwrap();
+    for token in [
+        tampered.as_str(),
+        expired.as_str(),
+        other_secret.as_str(),
+        "garbage",
+    ] {
+        let (s, _) = srv.call("GET", "/api/me", Some(token), None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{token}");
+    }
+    let (s, _) = srv.call("GET", "/api/me", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    let (_, metrics) = (
+        StatusCode::OK,
+        srv.http
+            .get(format!("{}/metrics", srv.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert!(
+        metrics.contains("auth_requests_total{route=\"/api/me\",status=\"401\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("auth_request_duration_seconds"),
+        "{metrics}"
+    );
+}
