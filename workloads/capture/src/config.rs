@@ -36,6 +36,12 @@ pub struct CaptureConfig {
     /// more get 503 at once. Bounds memory: at most this many bodies are
     /// buffered.
     pub max_concurrent_requests: usize,
+    /// `CAPTURE_AUTH_URL` (unset): the auth service that validates keys
+    /// (e.g. `http://auth:8002`); unset means the static `CAPTURE_API_KEYS`.
+    pub auth_url: Option<String>,
+    /// `CAPTURE_AUTH_CACHE_SECS` (`60`), `CAPTURE_AUTH_NEGATIVE_CACHE_SECS`
+    /// (`10`), `CAPTURE_AUTH_STALE_SECS` (`600`): see `auth_client`.
+    pub auth_cache: crate::auth_client::CachePolicy,
 }
 
 /// Producer settings.
@@ -125,6 +131,27 @@ impl CaptureConfig {
                 1,
                 1_000_000,
             )?,
+            auth_url: env.optional_string("CAPTURE_AUTH_URL")?,
+            auth_cache: crate::auth_client::CachePolicy {
+                valid_for: Duration::from_secs(env.int_in(
+                    "CAPTURE_AUTH_CACHE_SECS",
+                    60u64,
+                    0,
+                    86_400,
+                )?),
+                invalid_for: Duration::from_secs(env.int_in(
+                    "CAPTURE_AUTH_NEGATIVE_CACHE_SECS",
+                    10u64,
+                    0,
+                    86_400,
+                )?),
+                stale_for: Duration::from_secs(env.int_in(
+                    "CAPTURE_AUTH_STALE_SECS",
+                    600u64,
+                    0,
+                    7 * 86_400,
+                )?),
+            },
         })
     }
 }

@@ -12,6 +12,7 @@
 //! brokers; [`api`] holds the routes; [`config`] the `CAPTURE_*` settings.
 
 pub mod api;
+pub mod auth_client;
 pub mod config;
 pub mod decode;
 pub mod kafka;
@@ -48,6 +49,8 @@ pub enum CaptureError {
     Producer(#[from] ProducerSetupError),
     #[error(transparent)]
     Serve(#[from] ServeError),
+    #[error(transparent)]
+    Keys(keys::KeyError),
 }
 
 /// A capture server bound to its port, not yet serving.
@@ -61,7 +64,13 @@ pub struct Capture {
 impl Capture {
     /// Creates the producer and binds the listener (port 0 picks a free port).
     pub async fn bind(config: &CaptureConfig) -> Result<Self, CaptureError> {
-        let keys: Arc<dyn KeyValidator> = Arc::new(StaticKeys::new(config.api_keys.clone()));
+        let keys: Arc<dyn KeyValidator> = match &config.auth_url {
+            Some(url) => Arc::new(
+                auth_client::AuthServiceKeys::new(url, "capture", config.auth_cache)
+                    .map_err(CaptureError::Keys)?,
+            ),
+            None => Arc::new(StaticKeys::new(config.api_keys.clone())),
+        };
         Self::bind_with_keys(config, keys).await
     }
 

@@ -1,0 +1,204 @@
+//! API keys validated by the auth service, with a short cache.
+//!
+//! Answers are cached: valid keys for `CAPTURE_AUTH_CACHE_SECS` (60), unknown
+//! or revoked keys for `CAPTURE_AUTH_NEGATIVE_CACHE_SECS` (10). While the auth
+//! service cannot be reached, a key that was valid within
+//! `CAPTURE_AUTH_STALE_SECS` (600) keeps working; any other key gets 503
+//! (never accepted unchecked). A revoked key therefore stops working at most
+//! one cache period after revocation.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::keys::{KeyCheck, KeyError, KeyFuture, KeyValidator};
+
+/// Cache periods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachePolicy {
+    pub valid_for: Duration,
+    pub invalid_for: Duration,
+    pub stale_for: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    check: KeyCheck,
+    at: Instant,
+}
+
+/// The cache itself; pure (the clock is passed in).
+#[derive(Debug)]
+pub struct KeyCache {
+    policy: CachePolicy,
+    entries: HashMap<String, Entry>,
+}
+
+const MAX_ENTRIES: usize = 100_000;
+
+impl KeyCache {
+    pub fn new(policy: CachePolicy) -> Self {
+        Self {
+            policy,
+            entries: HashMap::new(),
+        }
+    }
+
+    /// A fresh cached answer, if any.
+    pub fn fresh(&self, key: &str, now: Instant) -> Option<KeyCheck> {
+        let e = self.entries.get(key)?;
+        let ttl = match e.check {
+            KeyCheck::Valid { .. } => self.policy.valid_for,
+            KeyCheck::Unknown => self.policy.invalid_for,
+        };
+        (now.duration_since(e.at) < ttl).then_some(e.check)
+    }
+
+    /// A valid answer still usable while the auth service is down.
+    pub fn stale_valid(&self, key: &str, now: Instant) -> Option<KeyCheck> {
+        let e = self.entries.get(key)?;
+        (matches!(e.check, KeyCheck::Valid { .. })
+            && now.duration_since(e.at) < self.policy.stale_for)
+            .then_some(e.check)
+    }
+
+    pub fn store(&mut self, key: &str, check: KeyCheck, now: Instant) {
+        if self.entries.len() >= MAX_ENTRIES {
+            let keep = self.policy.stale_for.max(self.policy.valid_for);
+            self.entries.retain(|_, e| now.duration_since(e.at) < keep);
+            if self.entries.len() >= MAX_ENTRIES {
+                self.entries.clear();
+            }
+        }
+        self.entries
+            .insert(key.to_owned(), Entry { check, at: now });
+    }
+}
+
+/// Validates keys with `POST {auth}/api/keys/validate` for one scope.
+pub struct AuthServiceKeys {
+    url: String,
+    scope: &'static str,
+    http: reqwest::Client,
+    cache: Mutex<KeyCache>,
+}
+
+impl AuthServiceKeys {
+    pub fn new(auth_url: &str, scope: &'static str, policy: CachePolicy) -> Result<Self, KeyError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .map_err(|e| KeyError(format!("cannot create the auth client: {e}")))?;
+        Ok(Self {
+            url: format!("{}/api/keys/validate", auth_url.trim_end_matches('/')),
+            scope,
+            http,
+            cache: Mutex::new(KeyCache::new(policy)),
+        })
+    }
+
+    async fn ask(&self, key: &str) -> Result<KeyCheck, KeyError> {
+        let response = self
+            .http
+            .post(&self.url)
+            .json(&json!({"api_key": key, "scope": self.scope}))
+            .send()
+            .await
+            .map_err(|e| KeyError(format!("auth service unreachable: {e}")))?;
+        if !response.status().is_success() {
+            return Err(KeyError(format!(
+                "auth service answered {}",
+                response.status()
+            )));
+        }
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| KeyError(format!("auth service answer unreadable: {e}")))?;
+        match (body["valid"].as_bool(), body["project_id"].as_u64()) {
+            (Some(true), Some(project_id)) => Ok(KeyCheck::Valid { project_id }),
+            (Some(false), _) => Ok(KeyCheck::Unknown),
+            _ => Err(KeyError(format!(
+                "auth service answer not understood: {body}"
+            ))),
+        }
+    }
+}
+
+impl KeyValidator for AuthServiceKeys {
+    fn check<'a>(&'a self, key: &'a str) -> KeyFuture<'a> {
+        Box::pin(async move {
+            let now = Instant::now();
+            if let Some(hit) = self.cache.lock().ok().and_then(|c| c.fresh(key, now)) {
+                return Ok(hit);
+            }
+            match self.ask(key).await {
+                Ok(check) => {
+                    if let Ok(mut c) = self.cache.lock() {
+                        c.store(key, check, Instant::now());
+                    }
+                    Ok(check)
+                }
+                Err(e) => match self.cache.lock().ok().and_then(|c| c.stale_valid(key, now)) {
+                    Some(check) => {
+                        tracing::warn!(error = %e, "auth service unavailable; using a recently validated key");
+                        Ok(check)
+                    }
+                    None => Err(e),
+                },
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> CachePolicy {
+        CachePolicy {
+            valid_for: Duration::from_secs(60),
+            invalid_for: Duration::from_secs(10),
+            stale_for: Duration::from_secs(600),
+        }
+    }
+
+    #[test]
+    fn valid_and_invalid_answers_expire_at_their_own_pace() {
+        let t0 = Instant::now();
+        let mut c = KeyCache::new(policy());
+        c.store("good", KeyCheck::Valid { project_id: 4 }, t0);
+        c.store("bad", KeyCheck::Unknown, t0);
+        assert_eq!(
+            c.fresh("good", t0 + Duration::from_secs(59)),
+            Some(KeyCheck::Valid { project_id: 4 })
+        );
+        assert_eq!(c.fresh("good", t0 + Duration::from_secs(60)), None);
+        assert_eq!(
+            c.fresh("bad", t0 + Duration::from_secs(9)),
+            Some(KeyCheck::Unknown)
+        );
+        assert_eq!(c.fresh("bad", t0 + Duration::from_secs(10)), None);
+        assert_eq!(c.fresh("never", t0), None);
+    }
+
+    #[test]
+    fn only_recently_valid_keys_survive_an_outage() {
+        let t0 = Instant::now();
+        let mut c = KeyCache::new(policy());
+        c.store("good", KeyCheck::Valid { project_id: 4 }, t0);
+        c.store("bad", KeyCheck::Unknown, t0);
+        assert!(
+            c.stale_valid("good", t0 + Duration::from_secs(300))
+                .is_some()
+        );
+        assert!(
+            c.stale_valid("good", t0 + Duration::from_secs(600))
+                .is_none()
+        );
+        assert!(c.stale_valid("bad", t0).is_none());
+        assert!(c.stale_valid("never", t0).is_none());
+    }
+}
