@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Brings the pipeline up on this machine and shows it working (README's first
 # command runs this through `make up`). It grows as the workloads land: today
-# it starts the dependency stack, creates the topics, applies the ClickHouse
-# migrations, runs capture and the consumer, sends PostHog-style events
-# through capture, and shows them arriving in Kafka and in ClickHouse.
+# it starts the dependency stack, creates the topics, applies the migrations,
+# runs auth, the consumer and capture, creates a user, a project and a capture
+# key through auth, sends PostHog-style events through capture with that key,
+# and shows them arriving in Kafka and in ClickHouse.
 #
 # Usage: infrastructure/demo.sh up|stop
 set -euo pipefail
@@ -12,10 +13,20 @@ STACK="$REPO/infrastructure/local-stack.sh"
 BIN=${TRIBUTARY_BIN:-$REPO/target/debug/tributary}
 CAPTURE_PORT=${CAPTURE_PORT:-8000}
 CONSUMER_METRICS_PORT=${CONSUMER_METRICS_PORT:-9090}
+AUTH_PORT=${AUTH_PORT:-8002}
 
 log() { printf 'demo: %s\n' "$*" >&2; }
 
 stack_dir() { "$STACK" env | sed -n 's/^TRIBUTARY_STACK_DIR=//p'; }
+
+# wait_http URL LOG: poll until URL answers 200 (60 s), else show LOG and fail.
+wait_http() {
+  local deadline=$((SECONDS + 60))
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ]; do
+    [ $SECONDS -lt $deadline ] || { tail -n 20 "$2" >&2; log "$1 not answering after 60 s"; exit 1; }
+    sleep 0.2
+  done
+}
 
 stop() {
   local dir pidfile pid
@@ -51,7 +62,7 @@ PY
   stop
   local dir; dir=$(stack_dir)
   export CONSUMER_CLICKHOUSE_HOST CONSUMER_CLICKHOUSE_PORT CONSUMER_CLICKHOUSE_DATABASE=tributary
-  log "applying ClickHouse migrations"
+  log "applying ClickHouse and Postgres migrations"
   LOG_LEVEL=warn "$BIN" migrate
 
   log "starting consumer (metrics on :$CONSUMER_METRICS_PORT, logs: $dir/logs/demo-consumer.log)"
@@ -59,27 +70,48 @@ PY
     setsid nohup "$BIN" consumer > "$dir/logs/demo-consumer.log" 2>&1 < /dev/null &
   echo $! > "$dir/run/demo-consumer.pid"
 
-  log "starting capture on 127.0.0.1:$CAPTURE_PORT (logs: $dir/logs/demo-capture.log)"
-  CAPTURE_HOST=127.0.0.1 CAPTURE_PORT=$CAPTURE_PORT CAPTURE_API_KEYS=phc_demo=1 \
+  log "starting auth on 127.0.0.1:$AUTH_PORT (logs: $dir/logs/demo-auth.log)"
+  AUTH_HOST=127.0.0.1 AUTH_PORT=$AUTH_PORT JWT_SECRET=demo-only-secret-demo-only-secret-0000 \
+    setsid nohup "$BIN" auth > "$dir/logs/demo-auth.log" 2>&1 < /dev/null &
+  echo $! > "$dir/run/demo-auth.pid"
+  wait_http "http://127.0.0.1:$AUTH_PORT/health" "$dir/logs/demo-auth.log"
+
+  local auth="http://127.0.0.1:$AUTH_PORT" email token project key
+  email="demo-$(date +%s%N)@example.test"
+  json_field() { "$TRIBUTARY_PYTHON" -c "import json,sys; print(json.load(sys.stdin)[sys.argv[1]])" "$1"; }
+  curl -fsS -X POST "$auth/api/signup" -H 'Content-Type: application/json' \
+    -d "{\"email\":\"$email\",\"password\":\"demo-password\"}" > /dev/null
+  token=$(curl -fsS -X POST "$auth/api/login" -H 'Content-Type: application/json' \
+    -d "{\"email\":\"$email\",\"password\":\"demo-password\"}" | json_field token)
+  project=$(curl -fsS -X POST "$auth/api/projects" -H "Authorization: Bearer $token" \
+    -H 'Content-Type: application/json' -d '{"name":"Demo shop"}' | json_field id)
+  key=$(curl -fsS -X POST "$auth/api/projects/$project/api-keys" -H "Authorization: Bearer $token" \
+    -H 'Content-Type: application/json' -d '{"name":"web","scope":"capture"}' | json_field api_key)
+  log "auth: user $email, project $project, capture key ${key:0:10}..."
+
+  log "starting capture on 127.0.0.1:$CAPTURE_PORT, keys checked by auth (logs: $dir/logs/demo-capture.log)"
+  CAPTURE_HOST=127.0.0.1 CAPTURE_PORT=$CAPTURE_PORT CAPTURE_AUTH_URL=$auth CAPTURE_REQUIRE_API_KEY=true \
     setsid nohup "$BIN" capture > "$dir/logs/demo-capture.log" 2>&1 < /dev/null &
   echo $! > "$dir/run/demo-capture.pid"
-  local deadline=$((SECONDS + 60))
-  until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$CAPTURE_PORT/ready")" = 200 ]; do
-    [ $SECONDS -lt $deadline ] || { tail -n 20 "$dir/logs/demo-capture.log" >&2; log "capture not ready after 60 s"; exit 1; }
-    sleep 0.2
-  done
+  wait_http "http://127.0.0.1:$CAPTURE_PORT/ready" "$dir/logs/demo-capture.log"
 
+  local capture="http://127.0.0.1:$CAPTURE_PORT"
   echo
   echo "== capture: one native event (POST /capture, X-API-Key) =="
-  curl -sS -X POST "http://127.0.0.1:$CAPTURE_PORT/capture" -H 'X-API-Key: phc_demo' -H 'Content-Type: application/json' \
+  curl -sS -X POST "$capture/capture" -H "X-API-Key: $key" -H 'Content-Type: application/json' \
     -d '{"event":"signed_up","distinct_id":"demo-user-1","properties":{"plan":"pro"}}'
   echo
   echo "== capture: a gzipped PostHog batch (POST /batch) =="
-  printf '%s' '{"api_key":"phc_demo","batch":[{"event":"$pageview","distinct_id":"demo-user-1","properties":{"$current_url":"https://example.com/"}},{"event":"$pageview","distinct_id":"demo-user-2"}]}' \
-    | gzip | curl -sS -X POST "http://127.0.0.1:$CAPTURE_PORT/batch?compression=gzip-js" --data-binary @-
+  printf '{"api_key":"%s","batch":[%s,%s]}' "$key" \
+    '{"event":"$pageview","distinct_id":"demo-user-1","properties":{"$current_url":"https://example.com/"}}' \
+    '{"event":"$pageview","distinct_id":"demo-user-2"}' \
+    | gzip | curl -sS -X POST "$capture/batch?compression=gzip-js" --data-binary @-
   echo
   echo "== capture: a bad request is refused, naming the problem =="
-  curl -sS -X POST "http://127.0.0.1:$CAPTURE_PORT/capture" -H 'X-API-Key: phc_demo' -d '{"batch":[{"event":"x","distinct_id":"a"},{"event":"x"}]}'
+  curl -sS -X POST "$capture/capture" -H "X-API-Key: $key" -d '{"batch":[{"event":"x","distinct_id":"a"},{"event":"x"}]}'
+  echo
+  echo "== capture: a made-up key is refused =="
+  curl -sS -X POST "$capture/capture" -H 'X-API-Key: trb_made_up' -d '{"event":"x","distinct_id":"a"}'
   echo
   echo
   echo "== Kafka topic events: what arrived =="
@@ -101,25 +133,26 @@ for _ in range(100):
 c.close()
 PY
   echo
-  echo "== ClickHouse: the consumer wrote them (events by name, deduplicated by uuid) =="
-  local deadline2=$((SECONDS + 60)) counted=0
+  echo "== ClickHouse: the consumer wrote them (events deduplicated by uuid) =="
+  local deadline=$((SECONDS + 60)) counted=0
   until [ "$counted" -ge 3 ]; do
-    counted=$(curl -fsS "$CLICKHOUSE_URL/?query=SELECT%20uniqExact(uuid)%20FROM%20tributary.events" || echo 0)
-    [ $SECONDS -lt $deadline2 ] || { log "only $counted events visible after 60 s"; break; }
+    counted=$(curl -fsS "$CLICKHOUSE_URL/" --data-binary "SELECT uniqExact(uuid) FROM tributary.events WHERE project_id = $project" || echo 0)
+    [ $SECONDS -lt $deadline ] || { log "only $counted events visible after 60 s"; break; }
     [ "$counted" -ge 3 ] || sleep 0.2
   done
-  curl -fsS "$CLICKHOUSE_URL/" --data-binary "SELECT event, uniqExact(uuid) AS events, uniqExact(distinct_id) AS users, any(mat_current_url) AS url FROM tributary.events GROUP BY event ORDER BY event FORMAT PrettyCompactNoEscapes"
+  curl -fsS "$CLICKHOUSE_URL/" --data-binary "SELECT project_id, event, uniqExact(uuid) AS events, uniqExact(distinct_id) AS users, any(mat_current_url) AS url FROM tributary.events WHERE project_id = $project GROUP BY project_id, event ORDER BY event FORMAT PrettyCompactNoEscapes"
   echo
   echo "== consumer metrics (excerpt) =="
   curl -sS "http://127.0.0.1:$CONSUMER_METRICS_PORT/metrics" | grep -E '^consumer_(messages_consumed_total|rows_written_total|dlq_messages_total|event_visibility_seconds_(sum|count))'
   echo
   echo "== capture metrics (excerpt) =="
-  curl -sS "http://127.0.0.1:$CAPTURE_PORT/metrics" | grep -E '^capture_(requests_total|events_received_total|kafka_produce_total|kafka_ready)'
+  curl -sS "$capture/metrics" | grep -E '^capture_(requests_total|events_received_total|kafka_produce_total|kafka_ready)'
   echo
-  echo "capture:  http://127.0.0.1:$CAPTURE_PORT"
+  echo "auth:     $auth   (user $email, password demo-password)"
+  echo "capture:  $capture"
   echo "consumer: http://127.0.0.1:$CONSUMER_METRICS_PORT/metrics"
   echo "ClickHouse: $CLICKHOUSE_URL (database tributary)   stop everything: make down"
-  echo "not built yet: auth (#5), query (#6), operator (#7)"
+  echo "not built yet: query (#6), operator (#7)"
 }
 
 case "${1:-up}" in

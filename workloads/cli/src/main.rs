@@ -111,14 +111,40 @@ fn main() -> ExitCode {
                 tributary_consumer::run(config, shutdown).await
             })
         }
+        Command::Auth => {
+            let config = match tributary_auth::AuthConfig::from_env(&env) {
+                Ok(c) => c,
+                Err(e) => return config_error(name, &e),
+            };
+            run_async(name, |shutdown| async move {
+                tributary_auth::run(config, shutdown).await
+            })
+        }
         Command::Migrate => {
-            // The consumer writes events, so the schema follows its settings.
+            // The consumer writes events, so the ClickHouse schema follows its
+            // settings; Postgres migrations run when POSTGRES_DSN is set.
             let settings =
                 match tributary_core::clickhouse::ClickHouseSettings::from_env(&env, "CONSUMER") {
                     Ok(c) => c,
                     Err(e) => return config_error(name, &e),
                 };
+            let postgres = match env.optional_string("POSTGRES_DSN") {
+                Ok(dsn) => dsn,
+                Err(e) => return config_error(name, &e),
+            };
             run_async(name, |_shutdown| async move {
+                if let Some(dsn) = postgres {
+                    let pool = tributary_auth::connect(&dsn)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    tributary_auth::migrate(&pool, &dsn)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    println!(
+                        "Postgres {}: migrations applied",
+                        tributary_auth::dsn_server(&dsn)
+                    );
+                }
                 let report = tributary_core::schema::migrate_clickhouse(&settings)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -133,7 +159,10 @@ fn main() -> ExitCode {
                 Ok::<(), String>(())
             })
         }
-        _ => ExitCode::from(NOT_BUILT),
+        Command::Query | Command::Dlq | Command::Dev => {
+            eprintln!("tributary {name}: not built yet; nothing was started");
+            ExitCode::from(NOT_BUILT)
+        }
     }
 }
 
