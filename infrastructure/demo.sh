@@ -45,7 +45,9 @@ stop() {
 }
 
 up() {
-  set -a; eval "$("$STACK" up)"; set +a
+  local settings
+  settings=$("$STACK" up) || { log "the local stack did not come up"; exit 1; }
+  set -a; eval "$settings"; set +a
   [ -x "$BIN" ] || { log "build first: cargo build --bins"; exit 1; }
 
   log "creating topics events (12 partitions) and events-dlq"

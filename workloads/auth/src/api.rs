@@ -28,6 +28,9 @@ pub struct AppState {
     pub jwt_ttl_secs: i64,
     pub throttle: Mutex<LoginThrottle>,
     pub metrics: AuthMetrics,
+    pub trust_forwarded_for: bool,
+    /// Bounds concurrent argon2 work (19 MiB and one core each).
+    pub hashing: tokio::sync::Semaphore,
 }
 
 /// An error answer: status and `{"error", "message"}`.
@@ -180,7 +183,11 @@ fn check_password(password: &str) -> ApiResult<()> {
     }
 }
 
-async fn hash_blocking(password: String) -> ApiResult<String> {
+async fn hash_blocking(state: &AppState, password: String) -> ApiResult<String> {
+    let _permit =
+        state.hashing.acquire().await.map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })?;
     tokio::task::spawn_blocking(move || secrets::hash_password(&password))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
@@ -191,8 +198,10 @@ async fn signup(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Re
     let c: Credentials = parse(&body)?;
     check_email(&c.email)?;
     check_password(&c.password)?;
-    let hash = hash_blocking(c.password).await?;
-    match store::create_user(&state.pool, c.email.trim(), &hash).await {
+    let hash = hash_blocking(&state, c.password).await?;
+    // One case folding, in Rust, for signup and login alike.
+    let email = c.email.trim().to_lowercase();
+    match store::create_user(&state.pool, &email, &hash).await {
         Ok(user) => {
             tracing::info!(user_id = user.id, "user signed up");
             Ok((
@@ -210,7 +219,10 @@ async fn signup(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Re
     }
 }
 
-fn client_address(headers: &HeaderMap, peer: SocketAddr) -> String {
+fn client_address(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> String {
+    if !trust_forwarded_for {
+        return peer.ip().to_string();
+    }
     headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
@@ -228,13 +240,21 @@ async fn login(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let c: Credentials = parse(&body)?;
+    check_email(c.email.trim())?;
     let account = c.email.trim().to_lowercase();
-    let address = client_address(&headers, peer);
-    let wait = state
-        .throttle
-        .lock()
-        .ok()
-        .and_then(|t| t.blocked(&account, &address, Instant::now()));
+    let address = client_address(&headers, peer, state.trust_forwarded_for);
+    // Check and count the attempt in one step, before the slow password
+    // check, so parallel guesses cannot all pass the limit.
+    let wait = match state.throttle.lock() {
+        Ok(mut t) => {
+            let wait = t.blocked(&account, &address, Instant::now());
+            if wait.is_none() {
+                t.record_failure(&account, &address, Instant::now());
+            }
+            wait
+        }
+        Err(_) => None,
+    };
     if let Some(wait) = wait {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -251,13 +271,16 @@ async fn login(
         .unwrap_or_else(|| secrets::dummy_hash().to_owned());
     let password = c.password;
     // Verified even for unknown users, so both cost the same time.
-    let ok = tokio::task::spawn_blocking(move || secrets::verify_password(&password, &stored))
-        .await
-        .unwrap_or(false);
+    let ok = {
+        let _permit = state.hashing.acquire().await.ok();
+        tokio::task::spawn_blocking(move || secrets::verify_password(&password, &stored))
+            .await
+            .unwrap_or(false)
+    };
     match user {
         Some(u) if ok => {
             if let Ok(mut t) = state.throttle.lock() {
-                t.record_success(&account);
+                t.record_success(&account, &address);
             }
             let now = chrono::Utc::now().timestamp();
             let token =
@@ -273,9 +296,6 @@ async fn login(
             })))
         }
         _ => {
-            if let Ok(mut t) = state.throttle.lock() {
-                t.record_failure(&account, &address, Instant::now());
-            }
             state.metrics.login_failures.inc();
             tracing::info!(address = %address, "failed login");
             Err(ApiError::unauthorized("invalid email or password"))

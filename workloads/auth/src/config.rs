@@ -22,6 +22,10 @@ pub struct AuthConfig {
     pub login_max_failures: u32,
     /// `AUTH_LOGIN_WINDOW_SECS` (`300`): that window, and the lockout.
     pub login_window: Duration,
+    /// `AUTH_TRUST_FORWARDED_FOR` (`false`): take the client address for
+    /// login throttling from `X-Forwarded-For` (only behind a proxy that sets
+    /// it; otherwise clients could pick their own address).
+    pub trust_forwarded_for: bool,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -66,6 +70,7 @@ impl AuthConfig {
                 1,
                 86_400,
             )?),
+            trust_forwarded_for: env.bool("AUTH_TRUST_FORWARDED_FOR", false)?,
         })
     }
 }

@@ -48,7 +48,10 @@ pub enum AuthError {
 
 /// `host:port/db` of a DSN, without credentials, for messages.
 pub fn dsn_server(dsn: &str) -> String {
-    let rest = dsn.split_once("://").map(|(_, r)| r).unwrap_or(dsn);
+    let Some((_, rest)) = dsn.split_once("://") else {
+        // key=value DSNs may carry password=...: never echo them.
+        return "<POSTGRES_DSN without a URL scheme>".to_owned();
+    };
     let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
     rest.split('?').next().unwrap_or(rest).to_owned()
 }
@@ -100,8 +103,19 @@ impl Auth {
                 config.login_window,
             )),
             metrics,
+            trust_forwarded_for: config.trust_forwarded_for,
+            hashing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism()
+                    .map(|n| n.get() * 2)
+                    .unwrap_or(4),
+            ),
         });
         let router = api::routes(state)
+            // Slow clients cannot hold requests open: 408 after 30 s.
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                Duration::from_secs(30),
+            ))
             .merge(health_router("auth"))
             .merge(tributary_core::metrics::router(Arc::new(registry)));
         let listener = bind(config.listen).await?;
@@ -138,5 +152,6 @@ mod tests {
             "db.internal:5432/app"
         );
         assert_eq!(dsn_server("postgres://localhost/app"), "localhost/app");
+        assert!(!dsn_server("host=db password=hunter2").contains("hunter2"));
     }
 }

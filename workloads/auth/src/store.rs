@@ -78,11 +78,10 @@ pub async fn create_user(
 }
 
 pub async fn user_by_email(pool: &PgPool, email: &str) -> Result<Option<User>, StoreError> {
-    let row =
-        sqlx::query("SELECT id, email, password_hash FROM users WHERE lower(email) = lower($1)")
-            .bind(email)
-            .fetch_optional(pool)
-            .await?;
+    let row = sqlx::query("SELECT id, email, password_hash FROM users WHERE email = $1")
+        .bind(email)
+        .fetch_optional(pool)
+        .await?;
     row.map(|r| {
         Ok(User {
             id: r.try_get("id")?,

@@ -3,10 +3,14 @@
 //!
 //! After `max_failures` failures within `window`, further attempts for that
 //! account or address are refused (429) until the window since the last
-//! failure has passed. A success clears the account's record.
+//! failure has passed. An attempt is counted as a failure *before* the
+//! password is checked, so parallel guesses cannot all slip past the limit;
+//! a success clears the account's record and takes the attempt back.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+const MAX_RECORDS: usize = 100_000;
 
 #[derive(Debug, Clone)]
 struct Record {
@@ -56,15 +60,25 @@ impl LoginThrottle {
             r.failures += 1;
             r.last = now;
         }
-        // Keep the map bounded: forget records older than the window.
-        if self.records.len() > 100_000 {
+        // Keep the map bounded: forget records older than the window, and
+        // under a flood of distinct accounts start afresh.
+        if self.records.len() > MAX_RECORDS {
             self.records
                 .retain(|_, r| now.duration_since(r.last) <= window);
+            if self.records.len() > MAX_RECORDS {
+                self.records.clear();
+            }
         }
     }
 
-    pub fn record_success(&mut self, account: &str) {
+    /// A login succeeded: the account's record is cleared and the attempt
+    /// counted against the address (see `record_failure`, called before the
+    /// password was checked) is taken back.
+    pub fn record_success(&mut self, account: &str, address: &str) {
         self.records.remove(&format!("account:{account}"));
+        if let Some(r) = self.records.get_mut(&format!("address:{address}")) {
+            r.failures = r.failures.saturating_sub(1);
+        }
     }
 }
 
@@ -100,7 +114,7 @@ mod tests {
         let t0 = Instant::now();
         let mut t = LoginThrottle::new(2, Duration::from_secs(60));
         t.record_failure("a@x", "1.1.1.1", t0);
-        t.record_success("a@x");
+        t.record_success("a@x", "1.1.1.1");
         t.record_failure("a@x", "2.2.2.2", t0);
         assert_eq!(t.blocked("a@x", "3.3.3.3", t0), None);
     }

@@ -4,8 +4,10 @@
 //! or revoked keys for `CAPTURE_AUTH_NEGATIVE_CACHE_SECS` (10). While the auth
 //! service cannot be reached, a key that was valid within
 //! `CAPTURE_AUTH_STALE_SECS` (600) keeps working; any other key gets 503
-//! (never accepted unchecked). A revoked key therefore stops working at most
-//! one cache period after revocation.
+//! (never accepted unchecked). While auth answers, a revoked key stops working
+//! at most one cache period after revocation. Strings that cannot be a key
+//! (not `trb_` + 43 URL-safe characters) are refused without asking auth or
+//! filling the cache.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -66,8 +68,11 @@ impl KeyCache {
 
     pub fn store(&mut self, key: &str, check: KeyCheck, now: Instant) {
         if self.entries.len() >= MAX_ENTRIES {
+            // Unknown keys go first; valid ones are what an outage relies on.
             let keep = self.policy.stale_for.max(self.policy.valid_for);
-            self.entries.retain(|_, e| now.duration_since(e.at) < keep);
+            self.entries.retain(|_, e| {
+                matches!(e.check, KeyCheck::Valid { .. }) && now.duration_since(e.at) < keep
+            });
             if self.entries.len() >= MAX_ENTRIES {
                 self.entries.clear();
             }
@@ -75,6 +80,23 @@ impl KeyCache {
         self.entries
             .insert(key.to_owned(), Entry { check, at: now });
     }
+}
+
+/// Whether `key` has the shape of a key the auth service issues.
+pub fn well_formed(key: &str) -> bool {
+    key.len() == 47
+        && key.starts_with("trb_")
+        && key[4..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Why the auth service gave no answer.
+enum AskError {
+    /// Unreachable or failing (5xx): recently valid keys may be used.
+    Unavailable(String),
+    /// An answer that makes no sense: nothing is assumed.
+    Unexpected(String),
 }
 
 /// Validates keys with `POST {auth}/api/keys/validate` for one scope.
@@ -99,37 +121,48 @@ impl AuthServiceKeys {
         })
     }
 
-    async fn ask(&self, key: &str) -> Result<KeyCheck, KeyError> {
+    async fn ask(&self, key: &str) -> Result<KeyCheck, AskError> {
         let response = self
             .http
             .post(&self.url)
             .json(&json!({"api_key": key, "scope": self.scope}))
             .send()
             .await
-            .map_err(|e| KeyError(format!("auth service unreachable: {e}")))?;
-        if !response.status().is_success() {
-            return Err(KeyError(format!(
-                "auth service answered {}",
-                response.status()
+            .map_err(|e| AskError::Unavailable(format!("auth service unreachable: {e}")))?;
+        let status = response.status();
+        if status.is_server_error() {
+            return Err(AskError::Unavailable(format!(
+                "auth service answered {status}"
+            )));
+        }
+        if !status.is_success() {
+            return Err(AskError::Unexpected(format!(
+                "auth service answered {status}"
             )));
         }
         let body: Value = response
             .json()
             .await
-            .map_err(|e| KeyError(format!("auth service answer unreadable: {e}")))?;
+            .map_err(|e| AskError::Unexpected(format!("auth service answer unreadable: {e}")))?;
         match (body["valid"].as_bool(), body["project_id"].as_u64()) {
             (Some(true), Some(project_id)) => Ok(KeyCheck::Valid { project_id }),
             (Some(false), _) => Ok(KeyCheck::Unknown),
-            _ => Err(KeyError(format!(
-                "auth service answer not understood: {body}"
-            ))),
+            _ => Err(AskError::Unexpected(
+                "auth service answer not understood".into(),
+            )),
         }
     }
 }
 
+/// What clients are told; the detail goes to the log only.
+const UNAVAILABLE: &str = "API key validation is unavailable; retry shortly";
+
 impl KeyValidator for AuthServiceKeys {
     fn check<'a>(&'a self, key: &'a str) -> KeyFuture<'a> {
         Box::pin(async move {
+            if !well_formed(key) {
+                return Ok(KeyCheck::Unknown);
+            }
             let now = Instant::now();
             if let Some(hit) = self.cache.lock().ok().and_then(|c| c.fresh(key, now)) {
                 return Ok(hit);
@@ -141,13 +174,22 @@ impl KeyValidator for AuthServiceKeys {
                     }
                     Ok(check)
                 }
-                Err(e) => match self.cache.lock().ok().and_then(|c| c.stale_valid(key, now)) {
-                    Some(check) => {
-                        tracing::warn!(error = %e, "auth service unavailable; using a recently validated key");
-                        Ok(check)
+                Err(AskError::Unavailable(detail)) => {
+                    match self.cache.lock().ok().and_then(|c| c.stale_valid(key, now)) {
+                        Some(check) => {
+                            tracing::warn!(error = %detail, "auth service unavailable; using a recently validated key");
+                            Ok(check)
+                        }
+                        None => {
+                            tracing::warn!(error = %detail, "auth service unavailable; key refused");
+                            Err(KeyError(UNAVAILABLE.into()))
+                        }
                     }
-                    None => Err(e),
-                },
+                }
+                Err(AskError::Unexpected(detail)) => {
+                    tracing::error!(error = %detail, "unexpected answer from the auth service");
+                    Err(KeyError(UNAVAILABLE.into()))
+                }
             }
         })
     }
@@ -182,6 +224,31 @@ mod tests {
         );
         assert_eq!(c.fresh("bad", t0 + Duration::from_secs(10)), None);
         assert_eq!(c.fresh("never", t0), None);
+    }
+
+    #[test]
+    fn only_key_shaped_strings_are_looked_up() {
+        assert!(well_formed(&format!("trb_{}", "a".repeat(43))));
+        assert!(well_formed(&format!("trb_ab-_{}", "Z".repeat(39))));
+        assert!(!well_formed("trb_short"));
+        assert!(!well_formed(&format!("xxx_{}", "a".repeat(43))));
+        assert!(!well_formed(&format!("trb_{}é", "a".repeat(41))));
+        assert!(!well_formed(&"x".repeat(10_000)));
+    }
+
+    #[test]
+    fn a_full_cache_drops_unknown_keys_before_valid_ones() {
+        let t0 = Instant::now();
+        let mut c = KeyCache::new(policy());
+        c.store("good", KeyCheck::Valid { project_id: 1 }, t0);
+        for i in 0..MAX_ENTRIES {
+            c.store(&format!("junk{i}"), KeyCheck::Unknown, t0);
+        }
+        assert!(
+            c.stale_valid("good", t0).is_some(),
+            "a flood of unknown keys evicted a valid one"
+        );
+        assert!(c.entries.len() <= MAX_ENTRIES);
     }
 
     #[test]

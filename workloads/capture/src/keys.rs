@@ -17,7 +17,7 @@ pub enum KeyCheck {
 /// The validator could not answer (e.g. the auth service is down and the key
 /// is not cached). Requests get 503: an unknown key is never let through.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("API key validation unavailable: {0}")]
+#[error("{0}")]
 pub struct KeyError(pub String);
 
 pub type KeyFuture<'a> = Pin<Box<dyn Future<Output = Result<KeyCheck, KeyError>> + Send + 'a>>;

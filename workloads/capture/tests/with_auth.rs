@@ -180,6 +180,12 @@ async fn keys_from_the_auth_service_scope_capture() {
         202,
         "recently validated key refused while auth is down"
     );
-    assert_eq!(send("trb_never_seen".into()).await, 503);
+    let never_seen = format!("trb_{}", "Q".repeat(43));
+    assert_eq!(
+        send(never_seen).await,
+        503,
+        "an unchecked key must not be accepted"
+    );
+    assert_eq!(send("not-even-a-key".into()).await, 401);
     capture.stop().await;
 }
