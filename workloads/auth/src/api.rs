@@ -219,20 +219,6 @@ async fn signup(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Re
     }
 }
 
-fn client_address(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> String {
-    if !trust_forwarded_for {
-        return peer.ip().to_string();
-    }
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(str::trim)
-        .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
-        .map(str::to_owned)
-        .unwrap_or_else(|| peer.ip().to_string())
-}
-
 async fn login(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -242,7 +228,7 @@ async fn login(
     let c: Credentials = parse(&body)?;
     check_email(c.email.trim())?;
     let account = c.email.trim().to_lowercase();
-    let address = client_address(&headers, peer, state.trust_forwarded_for);
+    let address = tributary_core::http::client_ip(&headers, peer, state.trust_forwarded_for);
     // Check and count the attempt in one step, before the slow password
     // check, so parallel guesses cannot all pass the limit.
     let wait = match state.throttle.lock() {

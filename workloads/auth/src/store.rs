@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgPool, PgRow};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct User {
@@ -77,19 +77,20 @@ pub async fn create_user(
     })
 }
 
+fn user_row(r: &PgRow) -> Result<User, sqlx::Error> {
+    Ok(User {
+        id: r.try_get("id")?,
+        email: r.try_get("email")?,
+        password_hash: r.try_get("password_hash")?,
+    })
+}
+
 pub async fn user_by_email(pool: &PgPool, email: &str) -> Result<Option<User>, StoreError> {
     let row = sqlx::query("SELECT id, email, password_hash FROM users WHERE email = $1")
         .bind(email)
         .fetch_optional(pool)
         .await?;
-    row.map(|r| {
-        Ok(User {
-            id: r.try_get("id")?,
-            email: r.try_get("email")?,
-            password_hash: r.try_get("password_hash")?,
-        })
-    })
-    .transpose()
+    Ok(row.as_ref().map(user_row).transpose()?)
 }
 
 pub async fn user_by_id(pool: &PgPool, id: i64) -> Result<Option<User>, StoreError> {
@@ -97,14 +98,7 @@ pub async fn user_by_id(pool: &PgPool, id: i64) -> Result<Option<User>, StoreErr
         .bind(id)
         .fetch_optional(pool)
         .await?;
-    row.map(|r| {
-        Ok(User {
-            id: r.try_get("id")?,
-            email: r.try_get("email")?,
-            password_hash: r.try_get("password_hash")?,
-        })
-    })
-    .transpose()
+    Ok(row.as_ref().map(user_row).transpose()?)
 }
 
 pub async fn create_project(pool: &PgPool, owner: i64, name: &str) -> Result<Project, StoreError> {
@@ -131,24 +125,24 @@ pub async fn create_project(pool: &PgPool, owner: i64, name: &str) -> Result<Pro
     })
 }
 
+const PROJECTS_OF_MEMBER: &str = "SELECT p.id, p.name, m.role, p.created_at FROM projects p \
+     JOIN project_members m ON m.project_id = p.id WHERE m.user_id = $1";
+
+fn project_row(r: &PgRow) -> Result<Project, sqlx::Error> {
+    Ok(Project {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        role: r.try_get("role")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
 pub async fn projects_of(pool: &PgPool, user: i64) -> Result<Vec<Project>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT p.id, p.name, m.role, p.created_at FROM projects p \
-         JOIN project_members m ON m.project_id = p.id WHERE m.user_id = $1 ORDER BY p.id",
-    )
-    .bind(user)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Project {
-                id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                role: r.try_get("role")?,
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .collect()
+    let rows = sqlx::query(&format!("{PROJECTS_OF_MEMBER} ORDER BY p.id"))
+        .bind(user)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.iter().map(project_row).collect::<Result<_, _>>()?)
 }
 
 /// The project if `user` belongs to it.
@@ -157,13 +151,15 @@ pub async fn project_for_member(
     user: i64,
     project: i64,
 ) -> Result<Option<Project>, StoreError> {
-    Ok(projects_of(pool, user)
-        .await?
-        .into_iter()
-        .find(|p| p.id == project))
+    let row = sqlx::query(&format!("{PROJECTS_OF_MEMBER} AND p.id = $2"))
+        .bind(user)
+        .bind(project)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.as_ref().map(project_row).transpose()?)
 }
 
-fn key_info(r: &sqlx::postgres::PgRow) -> Result<ApiKeyInfo, sqlx::Error> {
+fn key_info(r: &PgRow) -> Result<ApiKeyInfo, sqlx::Error> {
     Ok(ApiKeyInfo {
         id: r.try_get("id")?,
         project_id: r.try_get("project_id")?,

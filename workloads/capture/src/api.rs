@@ -21,6 +21,7 @@ use crate::kafka::{EventProducer, ProduceError};
 use crate::keys::{KeyRefusal, KeyValidator, project_for};
 use crate::metrics::{CaptureMetrics, RequestLabels, RouteLabels};
 use crate::normalize::{self, Context, PayloadError};
+use tributary_core::http::client_ip;
 
 /// Shared state of the handlers.
 pub struct AppState {
@@ -334,7 +335,7 @@ async fn accept(
     let ctx = Context {
         project_id,
         received_at,
-        ip: client_ip(headers, peer, state.trust_forwarded_for),
+        ip: Some(client_ip(headers, peer, state.trust_forwarded_for)),
     };
     let events: Vec<Event> =
         normalize::normalize(payload, &ctx).map_err(|e| (ApiError::Payload(e), count))?;
@@ -368,39 +369,9 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     })
 }
 
-/// The client address: the first `X-Forwarded-For` entry when trusted, else
-/// the peer.
-fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> Option<String> {
-    if trust_forwarded_for
-        && let Some(first) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
-    {
-        return Some(first.to_owned());
-    }
-    Some(peer.ip().to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forwarded_for_is_used_only_when_trusted_and_valid() {
-        let peer: SocketAddr = "10.0.0.9:5000".parse().unwrap();
-        let mut h = HeaderMap::new();
-        h.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("203.0.113.5, 10.0.0.1"),
-        );
-        assert_eq!(client_ip(&h, peer, true).as_deref(), Some("203.0.113.5"));
-        assert_eq!(client_ip(&h, peer, false).as_deref(), Some("10.0.0.9"));
-        h.insert("x-forwarded-for", HeaderValue::from_static("garbage"));
-        assert_eq!(client_ip(&h, peer, true).as_deref(), Some("10.0.0.9"));
-    }
 
     #[test]
     fn statuses_by_error_class() {

@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
-use tributary_core::event::{Event, Lib, WIRE_VERSION};
+use tributary_core::event::{Event, Lib, WIRE_VERSION, truncate_ms};
 use uuid::Uuid;
 
 /// Longest accepted `distinct_id` and event name, in characters.
@@ -297,9 +297,9 @@ fn normalize_event(
         event,
         distinct_id,
         properties,
-        timestamp: truncate(timestamp),
-        sent_at: sent_at.map(truncate),
-        received_at: truncate(ctx.received_at),
+        timestamp: truncate_ms(timestamp),
+        sent_at: sent_at.map(truncate_ms),
+        received_at: truncate_ms(ctx.received_at),
         ip: ctx.ip.clone(),
         lib,
     })
@@ -358,11 +358,6 @@ pub fn corrected_timestamp(
             .unwrap_or(received_at),
         (None, _, None) => received_at,
     }
-}
-
-fn truncate(ts: DateTime<Utc>) -> DateTime<Utc> {
-    use chrono::SubsecRound;
-    ts.trunc_subsecs(3)
 }
 
 /// ISO-8601 (with or without zone; no zone means UTC) or epoch milliseconds.

@@ -113,14 +113,7 @@ async fn ready_and_requests_follow_the_broker_down_and_back() {
     assert!(names.iter().all(|n| n == "after"), "{names:?}");
     assert!(!names.is_empty());
 
-    let metrics = http
-        .get(capture.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = capture.metrics_text().await;
     assert!(
         metrics.contains(r#"capture_requests_total{route="/capture",status="503"}"#),
         "{metrics}"

@@ -16,8 +16,8 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde_json::{Value, json};
 use tributary_core::Event;
-use tributary_tests::kafka::{create_topic, read_topic};
-use tributary_tests::{Stack, unique_name};
+use tributary_tests::Stack;
+use tributary_tests::kafka::read_topic;
 use uuid::Uuid;
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -46,15 +46,13 @@ fn event(name: &str, distinct_id: &str) -> (Uuid, Value) {
 #[tokio::test]
 async fn every_format_and_route_reaches_the_topic_keyed_by_distinct_id() {
     let stack = Stack::require();
-    let topic = unique_name("capture_formats");
-    create_topic(&stack.kafka_bootstrap, &topic, 4).await;
-    let capture = common::start(common::config(
-        &stack.kafka_bootstrap,
-        &topic,
+    let (capture, topic) = common::start_on_new_topic(
+        &stack,
+        "capture_formats",
+        4,
         &[("CAPTURE_API_KEYS", "phc_project5=5,phc_project6=6")],
-    ))
+    )
     .await;
-    capture.wait_ready(Duration::from_secs(30)).await;
     let http = &capture.http;
 
     // uuid -> (distinct_id, project, event name)
@@ -226,14 +224,7 @@ async fn every_format_and_route_reaches_the_topic_keyed_by_distinct_id() {
     assert_eq!(uuids.len(), expected.len());
 
     // Metrics count what happened, with the seed's names.
-    let metrics = http
-        .get(capture.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = capture.metrics_text().await;
     assert!(
         metrics.contains(r#"capture_requests_total{route="/capture",status="202"} 3"#),
         "{metrics}"
@@ -266,10 +257,7 @@ fn urlencode(s: &str) -> String {
 #[tokio::test]
 async fn bad_input_gets_its_status_and_nothing_reaches_the_topic() {
     let stack = Stack::require();
-    let topic = unique_name("capture_bad");
-    create_topic(&stack.kafka_bootstrap, &topic, 2).await;
-    let capture = common::start(common::config(&stack.kafka_bootstrap, &topic, &[])).await;
-    capture.wait_ready(Duration::from_secs(30)).await;
+    let (capture, topic) = common::start_on_new_topic(&stack, "capture_bad", 2, &[]).await;
     let http = &capture.http;
     let ok = json!({"event": "e", "distinct_id": "d"});
 
@@ -437,14 +425,7 @@ async fn bad_input_gets_its_status_and_nothing_reaches_the_topic() {
             .all(|m| Event::from_kafka_payload(&m.payload).unwrap().event == "big")
     );
 
-    let metrics = http
-        .get(capture.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = capture.metrics_text().await;
     assert!(
         metrics.contains(r#"capture_events_rejected_total{reason="malformed_json"} 1"#),
         "{metrics}"
@@ -459,18 +440,16 @@ async fn bad_input_gets_its_status_and_nothing_reaches_the_topic() {
 #[tokio::test]
 async fn required_keys_are_enforced_and_pick_the_project() {
     let stack = Stack::require();
-    let topic = unique_name("capture_keys");
-    create_topic(&stack.kafka_bootstrap, &topic, 1).await;
-    let capture = common::start(common::config(
-        &stack.kafka_bootstrap,
-        &topic,
+    let (capture, topic) = common::start_on_new_topic(
+        &stack,
+        "capture_keys",
+        1,
         &[
             ("CAPTURE_REQUIRE_API_KEY", "true"),
             ("CAPTURE_API_KEYS", "phc_good=12"),
         ],
-    ))
+    )
     .await;
-    capture.wait_ready(Duration::from_secs(30)).await;
     let http = &capture.http;
     let e = json!({"event": "e", "distinct_id": "d"});
 
@@ -522,15 +501,13 @@ async fn required_keys_are_enforced_and_pick_the_project() {
 async fn a_body_that_never_arrives_gets_408() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let stack = Stack::require();
-    let topic = unique_name("capture_slow");
-    create_topic(&stack.kafka_bootstrap, &topic, 1).await;
-    let capture = common::start(common::config(
-        &stack.kafka_bootstrap,
-        &topic,
+    let (capture, _topic) = common::start_on_new_topic(
+        &stack,
+        "capture_slow",
+        1,
         &[("CAPTURE_BODY_TIMEOUT_MS", "300")],
-    ))
+    )
     .await;
-    capture.wait_ready(Duration::from_secs(30)).await;
     let mut stream = tokio::net::TcpStream::connect(capture.addr).await.unwrap();
     // Promise 100 bytes, send 10, then stall.
     stream

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tributary_core::Event;
 use tributary_core::config::Env;
-use tributary_tests::kafka::{create_topic, read_topic};
+use tributary_tests::kafka::read_topic;
 use tributary_tests::{Stack, poll_until, unique_name};
 
 async fn start_auth(stack: &Stack) -> (String, CancellationToken) {
@@ -86,20 +86,18 @@ async fn keys_from_the_auth_service_scope_capture() {
     let query_key = new_key("query").await;
     let spare_key = new_key("capture").await;
 
-    let topic = unique_name("capture_auth");
-    create_topic(&stack.kafka_bootstrap, &topic, 2).await;
-    let capture = common::start(common::config(
-        &stack.kafka_bootstrap,
-        &topic,
+    let (capture, topic) = common::start_on_new_topic(
+        &stack,
+        "capture_auth",
+        2,
         &[
             ("CAPTURE_AUTH_URL", auth.as_str()),
             ("CAPTURE_REQUIRE_API_KEY", "true"),
             ("CAPTURE_AUTH_CACHE_SECS", "1"),
             ("CAPTURE_AUTH_NEGATIVE_CACHE_SECS", "1"),
         ],
-    ))
+    )
     .await;
-    capture.wait_ready(Duration::from_secs(30)).await;
     let send = |key: String| {
         let (http, url) = (capture.http.clone(), capture.url("/capture"));
         async move {

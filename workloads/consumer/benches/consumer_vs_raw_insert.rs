@@ -15,14 +15,16 @@
 //!    `received_at`, read from the consumer's histogram.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// The tests' fixtures: the consumer is started exactly as they start it.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
-use tributary_consumer::metrics::ConsumerMetrics;
+use tributary_consumer::ConsumerConfig;
 use tributary_consumer::row::EventRow;
-use tributary_consumer::{ConsumerConfig, EventConsumer};
 use tributary_core::Event;
 use tributary_core::clickhouse::ClickHouseSettings;
 use tributary_core::config::Env;
@@ -102,28 +104,6 @@ fn consumer_config(stack: &Stack, topic: &str, db: &str) -> ConsumerConfig {
         ("CONSUMER_SESSION_TIMEOUT_MS", "6000".to_owned()),
     ]);
     ConsumerConfig::from_env(&Env::new(&vars)).unwrap()
-}
-
-struct Running {
-    shutdown: CancellationToken,
-    handle: tokio::task::JoinHandle<()>,
-    metrics: ConsumerMetrics,
-    registry: Registry,
-}
-
-fn start_consumer(config: ConsumerConfig) -> Running {
-    let mut registry = Registry::default();
-    let metrics = ConsumerMetrics::register(&mut registry);
-    let consumer = EventConsumer::new(config, metrics.clone()).unwrap();
-    let shutdown = CancellationToken::new();
-    let token = shutdown.clone();
-    let handle = tokio::spawn(async move { consumer.run(token).await.unwrap() });
-    Running {
-        shutdown,
-        handle,
-        metrics,
-        registry,
-    }
 }
 
 /// Quantile from the cumulative `_bucket` lines of a histogram (upper bound
@@ -272,7 +252,7 @@ async fn main() {
     tributary_core::schema::migrate_clickhouse(&settings(&stack, &db))
         .await
         .unwrap();
-    let consumer = start_consumer(consumer_config(&stack, &topic, &db));
+    let consumer = common::start(consumer_config(&stack, &topic, &db));
     // Timed from the first message read, like the raw read baseline: group
     // join and offset lookup are start-up, not throughput.
     poll_until(
@@ -288,8 +268,7 @@ async fn main() {
     .await;
     let consumer_secs = started.elapsed().as_secs_f64();
     let consumer_rate = n as f64 / consumer_secs;
-    consumer.shutdown.cancel();
-    consumer.handle.await.unwrap();
+    consumer.stop().await;
 
     // Visibility under steady capture load.
     let rate: u64 = std::env::var("BENCH_RATE")
@@ -306,7 +285,7 @@ async fn main() {
         .unwrap();
     let mut vis_config = consumer_config(&stack, &vis_topic, &vis_db);
     vis_config.flush_interval = Duration::from_millis(1000);
-    let consumer = start_consumer(vis_config);
+    let consumer = common::start(vis_config);
     let capture_vars = env_map(&[
         ("CAPTURE_HOST", "127.0.0.1".to_owned()),
         (
@@ -369,11 +348,10 @@ async fn main() {
         || async { (consumer.metrics.rows_written.get() >= sent).then_some(()) },
     )
     .await;
-    let text = tributary_core::metrics::render(&consumer.registry).unwrap();
+    let text = consumer.metrics_text();
     let p50 = histogram_quantile(&text, "consumer_event_visibility_seconds", 0.50);
     let p95 = histogram_quantile(&text, "consumer_event_visibility_seconds", 0.95);
-    consumer.shutdown.cancel();
-    consumer.handle.await.unwrap();
+    consumer.stop().await;
     capture_stop.cancel();
     let _ = capture_task.await;
 

@@ -6,36 +6,37 @@
 //! is lost. The key is the original key (the distinct_id).
 
 use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-/// Builds a DLQ record.
-pub fn record(
-    raw: &[u8],
-    kind: &str,
-    message: &str,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-    now: DateTime<Utc>,
-) -> Value {
-    let (raw, encoding) = match std::str::from_utf8(raw) {
+use crate::batch::Poison;
+
+/// The fields every record carries besides `raw`.
+fn envelope(p: &Poison, topic: &str, now: DateTime<Utc>) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("error_kind".into(), json!(p.kind));
+    m.insert("error_message".into(), json!(p.message));
+    m.insert(
+        "dlq_ts".into(),
+        json!(tributary_core::event::format_timestamp(&now)),
+    );
+    m.insert("topic".into(), json!(topic));
+    m.insert("partition".into(), json!(p.partition));
+    m.insert("offset".into(), json!(p.offset));
+    m
+}
+
+/// Builds a DLQ record for a message read from `topic`.
+pub fn record(p: &Poison, topic: &str, now: DateTime<Utc>) -> Value {
+    let (raw, encoding) = match std::str::from_utf8(&p.raw) {
         Ok(text) => (text.to_owned(), "utf8"),
-        Err(_) => (
-            base64::engine::general_purpose::STANDARD.encode(raw),
-            "base64",
-        ),
+        Err(_) => (STANDARD.encode(&p.raw), "base64"),
     };
-    json!({
-        "raw": raw,
-        "raw_encoding": encoding,
-        "error_kind": kind,
-        "error_message": message,
-        "dlq_ts": tributary_core::event::format_timestamp(&now),
-        "topic": topic,
-        "partition": partition,
-        "offset": offset,
-    })
+    let mut m = envelope(p, topic, now);
+    m.insert("raw".into(), json!(raw));
+    m.insert("raw_encoding".into(), json!(encoding));
+    Value::Object(m)
 }
 
 /// Bytes of `raw` kept by a truncated record.
@@ -45,30 +46,18 @@ pub const TRUNCATED_PREFIX_BYTES: usize = 64 * 1024;
 /// [`TRUNCATED_PREFIX_BYTES`] as base64, with the full size and a SHA-1
 /// digest so the original can still be identified (it stays in the source
 /// topic until retention removes it).
-pub fn truncated_record(
-    raw: &[u8],
-    kind: &str,
-    message: &str,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-    now: DateTime<Utc>,
-) -> Value {
-    let prefix = &raw[..raw.len().min(TRUNCATED_PREFIX_BYTES)];
-    let digest = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, raw);
-    json!({
-        "raw": base64::engine::general_purpose::STANDARD.encode(prefix),
-        "raw_encoding": "base64",
-        "raw_truncated": true,
-        "raw_size": raw.len(),
-        "raw_digest": digest.to_string(),
-        "error_kind": kind,
-        "error_message": message,
-        "dlq_ts": tributary_core::event::format_timestamp(&now),
-        "topic": topic,
-        "partition": partition,
-        "offset": offset,
-    })
+pub fn truncated_record(p: &Poison, topic: &str, now: DateTime<Utc>) -> Value {
+    let prefix = &p.raw[..p.raw.len().min(TRUNCATED_PREFIX_BYTES)];
+    let mut m = envelope(p, topic, now);
+    m.insert("raw".into(), json!(STANDARD.encode(prefix)));
+    m.insert("raw_encoding".into(), json!("base64"));
+    m.insert("raw_truncated".into(), json!(true));
+    m.insert("raw_size".into(), json!(p.raw.len()));
+    m.insert(
+        "raw_digest".into(),
+        json!(uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &p.raw).to_string()),
+    );
+    Value::Object(m)
 }
 
 #[cfg(test)]
@@ -76,13 +65,34 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
+    fn poison(
+        raw: &[u8],
+        kind: &'static str,
+        message: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Poison {
+        Poison {
+            partition,
+            offset,
+            key: None,
+            raw: raw.to_vec(),
+            kind,
+            message: message.to_owned(),
+        }
+    }
+
     #[test]
     fn carries_every_field() {
         let now = Utc
             .timestamp_millis_opt(1_700_000_000_000)
             .single()
             .unwrap();
-        let r = record(b"{bad", "invalid_event", "EOF", "events", 3, 42, now);
+        let r = record(
+            &poison(b"{bad", "invalid_event", "EOF", 3, 42),
+            "events",
+            now,
+        );
         assert_eq!(
             r,
             json!({"raw": "{bad", "raw_encoding": "utf8", "error_kind": "invalid_event", "error_message": "EOF",
@@ -94,12 +104,8 @@ mod tests {
     fn truncated_records_stay_small_and_say_so() {
         let raw = vec![b'x'; 3_000_000];
         let r = truncated_record(
-            &raw,
-            "clickhouse_rejected",
-            "too big",
+            &poison(&raw, "clickhouse_rejected", "too big", 1, 2),
             "events",
-            1,
-            2,
             Utc::now(),
         );
         assert!(r.to_string().len() < 100_000);
@@ -110,12 +116,8 @@ mod tests {
     #[test]
     fn binary_payloads_are_kept_as_base64() {
         let r = record(
-            &[0xff, 0x00, 0x01],
-            "not_utf8",
-            "x",
+            &poison(&[0xff, 0x00, 0x01], "not_utf8", "x", 0, 0),
             "events",
-            0,
-            0,
             Utc::now(),
         );
         assert_eq!(r["raw_encoding"], "base64");

@@ -464,18 +464,7 @@ impl EventConsumer {
         let topic = &self.config.topic;
         let values: Vec<String> = dead
             .iter()
-            .map(|p| {
-                dlq::record(
-                    &p.raw,
-                    p.kind,
-                    &p.message,
-                    topic,
-                    p.partition,
-                    p.offset,
-                    now,
-                )
-                .to_string()
-            })
+            .map(|p| dlq::record(p, topic, now).to_string())
             .collect();
         let sends = dead
             .iter()
@@ -489,16 +478,8 @@ impl EventConsumer {
                 Err(KafkaError::MessageProduction(
                     rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge,
                 )) => {
-                    let truncated = dlq::truncated_record(
-                        &p.raw,
-                        p.kind,
-                        &p.message,
-                        topic,
-                        p.partition,
-                        p.offset,
-                        now,
-                    );
-                    self.send_dead(p, truncated.to_string().as_bytes()).await
+                    let truncated = dlq::truncated_record(p, topic, now).to_string();
+                    self.send_dead(p, truncated.as_bytes()).await
                 }
                 other => other,
             };

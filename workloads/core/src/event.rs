@@ -13,6 +13,11 @@ use uuid::Uuid;
 
 use crate::timestamp;
 
+/// Truncates a timestamp to the milliseconds Tributary keeps.
+pub fn truncate_ms(ts: DateTime<Utc>) -> DateTime<Utc> {
+    timestamp::truncate_ms(ts)
+}
+
 /// Formats a timestamp as Tributary writes them: RFC 3339, milliseconds, `Z`.
 pub fn format_timestamp(ts: &DateTime<Utc>) -> String {
     timestamp::format_ms(ts)

@@ -59,6 +59,25 @@ pub async fn serve(
     .map_err(ServeError::Serve)
 }
 
+/// The client's address: the first `X-Forwarded-For` entry when the proxy in
+/// front is trusted to set it (and it is an IP address), else the peer.
+pub fn client_ip(
+    headers: &axum::http::HeaderMap,
+    peer: SocketAddr,
+    trust_forwarded_for: bool,
+) -> String {
+    let forwarded = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|v| v.parse::<std::net::IpAddr>().is_ok());
+    match forwarded {
+        Some(ip) if trust_forwarded_for => ip.to_owned(),
+        _ => peer.ip().to_string(),
+    }
+}
+
 /// Convenience for handlers: a JSON error body `{"error": ..., "message": ...}`.
 pub fn error_body(kind: &str, message: impl Into<String>) -> Json<Value> {
     Json(json!({"error": kind, "message": message.into()}))
@@ -93,6 +112,21 @@ mod tests {
             .expect("server did not stop within 10 s")
             .unwrap()
             .unwrap();
+    }
+
+    #[test]
+    fn forwarded_for_is_used_only_when_trusted_and_valid() {
+        use axum::http::{HeaderMap, HeaderValue};
+        let peer: SocketAddr = "10.0.0.9:5000".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.5, 10.0.0.1"),
+        );
+        assert_eq!(client_ip(&h, peer, true), "203.0.113.5");
+        assert_eq!(client_ip(&h, peer, false), "10.0.0.9");
+        h.insert("x-forwarded-for", HeaderValue::from_static("garbage"));
+        assert_eq!(client_ip(&h, peer, true), "10.0.0.9");
     }
 
     #[tokio::test]

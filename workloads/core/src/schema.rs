@@ -130,16 +130,17 @@ pub async fn migrate_clickhouse(
     settings: &ClickHouseSettings,
 ) -> Result<MigrateReport, MigrateError> {
     let url = settings.url();
+    let unreachable = |source| MigrateError::Unreachable {
+        url: url.clone(),
+        source,
+    };
     let db = settings.database.as_str();
     let server = settings.client_without_database();
     server
         .query(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
         .execute()
         .await
-        .map_err(|source| MigrateError::Unreachable {
-            url: url.clone(),
-            source,
-        })?;
+        .map_err(unreachable)?;
     let client = settings.client();
     client
         .query(&format!(
@@ -149,20 +150,14 @@ pub async fn migrate_clickhouse(
         ))
         .execute()
         .await
-        .map_err(|source| MigrateError::Unreachable {
-            url: url.clone(),
-            source,
-        })?;
+        .map_err(unreachable)?;
     let done: Vec<u32> = client
         .query(&format!(
             "SELECT DISTINCT version FROM {db}.tributary_migrations"
         ))
         .fetch_all()
         .await
-        .map_err(|source| MigrateError::Unreachable {
-            url: url.clone(),
-            source,
-        })?;
+        .map_err(unreachable)?;
 
     let mut report = MigrateReport {
         applied: Vec::new(),

@@ -22,6 +22,18 @@ impl Running {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The `/metrics` page.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn wait_ready(&self, timeout: Duration) {
         let http = self.http.clone();
         let url = self.url("/ready");
@@ -62,6 +74,21 @@ pub fn config(bootstrap: &str, topic: &str, extra: &[(&str, &str)]) -> CaptureCo
     let mut config = CaptureConfig::from_env(&Env::new(&vars)).unwrap();
     config.listen.set_port(0);
     config
+}
+
+/// A fresh topic on the stack's broker and a capture producing to it,
+/// ready: `(capture, topic)`.
+pub async fn start_on_new_topic(
+    stack: &tributary_tests::Stack,
+    prefix: &str,
+    partitions: i32,
+    extra: &[(&str, &str)],
+) -> (Running, String) {
+    let topic = tributary_tests::unique_name(prefix);
+    tributary_tests::kafka::create_topic(&stack.kafka_bootstrap, &topic, partitions).await;
+    let capture = start(config(&stack.kafka_bootstrap, &topic, extra)).await;
+    capture.wait_ready(Duration::from_secs(30)).await;
+    (capture, topic)
 }
 
 pub async fn start(config: CaptureConfig) -> Running {
