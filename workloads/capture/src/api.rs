@@ -18,7 +18,7 @@ use tributary_core::Event;
 
 use crate::decode::{BodyHints, DecodeError, decode_body, decode_query_data};
 use crate::kafka::{EventProducer, ProduceError};
-use crate::keys::{KeyRefusal, KeyValidator, project_for};
+use tributary_core::keys::{KeyRefusal, KeyValidator, project_for};
 use crate::metrics::{CaptureMetrics, RequestLabels, RouteLabels};
 use crate::normalize::{self, Context, PayloadError};
 use tributary_core::http::client_ip;
@@ -87,6 +87,9 @@ impl ApiError {
         match self {
             Self::Decode(e) => e.to_string(),
             Self::Payload(e) => e.to_string(),
+            Self::Key(KeyRefusal::Missing) => {
+                "API key required: send it in the X-API-Key header or as api_key/token in the payload".into()
+            }
             Self::Key(e) => e.to_string(),
             Self::KeyUnavailable(e) => e.clone(),
             Self::Produce(e) => e.to_string(),

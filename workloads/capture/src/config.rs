@@ -5,6 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tributary_core::config::{ConfigError, Env};
+use tributary_core::key_service::CachePolicy;
+use tributary_core::keys::api_keys_from_env;
 
 /// Everything capture needs to run. See [`CaptureConfig::from_env`] for the
 /// variables and their defaults.
@@ -40,8 +42,8 @@ pub struct CaptureConfig {
     /// (e.g. `http://auth:8002`); unset means the static `CAPTURE_API_KEYS`.
     pub auth_url: Option<String>,
     /// `CAPTURE_AUTH_CACHE_SECS` (`60`), `CAPTURE_AUTH_NEGATIVE_CACHE_SECS`
-    /// (`10`), `CAPTURE_AUTH_STALE_SECS` (`600`): see `auth_client`.
-    pub auth_cache: crate::auth_client::CachePolicy,
+    /// (`10`), `CAPTURE_AUTH_STALE_SECS` (`600`): see `tributary_core::key_service`.
+    pub auth_cache: CachePolicy,
 }
 
 /// Producer settings.
@@ -100,11 +102,7 @@ impl CaptureConfig {
                 100 * MIB,
             )?,
         };
-        let api_keys =
-            parse_api_keys(&env.string("CAPTURE_API_KEYS", "").or_else(|e| match e {
-                ConfigError::Empty { .. } => Ok(String::new()),
-                other => Err(other),
-            })?)?;
+        let api_keys = api_keys_from_env(env, "CAPTURE_API_KEYS")?;
         Ok(Self {
             listen: SocketAddr::new(host, port),
             kafka,
@@ -132,62 +130,9 @@ impl CaptureConfig {
                 1_000_000,
             )?,
             auth_url: env.optional_string("CAPTURE_AUTH_URL")?,
-            auth_cache: crate::auth_client::CachePolicy {
-                valid_for: Duration::from_secs(env.int_in(
-                    "CAPTURE_AUTH_CACHE_SECS",
-                    60u64,
-                    0,
-                    86_400,
-                )?),
-                invalid_for: Duration::from_secs(env.int_in(
-                    "CAPTURE_AUTH_NEGATIVE_CACHE_SECS",
-                    10u64,
-                    0,
-                    86_400,
-                )?),
-                stale_for: Duration::from_secs(env.int_in(
-                    "CAPTURE_AUTH_STALE_SECS",
-                    600u64,
-                    0,
-                    7 * 86_400,
-                )?),
-            },
+            auth_cache: CachePolicy::from_env(env, "CAPTURE")?,
         })
     }
-}
-
-/// Parses `key=project_id,key=project_id`. Keys are secrets: errors name the
-/// position, never the key.
-fn parse_api_keys(raw: &str) -> Result<HashMap<String, u64>, ConfigError> {
-    let invalid = |reason: String| ConfigError::InvalidSecret {
-        var: "CAPTURE_API_KEYS".into(),
-        reason,
-    };
-    let mut keys = HashMap::new();
-    for (i, item) in raw.split(',').map(str::trim).enumerate() {
-        if item.is_empty() {
-            continue;
-        }
-        let (key, project) = item
-            .rsplit_once('=')
-            .ok_or_else(|| invalid(format!("entry {} is not key=project_id", i + 1)))?;
-        let project: u64 = project
-            .trim()
-            .parse()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| {
-                invalid(format!(
-                    "entry {}: project id must be a positive integer",
-                    i + 1
-                ))
-            })?;
-        if key.trim().is_empty() {
-            return Err(invalid(format!("entry {}: empty key", i + 1)));
-        }
-        keys.insert(key.trim().to_owned(), project);
-    }
-    Ok(keys)
 }
 
 #[cfg(test)]

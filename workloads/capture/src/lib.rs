@@ -12,11 +12,9 @@
 //! brokers; [`api`] holds the routes; [`config`] the `CAPTURE_*` settings.
 
 pub mod api;
-pub mod auth_client;
 pub mod config;
 pub mod decode;
 pub mod kafka;
-pub mod keys;
 pub mod metrics;
 pub mod normalize;
 
@@ -37,7 +35,8 @@ pub use config::CaptureConfig;
 
 use crate::api::AppState;
 use crate::kafka::{EventProducer, ProducerSetupError};
-use crate::keys::{KeyValidator, StaticKeys};
+use tributary_core::key_service::AuthServiceKeys;
+use tributary_core::keys::{self, KeyValidator, StaticKeys};
 use crate::metrics::CaptureMetrics;
 
 /// The issue that tracked this workload (kept for the CLI's history).
@@ -66,7 +65,7 @@ impl Capture {
     pub async fn bind(config: &CaptureConfig) -> Result<Self, CaptureError> {
         let keys: Arc<dyn KeyValidator> = match &config.auth_url {
             Some(url) => Arc::new(
-                auth_client::AuthServiceKeys::new(url, "capture", config.auth_cache)
+                AuthServiceKeys::new(url, "capture", config.auth_cache)
                     .map_err(CaptureError::Keys)?,
             ),
             None => Arc::new(StaticKeys::new(config.api_keys.clone())),

@@ -8,11 +8,15 @@
 //! - [`http`]: `/health` and a server loop with graceful shutdown.
 //! - [`shutdown`]: SIGTERM/SIGINT handling.
 //! - [`clickhouse`] and [`schema`]: ClickHouse settings and migrations.
+//! - [`keys`] and [`key_service`]: API key → project, from configuration or
+//!   from the auth service with a short cache (capture and query).
 
 pub mod clickhouse;
 pub mod config;
 pub mod event;
 pub mod http;
+pub mod key_service;
+pub mod keys;
 pub mod metrics;
 pub mod schema;
 pub mod shutdown;

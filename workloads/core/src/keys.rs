@@ -1,16 +1,19 @@
-//! API key → project. Validation sits behind [`KeyValidator`] so the static
-//! list from `CAPTURE_API_KEYS` can be swapped for the auth service.
+//! API key → project. Validation sits behind [`KeyValidator`]: a static list
+//! from configuration (`CAPTURE_API_KEYS`, `QUERY_API_KEYS`) or the auth
+//! service ([`crate::key_service`]).
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::config::{ConfigError, Env};
+
 /// What a validator says about a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyCheck {
-    /// A capture key of this project.
+    /// A key of this project, with the scope the validator asked for.
     Valid { project_id: u64 },
-    /// Not a key we know (or revoked, or not a capture key).
+    /// Not a key we know (or revoked, or of another scope).
     Unknown,
 }
 
@@ -27,7 +30,7 @@ pub trait KeyValidator: Send + Sync + 'static {
     fn check<'a>(&'a self, key: &'a str) -> KeyFuture<'a>;
 }
 
-/// Keys from configuration (`CAPTURE_API_KEYS`).
+/// Keys from configuration (`CAPTURE_API_KEYS`, `QUERY_API_KEYS`).
 #[derive(Debug, Clone, Default)]
 pub struct StaticKeys(HashMap<String, u64>);
 
@@ -50,13 +53,14 @@ impl KeyValidator for StaticKeys {
 /// Why a request's key was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum KeyRefusal {
-    #[error("API key required: send it in the X-API-Key header or as api_key/token in the payload")]
+    #[error("API key required: send it in the X-API-Key header")]
     Missing,
     #[error("invalid API key")]
     Invalid,
 }
 
-/// The project of a request, by the rules of `CAPTURE_REQUIRE_API_KEY`:
+/// The project of a request, by the rules of `CAPTURE_REQUIRE_API_KEY` and
+/// `QUERY_REQUIRE_API_KEY`:
 /// with keys required, a missing or unknown key is refused; otherwise a valid
 /// key still picks its project and anything else goes to the default project.
 pub fn project_for(
@@ -70,6 +74,49 @@ pub fn project_for(
         (Some(KeyCheck::Unknown), true) => Err(KeyRefusal::Invalid),
         (_, false) => Ok(default_project),
     }
+}
+
+/// Parses `key=project_id,key=project_id` from `var`. Keys are secrets:
+/// errors name the position, never the key.
+pub fn parse_api_keys(raw: &str, var: &str) -> Result<HashMap<String, u64>, ConfigError> {
+    let invalid = |reason: String| ConfigError::InvalidSecret {
+        var: var.into(),
+        reason,
+    };
+    let mut keys = HashMap::new();
+    for (i, item) in raw.split(',').map(str::trim).enumerate() {
+        if item.is_empty() {
+            continue;
+        }
+        let (key, project) = item
+            .rsplit_once('=')
+            .ok_or_else(|| invalid(format!("entry {} is not key=project_id", i + 1)))?;
+        let project: u64 = project
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "entry {}: project id must be a positive integer",
+                    i + 1
+                ))
+            })?;
+        if key.trim().is_empty() {
+            return Err(invalid(format!("entry {}: empty key", i + 1)));
+        }
+        keys.insert(key.trim().to_owned(), project);
+    }
+    Ok(keys)
+}
+
+/// Reads an optional key list such as `CAPTURE_API_KEYS` (empty means none).
+pub fn api_keys_from_env(env: &Env<'_>, var: &str) -> Result<HashMap<String, u64>, ConfigError> {
+    let raw = env.string(var, "").or_else(|e| match e {
+        ConfigError::Empty { .. } => Ok(String::new()),
+        other => Err(other),
+    })?;
+    parse_api_keys(&raw, var)
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! API keys validated by the auth service, with a short cache.
 //!
-//! Answers are cached: valid keys for `CAPTURE_AUTH_CACHE_SECS` (60), unknown
-//! or revoked keys for `CAPTURE_AUTH_NEGATIVE_CACHE_SECS` (10). While the auth
-//! service cannot be reached, a key that was valid within
-//! `CAPTURE_AUTH_STALE_SECS` (600) keeps working; any other key gets 503
+//! Answers are cached: valid keys for `{P}_AUTH_CACHE_SECS` (60), unknown
+//! or revoked keys for `{P}_AUTH_NEGATIVE_CACHE_SECS` (10), where `{P}` is
+//! `CAPTURE` or `QUERY`. While the auth service cannot be reached, a key that
+//! was valid within `{P}_AUTH_STALE_SECS` (600) keeps working; any other key gets 503
 //! (never accepted unchecked). While auth answers, a revoked key stops working
 //! at most one cache period after revocation. Strings that cannot be a key
 //! (not `trb_` + 43 URL-safe characters) are refused without asking auth or
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::config::{ConfigError, Env};
 use crate::keys::{KeyCheck, KeyError, KeyFuture, KeyValidator};
 
 /// Cache periods.
@@ -29,6 +30,22 @@ pub struct CachePolicy {
 struct Entry {
     check: KeyCheck,
     at: Instant,
+}
+
+impl CachePolicy {
+    /// Reads `{prefix}_AUTH_CACHE_SECS` (60), `{prefix}_AUTH_NEGATIVE_CACHE_SECS`
+    /// (10) and `{prefix}_AUTH_STALE_SECS` (600).
+    pub fn from_env(env: &Env<'_>, prefix: &str) -> Result<Self, ConfigError> {
+        let secs = |name: &str, default: u64, max: u64| {
+            env.int_in(&format!("{prefix}_AUTH_{name}"), default, 0, max)
+                .map(Duration::from_secs)
+        };
+        Ok(Self {
+            valid_for: secs("CACHE_SECS", 60, 86_400)?,
+            invalid_for: secs("NEGATIVE_CACHE_SECS", 10, 86_400)?,
+            stale_for: secs("STALE_SECS", 600, 7 * 86_400)?,
+        })
+    }
 }
 
 /// The cache itself; pure (the clock is passed in).

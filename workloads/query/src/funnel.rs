@@ -1,0 +1,439 @@
+//! Funnels: one statement returns, per user, the events that match a step
+//! or an exclusion (every event in strict mode), de-duplicated by `uuid`,
+//! with a bitmask of the steps each matches. [`crate::funnel_match`] decides
+//! per user how far they got; [`FunnelTally`] adds users up.
+//!
+//! Events use `timestamp_ms`, so steps in the same second keep their order.
+//! All events, later steps included, must fall in `[date_from, date_to)`.
+//! With a breakdown, a user counts under the value of the event that started
+//! their chosen attempt; the 25 values with the most users keep a row of
+//! their own and the rest are added up as "other".
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::{Value, json};
+
+use crate::funnel_match::{
+    Exclusion, FunnelOrder, FunnelSpec, PathEvent, match_user, mean_seconds, median_seconds,
+};
+use crate::range::{self, TimeRange};
+use crate::request::{FunnelOrderRequest, FunnelRequest, Interval, RequestError};
+use crate::sql::{self, Property};
+use crate::warehouse::PathRow;
+
+pub const MIN_STEPS: usize = 2;
+pub const MAX_STEPS: usize = 10;
+pub const MAX_EXCLUSIONS: usize = 10;
+pub const BREAKDOWN_LIMIT: usize = 25;
+const DEFAULT_WINDOW: &str = "14d";
+
+/// A validated funnel and its statement.
+#[derive(Debug, Clone)]
+pub struct FunnelPlan {
+    pub range: TimeRange,
+    pub tz: Tz,
+    pub events: Vec<String>,
+    pub order: FunnelOrder,
+    pub window_ms: u64,
+    pub exclusions: Vec<Exclusion>,
+    pub breakdown: bool,
+    pub sql: String,
+}
+
+impl FunnelPlan {
+    pub fn spec(&self) -> FunnelSpec<'_> {
+        FunnelSpec {
+            steps: self.events.len(),
+            window_ms: self.window_ms,
+            order: self.order,
+            exclusions: &self.exclusions,
+        }
+    }
+}
+
+/// `c0 + c1 * 2 + c2 * 4 ...` as a UInt16 mask.
+fn mask(conditions: &[String]) -> String {
+    if conditions.is_empty() {
+        return "toUInt16(0)".to_owned();
+    }
+    let terms: Vec<String> = conditions
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("toUInt16({c}) * {}", 1u32 << i))
+        .collect();
+    format!("toUInt16({})", terms.join(" + "))
+}
+
+pub fn plan(
+    req: &FunnelRequest,
+    project_id: u64,
+    database: &str,
+    now: DateTime<Utc>,
+) -> Result<FunnelPlan, RequestError> {
+    if req.steps.len() < MIN_STEPS || req.steps.len() > MAX_STEPS {
+        return Err(RequestError::new(
+            "steps",
+            format!("give {MIN_STEPS} to {MAX_STEPS} steps"),
+        ));
+    }
+    if req.exclusions.len() > MAX_EXCLUSIONS {
+        return Err(RequestError::new(
+            "exclusions",
+            format!("at most {MAX_EXCLUSIONS} exclusions"),
+        ));
+    }
+    let order = match req.order {
+        FunnelOrderRequest::Ordered => FunnelOrder::Ordered,
+        FunnelOrderRequest::Strict => FunnelOrder::Strict,
+        FunnelOrderRequest::Unordered => FunnelOrder::Unordered,
+    };
+    if order == FunnelOrder::Unordered && !req.exclusions.is_empty() {
+        return Err(RequestError::new(
+            "exclusions",
+            "exclusions need an ordered or strict funnel",
+        ));
+    }
+    let tz = range::parse_timezone(req.timezone.as_deref())?;
+    let range = range::resolve(
+        &req.date_from,
+        req.date_to.as_deref(),
+        Interval::Day,
+        tz,
+        now,
+    )?;
+    let window_ms = range::parse_window(
+        req.conversion_window.as_deref().unwrap_or(DEFAULT_WINDOW),
+        "conversion_window",
+    )?;
+    let global = sql::filters(&req.filters, "filters")?;
+    let mut names = Vec::new();
+    let steps = req
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let field = format!("steps[{i}]");
+            names.push(s.event.clone());
+            Ok(format!(
+                "({} AND {} AND {global})",
+                sql::event_is(&s.event, &format!("{field}.event"))?,
+                sql::filters(&s.filters, &format!("{field}.filters"))?
+            ))
+        })
+        .collect::<Result<Vec<_>, RequestError>>()?;
+    let last = req.steps.len() - 1;
+    let mut exclusions = Vec::new();
+    let excluded = req
+        .exclusions
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            let field = format!("exclusions[{i}]");
+            let to_step = x.to_step.unwrap_or(last);
+            if to_step > last || x.from_step >= to_step {
+                return Err(RequestError::new(
+                    format!("{field}.to_step"),
+                    format!("need from_step < to_step <= {last}"),
+                ));
+            }
+            exclusions.push(Exclusion {
+                from_step: x.from_step,
+                to_step,
+            });
+            Ok(format!(
+                "({} AND {})",
+                sql::event_is(&x.event, &format!("{field}.event"))?,
+                sql::filters(&x.filters, &format!("{field}.filters"))?
+            ))
+        })
+        .collect::<Result<Vec<_>, RequestError>>()?;
+    let label = match req.breakdown.as_deref() {
+        Some(key) => format!("if(s != 0, {}, '')", Property::new(key, "breakdown")?.label()),
+        None => "''".to_owned(),
+    };
+    let mut conditions = vec![
+        format!("project_id = {project_id}"),
+        format!("timestamp >= toDateTime({})", range.from_epoch()),
+        format!("timestamp < toDateTime({})", range.to_epoch()),
+    ];
+    if order != FunnelOrder::Strict {
+        // Only events that can matter; strict funnels need every event to
+        // see what comes between two steps.
+        let mut events: Vec<String> = req
+            .steps
+            .iter()
+            .map(|s| s.event.as_str())
+            .chain(req.exclusions.iter().map(|x| x.event.as_str()))
+            .map(sql::string)
+            .collect();
+        events.sort();
+        events.dedup();
+        conditions.push(format!("event IN ({})", events.join(", ")));
+    }
+    let first = match order {
+        FunnelOrder::Unordered => "max(s) > 0",
+        _ => "max(bitAnd(s, 1)) = 1",
+    };
+    let sql = format!(
+        "SELECT groupArray(timestamp_ms) AS times, groupArray(s) AS steps, groupArray(x) AS exclusions, groupArray(bv) AS labels FROM (SELECT uuid, distinct_id, timestamp_ms, {steps} AS s, {excl} AS x, {label} AS bv FROM {table} WHERE {cond} LIMIT 1 BY uuid) GROUP BY distinct_id HAVING {first}",
+        steps = mask(&steps),
+        excl = mask(&excluded),
+        table = sql::events_table(database),
+        cond = conditions.join(" AND "),
+    );
+    Ok(FunnelPlan {
+        range,
+        tz,
+        events: names,
+        order,
+        window_ms,
+        exclusions,
+        breakdown: req.breakdown.is_some(),
+        sql,
+    })
+}
+
+/// Users per step and conversion times of one group of users.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Counts {
+    users: Vec<u64>,
+    /// Per step k >= 1: ms from step k-1 to step k.
+    times: Vec<Vec<u64>>,
+}
+
+impl Counts {
+    fn new(steps: usize) -> Self {
+        Self {
+            users: vec![0; steps],
+            times: vec![Vec::new(); steps],
+        }
+    }
+
+    fn add(&mut self, step_times: &[u64]) {
+        for (k, t) in step_times.iter().enumerate() {
+            if let Some(u) = self.users.get_mut(k) {
+                *u += 1;
+            }
+            if k > 0
+                && let Some(v) = self.times.get_mut(k)
+            {
+                v.push(t.saturating_sub(step_times[k - 1]));
+            }
+        }
+    }
+
+    fn merge(&mut self, other: Counts) {
+        for (a, b) in self.users.iter_mut().zip(other.users) {
+            *a += b;
+        }
+        for (a, b) in self.times.iter_mut().zip(other.times) {
+            a.extend(b);
+        }
+    }
+
+    fn answer(mut self, events: &[String]) -> Value {
+        let first = self.users.first().copied().unwrap_or(0);
+        let ratio = |n: u64, d: u64| if d == 0 { 0.0 } else { n as f64 / d as f64 };
+        let mut out = Vec::new();
+        for (k, event) in events.iter().enumerate() {
+            let n = self.users[k];
+            let previous = if k == 0 { n } else { self.users[k - 1] };
+            let times = &mut self.times[k];
+            out.push(json!({
+                "step": k,
+                "event": event,
+                "count": n,
+                "conversion_from_first": ratio(n, first),
+                "conversion_from_previous": ratio(n, previous),
+                "median_time_to_convert_seconds": median_seconds(times),
+                "average_time_to_convert_seconds": mean_seconds(times),
+            }));
+        }
+        Value::Array(out)
+    }
+}
+
+/// Adds up users as their paths stream in.
+#[derive(Debug)]
+pub struct FunnelTally<'a> {
+    plan: &'a FunnelPlan,
+    groups: HashMap<String, Counts>,
+    path: Vec<(PathEvent, usize)>,
+    sorted: Vec<PathEvent>,
+}
+
+impl<'a> FunnelTally<'a> {
+    pub fn new(plan: &'a FunnelPlan) -> Self {
+        Self {
+            plan,
+            groups: HashMap::new(),
+            path: Vec::new(),
+            sorted: Vec::new(),
+        }
+    }
+
+    /// Matches one user's path.
+    pub fn add(&mut self, row: &PathRow) {
+        self.path.clear();
+        for (i, ((&ts_ms, &steps), &exclusions)) in row
+            .times
+            .iter()
+            .zip(&row.steps)
+            .zip(&row.exclusions)
+            .enumerate()
+        {
+            self.path.push((
+                PathEvent {
+                    ts_ms,
+                    steps,
+                    exclusions,
+                },
+                i,
+            ));
+        }
+        let label = |i: usize| row.labels.get(i).map_or("", String::as_str);
+        self.path.sort_by(|(a, ai), (b, bi)| {
+            (a.ts_ms, a.steps, a.exclusions, label(*ai)).cmp(&(
+                b.ts_ms,
+                b.steps,
+                b.exclusions,
+                label(*bi),
+            ))
+        });
+        self.sorted.clear();
+        self.sorted.extend(self.path.iter().map(|(e, _)| *e));
+        let Some(user) = match_user(&self.sorted, &self.plan.spec()) else {
+            return;
+        };
+        let key = if self.plan.breakdown {
+            self.path
+                .get(user.start)
+                .map_or("", |(_, i)| label(*i))
+                .to_owned()
+        } else {
+            String::new()
+        };
+        let steps = self.plan.events.len();
+        self.groups
+            .entry(key)
+            .or_insert_with(|| Counts::new(steps))
+            .add(&user.step_times);
+    }
+
+    pub fn answer(mut self) -> Value {
+        let plan = self.plan;
+        let steps = plan.events.len();
+        let mut out = json!({
+            "order": match plan.order {
+                FunnelOrder::Ordered => "ordered",
+                FunnelOrder::Strict => "strict",
+                FunnelOrder::Unordered => "unordered",
+            },
+            "conversion_window_seconds": plan.window_ms / 1000,
+            "timezone": plan.tz.name(),
+            "date_from": plan.range.from.with_timezone(&plan.tz).to_rfc3339(),
+            "date_to": plan.range.to.with_timezone(&plan.tz).to_rfc3339(),
+        });
+        let mut total = Counts::new(steps);
+        for c in self.groups.values() {
+            total.merge(c.clone());
+        }
+        out["steps"] = total.answer(&plan.events);
+        if plan.breakdown {
+            let mut groups: Vec<(String, Counts)> = self.groups.drain().collect();
+            groups.sort_by(|(la, a), (lb, b)| b.users[0].cmp(&a.users[0]).then(la.cmp(lb)));
+            let mut rows = Vec::new();
+            let mut other = Counts::new(steps);
+            let mut any_other = false;
+            for (i, (label, counts)) in groups.into_iter().enumerate() {
+                if i < BREAKDOWN_LIMIT {
+                    rows.push(json!({
+                        "breakdown_value": (!label.is_empty()).then_some(label),
+                        "other": false,
+                        "steps": counts.answer(&plan.events),
+                    }));
+                } else {
+                    any_other = true;
+                    other.merge(counts);
+                }
+            }
+            if any_other {
+                rows.push(json!({
+                    "breakdown_value": null,
+                    "other": true,
+                    "steps": other.answer(&plan.events),
+                }));
+            }
+            out["breakdown"] = Value::Array(rows);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::parse;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn plan_of(body: &str) -> Result<FunnelPlan, RequestError> {
+        plan(&parse(body.as_bytes()).unwrap(), 3, "db", now())
+    }
+
+    #[test]
+    fn statements_are_scoped_and_only_strict_reads_every_event() {
+        let p = plan_of(r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-30d"}"#).unwrap();
+        assert!(p.sql.contains("project_id = 3"));
+        assert!(p.sql.contains("event IN ('a', 'b')"), "{}", p.sql);
+        assert!(p.sql.contains("LIMIT 1 BY uuid"));
+        assert_eq!(p.window_ms, 14 * 86_400_000);
+        let p = plan_of(r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-30d","order":"strict"}"#).unwrap();
+        assert!(!p.sql.contains("event IN"), "{}", p.sql);
+    }
+
+    #[test]
+    fn bad_funnels_name_their_field() {
+        for (body, field) in [
+            (r#"{"steps":[{"event":"a"}],"date_from":"-7d"}"#, "steps"),
+            (r#"{"steps":[{"event":"a"},{"event":""}],"date_from":"-7d"}"#, "steps[1].event"),
+            (r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-7d","conversion_window":"5y"}"#, "conversion_window"),
+            (r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-7d","exclusions":[{"event":"x","from_step":1}]}"#, "exclusions[0].to_step"),
+            (r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-7d","order":"unordered","exclusions":[{"event":"x"}]}"#, "exclusions"),
+        ] {
+            let e = plan_of(body).unwrap_err();
+            assert_eq!(e.field, field, "{body}: {e}");
+        }
+        let eleven: Vec<String> = (0..11).map(|i| format!(r#"{{"event":"e{i}"}}"#)).collect();
+        let e = plan_of(&format!(r#"{{"steps":[{}],"date_from":"-7d"}}"#, eleven.join(","))).unwrap_err();
+        assert_eq!(e.field, "steps");
+    }
+
+    #[test]
+    fn tally_counts_users_per_step_with_times() {
+        let p = plan_of(r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-30d"}"#).unwrap();
+        let mut t = FunnelTally::new(&p);
+        let row = |times: Vec<u64>, steps: Vec<u16>| PathRow {
+            exclusions: vec![0; times.len()],
+            labels: vec![String::new(); times.len()],
+            times,
+            steps,
+        };
+        t.add(&row(vec![5_000, 1_000], vec![2, 1])); // converts in 4 s
+        t.add(&row(vec![1_000, 3_000], vec![1, 2])); // 2 s
+        t.add(&row(vec![1_000], vec![1]));
+        let out = t.answer();
+        assert_eq!(out["steps"][0]["count"], 3);
+        assert_eq!(out["steps"][1]["count"], 2);
+        assert_eq!(out["steps"][1]["median_time_to_convert_seconds"], 3.0);
+        assert!(out["steps"][0]["median_time_to_convert_seconds"].is_null());
+        let r = out["steps"][1]["conversion_from_first"].as_f64().unwrap();
+        assert!((r - 2.0 / 3.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,193 @@
+//! Retention: users enter the cohort of the period (day or week, in the
+//! query's timezone) of their first `target` event ever, and count as
+//! retained in period k >= 1 when they did the `returning` event in their
+//! cohort's period + k. Period 0 is the cohort's size.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde_json::{Value, json};
+
+use crate::range::{self, TimeRange};
+use crate::request::{Interval, Period, RequestError, RetentionRequest};
+use crate::sql;
+use crate::warehouse::number;
+
+pub const DEFAULT_PERIODS: u32 = 7;
+pub const MAX_PERIODS: u32 = 90;
+
+#[derive(Debug, Clone)]
+pub struct RetentionPlan {
+    pub range: TimeRange,
+    pub tz: Tz,
+    pub period: Period,
+    /// First local date of each cohort.
+    pub cohorts: Vec<NaiveDate>,
+    pub sql: String,
+}
+
+fn interval(period: Period) -> Interval {
+    match period {
+        Period::Day => Interval::Day,
+        Period::Week => Interval::Week,
+    }
+}
+
+pub fn plan(
+    req: &RetentionRequest,
+    project_id: u64,
+    database: &str,
+    now: DateTime<Utc>,
+) -> Result<RetentionPlan, RequestError> {
+    let n = req.periods.unwrap_or(DEFAULT_PERIODS);
+    if n == 0 || n > MAX_PERIODS {
+        return Err(RequestError::new(
+            "periods",
+            format!("give 1 to {MAX_PERIODS} periods"),
+        ));
+    }
+    let tz = range::parse_timezone(req.timezone.as_deref())?;
+    let align = interval(req.period);
+    let from = range::resolve_start(&req.date_from, align, tz, now)?;
+    let mut cohorts = Vec::new();
+    let mut date = range::local_date(from, tz);
+    for _ in 0..=n {
+        cohorts.push(date);
+        date = range::next_date(date, align)
+            .ok_or_else(|| RequestError::new("date_from", "too far in the future"))?;
+    }
+    let end = cohorts.pop().map(|d| range::local_midnight(d, tz));
+    let to = end.ok_or_else(|| RequestError::new("periods", "no periods"))?;
+    let range = TimeRange { from, to };
+    let global = sql::filters(&req.filters, "filters")?;
+    let target = format!(
+        "{} AND {} AND {global}",
+        sql::event_is(&req.target.event, "target.event")?,
+        sql::filters(&req.target.filters, "target.filters")?
+    );
+    let returning = match &req.returning {
+        Some(r) => format!(
+            "{} AND {} AND {global}",
+            sql::event_is(&r.event, "returning.event")?,
+            sql::filters(&r.filters, "returning.filters")?
+        ),
+        None => target.clone(),
+    };
+    let tzl = sql::string(tz.name());
+    let rel = match req.period {
+        Period::Day => "toRelativeDayNum",
+        Period::Week => "toRelativeWeekNum",
+    };
+    let table = sql::events_table(database);
+    let base = format!("{rel}(toDateTime({}), {tzl})", range.from_epoch());
+    let first = format!(
+        "SELECT distinct_id, toInt64({rel}(min(timestamp), {tzl})) - toInt64({base}) AS cohort FROM {table} WHERE project_id = {project_id} AND timestamp < toDateTime({to}) AND {target} GROUP BY distinct_id HAVING cohort >= 0",
+        to = range.to_epoch(),
+    );
+    let back = format!(
+        "SELECT DISTINCT distinct_id, toInt64({rel}(timestamp, {tzl})) - toInt64({base}) AS period FROM {table} WHERE project_id = {project_id} AND timestamp >= toDateTime({from}) AND timestamp < toDateTime({to}) AND {returning}",
+        from = range.from_epoch(),
+        to = range.to_epoch(),
+    );
+    let sql = format!(
+        "SELECT cohort, toInt64(0) AS offset, count() AS users FROM ({first}) GROUP BY cohort UNION ALL SELECT cohort, period - cohort AS offset, count() AS users FROM ({first}) AS first_seen ALL INNER JOIN ({back}) AS came_back USING distinct_id WHERE period > cohort GROUP BY cohort, offset"
+    );
+    Ok(RetentionPlan {
+        range,
+        tz,
+        period: req.period,
+        cohorts,
+        sql,
+    })
+}
+
+/// A row that does not fit the plan.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("ClickHouse returned a retention row of an unexpected shape: {0}")]
+pub struct ShapeError(String);
+
+/// Builds the table from `[cohort, offset, users]` rows.
+pub fn assemble(plan: &RetentionPlan, rows: &[Vec<Value>]) -> Result<Value, ShapeError> {
+    let n = plan.cohorts.len();
+    let mut table: Vec<Vec<u64>> = (0..n).map(|c| vec![0; n - c]).collect();
+    for row in rows {
+        let (Some(c), Some(o), Some(users)) = (
+            row.first().and_then(number),
+            row.get(1).and_then(number),
+            row.get(2).and_then(number),
+        ) else {
+            return Err(ShapeError(format!("{row:?}")));
+        };
+        let (c, o) = (c as usize, o as usize);
+        let cell = table
+            .get_mut(c)
+            .and_then(|r| r.get_mut(o))
+            .ok_or_else(|| ShapeError(format!("{row:?}")))?;
+        *cell = users as u64;
+    }
+    let cohorts: Vec<Value> = plan
+        .cohorts
+        .iter()
+        .zip(table)
+        .map(|(date, values)| {
+            json!({
+                "date": date.format("%Y-%m-%d").to_string(),
+                "start": range::local_midnight(*date, plan.tz).with_timezone(&plan.tz).to_rfc3339(),
+                "size": values[0],
+                "values": values,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "period": plan.period,
+        "timezone": plan.tz.name(),
+        "date_from": plan.range.from.with_timezone(&plan.tz).to_rfc3339(),
+        "date_to": plan.range.to.with_timezone(&plan.tz).to_rfc3339(),
+        "cohorts": cohorts,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::parse;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn cohorts_follow_the_period() {
+        let r = parse(br#"{"target":{"event":"signup"},"date_from":"2026-11-04","period":"week","periods":3}"#).unwrap();
+        let p = plan(&r, 2, "db", now()).unwrap();
+        let dates: Vec<String> = p.cohorts.iter().map(|d| d.to_string()).collect();
+        assert_eq!(dates, ["2026-11-02", "2026-11-09", "2026-11-16"]);
+        assert_eq!(p.range.to.to_rfc3339(), "2026-11-23T00:00:00+00:00");
+        assert!(p.sql.contains("project_id = 2"));
+        let out = assemble(
+            &p,
+            &[
+                vec![json!(0), json!(0), json!("10")],
+                vec![json!(0), json!(2), json!("4")],
+            ],
+        )
+        .unwrap();
+        assert_eq!(out["cohorts"][0]["values"], json!([10, 0, 4]));
+        assert_eq!(out["cohorts"][2]["values"], json!([0]));
+        assert!(assemble(&p, &[vec![json!(2), json!(1), json!(1)]]).is_err());
+    }
+
+    #[test]
+    fn bad_requests_name_their_field() {
+        for (body, field) in [
+            (r#"{"target":{"event":"a"},"date_from":"-7d","periods":0}"#, "periods"),
+            (r#"{"target":{"event":"a"},"date_from":"-7d","periods":500}"#, "periods"),
+            (r#"{"target":{"event":""},"date_from":"-7d"}"#, "target.event"),
+            (r#"{"target":{"event":"a"},"returning":{"event":"b","filters":[{"key":"x","operator":"gt","value":"y"}]},"date_from":"-7d"}"#, "returning.filters[0].value"),
+        ] {
+            let e = plan(&parse(body.as_bytes()).unwrap(), 1, "db", now()).unwrap_err();
+            assert_eq!(e.field, field, "{body}: {e}");
+        }
+    }
+}
