@@ -150,7 +150,10 @@ pub fn plan(
         })
         .collect::<Result<Vec<_>, RequestError>>()?;
     let label = match req.breakdown.as_deref() {
-        Some(key) => format!("if(s != 0, {}, '')", Property::new(key, "breakdown")?.label()),
+        Some(key) => format!(
+            "if(s != 0, {}, '')",
+            Property::new(key, "breakdown")?.label()
+        ),
         None => "''".to_owned(),
     };
     let mut conditions = vec![
@@ -394,7 +397,10 @@ mod tests {
         assert!(p.sql.contains("event IN ('a', 'b')"), "{}", p.sql);
         assert!(p.sql.contains("LIMIT 1 BY uuid"));
         assert_eq!(p.window_ms, 14 * 86_400_000);
-        let p = plan_of(r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-30d","order":"strict"}"#).unwrap();
+        let p = plan_of(
+            r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-30d","order":"strict"}"#,
+        )
+        .unwrap();
         assert!(!p.sql.contains("event IN"), "{}", p.sql);
     }
 
@@ -402,16 +408,32 @@ mod tests {
     fn bad_funnels_name_their_field() {
         for (body, field) in [
             (r#"{"steps":[{"event":"a"}],"date_from":"-7d"}"#, "steps"),
-            (r#"{"steps":[{"event":"a"},{"event":""}],"date_from":"-7d"}"#, "steps[1].event"),
-            (r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-7d","conversion_window":"5y"}"#, "conversion_window"),
-            (r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-7d","exclusions":[{"event":"x","from_step":1}]}"#, "exclusions[0].to_step"),
-            (r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-7d","order":"unordered","exclusions":[{"event":"x"}]}"#, "exclusions"),
+            (
+                r#"{"steps":[{"event":"a"},{"event":""}],"date_from":"-7d"}"#,
+                "steps[1].event",
+            ),
+            (
+                r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-7d","conversion_window":"5y"}"#,
+                "conversion_window",
+            ),
+            (
+                r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-7d","exclusions":[{"event":"x","from_step":1}]}"#,
+                "exclusions[0].to_step",
+            ),
+            (
+                r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-7d","order":"unordered","exclusions":[{"event":"x"}]}"#,
+                "exclusions",
+            ),
         ] {
             let e = plan_of(body).unwrap_err();
             assert_eq!(e.field, field, "{body}: {e}");
         }
         let eleven: Vec<String> = (0..11).map(|i| format!(r#"{{"event":"e{i}"}}"#)).collect();
-        let e = plan_of(&format!(r#"{{"steps":[{}],"date_from":"-7d"}}"#, eleven.join(","))).unwrap_err();
+        let e = plan_of(&format!(
+            r#"{{"steps":[{}],"date_from":"-7d"}}"#,
+            eleven.join(",")
+        ))
+        .unwrap_err();
         assert_eq!(e.field, "steps");
     }
 

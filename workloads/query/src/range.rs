@@ -193,12 +193,7 @@ pub fn local_date(t: DateTime<Utc>, tz: Tz) -> NaiveDate {
 pub fn bucket_start(t: DateTime<Utc>, interval: Interval, tz: Tz) -> DateTime<Utc> {
     match interval {
         Interval::Hour => {
-            let offset = i64::from(
-                t.with_timezone(&tz)
-                    .offset()
-                    .fix()
-                    .local_minus_utc(),
-            );
+            let offset = i64::from(t.with_timezone(&tz).offset().fix().local_minus_utc());
             let secs = t.timestamp();
             let start = secs - (secs + offset).rem_euclid(3600);
             DateTime::from_timestamp(start, 0).unwrap_or(t)

@@ -27,7 +27,11 @@ pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, RequestEr
     let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     let value = parsed.map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." || path == "?" { "body".to_owned() } else { path };
+        let field = if path == "." || path == "?" {
+            "body".to_owned()
+        } else {
+            path
+        };
         let inner = e.into_inner();
         // serde_json appends "at line 1 column 9"; the field says where.
         let text = inner.to_string();
@@ -251,8 +255,8 @@ mod tests {
         assert_eq!(e.field, "series[1].math");
         assert!(e.message.contains("median"), "{e}");
 
-        let e = parse::<TrendRequest>(br#"{"series":[],"date_from":"-7d","colour":1}"#)
-            .unwrap_err();
+        let e =
+            parse::<TrendRequest>(br#"{"series":[],"date_from":"-7d","colour":1}"#).unwrap_err();
         assert!(e.message.contains("unknown field `colour`"), "{e}");
 
         let e = parse::<TrendRequest>(br#"{"series":[]}"#).unwrap_err();

@@ -181,10 +181,22 @@ mod tests {
     #[test]
     fn bad_requests_name_their_field() {
         for (body, field) in [
-            (r#"{"target":{"event":"a"},"date_from":"-7d","periods":0}"#, "periods"),
-            (r#"{"target":{"event":"a"},"date_from":"-7d","periods":500}"#, "periods"),
-            (r#"{"target":{"event":""},"date_from":"-7d"}"#, "target.event"),
-            (r#"{"target":{"event":"a"},"returning":{"event":"b","filters":[{"key":"x","operator":"gt","value":"y"}]},"date_from":"-7d"}"#, "returning.filters[0].value"),
+            (
+                r#"{"target":{"event":"a"},"date_from":"-7d","periods":0}"#,
+                "periods",
+            ),
+            (
+                r#"{"target":{"event":"a"},"date_from":"-7d","periods":500}"#,
+                "periods",
+            ),
+            (
+                r#"{"target":{"event":""},"date_from":"-7d"}"#,
+                "target.event",
+            ),
+            (
+                r#"{"target":{"event":"a"},"returning":{"event":"b","filters":[{"key":"x","operator":"gt","value":"y"}]},"date_from":"-7d"}"#,
+                "returning.filters[0].value",
+            ),
         ] {
             let e = plan(&parse(body.as_bytes()).unwrap(), 1, "db", now()).unwrap_err();
             assert_eq!(e.field, field, "{body}: {e}");

@@ -95,10 +95,10 @@ impl Property {
     /// A label for breakdowns: the string itself for strings, the JSON text
     /// of other values, '' when absent.
     pub fn label(&self) -> String {
+        let raw = self.raw();
+        let key = &self.key;
         format!(
-            "if(startsWith({raw}, '\"'), {text}, {raw})",
-            raw = self.raw(),
-            text = format!("visitParamExtractString(properties, {})", self.key),
+            "if(startsWith({raw}, '\"'), visitParamExtractString(properties, {key}), {raw})"
         )
     }
 }
@@ -353,12 +353,21 @@ mod tests {
         for (filter_, field) in [
             (f("n", Operator::Gt, Some(json!("x"))), "filters[0].value"),
             (f("n", Operator::Exact, None), "filters[0].value"),
-            (f("n", Operator::Exact, Some(json!({"a": 1}))), "filters[0].value"),
+            (
+                f("n", Operator::Exact, Some(json!({"a": 1}))),
+                "filters[0].value",
+            ),
             (f("n", Operator::Exact, Some(json!([]))), "filters[0].value"),
-            (f("n", Operator::Exact, Some(json!(["a", {}]))), "filters[0].value[1]"),
+            (
+                f("n", Operator::Exact, Some(json!(["a", {}]))),
+                "filters[0].value[1]",
+            ),
             (f("n", Operator::IsSet, Some(json!(1))), "filters[0].value"),
             (f("", Operator::IsSet, None), "filters[0].key"),
-            (f("n", Operator::Contains, Some(json!(1))), "filters[0].value"),
+            (
+                f("n", Operator::Contains, Some(json!(1))),
+                "filters[0].value",
+            ),
         ] {
             let e = filters(&[filter_], "filters").unwrap_err();
             assert_eq!(e.field, field, "{e}");

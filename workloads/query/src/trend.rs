@@ -270,7 +270,10 @@ mod tests {
 
     #[test]
     fn series_are_scoped_deduplicated_and_bounded() {
-        let p = plan_of(r#"{"series":[{"event":"$pageview","math":"unique_users"}],"date_from":"-7d"}"#).unwrap();
+        let p = plan_of(
+            r#"{"series":[{"event":"$pageview","math":"unique_users"}],"date_from":"-7d"}"#,
+        )
+        .unwrap();
         let sql = &p.series[0].sql;
         assert!(sql.contains("project_id = 7"), "{sql}");
         assert!(sql.contains("LIMIT 1 BY uuid"), "{sql}");
@@ -283,12 +286,30 @@ mod tests {
     fn bad_series_name_their_field() {
         for (body, field) in [
             (r#"{"series":[],"date_from":"-7d"}"#, "series"),
-            (r#"{"series":[{"event":"a","math":"sum"}],"date_from":"-7d"}"#, "series[0].math_property"),
-            (r#"{"series":[{"event":"a","math_property":"x"}],"date_from":"-7d"}"#, "series[0].math_property"),
-            (r#"{"series":[{"event":""}],"date_from":"-7d"}"#, "series[0].event"),
-            (r#"{"series":[{"event":"a"}],"date_from":"-7d","breakdown":""}"#, "breakdown"),
-            (r#"{"series":[{"event":"a"}],"date_from":"-2y","interval":"hour"}"#, "date_from"),
-            (r#"{"series":[{"event":"a"}],"date_from":"-7d","timezone":"Nowhere"}"#, "timezone"),
+            (
+                r#"{"series":[{"event":"a","math":"sum"}],"date_from":"-7d"}"#,
+                "series[0].math_property",
+            ),
+            (
+                r#"{"series":[{"event":"a","math_property":"x"}],"date_from":"-7d"}"#,
+                "series[0].math_property",
+            ),
+            (
+                r#"{"series":[{"event":""}],"date_from":"-7d"}"#,
+                "series[0].event",
+            ),
+            (
+                r#"{"series":[{"event":"a"}],"date_from":"-7d","breakdown":""}"#,
+                "breakdown",
+            ),
+            (
+                r#"{"series":[{"event":"a"}],"date_from":"-2y","interval":"hour"}"#,
+                "date_from",
+            ),
+            (
+                r#"{"series":[{"event":"a"}],"date_from":"-7d","timezone":"Nowhere"}"#,
+                "timezone",
+            ),
         ] {
             let e = plan_of(body).unwrap_err();
             assert_eq!(e.field, field, "{body}: {e}");
@@ -312,7 +333,15 @@ mod tests {
         assert_eq!(r[2]["other"], true);
         assert_eq!(out["buckets"].as_array().unwrap().len(), 3);
 
-        let bad = vec![vec![vec![json!("2030-01-01"), json!(1), json!(""), json!(1)]]];
-        assert!(matches!(assemble(&p, &bad), Err(AssembleError::UnknownBucket(_))));
+        let bad = vec![vec![vec![
+            json!("2030-01-01"),
+            json!(1),
+            json!(""),
+            json!(1),
+        ]]];
+        assert!(matches!(
+            assemble(&p, &bad),
+            Err(AssembleError::UnknownBucket(_))
+        ));
     }
 }

@@ -58,9 +58,10 @@ impl Warehouse {
     }
 
     fn query(&self, sql: &str) -> clickhouse::query::Query {
-        self.client
-            .query_raw(sql)
-            .with_setting("max_execution_time", self.timeout.as_secs().max(1).to_string())
+        self.client.query_raw(sql).with_setting(
+            "max_execution_time",
+            self.timeout.as_secs().max(1).to_string(),
+        )
     }
 
     /// The server's limit plus a margin for the answer to arrive.
@@ -120,7 +121,10 @@ impl Warehouse {
         mut each: impl FnMut(PathRow) + Send,
     ) -> Result<(), WarehouseError> {
         let run = async {
-            let mut cursor = self.query(sql).fetch::<PathRow>().map_err(|e| self.error(e))?;
+            let mut cursor = self
+                .query(sql)
+                .fetch::<PathRow>()
+                .map_err(|e| self.error(e))?;
             while let Some(row) = cursor.next().await.map_err(|e| self.error(e))? {
                 each(row);
             }
@@ -133,7 +137,10 @@ impl Warehouse {
 
     /// Whether the server answers and the events table exists.
     pub async fn ping(&self) -> Result<(), WarehouseError> {
-        let sql = format!("SELECT count() FROM system.tables WHERE database = {} AND name = 'events'", crate::sql::string(&self.database));
+        let sql = format!(
+            "SELECT count() FROM system.tables WHERE database = {} AND name = 'events'",
+            crate::sql::string(&self.database)
+        );
         let rows = tokio::time::timeout(Duration::from_secs(3), self.rows(&sql))
             .await
             .map_err(|_| WarehouseError::Timeout(3))??;

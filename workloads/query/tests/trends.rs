@@ -24,7 +24,9 @@ fn bucket_of(t: DateTime<Utc>, interval: Interval, tz: Tz) -> String {
     match interval {
         Interval::Hour => local.format("%Y-%m-%dT%H:00:00%:z").to_string(),
         Interval::Day => date.to_string(),
-        Interval::Week => (date - Days::new(date.weekday().num_days_from_monday() as u64)).to_string(),
+        Interval::Week => {
+            (date - Days::new(date.weekday().num_days_from_monday() as u64)).to_string()
+        }
         Interval::Month => date.with_day(1).unwrap().to_string(),
     }
 }
@@ -46,7 +48,11 @@ fn model(events: &[Ev], req: &TrendRequest, series: usize, from: i64, to: i64) -
         .into_iter()
         .filter(|e| e.event == s.event && e.secs() >= from && e.secs() < to)
         .filter(|e| all_match(&e.props, &s.filters) && all_match(&e.props, &req.filters))
-        .filter(|e| s.math_property.as_ref().is_none_or(|k| e.props.contains_key(k)))
+        .filter(|e| {
+            s.math_property
+                .as_ref()
+                .is_none_or(|k| e.props.contains_key(k))
+        })
         .collect();
     let label_of = |e: &Ev| req.breakdown.as_ref().map(|k| label(&e.props, k));
     let top: Option<HashSet<String>> = req.breakdown.as_ref().map(|_| {
@@ -56,7 +62,10 @@ fn model(events: &[Ev], req: &TrendRequest, series: usize, from: i64, to: i64) -
         }
         let mut v: Vec<(String, usize)> = counts.into_iter().collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        v.into_iter().take(BREAKDOWN_LIMIT).map(|(l, _)| l).collect()
+        v.into_iter()
+            .take(BREAKDOWN_LIMIT)
+            .map(|(l, _)| l)
+            .collect()
     });
     let mut groups: BTreeMap<(Option<String>, String), Vec<&Ev>> = BTreeMap::new();
     for e in chosen {
@@ -64,17 +73,28 @@ fn model(events: &[Ev], req: &TrendRequest, series: usize, from: i64, to: i64) -
             (Some(top), Some(l)) if !top.contains(&l) => Some("\u{0}other".to_owned()),
             (_, l) => l,
         };
-        groups.entry((line, bucket_of(e.time(), req.interval, tz))).or_default().push(e);
+        groups
+            .entry((line, bucket_of(e.time(), req.interval, tz)))
+            .or_default()
+            .push(e);
     }
     let mut out = Lines::new();
     for ((line, bucket), evs) in groups {
         let values: Vec<f64> = evs
             .iter()
-            .filter_map(|e| s.math_property.as_ref().map(|k| e.props[k].as_f64().unwrap()))
+            .filter_map(|e| {
+                s.math_property
+                    .as_ref()
+                    .map(|k| e.props[k].as_f64().unwrap())
+            })
             .collect();
         let v = match s.math {
             Math::Total => evs.len() as f64,
-            Math::UniqueUsers => evs.iter().map(|e| &e.distinct_id).collect::<HashSet<_>>().len() as f64,
+            Math::UniqueUsers => evs
+                .iter()
+                .map(|e| &e.distinct_id)
+                .collect::<HashSet<_>>()
+                .len() as f64,
             Math::Sum => values.iter().sum(),
             Math::Avg => values.iter().sum::<f64>() / values.len() as f64,
             Math::Min => values.iter().cloned().fold(f64::INFINITY, f64::min),
@@ -120,14 +140,21 @@ fn lines_of(answer: &Value, series: usize, interval: Interval) -> Lines {
 fn assert_close(got: &Lines, want: &Lines, what: &str) {
     let keys = |l: &Lines| {
         l.iter()
-            .flat_map(|(k, m)| m.iter().filter(|(_, v)| **v != 0.0).map(move |(b, _)| (k.clone(), b.clone())))
+            .flat_map(|(k, m)| {
+                m.iter()
+                    .filter(|(_, v)| **v != 0.0)
+                    .map(move |(b, _)| (k.clone(), b.clone()))
+            })
             .collect::<Vec<_>>()
     };
     assert_eq!(keys(got), keys(want), "{what}: different non-zero cells");
     for (line, m) in want {
         for (b, w) in m {
             let g = got.get(line).and_then(|m| m.get(b)).copied().unwrap_or(0.0);
-            assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{what}: {line:?} {b}: got {g}, want {w}");
+            assert!(
+                (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+                "{what}: {line:?} {b}: got {g}, want {w}"
+            );
         }
     }
 }
@@ -136,7 +163,11 @@ async fn run(wh: &Warehouse, db: &str, req: &TrendRequest) -> Value {
     let plan = trend::plan(req, PROJECT, db, now()).unwrap();
     let mut results = Vec::new();
     for s in &plan.series {
-        results.push(wh.rows(&s.sql).await.unwrap_or_else(|e| panic!("{e}\n{}", s.sql)));
+        results.push(
+            wh.rows(&s.sql)
+                .await
+                .unwrap_or_else(|e| panic!("{e}\n{}", s.sql)),
+        );
     }
     trend::assemble(&plan, &results).unwrap()
 }
@@ -173,7 +204,13 @@ async fn trends_match_an_independent_computation() {
         let plan = trend::plan(&req, PROJECT, &db, now()).unwrap();
         let answer = run(&wh, &db, &req).await;
         for i in 0..req.series.len() {
-            let want = model(&events, &req, i, plan.range.from_epoch(), plan.range.to_epoch());
+            let want = model(
+                &events,
+                &req,
+                i,
+                plan.range.from_epoch(),
+                plan.range.to_epoch(),
+            );
             let got = lines_of(&answer, i, req.interval);
             assert_close(&got, &want, &format!("{body} series {i}"));
         }
@@ -235,8 +272,15 @@ async fn hostile_property_names_and_values_are_data_not_sql() {
         }
     }
     // The table is still there and whole.
-    let rows = wh.rows(&format!("SELECT count() FROM {db}.events")).await.unwrap();
+    let rows = wh
+        .rows(&format!("SELECT count() FROM {db}.events"))
+        .await
+        .unwrap();
     // 64 events and the 13 replayed ones (merges are stopped).
-    assert_eq!(tributary_query::warehouse::number(&rows[0][0]), Some(77.0), "{rows:?}");
+    assert_eq!(
+        tributary_query::warehouse::number(&rows[0][0]),
+        Some(77.0),
+        "{rows:?}"
+    );
     drop_db(&stack, &db).await;
 }

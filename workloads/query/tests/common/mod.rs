@@ -57,7 +57,14 @@ impl Rng {
     }
 }
 
-pub const EVENTS: [&str; 6] = ["$pageview", "signup", "view_item", "checkout", "purchase", "logout"];
+pub const EVENTS: [&str; 6] = [
+    "$pageview",
+    "signup",
+    "view_item",
+    "checkout",
+    "purchase",
+    "logout",
+];
 pub const BROWSERS: [&str; 4] = ["Chrome", "Firefox", "Safari", "Edge"];
 
 /// Start of the generated data: 2026-10-20T00:00:00Z; it spans 24 days,
@@ -164,7 +171,11 @@ pub async fn load(stack: &Stack, events: &[Ev]) -> (Warehouse, String) {
     let all = statements(&db, events);
     let (ddl, inserts): (Vec<_>, Vec<_>) = all.iter().partition(|s| !s.starts_with("INSERT"));
     for sql in ddl {
-        client.query_raw(sql).execute().await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        client
+            .query_raw(sql)
+            .execute()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
     client
         .query_raw(&format!("SYSTEM STOP MERGES {db}.events"))
@@ -190,7 +201,10 @@ pub async fn load(stack: &Stack, events: &[Ev]) -> (Warehouse, String) {
 
 pub async fn drop_db(stack: &Stack, db: &str) {
     let client = tributary_tests::clickhouse::client(&stack.clickhouse_url);
-    let _ = client.query_raw(&format!("DROP DATABASE IF EXISTS {db}")).execute().await;
+    let _ = client
+        .query_raw(&format!("DROP DATABASE IF EXISTS {db}"))
+        .execute()
+        .await;
 }
 
 /// Events of the project with duplicates removed (the model's input).

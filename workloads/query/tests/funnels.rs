@@ -1,0 +1,316 @@
+//! Funnels on ClickHouse 18.16 against answers computed here, in plain Rust,
+//! from the same generated events: ordered, strict and unordered funnels,
+//! conversion windows, filters, exclusions, breakdowns, replayed events and
+//! events that share a second.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use serde_json::{Value, json};
+use tributary_query::funnel::{self, BREAKDOWN_LIMIT, FunnelTally};
+use tributary_query::request::{FunnelOrderRequest, FunnelRequest, parse};
+use tributary_query::warehouse::Warehouse;
+use tributary_tests::Stack;
+
+#[derive(Debug, Clone, Copy)]
+struct E {
+    ts: u64,
+    steps: u16,
+    excl: u16,
+}
+
+/// Step times of the user's chosen attempt, by the documented rules.
+fn user_result(
+    path: &[E],
+    n: usize,
+    window: u64,
+    order: FunnelOrderRequest,
+    rules: &[(usize, usize)],
+) -> Option<(usize, Vec<u64>)> {
+    let mut best: Option<(usize, Vec<u64>)> = None;
+    for s in 0..path.len() {
+        let end = path[s].ts + window;
+        let attempt: Option<Vec<u64>> = match order {
+            FunnelOrderRequest::Unordered => {
+                if path[s].steps & ((1 << n) - 1) == 0 {
+                    continue;
+                }
+                let mut times: Vec<u64> = (0..n)
+                    .filter_map(|j| {
+                        path[s..]
+                            .iter()
+                            .find(|e| e.ts <= end && e.steps & (1 << j) != 0)
+                            .map(|e| e.ts)
+                    })
+                    .collect();
+                times.sort();
+                Some(times)
+            }
+            _ => {
+                if path[s].steps & 1 == 0 {
+                    continue;
+                }
+                let mut idx = vec![s];
+                for k in 1..n {
+                    let last = *idx.last().unwrap();
+                    let next = if order == FunnelOrderRequest::Strict {
+                        Some(last + 1).filter(|&j| {
+                            j < path.len() && path[j].ts <= end && path[j].steps & (1 << k) != 0
+                        })
+                    } else {
+                        (last + 1..path.len())
+                            .find(|&j| path[j].ts <= end && path[j].steps & (1 << k) != 0)
+                    };
+                    match next {
+                        Some(j) => idx.push(j),
+                        None => break,
+                    }
+                }
+                let excluded = rules.iter().enumerate().any(|(r, &(f, t))| {
+                    t < idx.len() && (idx[f] + 1..idx[t]).any(|i| path[i].excl & (1 << r) != 0)
+                });
+                (!excluded).then(|| idx.iter().map(|&i| path[i].ts).collect())
+            }
+        };
+        if let Some(times) = attempt
+            && best.as_ref().is_none_or(|(_, b)| times.len() > b.len())
+        {
+            best = Some((s, times));
+        }
+    }
+    best
+}
+
+#[derive(Debug, Default, Clone)]
+struct Group {
+    users: Vec<u64>,
+    times: Vec<Vec<u64>>,
+}
+
+fn model(
+    events: &[Ev],
+    req: &FunnelRequest,
+    from: i64,
+    to: i64,
+    window: u64,
+) -> HashMap<String, Group> {
+    let n = req.steps.len();
+    let rules: Vec<(usize, usize)> = req
+        .exclusions
+        .iter()
+        .map(|x| (x.from_step, x.to_step.unwrap_or(n - 1)))
+        .collect();
+    let mut by_user: HashMap<&str, Vec<(E, String)>> = HashMap::new();
+    for e in unique_in_project(events, PROJECT) {
+        if e.secs() < from || e.secs() >= to {
+            continue;
+        }
+        let mut steps = 0u16;
+        for (k, s) in req.steps.iter().enumerate() {
+            if e.event == s.event
+                && all_match(&e.props, &s.filters)
+                && all_match(&e.props, &req.filters)
+            {
+                steps |= 1 << k;
+            }
+        }
+        let mut excl = 0u16;
+        for (r, x) in req.exclusions.iter().enumerate() {
+            if e.event == x.event && all_match(&e.props, &x.filters) {
+                excl |= 1 << r;
+            }
+        }
+        if steps == 0 && excl == 0 && req.order != FunnelOrderRequest::Strict {
+            continue;
+        }
+        let l = match (&req.breakdown, steps) {
+            (Some(k), s) if s != 0 => label(&e.props, k),
+            _ => String::new(),
+        };
+        by_user.entry(&e.distinct_id).or_default().push((
+            E {
+                ts: e.ts_ms,
+                steps,
+                excl,
+            },
+            l,
+        ));
+    }
+    let mut groups: HashMap<String, Group> = HashMap::new();
+    for (_, mut path) in by_user {
+        path.sort_by(|(a, la), (b, lb)| {
+            (a.ts, a.steps, a.excl, la).cmp(&(b.ts, b.steps, b.excl, lb))
+        });
+        let plain: Vec<E> = path.iter().map(|(e, _)| *e).collect();
+        let Some((start, times)) = user_result(&plain, n, window, req.order, &rules) else {
+            continue;
+        };
+        let g = groups
+            .entry(path[start].1.clone())
+            .or_insert_with(|| Group {
+                users: vec![0; n],
+                times: vec![Vec::new(); n],
+            });
+        for k in 0..times.len() {
+            g.users[k] += 1;
+            if k > 0 {
+                g.times[k].push(times[k] - times[k - 1]);
+            }
+        }
+    }
+    groups
+}
+
+fn median(v: &[u64]) -> Option<f64> {
+    let mut v = v.to_vec();
+    v.sort();
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[n / 2] as f64 / 1000.0),
+        n => Some((v[n / 2 - 1] + v[n / 2]) as f64 / 2000.0),
+    }
+}
+
+fn assert_steps(got: &Value, want: &Group, what: &str) {
+    let steps = got.as_array().unwrap();
+    for (k, s) in steps.iter().enumerate() {
+        assert_eq!(s["count"], want.users[k], "{what}: step {k} count");
+        let first = want.users[0].max(1) as f64;
+        let r = s["conversion_from_first"].as_f64().unwrap();
+        assert!(
+            (r - want.users[k] as f64 / first).abs() < 1e-9,
+            "{what}: step {k} conversion"
+        );
+        let m = s["median_time_to_convert_seconds"].as_f64();
+        let w = if k == 0 { None } else { median(&want.times[k]) };
+        assert_eq!(
+            m.map(|x| (x * 1000.0).round()),
+            w.map(|x| (x * 1000.0).round()),
+            "{what}: step {k} median"
+        );
+        let avg = s["average_time_to_convert_seconds"].as_f64();
+        let wa = (k > 0 && !want.times[k].is_empty()).then(|| {
+            want.times[k].iter().sum::<u64>() as f64 / want.times[k].len() as f64 / 1000.0
+        });
+        assert_eq!(
+            avg.map(|x| (x * 1000.0).round()),
+            wa.map(|x| (x * 1000.0).round()),
+            "{what}: step {k} average"
+        );
+    }
+}
+
+async fn run(wh: &Warehouse, db: &str, req: &FunnelRequest) -> (Value, funnel::FunnelPlan) {
+    let plan = funnel::plan(req, PROJECT, db, now()).unwrap();
+    let mut tally = FunnelTally::new(&plan);
+    wh.paths(&plan.sql, |row| tally.add(&row))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", plan.sql));
+    let answer = tally.answer();
+    (answer, plan)
+}
+
+#[tokio::test]
+async fn funnels_match_an_independent_computation() {
+    let stack = Stack::require();
+    let events = generate(11, 500);
+    let (wh, db) = load(&stack, &events).await;
+    let requests = [
+        json!({"steps":[{"event":"$pageview"},{"event":"signup"},{"event":"view_item"}],
+               "date_from":"2026-10-20","date_to":"2026-11-13","conversion_window":"1d"}),
+        json!({"steps":[{"event":"signup"},{"event":"view_item"}],"order":"strict",
+               "date_from":"2026-10-20","date_to":"2026-11-13","conversion_window":"7d"}),
+        json!({"steps":[{"event":"checkout"},{"event":"purchase"},{"event":"signup"}],"order":"unordered",
+               "date_from":"2026-10-20","date_to":"2026-11-13","conversion_window":"2h"}),
+        json!({"steps":[{"event":"$pageview"},{"event":"view_item","filters":[{"key":"amount","operator":"gt","value":30}]},{"event":"checkout"}],
+               "breakdown":"$browser","timezone":"Europe/Berlin","filters":[{"key":"plan","operator":"is_not","value":"free"}],
+               "date_from":"2026-10-22","date_to":"2026-11-08","conversion_window":"3d"}),
+        json!({"steps":[{"event":"$pageview"},{"event":"signup"},{"event":"view_item"},{"event":"checkout"}],
+               "exclusions":[{"event":"logout","from_step":1,"to_step":3}],
+               "date_from":"2026-10-20","date_to":"2026-11-13","conversion_window":"14d"}),
+        json!({"steps":[{"event":"signup"},{"event":"purchase"}],"breakdown":"city",
+               "date_from":"2026-10-20","date_to":"2026-11-13"}),
+        json!({"steps":[{"event":"signup"},{"event":"signup"}],"order":"strict",
+               "date_from":"2026-10-20","date_to":"2026-11-13","conversion_window":"30m"}),
+        json!({"steps":[{"event":"signup"},{"event":"purchase"}],"date_from":"2025-01-01","date_to":"2025-02-01"}),
+    ];
+    for body in requests {
+        let req: FunnelRequest = parse(body.to_string().as_bytes()).unwrap();
+        let (answer, plan) = run(&wh, &db, &req).await;
+        let groups = model(
+            &events,
+            &req,
+            plan.range.from_epoch(),
+            plan.range.to_epoch(),
+            plan.window_ms,
+        );
+        let mut total = Group {
+            users: vec![0; req.steps.len()],
+            times: vec![Vec::new(); req.steps.len()],
+        };
+        for g in groups.values() {
+            for k in 0..req.steps.len() {
+                total.users[k] += g.users[k];
+                total.times[k].extend(&g.times[k]);
+            }
+        }
+        assert_steps(&answer["steps"], &total, &body.to_string());
+        if body["date_from"] != "2025-01-01" {
+            assert!(
+                total.users[1] > 0,
+                "{body}: the data should convert somebody"
+            );
+        }
+        if req.breakdown.is_some() {
+            let mut ranked: Vec<(&String, &Group)> = groups.iter().collect();
+            ranked.sort_by(|a, b| b.1.users[0].cmp(&a.1.users[0]).then(a.0.cmp(b.0)));
+            let rows = answer["breakdown"].as_array().unwrap();
+            assert_eq!(
+                rows.len(),
+                ranked.len().min(BREAKDOWN_LIMIT) + usize::from(ranked.len() > BREAKDOWN_LIMIT)
+            );
+            for (row, (label, g)) in rows.iter().zip(&ranked) {
+                if row["other"] == true {
+                    break;
+                }
+                assert_eq!(
+                    row["breakdown_value"].as_str().unwrap_or(""),
+                    label.as_str()
+                );
+                assert_steps(&row["steps"], g, &format!("{body} / {label}"));
+            }
+        }
+    }
+    drop_db(&stack, &db).await;
+}
+
+#[tokio::test]
+async fn steps_in_the_same_second_keep_their_millisecond_order() {
+    let stack = Stack::require();
+    let ev = |n: u64, event: &str, user: &str, ms: u64| Ev {
+        uuid: uuid::Uuid::from_u64_pair(9, n).to_string(),
+        project_id: PROJECT,
+        event: event.into(),
+        distinct_id: user.into(),
+        props: serde_json::Map::new(),
+        ts_ms: START_MS + ms,
+    };
+    // u1: a at .100, b at .900 of the same second → converts.
+    // u2: b at .100, a at .900 → does not (b came first).
+    let events = vec![
+        ev(1, "b", "u1", 900),
+        ev(2, "a", "u1", 100),
+        ev(3, "b", "u2", 100),
+        ev(4, "a", "u2", 900),
+    ];
+    let (wh, db) = load(&stack, &events).await;
+    let req: FunnelRequest = parse(br#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"2026-10-20","date_to":"2026-10-21"}"#).unwrap();
+    let (answer, _) = run(&wh, &db, &req).await;
+    assert_eq!(answer["steps"][0]["count"], 2);
+    assert_eq!(answer["steps"][1]["count"], 1);
+    assert_eq!(answer["steps"][1]["median_time_to_convert_seconds"], 0.8);
+    drop_db(&stack, &db).await;
+}
