@@ -18,10 +18,10 @@ use tributary_core::Event;
 
 use crate::decode::{BodyHints, DecodeError, decode_body, decode_query_data};
 use crate::kafka::{EventProducer, ProduceError};
-use tributary_core::keys::{KeyRefusal, KeyValidator, project_for};
 use crate::metrics::{CaptureMetrics, RequestLabels, RouteLabels};
 use crate::normalize::{self, Context, PayloadError};
 use tributary_core::http::client_ip;
+use tributary_core::keys::{KeyRefusal, KeyValidator, project_for};
 
 /// Shared state of the handlers.
 pub struct AppState {

@@ -35,9 +35,9 @@ pub use config::CaptureConfig;
 
 use crate::api::AppState;
 use crate::kafka::{EventProducer, ProducerSetupError};
+use crate::metrics::CaptureMetrics;
 use tributary_core::key_service::AuthServiceKeys;
 use tributary_core::keys::{self, KeyValidator, StaticKeys};
-use crate::metrics::CaptureMetrics;
 
 /// The issue that tracked this workload (kept for the CLI's history).
 pub const TRACKING_ISSUE: u32 = 3;

@@ -67,8 +67,7 @@ impl Command {
     /// The issue tracking a subcommand that is not built yet.
     fn tracking_issue(&self) -> Option<u32> {
         match self {
-            Self::Capture | Self::Consumer | Self::Migrate | Self::Auth => None,
-            Self::Query => Some(tributary_query::TRACKING_ISSUE),
+            Self::Capture | Self::Consumer | Self::Migrate | Self::Auth | Self::Query => None,
             Self::Dlq | Self::Dev => Some(10),
         }
     }
@@ -159,7 +158,16 @@ fn main() -> ExitCode {
                 Ok::<(), String>(())
             })
         }
-        Command::Query | Command::Dlq | Command::Dev => {
+        Command::Query => {
+            let config = match tributary_query::QueryConfig::from_env(&env) {
+                Ok(c) => c,
+                Err(e) => return config_error(name, &e),
+            };
+            run_async(name, |shutdown| async move {
+                tributary_query::run(config, shutdown).await
+            })
+        }
+        Command::Dlq | Command::Dev => {
             eprintln!("tributary {name}: not built yet; nothing was started");
             ExitCode::from(NOT_BUILT)
         }

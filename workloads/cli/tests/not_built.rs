@@ -10,7 +10,7 @@ fn tributary() -> Command {
 
 #[test]
 fn unbuilt_subcommands_fail_loudly() {
-    for name in ["query", "dlq", "dev"] {
+    for name in ["dlq", "dev"] {
         let out = tributary().arg(name).output().unwrap();
         assert_eq!(out.status.code(), Some(3), "tributary {name}");
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -52,6 +52,8 @@ fn bad_configuration_names_the_variable_and_exits_78() {
         ("capture", "CAPTURE_REQUIRE_API_KEY", "perhaps"),
         ("consumer", "CONSUMER_BATCH_SIZE", "lots"),
         ("auth", "AUTH_PORT", "-1"),
+        ("query", "QUERY_TIMEOUT_SECS", "forever"),
+        ("query", "QUERY_REQUIRE_API_KEY", "yes please"),
         ("migrate", "CONSUMER_CLICKHOUSE_PORT", "x"),
     ] {
         let out = tributary()

@@ -1,13 +1,17 @@
 //! Tributary query: trends, funnels and retention over ClickHouse, with a
-//! Redis cache and async jobs.
+//! Redis cache and async jobs, scoped to the project of the caller's API key.
 //!
 //! Pure parts: [`request`] (bodies and field errors), [`range`] (dates,
 //! timezones, buckets), [`sql`] (literals, properties, filters), [`trend`],
 //! [`funnel`], [`funnel_match`] and [`retention`] (SQL generation and
 //! answers). I/O: [`warehouse`] (ClickHouse), [`cache`] (Redis), [`api`].
 
+pub mod api;
+pub mod cache;
+pub mod config;
 pub mod funnel;
 pub mod funnel_match;
+pub mod metrics;
 pub mod range;
 pub mod request;
 pub mod retention;
@@ -15,5 +19,90 @@ pub mod sql;
 pub mod trend;
 pub mod warehouse;
 
-/// The issue that tracks this workload.
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tributary_core::http::{ServeError, bind, health_router, serve};
+use tributary_core::key_service::AuthServiceKeys;
+use tributary_core::keys::{KeyError, KeyValidator, StaticKeys};
+
+pub use config::QueryConfig;
+
+/// The issue that tracked this workload.
 pub const TRACKING_ISSUE: u32 = 6;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error(transparent)]
+    Keys(KeyError),
+    #[error(transparent)]
+    Cache(#[from] cache::CacheError),
+}
+
+/// A query server bound to its port, not yet serving.
+pub struct QueryServer {
+    listener: TcpListener,
+    router: axum::Router,
+}
+
+impl QueryServer {
+    pub async fn bind(config: &QueryConfig) -> Result<Self, QueryError> {
+        let keys: Arc<dyn KeyValidator> = match &config.auth_url {
+            Some(url) => Arc::new(
+                AuthServiceKeys::new(url, "query", config.auth_cache).map_err(QueryError::Keys)?,
+            ),
+            None => Arc::new(StaticKeys::new(config.api_keys.clone())),
+        };
+        let mut registry = Registry::default();
+        let metrics = metrics::QueryMetrics::register(&mut registry);
+        let state = Arc::new(api::AppState {
+            warehouse: warehouse::Warehouse::new(&config.clickhouse, config.timeout),
+            cache: cache::Cache::new(&config.redis_url, config.cache_ttl, config.job_ttl)?,
+            keys,
+            metrics,
+            require_api_key: config.require_api_key,
+            default_project_id: config.default_project_id,
+            permits: tokio::sync::Semaphore::new(config.max_concurrent_queries),
+            timeout_ms: config.timeout.as_millis() as i64,
+        });
+        let router = api::routes(state)
+            // Bodies that do not arrive in time get 408.
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                config.timeout + Duration::from_secs(30),
+            ))
+            .merge(health_router("query"))
+            .merge(tributary_core::metrics::router(Arc::new(registry)));
+        let listener = bind(config.listen).await?;
+        Ok(Self { listener, router })
+    }
+
+    pub fn local_addr(&self) -> Result<std::net::SocketAddr, QueryError> {
+        self.listener
+            .local_addr()
+            .map_err(|e| QueryError::Serve(ServeError::Serve(e)))
+    }
+
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), QueryError> {
+        serve(self.listener, self.router, shutdown)
+            .await
+            .map_err(QueryError::from)
+    }
+}
+
+pub async fn run(config: QueryConfig, shutdown: CancellationToken) -> Result<(), QueryError> {
+    let server = QueryServer::bind(&config).await?;
+    tracing::info!(
+        listen = %server.local_addr()?,
+        clickhouse = %config.clickhouse.url(),
+        database = %config.clickhouse.database,
+        require_api_key = config.require_api_key,
+        "query listening"
+    );
+    server.serve(shutdown).await
+}

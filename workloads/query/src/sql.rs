@@ -97,9 +97,7 @@ impl Property {
     pub fn label(&self) -> String {
         let raw = self.raw();
         let key = &self.key;
-        format!(
-            "if(startsWith({raw}, '\"'), visitParamExtractString(properties, {key}), {raw})"
-        )
+        format!("if(startsWith({raw}, '\"'), visitParamExtractString(properties, {key}), {raw})")
     }
 }
 

@@ -1,0 +1,481 @@
+//! HTTP routes: `POST /api/query/{trend,funnel,retention}` (`?async=true`,
+//! `?refresh=true`), `GET /api/query/jobs/{id}`, `GET /ready`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tributary_core::http::error_body;
+use tributary_core::keys::{KeyRefusal, KeyValidator, project_for};
+
+use crate::cache::{Cache, job_key, job_view, result_key};
+use crate::funnel::{self, FunnelTally};
+use crate::metrics::{QueryMetrics, RequestLabels};
+use crate::request::{self, RequestError};
+use crate::warehouse::{Warehouse, WarehouseError};
+use crate::{retention, trend};
+
+pub struct AppState {
+    pub warehouse: Warehouse,
+    pub cache: Cache,
+    pub keys: Arc<dyn KeyValidator>,
+    pub metrics: QueryMetrics,
+    pub require_api_key: bool,
+    pub default_project_id: u64,
+    pub permits: Semaphore,
+    pub timeout_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Trend,
+    Funnel,
+    Retention,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Trend => "trend",
+            Self::Funnel => "funnel",
+            Self::Retention => "retention",
+        }
+    }
+}
+
+/// A validated query, ready to run.
+enum Prepared {
+    Trend(trend::TrendPlan),
+    Funnel(funnel::FunnelPlan),
+    Retention(retention::RetentionPlan),
+}
+
+/// Everything that turns into an error answer.
+#[derive(Debug, thiserror::Error)]
+enum ApiError {
+    #[error("{0}")]
+    Request(RequestError),
+    #[error("{0}")]
+    Key(KeyRefusal),
+    #[error("{0}")]
+    KeyUnavailable(String),
+    #[error("{0}")]
+    Warehouse(WarehouseError),
+    #[error("{0}")]
+    Answer(String),
+    #[error("{0}")]
+    Redis(String),
+    #[error("no job {0} in this project (jobs are kept for QUERY_JOB_TTL_SECS)")]
+    NoJob(String),
+}
+
+impl ApiError {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Request(_) => "invalid_request",
+            Self::Key(KeyRefusal::Missing) => "missing_api_key",
+            Self::Key(KeyRefusal::Invalid) => "invalid_api_key",
+            Self::KeyUnavailable(_) => "auth_unavailable",
+            Self::Warehouse(WarehouseError::Timeout(_)) => "timeout",
+            Self::Warehouse(WarehouseError::Unavailable { .. }) => "clickhouse_unavailable",
+            Self::Warehouse(_) | Self::Answer(_) => "clickhouse_error",
+            Self::Redis(_) => "redis_unavailable",
+            Self::NoJob(_) => "not_found",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Request(_) => StatusCode::BAD_REQUEST,
+            Self::Key(_) => StatusCode::UNAUTHORIZED,
+            Self::KeyUnavailable(_) | Self::Redis(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Warehouse(WarehouseError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Warehouse(_) | Self::Answer(_) => StatusCode::BAD_GATEWAY,
+            Self::NoJob(_) => StatusCode::NOT_FOUND,
+        }
+    }
+
+    fn body(&self) -> Value {
+        let mut body = json!({"error": self.kind(), "message": self.to_string()});
+        if let Self::Request(e) = self {
+            body["field"] = json!(e.field);
+            body["message"] = json!(e.message);
+        }
+        body
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status(), Json(self.body())).into_response()
+    }
+}
+
+pub fn routes(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/api/query/trend", post(trend_route))
+        .route("/api/query/funnel", post(funnel_route))
+        .route("/api/query/retention", post(retention_route))
+        .route("/api/query/jobs/{id}", get(job_route))
+        .route("/ready", get(ready))
+        .route_layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// Counts every request by its route template and status.
+async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(request).await;
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// `?async=true&refresh=true`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    #[serde(default, rename = "async")]
+    run_async: Option<String>,
+    #[serde(default)]
+    refresh: Option<String>,
+}
+
+fn flag(value: Option<&str>, name: &str) -> Result<bool, ApiError> {
+    match value {
+        None | Some("false" | "0") => Ok(false),
+        Some("true" | "1" | "") => Ok(true),
+        Some(other) => Err(ApiError::Request(RequestError::new(
+            name,
+            format!("{other:?} is not true or false"),
+        ))),
+    }
+}
+
+async fn trend_route(
+    state: State<Arc<AppState>>,
+    params: Query<Params>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    answer(state, params, headers, body, Kind::Trend).await
+}
+
+async fn funnel_route(
+    state: State<Arc<AppState>>,
+    params: Query<Params>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    answer(state, params, headers, body, Kind::Funnel).await
+}
+
+async fn retention_route(
+    state: State<Arc<AppState>>,
+    params: Query<Params>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    answer(state, params, headers, body, Kind::Retention).await
+}
+
+/// The project of a request, from its `X-API-Key`.
+async fn project(state: &AppState, headers: &HeaderMap) -> Result<u64, ApiError> {
+    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    let check = match key {
+        Some(k) => Some(
+            state
+                .keys
+                .check(k)
+                .await
+                .map_err(|e| ApiError::KeyUnavailable(e.0))?,
+        ),
+        None => None,
+    };
+    project_for(state.require_api_key, check, state.default_project_id).map_err(ApiError::Key)
+}
+
+fn prepare(
+    kind: Kind,
+    body: &[u8],
+    project: u64,
+    database: &str,
+) -> Result<(Prepared, Value), RequestError> {
+    let now = Utc::now();
+    let normalised = |v: Result<Value, serde_json::Error>| v.unwrap_or(Value::Null);
+    Ok(match kind {
+        Kind::Trend => {
+            let r: request::TrendRequest = request::parse(body)?;
+            let plan = trend::plan(&r, project, database, now)?;
+            (Prepared::Trend(plan), normalised(serde_json::to_value(&r)))
+        }
+        Kind::Funnel => {
+            let r: request::FunnelRequest = request::parse(body)?;
+            let plan = funnel::plan(&r, project, database, now)?;
+            (Prepared::Funnel(plan), normalised(serde_json::to_value(&r)))
+        }
+        Kind::Retention => {
+            let r: request::RetentionRequest = request::parse(body)?;
+            let plan = retention::plan(&r, project, database, now)?;
+            (
+                Prepared::Retention(plan),
+                normalised(serde_json::to_value(&r)),
+            )
+        }
+    })
+}
+
+/// Runs a prepared query on ClickHouse, within the concurrency limit.
+async fn execute(state: &AppState, prepared: &Prepared) -> Result<Value, ApiError> {
+    let _permit = state
+        .permits
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Answer(e.to_string()))?;
+    let started = Instant::now();
+    let wh = &state.warehouse;
+    let (answer, histogram) = match prepared {
+        Prepared::Trend(plan) => {
+            let runs = plan.series.iter().map(|s| wh.rows(&s.sql));
+            let results = futures::future::try_join_all(runs)
+                .await
+                .map_err(ApiError::Warehouse)?;
+            let a = trend::assemble(plan, &results).map_err(|e| ApiError::Answer(e.to_string()))?;
+            (a, &state.metrics.trend_duration)
+        }
+        Prepared::Funnel(plan) => {
+            let mut tally = FunnelTally::new(plan);
+            wh.paths(&plan.sql, |row| tally.add(&row))
+                .await
+                .map_err(ApiError::Warehouse)?;
+            (tally.answer(), &state.metrics.funnel_duration)
+        }
+        Prepared::Retention(plan) => {
+            let rows = wh.rows(&plan.sql).await.map_err(ApiError::Warehouse)?;
+            let a =
+                retention::assemble(plan, &rows).map_err(|e| ApiError::Answer(e.to_string()))?;
+            (a, &state.metrics.retention_duration)
+        }
+    };
+    histogram.observe(started.elapsed().as_secs_f64());
+    Ok(answer)
+}
+
+fn stamped(mut answer: Value, cached: bool) -> Value {
+    answer["cached"] = json!(cached);
+    if !cached {
+        answer["computed_at"] = json!(Utc::now().to_rfc3339());
+    }
+    answer
+}
+
+async fn answer(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<Params>,
+    headers: HeaderMap,
+    body: Bytes,
+    kind: Kind,
+) -> Response {
+    let started = Instant::now();
+    match answer_inner(&state, &params, &headers, &body, kind).await {
+        Ok(response) => response,
+        Err(e) => {
+            state.metrics.error(e.kind());
+            if e.status().is_server_error() {
+                tracing::warn!(kind = kind.name(), error = %e, elapsed_ms = started.elapsed().as_millis() as u64, "query failed");
+            }
+            e.into_response()
+        }
+    }
+}
+
+async fn answer_inner(
+    state: &Arc<AppState>,
+    params: &Params,
+    headers: &HeaderMap,
+    body: &[u8],
+    kind: Kind,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let run_async = flag(params.run_async.as_deref(), "async")?;
+    let refresh = flag(params.refresh.as_deref(), "refresh")?;
+    let project = project(state, headers).await?;
+    let (prepared, normalised) =
+        prepare(kind, body, project, state.warehouse.database()).map_err(ApiError::Request)?;
+    let key = result_key(project, kind.name(), &normalised);
+    let cached = if refresh {
+        None
+    } else {
+        match state.cache.get(&key).await {
+            Ok(Some(v)) => {
+                state.metrics.cache("hit");
+                Some(v)
+            }
+            Ok(None) => {
+                state.metrics.cache("miss");
+                None
+            }
+            Err(e) => {
+                state.metrics.cache("error");
+                tracing::warn!(error = %e, "cache unavailable; computing without it");
+                None
+            }
+        }
+    };
+    if run_async {
+        return start_job(state, project, kind, prepared, key, cached).await;
+    }
+    let (answer, was_cached) = match cached {
+        Some(v) => (v, true),
+        None => {
+            let a = execute(state, &prepared).await?;
+            if let Err(e) = state.cache.put(&key, &a, state.cache.ttl).await {
+                state.metrics.cache("error");
+                tracing::warn!(error = %e, "answer not cached");
+            }
+            (a, false)
+        }
+    };
+    tracing::info!(
+        project_id = project,
+        kind = kind.name(),
+        cached = was_cached,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "query answered"
+    );
+    Ok((StatusCode::OK, Json(stamped(answer, was_cached))).into_response())
+}
+
+async fn start_job(
+    state: &Arc<AppState>,
+    project: u64,
+    kind: Kind,
+    prepared: Prepared,
+    key: String,
+    cached: Option<Value>,
+) -> Result<Response, ApiError> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let now_ms = Utc::now().timestamp_millis();
+    let mut job = json!({
+        "id": id,
+        "kind": kind.name(),
+        "project_id": project,
+        "created_at": Utc::now().to_rfc3339(),
+        // Queued jobs wait for a permit; allow for a queue of them.
+        "deadline_ms": now_ms + 4 * state.timeout_ms + 60_000,
+        "status": "running",
+    });
+    if let Some(answer) = cached {
+        job["status"] = json!("complete");
+        job["result"] = stamped(answer, true);
+    }
+    let complete = job["status"] == "complete";
+    state
+        .cache
+        .put(&job_key(&id), &job, state.cache.job_ttl)
+        .await
+        .map_err(|e| ApiError::Redis(e.to_string()))?;
+    if !complete {
+        let state = state.clone();
+        let job_id = id.clone();
+        tokio::spawn(async move {
+            let outcome = execute(&state, &prepared).await;
+            let mut job = job;
+            match outcome {
+                Ok(answer) => {
+                    if let Err(e) = state.cache.put(&key, &answer, state.cache.ttl).await {
+                        tracing::warn!(error = %e, "answer not cached");
+                    }
+                    job["status"] = json!("complete");
+                    job["result"] = stamped(answer, false);
+                }
+                Err(e) => {
+                    state.metrics.error(e.kind());
+                    tracing::warn!(job = %job_id, error = %e, "async query failed");
+                    job["status"] = json!("failed");
+                    job["error"] = e.body();
+                }
+            }
+            job["finished_at"] = json!(Utc::now().to_rfc3339());
+            if let Err(e) = state
+                .cache
+                .put(&job_key(&job_id), &job, state.cache.job_ttl)
+                .await
+            {
+                tracing::error!(job = %job_id, error = %e, "job result could not be stored");
+            }
+        });
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "job_id": id,
+            "status": if complete { "complete" } else { "running" },
+            "status_url": format!("/api/query/jobs/{id}"),
+        })),
+    )
+        .into_response())
+}
+
+async fn job_route(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let project = project(&state, &headers).await?;
+        if uuid::Uuid::parse_str(&id).is_err() {
+            return Err(ApiError::NoJob(id.clone()));
+        }
+        let job = state
+            .cache
+            .get(&job_key(&id))
+            .await
+            .map_err(|e| ApiError::Redis(e.to_string()))?
+            .filter(|j| j["project_id"].as_u64() == Some(project))
+            .ok_or_else(|| ApiError::NoJob(id.clone()))?;
+        Ok(Json(job_view(job, Utc::now().timestamp_millis())).into_response())
+    }
+    .await;
+    result.unwrap_or_else(|e: ApiError| e.into_response())
+}
+
+/// 200 when ClickHouse answers and the events table exists.
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let redis = match state.cache.ping().await {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    match state.warehouse.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "clickhouse": "ok", "redis": redis})),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            error_body("not_ready", format!("{e}")),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,99 @@
+//! Query settings, read from `QUERY_*` environment variables and `REDIS_URL`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tributary_core::clickhouse::ClickHouseSettings;
+use tributary_core::config::{ConfigError, Env};
+use tributary_core::key_service::CachePolicy;
+use tributary_core::keys::api_keys_from_env;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryConfig {
+    /// `QUERY_HOST` (`0.0.0.0`) and `QUERY_PORT` (`8001`).
+    pub listen: SocketAddr,
+    /// `QUERY_CLICKHOUSE_*`: host, port, database, user, password, ...
+    pub clickhouse: ClickHouseSettings,
+    /// `REDIS_URL` (`redis://localhost:6379`): cache and async jobs.
+    pub redis_url: String,
+    /// `QUERY_TIMEOUT_SECS` (`60`): the longest a query may run on ClickHouse.
+    pub timeout: Duration,
+    /// `QUERY_CACHE_TTL_SECS` (`300`): how long answers stay cached; 0 turns
+    /// the cache off.
+    pub cache_ttl: Duration,
+    /// `QUERY_JOB_TTL_SECS` (`86400`): how long async job results are kept.
+    pub job_ttl: Duration,
+    /// `QUERY_MAX_CONCURRENT_QUERIES` (`8`): queries running on ClickHouse at
+    /// once (others wait; async jobs too).
+    pub max_concurrent_queries: usize,
+    /// `QUERY_REQUIRE_API_KEY` (`false`): refuse requests without a valid
+    /// `X-API-Key` of scope `query`.
+    pub require_api_key: bool,
+    /// `QUERY_API_KEYS`: static `key=project_id` pairs, used when
+    /// `QUERY_AUTH_URL` is unset.
+    pub api_keys: HashMap<String, u64>,
+    /// `QUERY_DEFAULT_PROJECT_ID` (`1`): the project of requests without a
+    /// key while keys are not required.
+    pub default_project_id: u64,
+    /// `QUERY_AUTH_URL` (unset): the auth service that validates keys.
+    pub auth_url: Option<String>,
+    /// `QUERY_AUTH_CACHE_SECS` (60), `QUERY_AUTH_NEGATIVE_CACHE_SECS` (10),
+    /// `QUERY_AUTH_STALE_SECS` (600).
+    pub auth_cache: CachePolicy,
+}
+
+impl QueryConfig {
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let host: IpAddr = env.parse("QUERY_HOST", IpAddr::from([0, 0, 0, 0]))?;
+        let secs = |var: &str, default: u64, min: u64, max: u64| {
+            env.int_in(var, default, min, max).map(Duration::from_secs)
+        };
+        Ok(Self {
+            listen: SocketAddr::new(host, env.port("QUERY_PORT", 8001)?),
+            clickhouse: ClickHouseSettings::from_env(env, "QUERY")?,
+            redis_url: env.string("REDIS_URL", "redis://localhost:6379")?,
+            timeout: secs("QUERY_TIMEOUT_SECS", 60, 1, 3600)?,
+            cache_ttl: secs("QUERY_CACHE_TTL_SECS", 300, 0, 7 * 86_400)?,
+            job_ttl: secs("QUERY_JOB_TTL_SECS", 86_400, 60, 30 * 86_400)?,
+            max_concurrent_queries: env.int_in("QUERY_MAX_CONCURRENT_QUERIES", 8usize, 1, 1024)?,
+            require_api_key: env.bool("QUERY_REQUIRE_API_KEY", false)?,
+            api_keys: api_keys_from_env(env, "QUERY_API_KEYS")?,
+            default_project_id: env.int_in("QUERY_DEFAULT_PROJECT_ID", 1u64, 1, u64::MAX)?,
+            auth_url: env.optional_string("QUERY_AUTH_URL")?,
+            auth_cache: CachePolicy::from_env(env, "QUERY")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let src: [(&str, &str); 0] = [];
+        let c = QueryConfig::from_env(&Env::new(&src)).unwrap();
+        assert_eq!(c.listen.port(), 8001);
+        assert_eq!(c.clickhouse.port, 8123);
+        assert_eq!(c.timeout, Duration::from_secs(60));
+        assert!(!c.require_api_key);
+        assert_eq!(c.auth_cache.valid_for, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("QUERY_PORT", "x"),
+            ("QUERY_TIMEOUT_SECS", "0"),
+            ("QUERY_REQUIRE_API_KEY", "maybe"),
+            ("QUERY_API_KEYS", "secretkey"),
+            ("QUERY_CLICKHOUSE_DATABASE", "a;b"),
+            ("QUERY_AUTH_CACHE_SECS", "-1"),
+        ] {
+            let src = [(var, value)];
+            let e = QueryConfig::from_env(&Env::new(&src)).unwrap_err();
+            assert_eq!(e.var(), var, "{e}");
+        }
+    }
+}
