@@ -14,6 +14,7 @@ BIN=${TRIBUTARY_BIN:-$REPO/target/debug/tributary}
 CAPTURE_PORT=${CAPTURE_PORT:-8000}
 CONSUMER_METRICS_PORT=${CONSUMER_METRICS_PORT:-9090}
 AUTH_PORT=${AUTH_PORT:-8002}
+QUERY_PORT=${QUERY_PORT:-8001}
 
 log() { printf 'demo: %s\n' "$*" >&2; }
 
@@ -64,6 +65,7 @@ PY
   stop
   local dir; dir=$(stack_dir)
   export CONSUMER_CLICKHOUSE_HOST CONSUMER_CLICKHOUSE_PORT CONSUMER_CLICKHOUSE_DATABASE=tributary
+  export QUERY_CLICKHOUSE_HOST QUERY_CLICKHOUSE_PORT REDIS_URL
   log "applying ClickHouse and Postgres migrations"
   LOG_LEVEL=warn "$BIN" migrate
 
@@ -89,7 +91,9 @@ PY
     -H 'Content-Type: application/json' -d '{"name":"Demo shop"}' | json_field id)
   key=$(curl -fsS -X POST "$auth/api/projects/$project/api-keys" -H "Authorization: Bearer $token" \
     -H 'Content-Type: application/json' -d '{"name":"web","scope":"capture"}' | json_field api_key)
-  log "auth: user $email, project $project, capture key ${key:0:10}..."
+  query_key=$(curl -fsS -X POST "$auth/api/projects/$project/api-keys" -H "Authorization: Bearer $token" \
+    -H 'Content-Type: application/json' -d '{"name":"dashboards","scope":"query"}' | json_field api_key)
+  log "auth: user $email, project $project, capture key ${key:0:10}..., query key ${query_key:0:10}..."
 
   log "starting capture on 127.0.0.1:$CAPTURE_PORT, keys checked by auth (logs: $dir/logs/demo-capture.log)"
   CAPTURE_HOST=127.0.0.1 CAPTURE_PORT=$CAPTURE_PORT CAPTURE_AUTH_URL=$auth CAPTURE_REQUIRE_API_KEY=true \
@@ -144,6 +148,20 @@ PY
   done
   curl -fsS "$CLICKHOUSE_URL/" --data-binary "SELECT project_id, event, uniqExact(uuid) AS events, uniqExact(distinct_id) AS users, any(mat_current_url) AS url FROM tributary.events WHERE project_id = $project GROUP BY project_id, event ORDER BY event FORMAT PrettyCompactNoEscapes"
   echo
+  log "starting query on 127.0.0.1:$QUERY_PORT, keys checked by auth (logs: $dir/logs/demo-query.log)"
+  QUERY_HOST=127.0.0.1 QUERY_PORT=$QUERY_PORT QUERY_AUTH_URL=$auth QUERY_REQUIRE_API_KEY=true \
+    QUERY_CLICKHOUSE_DATABASE=tributary \
+    setsid nohup "$BIN" query > "$dir/logs/demo-query.log" 2>&1 < /dev/null &
+  echo $! > "$dir/run/demo-query.pid"
+  wait_http "http://127.0.0.1:$QUERY_PORT/ready" "$dir/logs/demo-query.log"
+  echo "== query: today's events by name, through the query API with the query key =="
+  local query="http://127.0.0.1:$QUERY_PORT"
+  curl -sS -X POST "$query/api/query/trend" -H "X-API-Key: $query_key" -H 'Content-Type: application/json' \
+    -d '{"series":[{"event":"$pageview"},{"event":"$pageview","math":"unique_users"}],"date_from":"-1d","interval":"day"}'
+  echo
+  echo "== query: the capture key cannot query (401) =="
+  curl -sS -X POST "$query/api/query/trend" -H "X-API-Key: $key" -d '{"series":[{"event":"x"}],"date_from":"-1d"}'
+  echo
   echo "== consumer metrics (excerpt) =="
   curl -sS "http://127.0.0.1:$CONSUMER_METRICS_PORT/metrics" | grep -E '^consumer_(messages_consumed_total|rows_written_total|dlq_messages_total|event_visibility_seconds_(sum|count))'
   echo
@@ -154,7 +172,8 @@ PY
   echo "capture:  $capture"
   echo "consumer: http://127.0.0.1:$CONSUMER_METRICS_PORT/metrics"
   echo "ClickHouse: $CLICKHOUSE_URL (database tributary)   stop everything: make down"
-  echo "not built yet: query (#6), operator (#7)"
+  echo "query:    $query   (X-API-Key: $query_key)"
+  echo "not built yet: operator (#7)"
 }
 
 case "${1:-up}" in
