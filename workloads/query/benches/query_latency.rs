@@ -41,7 +41,10 @@ async fn ensure_data(stack: &Stack) {
         println!("reusing {EVENTS} events in {DB}.events");
         return;
     }
-    ch.query_raw(&format!("DROP DATABASE IF EXISTS {DB}")).execute().await.unwrap();
+    ch.query_raw(&format!("DROP DATABASE IF EXISTS {DB}"))
+        .execute()
+        .await
+        .unwrap();
     let settings = ClickHouseSettings {
         host,
         port,
@@ -52,7 +55,9 @@ async fn ensure_data(stack: &Stack) {
         validation: false,
         lz4: false,
     };
-    tributary_core::schema::migrate_clickhouse(&settings).await.unwrap();
+    tributary_core::schema::migrate_clickhouse(&settings)
+        .await
+        .unwrap();
     let started = Instant::now();
     // Half pageviews, then view_item, checkout, purchase, signup; 100k users;
     // four browsers; spread evenly over 30 days.
@@ -66,7 +71,10 @@ async fn ensure_data(stack: &Stack) {
          FROM system.numbers LIMIT {EVENTS}"
     );
     ch.query_raw(&sql).execute().await.unwrap();
-    println!("generated {EVENTS} events in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "generated {EVENTS} events in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 async fn timed(http: &reqwest::Client, url: &str, body: &Value) -> (Duration, Value) {
@@ -140,12 +148,19 @@ async fn main() {
     let funnel_url = format!("{base}/api/query/funnel");
     let mut samples: Vec<(String, Vec<Duration>)> = Vec::new();
     let mut last = (Value::Null, Value::Null);
-    for (name, url, body) in [("trend", &trend_url, &trend), ("funnel", &funnel_url, &funnel)] {
+    for (name, url, body) in [
+        ("trend", &trend_url, &trend),
+        ("funnel", &funnel_url, &funnel),
+    ] {
         let mut uncached = Vec::new();
         for _ in 0..RUNS {
             let (d, v) = timed(&http, &format!("{url}?refresh=true"), body).await;
             uncached.push(d);
-            if name == "trend" { last.0 = v } else { last.1 = v }
+            if name == "trend" {
+                last.0 = v
+            } else {
+                last.1 = v
+            }
         }
         let mut cached = Vec::new();
         for _ in 0..RUNS {
@@ -158,7 +173,12 @@ async fn main() {
     }
     println!("\n{EVENTS} events, 100000 users, 30 days; {RUNS} runs each");
     let base_p95 = report("baseline: bare count() over 7 days", &mut baseline, None);
-    let goals = [Some(Duration::from_millis(500)), None, Some(Duration::from_secs(2)), None];
+    let goals = [
+        Some(Duration::from_millis(500)),
+        None,
+        Some(Duration::from_secs(2)),
+        None,
+    ];
     let mut p95s = Vec::new();
     for ((name, s), goal) in samples.iter_mut().zip(goals) {
         p95s.push(report(name, s, goal));
@@ -171,6 +191,9 @@ async fn main() {
         "funnel: {} users entered, {} converted",
         last.1["steps"][0]["count"], last.1["steps"][2]["count"]
     );
-    println!("trend lines: {}", last.0["results"].as_array().map_or(0, Vec::len));
+    println!(
+        "trend lines: {}",
+        last.0["results"].as_array().map_or(0, Vec::len)
+    );
     stop.cancel();
 }
