@@ -121,11 +121,20 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The handler of one query kind.
+macro_rules! route {
+    ($kind:expr) => {
+        |state: State<Arc<AppState>>, params: Query<Params>, headers: HeaderMap, body: Bytes| {
+            answer(state, params, headers, body, $kind)
+        }
+    };
+}
+
 pub fn routes(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/api/query/trend", post(trend_route))
-        .route("/api/query/funnel", post(funnel_route))
-        .route("/api/query/retention", post(retention_route))
+        .route("/api/query/trend", post(route!(Kind::Trend)))
+        .route("/api/query/funnel", post(route!(Kind::Funnel)))
+        .route("/api/query/retention", post(route!(Kind::Retention)))
         .route("/api/query/jobs/{id}", get(job_route))
         .route("/ready", get(ready))
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
@@ -170,33 +179,6 @@ fn flag(value: Option<&str>, name: &str) -> Result<bool, ApiError> {
             format!("{other:?} is not true or false"),
         ))),
     }
-}
-
-async fn trend_route(
-    state: State<Arc<AppState>>,
-    params: Query<Params>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    answer(state, params, headers, body, Kind::Trend).await
-}
-
-async fn funnel_route(
-    state: State<Arc<AppState>>,
-    params: Query<Params>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    answer(state, params, headers, body, Kind::Funnel).await
-}
-
-async fn retention_route(
-    state: State<Arc<AppState>>,
-    params: Query<Params>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    answer(state, params, headers, body, Kind::Retention).await
 }
 
 /// The project of a request, from its `X-API-Key`.
