@@ -238,10 +238,7 @@ async fn execute(state: &AppState, prepared: &Prepared) -> Result<Value, ApiErro
     let wh = &state.warehouse;
     let (answer, histogram) = match prepared {
         Prepared::Trend(plan) => {
-            let runs = plan.series.iter().map(|s| wh.rows(&s.sql));
-            let results = futures::future::try_join_all(runs)
-                .await
-                .map_err(ApiError::Warehouse)?;
+            let results = wh.trend(plan).await.map_err(ApiError::Warehouse)?;
             let a = trend::assemble(plan, &results).map_err(|e| ApiError::Answer(e.to_string()))?;
             (a, &state.metrics.trend_duration)
         }

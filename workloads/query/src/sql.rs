@@ -93,8 +93,13 @@ impl Property {
     }
 
     /// A label for breakdowns: the string itself for strings, the JSON text
-    /// of other values, '' when absent.
+    /// of other values, '' when absent. A materialized property is read from
+    /// its column, which holds string values only: a number or boolean there
+    /// reads as '' (no value), the price of not parsing JSON on every row.
     pub fn label(&self) -> String {
+        if let Some(c) = self.column {
+            return c.to_owned();
+        }
         let raw = self.raw();
         let key = &self.key;
         format!("if(startsWith({raw}, '\"'), visitParamExtractString(properties, {key}), {raw})")
@@ -319,6 +324,8 @@ mod tests {
         assert_eq!(p.has(), r#"visitParamHas(properties, 'we\'ird\\"key\\\\')"#);
         let m = Property::new("$browser", "k").unwrap();
         assert_eq!(m.text(), "mat_browser");
+        assert_eq!(m.label(), "mat_browser");
+        assert!(p.label().contains("visitParamExtractRaw"), "{}", p.label());
     }
 
     #[test]

@@ -1,10 +1,17 @@
 //! Trends: SQL per series, and the answer with every bucket zero-filled.
 //!
-//! Each series is one statement. Rows are first reduced to one per `uuid`
-//! (`LIMIT 1 BY uuid`), so events written twice before ClickHouse merged
-//! them are counted once. With a breakdown, the 25 values with the most
-//! events keep their own line and the rest are summed into an "other" line,
-//! computed in SQL so unique users stay exact.
+//! Each series is one statement grouped by bucket (and breakdown value).
+//! Where events written twice before ClickHouse merged them would change the
+//! answer (total count, sum, average), rows are first reduced to one per
+//! `uuid` (`LIMIT 1 BY uuid`); unique users, minimum and maximum are the same
+//! with or without the copies, so they skip that costly step.
+//!
+//! With a breakdown, the statement returns every value's points; the 25
+//! values with the largest total (the sum of their points; ties by value)
+//! keep their own line and the rest become one "other" line. "Other" is
+//! folded from the rows for every math but unique users, where a user seen
+//! under two values must count once: that takes a follow-up statement
+//! ([`SeriesPlan::follow_up`]) over the values outside the top 25.
 
 use std::collections::HashMap;
 
@@ -37,7 +44,48 @@ pub struct TrendPlan {
 pub struct SeriesPlan {
     pub event: String,
     pub math: Math,
+    /// Rows of `[bucket, label, value, count, sum]`.
     pub sql: String,
+    /// The rows before grouping (`distinct_id, bucket, bv, v`).
+    inner: String,
+    breakdown: bool,
+}
+
+impl SeriesPlan {
+    /// The aggregate giving a point's value.
+    fn value(math: Math) -> &'static str {
+        match math {
+            Math::Total => "toFloat64(count())",
+            Math::UniqueUsers => "toFloat64(uniqExact(distinct_id))",
+            Math::Sum => "sum(v)",
+            Math::Avg => "avg(v)",
+            Math::Min => "min(v)",
+            Math::Max => "max(v)",
+        }
+    }
+
+    /// The statement for the "other" line, when the math cannot be folded
+    /// from the rows (unique users) and more than [`BREAKDOWN_LIMIT`] values
+    /// appear in `rows`.
+    pub fn follow_up(&self, rows: &[Vec<Value>]) -> Option<String> {
+        if !self.breakdown || self.math != Math::UniqueUsers {
+            return None;
+        }
+        let ranked = rank(rows).ok()?;
+        if ranked.len() <= BREAKDOWN_LIMIT {
+            return None;
+        }
+        let top: Vec<String> = ranked[..BREAKDOWN_LIMIT]
+            .iter()
+            .map(|l| sql::string(l))
+            .collect();
+        Some(format!(
+            "SELECT bucket, '' AS label, {value} AS value, toFloat64(count()) AS c, toFloat64(sum(v)) AS s FROM ({inner}) WHERE bv NOT IN ({top}) GROUP BY bucket ORDER BY bucket",
+            value = Self::value(self.math),
+            inner = self.inner,
+            top = top.join(", "),
+        ))
+    }
 }
 
 pub fn plan(
@@ -102,35 +150,29 @@ pub fn plan(
             if let Some(p) = &value {
                 conditions.push(p.has());
             }
+            // Copies of an event only change counts and sums.
+            let dedup = match s.math {
+                Math::Total | Math::Sum | Math::Avg => " LIMIT 1 BY uuid",
+                Math::UniqueUsers | Math::Min | Math::Max => "",
+            };
             let inner = format!(
-                "SELECT uuid, distinct_id, {bucket} AS bucket, {label} AS bv, {v} AS v FROM {table} WHERE {cond} LIMIT 1 BY uuid",
+                "SELECT uuid, distinct_id, {bucket} AS bucket, {label} AS bv, {v} AS v FROM {table} WHERE {cond}{dedup}",
                 bucket = sql::bucket_key(req.interval, tz),
                 label = breakdown.as_ref().map_or("''".to_owned(), Property::label),
                 v = value.as_ref().map_or("0".to_owned(), Property::number),
                 table = sql::events_table(database),
                 cond = conditions.join(" AND "),
             );
-            let agg = match s.math {
-                Math::Total => "toFloat64(count())",
-                Math::UniqueUsers => "toFloat64(uniqExact(distinct_id))",
-                Math::Sum => "sum(v)",
-                Math::Avg => "avg(v)",
-                Math::Min => "min(v)",
-                Math::Max => "max(v)",
-            };
-            let sql = if breakdown.is_some() {
-                format!(
-                    "SELECT bucket, bv IN (SELECT bv FROM ({inner}) GROUP BY bv ORDER BY count() DESC, bv LIMIT {BREAKDOWN_LIMIT}) AS is_top, if(is_top, bv, '') AS label, {agg} AS value FROM ({inner}) GROUP BY bucket, is_top, label ORDER BY bucket, is_top, label"
-                )
-            } else {
-                format!(
-                    "SELECT bucket, 1 AS is_top, '' AS label, {agg} AS value FROM ({inner}) GROUP BY bucket ORDER BY bucket"
-                )
-            };
+            let sql = format!(
+                "SELECT bucket, bv AS label, {agg} AS value, toFloat64(count()) AS c, toFloat64(sum(v)) AS s FROM ({inner}) GROUP BY bucket, label ORDER BY bucket, label",
+                agg = SeriesPlan::value(s.math),
+            );
             Ok(SeriesPlan {
                 event: s.event.clone(),
                 math: s.math,
                 sql,
+                inner,
+                breakdown: breakdown.is_some(),
             })
         })
         .collect::<Result<Vec<_>, RequestError>>()?;
@@ -153,18 +195,90 @@ pub enum AssembleError {
     UnknownBucket(String),
     #[error("ClickHouse returned a row of an unexpected shape: {0}")]
     Shape(String),
+    #[error("the \"other\" line of a unique-users breakdown was not computed")]
+    MissingOther,
 }
 
-/// One line of the answer.
-#[derive(Debug, Clone, PartialEq)]
-struct Line {
-    label: Option<String>,
-    other: bool,
-    data: Vec<f64>,
+/// One series' rows and, when [`SeriesPlan::follow_up`] gave a statement,
+/// that statement's rows (the "other" line).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeriesRows {
+    pub rows: Vec<Vec<Value>>,
+    pub other: Option<Vec<Vec<Value>>>,
 }
 
-/// Builds the answer from each series' rows (`[bucket, is_top, label, value]`).
-pub fn assemble(plan: &TrendPlan, results: &[Vec<Vec<Value>>]) -> Result<Value, AssembleError> {
+/// One row: `[bucket, label, value, count, sum]`.
+struct Row<'a> {
+    bucket: &'a str,
+    label: &'a str,
+    value: f64,
+    count: f64,
+    sum: f64,
+}
+
+fn parse_row(row: &[Value]) -> Result<Row<'_>, AssembleError> {
+    match (
+        row.first().and_then(Value::as_str),
+        row.get(1).and_then(Value::as_str),
+        row.get(2).and_then(number),
+        row.get(3).and_then(number),
+        row.get(4).and_then(number),
+    ) {
+        (Some(bucket), Some(label), Some(value), Some(count), Some(sum)) => Ok(Row {
+            bucket,
+            label,
+            value,
+            count,
+            sum,
+        }),
+        _ => Err(AssembleError::Shape(format!("{row:?}"))),
+    }
+}
+
+/// Breakdown values, largest total (sum of points) first, ties by value.
+fn rank(rows: &[Vec<Value>]) -> Result<Vec<String>, AssembleError> {
+    let mut totals: HashMap<&str, f64> = HashMap::new();
+    for row in rows {
+        let r = parse_row(row)?;
+        *totals.entry(r.label).or_default() += r.value;
+    }
+    let mut ranked: Vec<(&str, f64)> = totals.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    Ok(ranked.into_iter().map(|(l, _)| l.to_owned()).collect())
+}
+
+/// Per bucket: the folded value, and the count and sum behind it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Fold {
+    seen: bool,
+    value: f64,
+    count: f64,
+    sum: f64,
+}
+
+impl Fold {
+    fn add(&mut self, math: Math, r: &Row) {
+        self.value = if !self.seen {
+            r.value
+        } else {
+            match math {
+                Math::Total | Math::Sum | Math::UniqueUsers => self.value + r.value,
+                Math::Min => self.value.min(r.value),
+                Math::Max => self.value.max(r.value),
+                Math::Avg => 0.0,
+            }
+        };
+        self.seen = true;
+        self.count += r.count;
+        self.sum += r.sum;
+        if math == Math::Avg && self.count > 0.0 {
+            self.value = self.sum / self.count;
+        }
+    }
+}
+
+/// Builds the answer from each series' rows.
+pub fn assemble(plan: &TrendPlan, results: &[SeriesRows]) -> Result<Value, AssembleError> {
     let index: HashMap<&str, usize> = plan
         .buckets
         .iter()
@@ -172,58 +286,60 @@ pub fn assemble(plan: &TrendPlan, results: &[Vec<Vec<Value>>]) -> Result<Value, 
         .map(|(i, b)| (b.key.as_str(), i))
         .collect();
     let n = plan.buckets.len();
+    let bucket = |key: &str| {
+        index
+            .get(key)
+            .copied()
+            .ok_or_else(|| AssembleError::UnknownBucket(key.to_owned()))
+    };
     let mut series_out = Vec::new();
-    for (i, (series, rows)) in plan.series.iter().zip(results).enumerate() {
-        let mut lines: Vec<Line> = Vec::new();
+    for (i, (series, result)) in plan.series.iter().zip(results).enumerate() {
+        // (label, other, points)
+        let mut lines: Vec<(Option<String>, bool, Vec<f64>)> = Vec::new();
         if !plan.breakdown {
-            lines.push(Line {
-                label: None,
-                other: false,
-                data: vec![0.0; n],
-            });
-        }
-        for row in rows {
-            let (Some(bucket), Some(is_top), Some(label), Some(value)) = (
-                row.first().and_then(Value::as_str),
-                row.get(1).and_then(number),
-                row.get(2).and_then(Value::as_str),
-                row.get(3).and_then(number),
-            ) else {
-                return Err(AssembleError::Shape(format!("{row:?}")));
-            };
-            let b = *index
-                .get(bucket)
-                .ok_or_else(|| AssembleError::UnknownBucket(bucket.to_owned()))?;
-            let other = plan.breakdown && is_top == 0.0;
-            let label = (plan.breakdown && !other && !label.is_empty()).then(|| label.to_owned());
-            let line = match lines
-                .iter_mut()
-                .position(|l| l.other == other && l.label == label)
-            {
-                Some(p) => &mut lines[p],
-                None => {
-                    lines.push(Line {
-                        label,
-                        other,
-                        data: vec![0.0; n],
-                    });
-                    let last = lines.len() - 1;
-                    &mut lines[last]
+            let mut data = vec![0.0; n];
+            for row in &result.rows {
+                let r = parse_row(row)?;
+                data[bucket(r.bucket)?] = r.value;
+            }
+            lines.push((None, false, data));
+        } else {
+            let ranked = rank(&result.rows)?;
+            let top: HashMap<&str, usize> = ranked
+                .iter()
+                .take(BREAKDOWN_LIMIT)
+                .enumerate()
+                .map(|(i, l)| (l.as_str(), i))
+                .collect();
+            lines.extend(
+                ranked
+                    .iter()
+                    .take(BREAKDOWN_LIMIT)
+                    .map(|l| ((!l.is_empty()).then(|| l.clone()), false, vec![0.0; n])),
+            );
+            let mut other = vec![Fold::default(); n];
+            for row in &result.rows {
+                let r = parse_row(row)?;
+                let b = bucket(r.bucket)?;
+                match top.get(r.label) {
+                    Some(&line) => lines[line].2[b] = r.value,
+                    None => other[b].add(series.math, &r),
                 }
-            };
-            line.data[b] = value;
+            }
+            if ranked.len() > BREAKDOWN_LIMIT {
+                if series.math == Math::UniqueUsers {
+                    let rows = result.other.as_ref().ok_or(AssembleError::MissingOther)?;
+                    other = vec![Fold::default(); n];
+                    for row in rows {
+                        let r = parse_row(row)?;
+                        other[bucket(r.bucket)?].add(series.math, &r);
+                    }
+                }
+                lines.push((None, true, other.iter().map(|f| f.value).collect()));
+            }
         }
-        // Biggest lines first; "other" last.
-        lines.sort_by(|a, b| {
-            let total = |l: &Line| l.data.iter().sum::<f64>();
-            a.other
-                .cmp(&b.other)
-                .then(total(b).total_cmp(&total(a)))
-                .then(a.label.cmp(&b.label))
-        });
-        for line in lines {
-            let data: Vec<Value> = line
-                .data
+        for (label, other, points) in lines {
+            let data: Vec<Value> = points
                 .iter()
                 .map(|v| match series.math {
                     Math::Total | Math::UniqueUsers => json!(*v as u64),
@@ -237,8 +353,8 @@ pub fn assemble(plan: &TrendPlan, results: &[Vec<Vec<Value>>]) -> Result<Value, 
                 "data": data,
             });
             if plan.breakdown {
-                out["breakdown_value"] = json!(line.label);
-                out["other"] = json!(line.other);
+                out["breakdown_value"] = json!(label);
+                out["other"] = json!(other);
             }
             series_out.push(out);
         }
@@ -269,17 +385,30 @@ mod tests {
     }
 
     #[test]
-    fn series_are_scoped_deduplicated_and_bounded() {
-        let p = plan_of(
-            r#"{"series":[{"event":"$pageview","math":"unique_users"}],"date_from":"-7d"}"#,
-        )
-        .unwrap();
-        let sql = &p.series[0].sql;
-        assert!(sql.contains("project_id = 7"), "{sql}");
-        assert!(sql.contains("LIMIT 1 BY uuid"), "{sql}");
-        assert!(sql.contains("uniqExact(distinct_id)"), "{sql}");
-        assert!(sql.contains("FROM tributary.events"), "{sql}");
-        assert_eq!(p.buckets.len(), 8);
+    fn series_are_scoped_and_deduplicated_where_copies_count() {
+        for (math, dedup) in [
+            ("total", true),
+            ("unique_users", false),
+            ("sum", true),
+            ("avg", true),
+            ("min", false),
+            ("max", false),
+        ] {
+            let prop = if math == "total" || math == "unique_users" {
+                String::new()
+            } else {
+                r#","math_property":"amount""#.to_owned()
+            };
+            let p = plan_of(&format!(
+                r#"{{"series":[{{"event":"$pageview","math":"{math}"{prop}}}],"date_from":"-7d"}}"#
+            ))
+            .unwrap();
+            let sql = &p.series[0].sql;
+            assert!(sql.contains("project_id = 7"), "{sql}");
+            assert!(sql.contains("FROM tributary.events"), "{sql}");
+            assert_eq!(sql.contains("LIMIT 1 BY uuid"), dedup, "{math}: {sql}");
+            assert_eq!(p.buckets.len(), 8);
+        }
     }
 
     #[test]
@@ -316,32 +445,134 @@ mod tests {
         }
     }
 
+    fn row(bucket: &str, label: &str, value: f64, count: f64, sum: f64) -> Vec<Value> {
+        vec![
+            json!(bucket),
+            json!(label),
+            json!(value),
+            json!(count),
+            json!(sum),
+        ]
+    }
+
+    fn rows(rows: Vec<Vec<Value>>) -> Vec<SeriesRows> {
+        vec![SeriesRows { rows, other: None }]
+    }
+
     #[test]
     fn answers_are_zero_filled_and_breakdowns_sorted() {
         let p = plan_of(r#"{"series":[{"event":"a"}],"date_from":"2026-11-20","date_to":"2026-11-22","breakdown":"b"}"#).unwrap();
-        let rows = vec![vec![
-            vec![json!("2026-11-21"), json!(1), json!("x"), json!(2.0)],
-            vec![json!("2026-11-20"), json!(1), json!("y"), json!(5.0)],
-            vec![json!("2026-11-22"), json!(0), json!(""), json!(1.0)],
-        ]];
-        let out = assemble(&p, &rows).unwrap();
+        let out = assemble(
+            &p,
+            &rows(vec![
+                row("2026-11-21", "x", 2.0, 2.0, 0.0),
+                row("2026-11-20", "y", 5.0, 5.0, 0.0),
+                row("2026-11-22", "", 1.0, 1.0, 0.0),
+            ]),
+        )
+        .unwrap();
         let r = out["results"].as_array().unwrap();
         assert_eq!(r.len(), 3);
         assert_eq!(r[0]["breakdown_value"], "y");
         assert_eq!(r[0]["data"], json!([5, 0, 0]));
         assert_eq!(r[1]["data"], json!([0, 2, 0]));
-        assert_eq!(r[2]["other"], true);
+        assert_eq!(r[2]["breakdown_value"], Value::Null, "no value");
+        assert_eq!(r[2]["other"], false);
         assert_eq!(out["buckets"].as_array().unwrap().len(), 3);
 
-        let bad = vec![vec![vec![
-            json!("2030-01-01"),
-            json!(1),
-            json!(""),
-            json!(1),
-        ]]];
+        let bad = rows(vec![row("2030-01-01", "", 1.0, 1.0, 0.0)]);
         assert!(matches!(
             assemble(&p, &bad),
             Err(AssembleError::UnknownBucket(_))
         ));
+        let short = rows(vec![vec![json!("2026-11-20"), json!("x")]]);
+        assert!(matches!(assemble(&p, &short), Err(AssembleError::Shape(_))));
+    }
+
+    /// 30 values, value `k` with `k + 1` events on the first day (so `v29`
+    /// ranks first), the same amount as its sum, and `k` users.
+    fn many(day: &str) -> Vec<Vec<Value>> {
+        (0..30)
+            .map(|k| {
+                let n = f64::from(k + 1);
+                row(day, &format!("v{k:02}"), n, n, n * 10.0)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn other_folds_values_beyond_the_top_25_per_math() {
+        // v00..v04 fall outside the top 25.
+        for (math, want) in [
+            ("total", json!(15)),
+            ("sum", json!(15.0)),
+            ("min", json!(1.0)),
+            ("max", json!(5.0)),
+            // (10 + 20 + 30 + 40 + 50) / (1 + 2 + 3 + 4 + 5)
+            ("avg", json!(10.0)),
+        ] {
+            let prop = if math == "total" {
+                ""
+            } else {
+                r#","math_property":"m""#
+            };
+            let p = plan_of(&format!(r#"{{"series":[{{"event":"a","math":"{math}"{prop}}}],"date_from":"2026-11-20","date_to":"2026-11-20","breakdown":"b"}}"#)).unwrap();
+            let rows_ = many("2026-11-20");
+            assert_eq!(p.series[0].follow_up(&rows_), None, "{math} folds in Rust");
+            let out = assemble(&p, &rows(rows_)).unwrap();
+            let r = out["results"].as_array().unwrap();
+            assert_eq!(r.len(), BREAKDOWN_LIMIT + 1, "{math}");
+            assert_eq!(r[0]["breakdown_value"], "v29", "{math}");
+            assert_eq!(r[BREAKDOWN_LIMIT - 1]["breakdown_value"], "v05", "{math}");
+            assert_eq!(r[BREAKDOWN_LIMIT]["other"], true, "{math}");
+            assert_eq!(r[BREAKDOWN_LIMIT]["data"][0], want, "{math}");
+        }
+    }
+
+    #[test]
+    fn unique_users_other_comes_from_a_follow_up_statement() {
+        let p = plan_of(r#"{"series":[{"event":"a","math":"unique_users"}],"date_from":"2026-11-20","date_to":"2026-11-21","breakdown":"b"}"#).unwrap();
+        let s = &p.series[0];
+        // 25 values or fewer: no "other", no follow-up.
+        let few: Vec<_> = many("2026-11-20").into_iter().take(25).collect();
+        assert_eq!(s.follow_up(&few), None);
+        let all = many("2026-11-20");
+        let sql = s.follow_up(&all).expect("a follow-up for the other line");
+        assert!(
+            sql.contains("NOT IN ('v29', 'v28'") && sql.contains("'v05')"),
+            "{sql}"
+        );
+        assert!(!sql.contains("'v04'"), "{sql}");
+        assert!(sql.contains("uniqExact(distinct_id)"), "{sql}");
+        // Without its rows the answer is refused rather than guessed.
+        assert_eq!(
+            assemble(&p, &rows(all.clone())),
+            Err(AssembleError::MissingOther)
+        );
+        let other = vec![row("2026-11-21", "", 4.0, 9.0, 0.0)];
+        let out = assemble(
+            &p,
+            &[SeriesRows {
+                rows: all,
+                other: Some(other),
+            }],
+        )
+        .unwrap();
+        let r = out["results"].as_array().unwrap();
+        assert_eq!(r[BREAKDOWN_LIMIT]["data"], json!([0, 4]));
+    }
+
+    #[test]
+    fn ties_rank_by_value() {
+        let p = plan_of(r#"{"series":[{"event":"a"}],"date_from":"2026-11-20","date_to":"2026-11-20","breakdown":"b"}"#).unwrap();
+        let out = assemble(
+            &p,
+            &rows(vec![
+                row("2026-11-20", "b", 2.0, 2.0, 0.0),
+                row("2026-11-20", "a", 2.0, 2.0, 0.0),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(out["results"][0]["breakdown_value"], "a");
     }
 }

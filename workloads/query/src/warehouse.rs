@@ -114,6 +114,23 @@ impl Warehouse {
             .map_err(|_| WarehouseError::Timeout(self.timeout.as_secs()))?
     }
 
+    /// Every series of a trend, with its follow-up statement where it has
+    /// one, the series side by side.
+    pub async fn trend(
+        &self,
+        plan: &crate::trend::TrendPlan,
+    ) -> Result<Vec<crate::trend::SeriesRows>, WarehouseError> {
+        let runs = plan.series.iter().map(|s| async move {
+            let rows = self.rows(&s.sql).await?;
+            let other = match s.follow_up(&rows) {
+                Some(sql) => Some(self.rows(&sql).await?),
+                None => None,
+            };
+            Ok(crate::trend::SeriesRows { rows, other })
+        });
+        futures::future::try_join_all(runs).await
+    }
+
     /// Streams the rows of a funnel path query into `each`.
     pub async fn paths(
         &self,

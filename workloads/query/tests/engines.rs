@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 use tributary_query::request::parse;
+use tributary_query::trend::BREAKDOWN_LIMIT;
 use tributary_query::{funnel, retention, trend};
 use tributary_tests::Stack;
 use tributary_tests::chdb::{self, Outcome};
@@ -36,11 +37,22 @@ fn shapes(db: &str) -> Vec<(String, String)> {
             now(),
         )
         .unwrap();
-        out.extend(
-            plan.series
-                .into_iter()
-                .map(|s| (format!("trend {body}"), s.sql)),
-        );
+        // Rows naming more values than the breakdown keeps, so that series
+        // whose "other" line needs its own statement show it too.
+        let wide: Vec<Vec<Value>> = (0..=BREAKDOWN_LIMIT)
+            .map(|k| {
+                json!([plan.buckets[0].key, format!("city {k}"), 1.0, 1.0, 0.0])
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        for s in plan.series {
+            if let Some(sql) = s.follow_up(&wide) {
+                out.push((format!("trend other {body}"), sql));
+            }
+            out.push((format!("trend {body}"), s.sql));
+        }
     }
     let funnels = [
         json!({"steps":[{"event":"$pageview"},{"event":"signup"},{"event":"view_item"}],"date_from":"2026-10-20","date_to":"2026-11-13","conversion_window":"1d"}),

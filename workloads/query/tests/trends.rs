@@ -55,31 +55,7 @@ fn model(events: &[Ev], req: &TrendRequest, series: usize, from: i64, to: i64) -
         })
         .collect();
     let label_of = |e: &Ev| req.breakdown.as_ref().map(|k| label(&e.props, k));
-    let top: Option<HashSet<String>> = req.breakdown.as_ref().map(|_| {
-        let mut counts: HashMap<String, usize> = HashMap::new();
-        for e in &chosen {
-            *counts.entry(label_of(e).unwrap()).or_default() += 1;
-        }
-        let mut v: Vec<(String, usize)> = counts.into_iter().collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        v.into_iter()
-            .take(BREAKDOWN_LIMIT)
-            .map(|(l, _)| l)
-            .collect()
-    });
-    let mut groups: BTreeMap<(Option<String>, String), Vec<&Ev>> = BTreeMap::new();
-    for e in chosen {
-        let line = match (&top, label_of(e)) {
-            (Some(top), Some(l)) if !top.contains(&l) => Some("\u{0}other".to_owned()),
-            (_, l) => l,
-        };
-        groups
-            .entry((line, bucket_of(e.time(), req.interval, tz)))
-            .or_default()
-            .push(e);
-    }
-    let mut out = Lines::new();
-    for ((line, bucket), evs) in groups {
+    let value = |evs: &[&Ev]| -> f64 {
         let values: Vec<f64> = evs
             .iter()
             .filter_map(|e| {
@@ -88,7 +64,7 @@ fn model(events: &[Ev], req: &TrendRequest, series: usize, from: i64, to: i64) -
                     .map(|k| e.props[k].as_f64().unwrap())
             })
             .collect();
-        let v = match s.math {
+        match s.math {
             Math::Total => evs.len() as f64,
             Math::UniqueUsers => evs
                 .iter()
@@ -99,8 +75,38 @@ fn model(events: &[Ev], req: &TrendRequest, series: usize, from: i64, to: i64) -
             Math::Avg => values.iter().sum::<f64>() / values.len() as f64,
             Math::Min => values.iter().cloned().fold(f64::INFINITY, f64::min),
             Math::Max => values.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
-        };
-        out.entry(line).or_default().insert(bucket, v);
+        }
+    };
+    let group = |line_of: &dyn Fn(&Ev) -> Option<String>| {
+        let mut groups: BTreeMap<(Option<String>, String), Vec<&Ev>> = BTreeMap::new();
+        for e in &chosen {
+            groups
+                .entry((line_of(e), bucket_of(e.time(), req.interval, tz)))
+                .or_default()
+                .push(e);
+        }
+        groups
+    };
+    // Values rank by their line's total: the sum of its points.
+    let top: Option<HashSet<String>> = req.breakdown.as_ref().map(|_| {
+        let mut totals: HashMap<String, f64> = HashMap::new();
+        for ((line, _), evs) in group(&label_of) {
+            *totals.entry(line.unwrap()).or_default() += value(&evs);
+        }
+        let mut v: Vec<(String, f64)> = totals.into_iter().collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.into_iter()
+            .take(BREAKDOWN_LIMIT)
+            .map(|(l, _)| l)
+            .collect()
+    });
+    let line_of = |e: &Ev| match (&top, label_of(e)) {
+        (Some(top), Some(l)) if !top.contains(&l) => Some("\u{0}other".to_owned()),
+        (_, l) => l,
+    };
+    let mut out = Lines::new();
+    for ((line, bucket), evs) in group(&line_of) {
+        out.entry(line).or_default().insert(bucket, value(&evs));
     }
     out
 }
@@ -161,14 +167,10 @@ fn assert_close(got: &Lines, want: &Lines, what: &str) {
 
 async fn run(wh: &Warehouse, db: &str, req: &TrendRequest) -> Value {
     let plan = trend::plan(req, PROJECT, db, now()).unwrap();
-    let mut results = Vec::new();
-    for s in &plan.series {
-        results.push(
-            wh.rows(&s.sql)
-                .await
-                .unwrap_or_else(|e| panic!("{e}\n{}", s.sql)),
-        );
-    }
+    let results = wh
+        .trend(&plan)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{:?}", plan.series));
     trend::assemble(&plan, &results).unwrap()
 }
 

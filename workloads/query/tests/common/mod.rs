@@ -255,11 +255,17 @@ pub fn all_match(props: &Map<String, Value>, filters: &[PropertyFilter]) -> bool
     filters.iter().all(|f| matches(props, f))
 }
 
-/// A breakdown label: the string, the JSON text of other values, '' if absent.
+/// A breakdown label: the string, the JSON text of other values, '' if absent
+/// (and for non-strings of a materialized property).
 pub fn label(props: &Map<String, Value>, key: &str) -> String {
+    let materialized = tributary_core::schema::EXTRACTED_PROPERTIES
+        .iter()
+        .any(|(_, k)| *k == key);
     match props.get(key) {
-        None => String::new(),
         Some(Value::String(s)) => s.clone(),
+        // A materialized column holds strings only.
+        _ if materialized => String::new(),
+        None => String::new(),
         Some(v) => v.to_string(),
     }
 }
