@@ -19,7 +19,7 @@ use tributary_core::http::error_body;
 use tributary_core::keys::{KeyRefusal, KeyValidator, project_for};
 
 use crate::cache::{Cache, job_key, job_view, result_key};
-use crate::funnel::{self, FunnelTally};
+use crate::funnel;
 use crate::metrics::{QueryMetrics, RequestLabels};
 use crate::request::{self, RequestError};
 use crate::warehouse::{Warehouse, WarehouseError};
@@ -243,11 +243,8 @@ async fn execute(state: &AppState, prepared: &Prepared) -> Result<Value, ApiErro
             (a, &state.metrics.trend_duration)
         }
         Prepared::Funnel(plan) => {
-            let mut tally = FunnelTally::new(plan);
-            wh.paths(&plan.sql, |row| tally.add(&row))
-                .await
-                .map_err(ApiError::Warehouse)?;
-            (tally.answer(), &state.metrics.funnel_duration)
+            let a = wh.funnel(plan).await.map_err(ApiError::Warehouse)?;
+            (a, &state.metrics.funnel_duration)
         }
         Prepared::Retention(plan) => {
             let rows = wh.rows(&plan.sql).await.map_err(ApiError::Warehouse)?;

@@ -1,7 +1,14 @@
 //! Funnels: one statement returns, per user, the events that match a step
-//! or an exclusion (every event in strict mode), de-duplicated by `uuid`,
-//! with a bitmask of the steps each matches. [`crate::funnel_match`] decides
-//! per user how far they got; [`FunnelTally`] adds users up.
+//! or an exclusion (every event in strict mode), with a bitmask of the steps
+//! each matches. [`crate::funnel_match`] decides per user how far they got;
+//! [`FunnelTally`] adds users up.
+//!
+//! Events written twice before ClickHouse merged them must count once, but
+//! de-duplicating every row by `uuid` costs more than the rest of the query
+//! (the column is random and wide). Copies of an event carry the same time,
+//! masks and label, so a user whose path has no two such events cannot hold
+//! a copy: their path is matched as it comes. The few others are read again,
+//! de-duplicated by `uuid` ([`FunnelPlan::copies_sql`]).
 //!
 //! Events use `timestamp_ms`, so steps in the same second keep their order.
 //! All events, later steps included, must fall in `[date_from, date_to)`.
@@ -39,10 +46,54 @@ pub struct FunnelPlan {
     pub window_ms: u64,
     pub exclusions: Vec<Exclusion>,
     pub breakdown: bool,
+    /// Every user's path, without de-duplication.
     pub sql: String,
+    /// `SELECT` list of the rows before grouping.
+    columns: String,
+    /// The arrays of each user's row.
+    arrays: String,
+    /// `FROM ... WHERE ...` of the rows before grouping.
+    source: String,
+    /// Which users can enter the funnel.
+    having: String,
 }
 
+/// Longest list of users [`FunnelPlan::copies_sql`] names in its statement
+/// (bytes of their ids); more are read with every other user and filtered.
+pub const MAX_LISTED_USER_BYTES: usize = 64 * 1024;
+
 impl FunnelPlan {
+    fn statement(&self, extra: &str, dedup: bool) -> String {
+        format!(
+            "SELECT distinct_id, {arrays} FROM (SELECT {uuid}{columns} FROM {source}{extra}{limit}) GROUP BY distinct_id HAVING {having}",
+            arrays = self.arrays,
+            uuid = if dedup { "uuid, " } else { "" },
+            columns = self.columns,
+            source = self.source,
+            limit = if dedup { " LIMIT 1 BY uuid" } else { "" },
+            having = self.having,
+        )
+    }
+
+    /// The paths of `users` (of every user when `None`), de-duplicated by
+    /// `uuid`. `None` when the list is too long to name: then read every
+    /// user's with `copies_sql(None)` and keep those wanted.
+    pub fn copies_sql(&self, users: Option<&[String]>) -> Option<String> {
+        let Some(users) = users else {
+            return Some(self.statement("", true));
+        };
+        if users.iter().map(|u| u.len() + 4).sum::<usize>() > MAX_LISTED_USER_BYTES {
+            return None;
+        }
+        let list: Vec<String> = users.iter().map(|u| sql::string(u)).collect();
+        Some(self.statement(&format!(" AND distinct_id IN ({})", list.join(", ")), true))
+    }
+
+    fn with_main_statement(mut self) -> Self {
+        self.sql = self.statement("", false);
+        self
+    }
+
     pub fn spec(&self) -> FunnelSpec<'_> {
         FunnelSpec {
             steps: self.events.len(),
@@ -149,13 +200,11 @@ pub fn plan(
             ))
         })
         .collect::<Result<Vec<_>, RequestError>>()?;
-    let label = match req.breakdown.as_deref() {
-        Some(key) => format!(
-            "if(s != 0, {}, '')",
-            Property::new(key, "breakdown")?.label()
-        ),
-        None => "''".to_owned(),
-    };
+    let label = req
+        .breakdown
+        .as_deref()
+        .map(|key| Property::new(key, "breakdown"))
+        .transpose()?;
     let mut conditions = vec![
         format!("project_id = {project_id}"),
         format!("timestamp >= toDateTime({})", range.from_epoch()),
@@ -179,10 +228,31 @@ pub fn plan(
         FunnelOrder::Unordered => "max(s) > 0",
         _ => "max(bitAnd(s, 1)) = 1",
     };
-    let sql = format!(
-        "SELECT groupArray(timestamp_ms) AS times, groupArray(s) AS steps, groupArray(x) AS exclusions, groupArray(bv) AS labels FROM (SELECT uuid, distinct_id, timestamp_ms, {steps} AS s, {excl} AS x, {label} AS bv FROM {table} WHERE {cond} LIMIT 1 BY uuid) GROUP BY distinct_id HAVING {first}",
-        steps = mask(&steps),
-        excl = mask(&excluded),
+    // Arrays nobody reads are sent empty: building them costs as much as
+    // the rest of the statement.
+    let mut columns = vec![
+        "distinct_id".to_owned(),
+        "timestamp_ms".to_owned(),
+        format!("{} AS s", mask(&steps)),
+    ];
+    let exclusion_array = if excluded.is_empty() {
+        "emptyArrayUInt16()"
+    } else {
+        columns.push(format!("{} AS x", mask(&excluded)));
+        "groupArray(x)"
+    };
+    let label_array = match &label {
+        None => "emptyArrayString()",
+        Some(p) => {
+            columns.push(format!("if(s != 0, {}, '') AS bv", p.label()));
+            "groupArray(bv)"
+        }
+    };
+    let arrays = format!(
+        "groupArray(timestamp_ms) AS times, groupArray(s) AS steps, {exclusion_array} AS exclusions, {label_array} AS labels"
+    );
+    let source = format!(
+        "{table} WHERE {cond}",
         table = sql::events_table(database),
         cond = conditions.join(" AND "),
     );
@@ -194,8 +264,13 @@ pub fn plan(
         window_ms,
         exclusions,
         breakdown: req.breakdown.is_some(),
-        sql,
-    })
+        sql: String::new(),
+        columns: columns.join(", "),
+        arrays,
+        source,
+        having: first.to_owned(),
+    }
+    .with_main_statement())
 }
 
 /// Users per step and conversion times of one group of users.
@@ -277,21 +352,29 @@ impl<'a> FunnelTally<'a> {
         }
     }
 
-    /// Matches one user's path.
-    pub fn add(&mut self, row: &PathRow) {
+    /// Matches one user's path as read without de-duplication. Counts
+    /// nothing and answers `false` when two of its events cannot be told
+    /// apart (same time, masks and label): they may be copies of one event,
+    /// so the path must be read again by `uuid` and given to [`Self::add_unique`].
+    #[must_use]
+    pub fn add(&mut self, row: &PathRow) -> bool {
+        self.add_path(row, false)
+    }
+
+    /// Matches one user's path read de-duplicated by `uuid`.
+    pub fn add_unique(&mut self, row: &PathRow) {
+        self.add_path(row, true);
+    }
+
+    fn add_path(&mut self, row: &PathRow, unique: bool) -> bool {
         self.path.clear();
-        for (i, ((&ts_ms, &steps), &exclusions)) in row
-            .times
-            .iter()
-            .zip(&row.steps)
-            .zip(&row.exclusions)
-            .enumerate()
-        {
+        // Exclusions and labels come empty when the funnel has none.
+        for (i, (&ts_ms, &steps)) in row.times.iter().zip(&row.steps).enumerate() {
             self.path.push((
                 PathEvent {
                     ts_ms,
                     steps,
-                    exclusions,
+                    exclusions: row.exclusions.get(i).copied().unwrap_or(0),
                 },
                 i,
             ));
@@ -305,10 +388,17 @@ impl<'a> FunnelTally<'a> {
                 label(*bi),
             ))
         });
+        let twins = self.path.windows(2).any(|w| {
+            let ((a, ai), (b, bi)) = (&w[0], &w[1]);
+            a == b && label(*ai) == label(*bi)
+        });
+        if twins && !unique {
+            return false;
+        }
         self.sorted.clear();
         self.sorted.extend(self.path.iter().map(|(e, _)| *e));
         let Some(user) = match_user(&self.sorted, &self.plan.spec()) else {
-            return;
+            return true;
         };
         let key = if self.plan.breakdown {
             self.path
@@ -323,6 +413,7 @@ impl<'a> FunnelTally<'a> {
             .entry(key)
             .or_insert_with(|| Counts::new(steps))
             .add(&user.step_times);
+        true
     }
 
     pub fn answer(mut self) -> Value {
@@ -395,7 +486,32 @@ mod tests {
         let p = plan_of(r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-30d"}"#).unwrap();
         assert!(p.sql.contains("project_id = 3"));
         assert!(p.sql.contains("event IN ('a', 'b')"), "{}", p.sql);
-        assert!(p.sql.contains("LIMIT 1 BY uuid"));
+        assert!(!p.sql.contains("uuid"), "no uuid read: {}", p.sql);
+        assert!(
+            p.sql.contains("emptyArrayUInt16() AS exclusions"),
+            "{}",
+            p.sql
+        );
+        assert!(p.sql.contains("emptyArrayString() AS labels"), "{}", p.sql);
+        let full = plan_of(r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-30d","breakdown":"k","exclusions":[{"event":"x"}]}"#).unwrap();
+        assert!(
+            full.sql.contains("groupArray(x) AS exclusions"),
+            "{}",
+            full.sql
+        );
+        assert!(
+            full.sql.contains("groupArray(bv) AS labels"),
+            "{}",
+            full.sql
+        );
+        let again = p.copies_sql(Some(&["u'1".to_owned()])).unwrap();
+        assert!(again.contains("LIMIT 1 BY uuid"), "{again}");
+        assert!(again.contains("distinct_id IN ('u\\'1')"), "{again}");
+        assert!(again.contains("project_id = 3"), "{again}");
+        let long: Vec<String> = (0..10_000).map(|i| format!("user-{i}")).collect();
+        assert_eq!(p.copies_sql(Some(&long)), None, "too long to list");
+        let every = p.copies_sql(None).unwrap();
+        assert!(every.contains("LIMIT 1 BY uuid") && !every.contains("distinct_id IN"));
         assert_eq!(p.window_ms, 14 * 86_400_000);
         let p = plan_of(
             r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-30d","order":"strict"}"#,
@@ -442,14 +558,15 @@ mod tests {
         let p = plan_of(r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-30d"}"#).unwrap();
         let mut t = FunnelTally::new(&p);
         let row = |times: Vec<u64>, steps: Vec<u16>| PathRow {
+            distinct_id: "u".into(),
             exclusions: vec![0; times.len()],
             labels: vec![String::new(); times.len()],
             times,
             steps,
         };
-        t.add(&row(vec![5_000, 1_000], vec![2, 1])); // converts in 4 s
-        t.add(&row(vec![1_000, 3_000], vec![1, 2])); // 2 s
-        t.add(&row(vec![1_000], vec![1]));
+        assert!(t.add(&row(vec![5_000, 1_000], vec![2, 1]))); // converts in 4 s
+        assert!(t.add(&row(vec![1_000, 3_000], vec![1, 2]))); // 2 s
+        assert!(t.add(&row(vec![1_000], vec![1])));
         let out = t.answer();
         assert_eq!(out["steps"][0]["count"], 3);
         assert_eq!(out["steps"][1]["count"], 2);
@@ -457,5 +574,33 @@ mod tests {
         assert!(out["steps"][0]["median_time_to_convert_seconds"].is_null());
         let r = out["steps"][1]["conversion_from_first"].as_f64().unwrap();
         assert!((r - 2.0 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn paths_with_indistinguishable_events_are_read_again() {
+        let p = plan_of(r#"{"steps":[{"event":"a"},{"event":"a"}],"date_from":"-30d"}"#).unwrap();
+        let row = |times: Vec<u64>, labels: Vec<&str>| PathRow {
+            distinct_id: "u".into(),
+            steps: vec![3; times.len()],
+            exclusions: vec![0; times.len()],
+            labels: labels.into_iter().map(String::from).collect(),
+            times,
+        };
+        let mut t = FunnelTally::new(&p);
+        // Same time, masks and label: maybe one event written twice.
+        assert!(!t.add(&row(vec![1_000, 1_000], vec!["", ""])));
+        // Told apart by the time or by the label: matched at once.
+        assert!(t.add(&row(vec![1_000, 1_001], vec!["", ""])));
+        assert!(t.add(&row(vec![1_000, 1_000], vec!["x", "y"])));
+        let out = t.answer();
+        assert_eq!(
+            out["steps"][0]["count"], 2,
+            "the deferred user is not counted"
+        );
+        assert_eq!(out["steps"][1]["count"], 2);
+        // Read again by uuid, the same path counts: two distinct events.
+        let mut t = FunnelTally::new(&p);
+        t.add_unique(&row(vec![1_000, 1_000], vec!["", ""]));
+        assert_eq!(t.answer()["steps"][1]["count"], 1);
     }
 }

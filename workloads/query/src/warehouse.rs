@@ -25,6 +25,7 @@ pub enum WarehouseError {
 /// masks and the breakdown label of each event.
 #[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
 pub struct PathRow {
+    pub distinct_id: String,
     pub times: Vec<u64>,
     pub steps: Vec<u16>,
     pub exclusions: Vec<u16>,
@@ -129,6 +130,35 @@ impl Warehouse {
             Ok(crate::trend::SeriesRows { rows, other })
         });
         futures::future::try_join_all(runs).await
+    }
+
+    /// A funnel's answer: every user's path read as it is stored, and the
+    /// paths that may hold copies of an event read again by `uuid`.
+    pub async fn funnel(&self, plan: &crate::funnel::FunnelPlan) -> Result<Value, WarehouseError> {
+        let mut tally = crate::funnel::FunnelTally::new(plan);
+        let mut again = Vec::new();
+        self.paths(&plan.sql, |row| {
+            if !tally.add(&row) {
+                again.push(row.distinct_id);
+            }
+        })
+        .await?;
+        if !again.is_empty() {
+            match plan.copies_sql(Some(&again)) {
+                Some(sql) => self.paths(&sql, |row| tally.add_unique(&row)).await?,
+                None => {
+                    let wanted: std::collections::HashSet<String> = again.into_iter().collect();
+                    let sql = plan.copies_sql(None).unwrap_or_default();
+                    self.paths(&sql, |row| {
+                        if wanted.contains(&row.distinct_id) {
+                            tally.add_unique(&row)
+                        }
+                    })
+                    .await?
+                }
+            }
+        }
+        Ok(tally.answer())
     }
 
     /// Streams the rows of a funnel path query into `each`.

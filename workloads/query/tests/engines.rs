@@ -70,6 +70,11 @@ fn shapes(db: &str) -> Vec<(String, String)> {
             now(),
         )
         .unwrap();
+        // Paths read again by uuid: named users, and every user.
+        let users: Vec<String> = (0..40).map(|u| format!("user-{u}")).collect();
+        for sql in [plan.copies_sql(Some(&users)), plan.copies_sql(None)] {
+            out.push((format!("funnel again {body}"), sql.unwrap()));
+        }
         out.push((format!("funnel {body}"), plan.sql));
     }
     let retentions = [
@@ -90,7 +95,8 @@ fn shapes(db: &str) -> Vec<(String, String)> {
 }
 
 /// Numbers (quoted or not) rounded to 9 significant digits; arrays of a row
-/// (funnel paths come back in any order) zipped and sorted; rows sorted.
+/// (funnel paths come back in any order) zipped and sorted after the row's
+/// other values; rows sorted.
 fn normalise(rows: &[Vec<Value>]) -> Vec<String> {
     fn scalar(v: &Value) -> String {
         let n = match v {
@@ -106,8 +112,18 @@ fn normalise(rows: &[Vec<Value>]) -> Vec<String> {
     let mut out: Vec<String> = rows
         .iter()
         .map(|row| {
-            let arrays: Vec<&Vec<Value>> = row.iter().filter_map(Value::as_array).collect();
-            if arrays.len() == row.len() && !arrays.is_empty() {
+            let arrays: Vec<&Vec<Value>> = row
+                .iter()
+                .filter_map(Value::as_array)
+                .filter(|a| !a.is_empty())
+                .collect();
+            if !arrays.is_empty() {
+                // Scalars and empty arrays, in order.
+                let scalars: Vec<String> = row
+                    .iter()
+                    .filter(|v| v.as_array().is_none_or(Vec::is_empty))
+                    .map(scalar)
+                    .collect();
                 let mut zipped: Vec<String> = (0..arrays[0].len())
                     .map(|i| {
                         arrays
@@ -118,7 +134,7 @@ fn normalise(rows: &[Vec<Value>]) -> Vec<String> {
                     })
                     .collect();
                 zipped.sort();
-                zipped.join(";")
+                format!("{}:{}", scalars.join("|"), zipped.join(";"))
             } else {
                 row.iter().map(scalar).collect::<Vec<_>>().join("|")
             }
