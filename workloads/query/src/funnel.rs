@@ -89,6 +89,16 @@ impl FunnelPlan {
         Some(self.statement(&format!(" AND distinct_id IN ({})", list.join(", ")), true))
     }
 
+    /// Whether step masks travel as `u8` (8 steps or fewer).
+    pub fn narrow_steps(&self) -> bool {
+        self.events.len() <= 8
+    }
+
+    /// Whether times travel as `u32` milliseconds since the range's start.
+    pub fn narrow_times(&self) -> bool {
+        narrow(&self.range)
+    }
+
     fn with_main_statement(mut self) -> Self {
         self.sql = self.statement("", false);
         self
@@ -102,6 +112,12 @@ impl FunnelPlan {
             exclusions: &self.exclusions,
         }
     }
+}
+
+/// Whether every millisecond of the range fits `u32` counted from its start.
+fn narrow(range: &TimeRange) -> bool {
+    let ms = range.to_epoch().saturating_sub(range.from_epoch()) * 1000;
+    ms <= i64::from(u32::MAX)
 }
 
 /// `c0 + c1 * 2 + c2 * 4 ...` as a UInt16 mask.
@@ -230,10 +246,23 @@ pub fn plan(
     };
     // Arrays nobody reads are sent empty: building them costs as much as
     // the rest of the statement.
+    let time = if narrow(&range) {
+        // Never below the start: `timestamp` is `timestamp_ms` in seconds.
+        format!(
+            "toUInt32(timestamp_ms - {}) AS t",
+            range.from_epoch() * 1000
+        )
+    } else {
+        "timestamp_ms AS t".to_owned()
+    };
     let mut columns = vec![
         "distinct_id".to_owned(),
-        "timestamp_ms".to_owned(),
-        format!("{} AS s", mask(&steps)),
+        time,
+        if steps.len() <= 8 {
+            format!("toUInt8({}) AS s", mask(&steps))
+        } else {
+            format!("{} AS s", mask(&steps))
+        },
     ];
     let exclusion_array = if excluded.is_empty() {
         "emptyArrayUInt16()"
@@ -249,7 +278,7 @@ pub fn plan(
         }
     };
     let arrays = format!(
-        "groupArray(timestamp_ms) AS times, groupArray(s) AS steps, {exclusion_array} AS exclusions, {label_array} AS labels"
+        "groupArray(t) AS times, groupArray(s) AS steps, {exclusion_array} AS exclusions, {label_array} AS labels"
     );
     let source = format!(
         "{table} WHERE {cond}",
@@ -335,17 +364,17 @@ impl Counts {
 
 /// Adds up users as their paths stream in.
 #[derive(Debug)]
-pub struct FunnelTally<'a> {
-    plan: &'a FunnelPlan,
+pub struct FunnelTally {
+    plan: FunnelPlan,
     groups: HashMap<String, Counts>,
     path: Vec<(PathEvent, usize)>,
     sorted: Vec<PathEvent>,
 }
 
-impl<'a> FunnelTally<'a> {
-    pub fn new(plan: &'a FunnelPlan) -> Self {
+impl FunnelTally {
+    pub fn new(plan: &FunnelPlan) -> Self {
         Self {
-            plan,
+            plan: plan.clone(),
             groups: HashMap::new(),
             path: Vec::new(),
             sorted: Vec::new(),
@@ -367,46 +396,58 @@ impl<'a> FunnelTally<'a> {
     }
 
     fn add_path(&mut self, row: &PathRow, unique: bool) -> bool {
-        self.path.clear();
         // Exclusions and labels come empty when the funnel has none.
-        for (i, (&ts_ms, &steps)) in row.times.iter().zip(&row.steps).enumerate() {
-            self.path.push((
-                PathEvent {
-                    ts_ms,
-                    steps,
-                    exclusions: row.exclusions.get(i).copied().unwrap_or(0),
-                },
-                i,
-            ));
-        }
-        let label = |i: usize| row.labels.get(i).map_or("", String::as_str);
-        self.path.sort_by(|(a, ai), (b, bi)| {
-            (a.ts_ms, a.steps, a.exclusions, label(*ai)).cmp(&(
-                b.ts_ms,
-                b.steps,
-                b.exclusions,
-                label(*bi),
-            ))
-        });
-        let twins = self.path.windows(2).any(|w| {
-            let ((a, ai), (b, bi)) = (&w[0], &w[1]);
-            a == b && label(*ai) == label(*bi)
-        });
-        if twins && !unique {
-            return false;
-        }
-        self.sorted.clear();
-        self.sorted.extend(self.path.iter().map(|(e, _)| *e));
-        let Some(user) = match_user(&self.sorted, &self.plan.spec()) else {
-            return true;
+        let event = |i: usize, ts_ms: u64, steps: u16| PathEvent {
+            ts_ms,
+            steps,
+            exclusions: row.exclusions.get(i).copied().unwrap_or(0),
         };
-        let key = if self.plan.breakdown {
-            self.path
-                .get(user.start)
-                .map_or("", |(_, i)| label(*i))
-                .to_owned()
+        let events = row.times.iter().zip(&row.steps).enumerate();
+        self.sorted.clear();
+        let key = if row.labels.is_empty() {
+            // Equal events are interchangeable: sort the events alone.
+            self.sorted
+                .extend(events.map(|(i, (&ts, &steps))| event(i, ts, steps)));
+            self.sorted
+                .sort_unstable_by_key(|e| (e.ts_ms, e.steps, e.exclusions));
+            let twins = self.sorted.windows(2).any(|w| w[0] == w[1]);
+            if twins && !unique {
+                return false;
+            }
+            let Some(user) = match_user(&self.sorted, &self.plan.spec()) else {
+                return true;
+            };
+            (user, None)
         } else {
-            String::new()
+            // Labels break ties, so the order (and the label of the
+            // starting event) does not depend on how rows arrived.
+            self.path.clear();
+            self.path
+                .extend(events.map(|(i, (&ts, &steps))| (event(i, ts, steps), i)));
+            let label = |i: usize| row.labels.get(i).map_or("", String::as_str);
+            self.path.sort_unstable_by(|(a, ai), (b, bi)| {
+                (a.ts_ms, a.steps, a.exclusions)
+                    .cmp(&(b.ts_ms, b.steps, b.exclusions))
+                    .then_with(|| label(*ai).cmp(label(*bi)))
+            });
+            let twins = self.path.windows(2).any(|w| {
+                let ((a, ai), (b, bi)) = (&w[0], &w[1]);
+                a == b && label(*ai) == label(*bi)
+            });
+            if twins && !unique {
+                return false;
+            }
+            self.sorted.extend(self.path.iter().map(|(e, _)| *e));
+            let Some(user) = match_user(&self.sorted, &self.plan.spec()) else {
+                return true;
+            };
+            let start = self.path.get(user.start).map_or("", |(_, i)| label(*i));
+            (user, Some(start))
+        };
+        let (user, start_label) = key;
+        let key = match start_label {
+            Some(l) if self.plan.breakdown => l.to_owned(),
+            _ => String::new(),
         };
         let steps = self.plan.events.len();
         self.groups
@@ -417,7 +458,7 @@ impl<'a> FunnelTally<'a> {
     }
 
     pub fn answer(mut self) -> Value {
-        let plan = self.plan;
+        let plan = &self.plan;
         let steps = plan.events.len();
         let mut out = json!({
             "order": match plan.order {
@@ -581,7 +622,7 @@ mod tests {
         let p = plan_of(r#"{"steps":[{"event":"a"},{"event":"a"}],"date_from":"-30d"}"#).unwrap();
         let row = |times: Vec<u64>, labels: Vec<&str>| PathRow {
             distinct_id: "u".into(),
-            steps: vec![3; times.len()],
+            steps: vec![3u16; times.len()],
             exclusions: vec![0; times.len()],
             labels: labels.into_iter().map(String::from).collect(),
             times,
@@ -589,6 +630,10 @@ mod tests {
         let mut t = FunnelTally::new(&p);
         // Same time, masks and label: maybe one event written twice.
         assert!(!t.add(&row(vec![1_000, 1_000], vec!["", ""])));
+        assert!(
+            !t.add(&row(vec![1_000, 1_000], vec![])),
+            "without labels too"
+        );
         // Told apart by the time or by the label: matched at once.
         assert!(t.add(&row(vec![1_000, 1_001], vec!["", ""])));
         assert!(t.add(&row(vec![1_000, 1_000], vec!["x", "y"])));

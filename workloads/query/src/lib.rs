@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod range;
 pub mod request;
 pub mod retention;
+pub mod rowbinary;
 pub mod sql;
 pub mod trend;
 pub mod warehouse;

@@ -2,11 +2,15 @@
 //! (`max_execution_time`) and by the client. Errors carry the server's first
 //! line, never a stack trace.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use clickhouse::Client;
 use serde_json::Value;
 use tributary_core::clickhouse::{ClickHouseSettings, exception_code};
+
+use crate::funnel::{FunnelPlan, FunnelTally};
+use crate::rowbinary::{DecodeError, PathDecoder, Widths};
 
 /// Why a query produced no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,14 +26,25 @@ pub enum WarehouseError {
 }
 
 /// One user's events for funnel matching: times, step masks, exclusion
-/// masks and the breakdown label of each event.
-#[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
+/// masks and the breakdown label of each event. Times are milliseconds:
+/// since the epoch, or since the range's start for ranges shorter than 49
+/// days (sent as `u32`, half the bytes to group and send). See
+/// [`crate::rowbinary`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathRow {
     pub distinct_id: String,
     pub times: Vec<u64>,
     pub steps: Vec<u16>,
     pub exclusions: Vec<u16>,
     pub labels: Vec<String>,
+}
+
+/// Which paths a funnel statement returns, and which of them to count.
+enum Paths {
+    /// As stored: paths that may hold copies are set aside.
+    AsStored,
+    /// De-duplicated by `uuid`: all of them, or only the users named.
+    Unique(Option<HashSet<String>>),
 }
 
 /// A ClickHouse server holding the `events` table.
@@ -134,52 +149,99 @@ impl Warehouse {
 
     /// A funnel's answer: every user's path read as it is stored, and the
     /// paths that may hold copies of an event read again by `uuid`.
-    pub async fn funnel(&self, plan: &crate::funnel::FunnelPlan) -> Result<Value, WarehouseError> {
-        let mut tally = crate::funnel::FunnelTally::new(plan);
-        let mut again = Vec::new();
-        self.paths(&plan.sql, |row| {
-            if !tally.add(&row) {
-                again.push(row.distinct_id);
-            }
-        })
-        .await?;
-        if !again.is_empty() {
-            match plan.copies_sql(Some(&again)) {
-                Some(sql) => self.paths(&sql, |row| tally.add_unique(&row)).await?,
-                None => {
-                    let wanted: std::collections::HashSet<String> = again.into_iter().collect();
-                    let sql = plan.copies_sql(None).unwrap_or_default();
-                    self.paths(&sql, |row| {
-                        if wanted.contains(&row.distinct_id) {
-                            tally.add_unique(&row)
-                        }
-                    })
-                    .await?
-                }
-            }
+    pub async fn funnel(&self, plan: &FunnelPlan) -> Result<Value, WarehouseError> {
+        let widths = Widths {
+            narrow_times: plan.narrow_times(),
+            narrow_steps: plan.narrow_steps(),
+        };
+        let tally = FunnelTally::new(plan);
+        let (tally, again) = self
+            .match_paths(&plan.sql, widths, tally, Paths::AsStored)
+            .await?;
+        if again.is_empty() {
+            return Ok(tally.answer());
         }
+        let (tally, _) = match plan.copies_sql(Some(&again)) {
+            Some(sql) => {
+                self.match_paths(&sql, widths, tally, Paths::Unique(None))
+                    .await?
+            }
+            None => {
+                let sql = plan.copies_sql(None).unwrap_or_default();
+                let wanted = again.into_iter().collect();
+                self.match_paths(&sql, widths, tally, Paths::Unique(Some(wanted)))
+                    .await?
+            }
+        };
         Ok(tally.answer())
     }
 
-    /// Streams the rows of a funnel path query into `each`.
-    pub async fn paths(
+    /// Streams the paths `sql` returns to a thread matching them while the
+    /// next ones arrive. Answers the tally and, when reading paths as
+    /// stored, the users whose paths must be read again.
+    async fn match_paths(
         &self,
         sql: &str,
-        mut each: impl FnMut(PathRow) + Send,
-    ) -> Result<(), WarehouseError> {
-        let run = async {
+        widths: Widths,
+        mut tally: FunnelTally,
+        paths: Paths,
+    ) -> Result<(FunnelTally, Vec<String>), WarehouseError> {
+        const BATCH: usize = 512;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<PathRow>>(8);
+        let matcher = tokio::task::spawn_blocking(move || {
+            let mut again = Vec::new();
+            while let Some(batch) = rx.blocking_recv() {
+                for row in batch {
+                    match &paths {
+                        Paths::AsStored => {
+                            if !tally.add(&row) {
+                                again.push(row.distinct_id);
+                            }
+                        }
+                        Paths::Unique(None) => tally.add_unique(&row),
+                        Paths::Unique(Some(wanted)) => {
+                            if wanted.contains(&row.distinct_id) {
+                                tally.add_unique(&row);
+                            }
+                        }
+                    }
+                }
+            }
+            (tally, again)
+        });
+        let read = async {
             let mut cursor = self
                 .query(sql)
-                .fetch::<PathRow>()
+                .fetch_bytes("RowBinary")
                 .map_err(|e| self.error(e))?;
-            while let Some(row) = cursor.next().await.map_err(|e| self.error(e))? {
-                each(row);
+            let mut decoder = PathDecoder::new(widths);
+            let mut batch = Vec::with_capacity(BATCH);
+            let unreadable = |e: DecodeError| WarehouseError::Unreadable(e.to_string());
+            'read: while let Some(chunk) = cursor.next().await.map_err(|e| self.error(e))? {
+                decoder.push(&chunk);
+                while let Some(row) = decoder.next_row().map_err(unreadable)? {
+                    batch.push(row);
+                    if batch.len() == BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        if tx.send(full).await.is_err() {
+                            break 'read;
+                        }
+                    }
+                }
             }
-            Ok(())
+            decoder.finish().map_err(unreadable)?;
+            if !batch.is_empty() {
+                let _ = tx.send(batch).await;
+            }
+            drop(tx);
+            Ok::<_, WarehouseError>(())
         };
-        tokio::time::timeout(self.deadline(), run)
+        tokio::time::timeout(self.deadline(), read)
             .await
-            .map_err(|_| WarehouseError::Timeout(self.timeout.as_secs()))?
+            .map_err(|_| WarehouseError::Timeout(self.timeout.as_secs()))??;
+        matcher
+            .await
+            .map_err(|e| WarehouseError::Unreadable(format!("funnel matching failed: {e}")))
     }
 
     /// Whether the server answers and the events table exists.

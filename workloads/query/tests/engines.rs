@@ -61,6 +61,7 @@ fn shapes(db: &str) -> Vec<(String, String)> {
         json!({"steps":[{"event":"$pageview"},{"event":"signup","filters":[{"key":"amount","operator":"lt","value":50}]},{"event":"checkout"}],
                "exclusions":[{"event":"logout","from_step":0,"to_step":2}],"breakdown":"city","filters":[{"key":"flag","value":true}],
                "date_from":"2026-10-20","date_to":"2026-11-13","timezone":"Europe/Berlin"}),
+        json!({"steps":[{"event":"$pageview"},{"event":"signup"}],"date_from":"2026-09-01","date_to":"2026-12-01"}),
     ];
     for body in funnels {
         let plan = funnel::plan(

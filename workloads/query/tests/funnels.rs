@@ -235,10 +235,19 @@ async fn funnels_match_an_independent_computation() {
         json!({"steps":[{"event":"signup"},{"event":"signup"}],"order":"strict",
                "date_from":"2026-10-20","date_to":"2026-11-13","conversion_window":"30m"}),
         json!({"steps":[{"event":"signup"},{"event":"purchase"}],"date_from":"2025-01-01","date_to":"2025-02-01"}),
+        // Nine steps: masks travel as u16.
+        json!({"steps":[{"event":"$pageview"},{"event":"view_item"},{"event":"$pageview"},{"event":"view_item"},{"event":"$pageview"},
+                        {"event":"view_item"},{"event":"$pageview"},{"event":"view_item"},{"event":"checkout"}],
+               "date_from":"2026-10-20","date_to":"2026-11-13","conversion_window":"14d"}),
+        // Longer than 49 days: times travel as u64 since the epoch.
+        json!({"steps":[{"event":"$pageview"},{"event":"view_item"},{"event":"checkout"}],"breakdown":"$browser",
+               "date_from":"2026-09-01","date_to":"2026-12-01","conversion_window":"2d"}),
     ];
+    let mut widths = std::collections::HashSet::new();
     for body in requests {
         let req: FunnelRequest = parse(body.to_string().as_bytes()).unwrap();
         let (answer, plan) = run(&wh, &db, &req).await;
+        widths.insert((plan.narrow_times(), plan.narrow_steps()));
         let groups = model(
             &events,
             &req,
@@ -283,6 +292,7 @@ async fn funnels_match_an_independent_computation() {
             }
         }
     }
+    assert_eq!(widths.len(), 3, "narrow and wide times and masks exercised");
     drop_db(&stack, &db).await;
 }
 
