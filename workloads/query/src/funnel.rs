@@ -46,8 +46,6 @@ pub struct FunnelPlan {
     pub window_ms: u64,
     pub exclusions: Vec<Exclusion>,
     pub breakdown: bool,
-    /// Every user's path, without de-duplication.
-    pub sql: String,
     /// `SELECT` list of the rows before grouping.
     columns: String,
     /// The arrays of each user's row.
@@ -75,18 +73,20 @@ impl FunnelPlan {
         )
     }
 
-    /// The paths of `users` (of every user when `None`), de-duplicated by
-    /// `uuid`. `None` when the list is too long to name: then read every
-    /// user's with `copies_sql(None)` and keep those wanted.
-    pub fn copies_sql(&self, users: Option<&[String]>) -> Option<String> {
-        let Some(users) = users else {
-            return Some(self.statement("", true));
-        };
+    /// The paths of `users`, de-duplicated by `uuid`; `None` when the list
+    /// is too long to name (then read [`Self::all_copies_sql`] and keep the
+    /// users wanted).
+    pub fn copies_sql(&self, users: &[String]) -> Option<String> {
         if users.iter().map(|u| u.len() + 4).sum::<usize>() > MAX_LISTED_USER_BYTES {
             return None;
         }
         let list: Vec<String> = users.iter().map(|u| sql::string(u)).collect();
         Some(self.statement(&format!(" AND distinct_id IN ({})", list.join(", ")), true))
+    }
+
+    /// Every user's path, de-duplicated by `uuid`.
+    pub fn all_copies_sql(&self) -> String {
+        self.statement("", true)
     }
 
     /// Whether step masks travel as `u8` (8 steps or fewer).
@@ -99,9 +99,9 @@ impl FunnelPlan {
         narrow(&self.range)
     }
 
-    fn with_main_statement(mut self) -> Self {
-        self.sql = self.statement("", false);
-        self
+    /// Every user's path, without de-duplication.
+    pub fn sql(&self) -> String {
+        self.statement("", false)
     }
 
     pub fn spec(&self) -> FunnelSpec<'_> {
@@ -293,13 +293,11 @@ pub fn plan(
         window_ms,
         exclusions,
         breakdown: req.breakdown.is_some(),
-        sql: String::new(),
         columns: columns.join(", "),
         arrays,
         source,
         having: first.to_owned(),
-    }
-    .with_main_statement())
+    })
 }
 
 /// Users per step and conversion times of one group of users.
@@ -396,58 +394,45 @@ impl FunnelTally {
     }
 
     fn add_path(&mut self, row: &PathRow, unique: bool) -> bool {
+        self.path.clear();
         // Exclusions and labels come empty when the funnel has none.
-        let event = |i: usize, ts_ms: u64, steps: u16| PathEvent {
-            ts_ms,
-            steps,
-            exclusions: row.exclusions.get(i).copied().unwrap_or(0),
-        };
-        let events = row.times.iter().zip(&row.steps).enumerate();
+        for (i, (&ts_ms, &steps)) in row.times.iter().zip(&row.steps).enumerate() {
+            self.path.push((
+                PathEvent {
+                    ts_ms,
+                    steps,
+                    exclusions: row.exclusions.get(i).copied().unwrap_or(0),
+                },
+                i,
+            ));
+        }
+        // Labels break ties (only read then), so the order and the starting
+        // event's label do not depend on how rows arrived.
+        let label = |i: usize| row.labels.get(i).map_or("", String::as_str);
+        self.path.sort_unstable_by(|(a, ai), (b, bi)| {
+            (a.ts_ms, a.steps, a.exclusions)
+                .cmp(&(b.ts_ms, b.steps, b.exclusions))
+                .then_with(|| label(*ai).cmp(label(*bi)))
+        });
+        let twins = self.path.windows(2).any(|w| {
+            let ((a, ai), (b, bi)) = (&w[0], &w[1]);
+            a == b && label(*ai) == label(*bi)
+        });
+        if twins && !unique {
+            return false;
+        }
         self.sorted.clear();
-        let key = if row.labels.is_empty() {
-            // Equal events are interchangeable: sort the events alone.
-            self.sorted
-                .extend(events.map(|(i, (&ts, &steps))| event(i, ts, steps)));
-            self.sorted
-                .sort_unstable_by_key(|e| (e.ts_ms, e.steps, e.exclusions));
-            let twins = self.sorted.windows(2).any(|w| w[0] == w[1]);
-            if twins && !unique {
-                return false;
-            }
-            let Some(user) = match_user(&self.sorted, &self.plan.spec()) else {
-                return true;
-            };
-            (user, None)
-        } else {
-            // Labels break ties, so the order (and the label of the
-            // starting event) does not depend on how rows arrived.
-            self.path.clear();
-            self.path
-                .extend(events.map(|(i, (&ts, &steps))| (event(i, ts, steps), i)));
-            let label = |i: usize| row.labels.get(i).map_or("", String::as_str);
-            self.path.sort_unstable_by(|(a, ai), (b, bi)| {
-                (a.ts_ms, a.steps, a.exclusions)
-                    .cmp(&(b.ts_ms, b.steps, b.exclusions))
-                    .then_with(|| label(*ai).cmp(label(*bi)))
-            });
-            let twins = self.path.windows(2).any(|w| {
-                let ((a, ai), (b, bi)) = (&w[0], &w[1]);
-                a == b && label(*ai) == label(*bi)
-            });
-            if twins && !unique {
-                return false;
-            }
-            self.sorted.extend(self.path.iter().map(|(e, _)| *e));
-            let Some(user) = match_user(&self.sorted, &self.plan.spec()) else {
-                return true;
-            };
-            let start = self.path.get(user.start).map_or("", |(_, i)| label(*i));
-            (user, Some(start))
+        self.sorted.extend(self.path.iter().map(|(e, _)| *e));
+        let Some(user) = match_user(&self.sorted, &self.plan.spec()) else {
+            return true;
         };
-        let (user, start_label) = key;
-        let key = match start_label {
-            Some(l) if self.plan.breakdown => l.to_owned(),
-            _ => String::new(),
+        let key = if self.plan.breakdown {
+            self.path
+                .get(user.start)
+                .map_or("", |(_, i)| label(*i))
+                .to_owned()
+        } else {
+            String::new()
         };
         let steps = self.plan.events.len();
         self.groups
@@ -512,11 +497,7 @@ mod tests {
     use super::*;
     use crate::request::parse;
 
-    fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::range::test_now as now;
 
     fn plan_of(body: &str) -> Result<FunnelPlan, RequestError> {
         plan(&parse(body.as_bytes()).unwrap(), 3, "db", now())
@@ -525,40 +506,44 @@ mod tests {
     #[test]
     fn statements_are_scoped_and_only_strict_reads_every_event() {
         let p = plan_of(r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-30d"}"#).unwrap();
-        assert!(p.sql.contains("project_id = 3"));
-        assert!(p.sql.contains("event IN ('a', 'b')"), "{}", p.sql);
-        assert!(!p.sql.contains("uuid"), "no uuid read: {}", p.sql);
+        assert!(p.sql().contains("project_id = 3"));
+        assert!(p.sql().contains("event IN ('a', 'b')"), "{}", p.sql());
+        assert!(!p.sql().contains("uuid"), "no uuid read: {}", p.sql());
         assert!(
-            p.sql.contains("emptyArrayUInt16() AS exclusions"),
+            p.sql().contains("emptyArrayUInt16() AS exclusions"),
             "{}",
-            p.sql
+            p.sql()
         );
-        assert!(p.sql.contains("emptyArrayString() AS labels"), "{}", p.sql);
+        assert!(
+            p.sql().contains("emptyArrayString() AS labels"),
+            "{}",
+            p.sql()
+        );
         let full = plan_of(r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-30d","breakdown":"k","exclusions":[{"event":"x"}]}"#).unwrap();
         assert!(
-            full.sql.contains("groupArray(x) AS exclusions"),
+            full.sql().contains("groupArray(x) AS exclusions"),
             "{}",
-            full.sql
+            full.sql()
         );
         assert!(
-            full.sql.contains("groupArray(bv) AS labels"),
+            full.sql().contains("groupArray(bv) AS labels"),
             "{}",
-            full.sql
+            full.sql()
         );
-        let again = p.copies_sql(Some(&["u'1".to_owned()])).unwrap();
+        let again = p.copies_sql(&["u'1".to_owned()]).unwrap();
         assert!(again.contains("LIMIT 1 BY uuid"), "{again}");
         assert!(again.contains("distinct_id IN ('u\\'1')"), "{again}");
         assert!(again.contains("project_id = 3"), "{again}");
         let long: Vec<String> = (0..10_000).map(|i| format!("user-{i}")).collect();
-        assert_eq!(p.copies_sql(Some(&long)), None, "too long to list");
-        let every = p.copies_sql(None).unwrap();
+        assert_eq!(p.copies_sql(&long), None, "too long to list");
+        let every = p.all_copies_sql();
         assert!(every.contains("LIMIT 1 BY uuid") && !every.contains("distinct_id IN"));
         assert_eq!(p.window_ms, 14 * 86_400_000);
         let p = plan_of(
             r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-30d","order":"strict"}"#,
         )
         .unwrap();
-        assert!(!p.sql.contains("event IN"), "{}", p.sql);
+        assert!(!p.sql().contains("event IN"), "{}", p.sql());
     }
 
     #[test]

@@ -309,6 +309,14 @@ pub fn parse_window(text: &str, field: &str) -> Result<u64, RequestError> {
     Ok(ms)
 }
 
+/// The fixed "now" of the planning unit tests.
+#[cfg(test)]
+pub(crate) fn test_now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z")
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -151,11 +151,7 @@ mod tests {
     use super::*;
     use crate::request::parse;
 
-    fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::range::test_now as now;
 
     #[test]
     fn cohorts_follow_the_period() {

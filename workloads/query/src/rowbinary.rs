@@ -84,8 +84,12 @@ impl<'a> Cursor<'a> {
             .map_err(|_| DecodeError::Utf8)
     }
 
-    /// An array of `width`-byte little-endian integers, widened to `u64`.
-    fn numbers(&mut self, width: usize) -> Result<Option<Vec<u64>>, DecodeError> {
+    /// An array of `width`-byte little-endian integers, each as a `T` at
+    /// least that wide.
+    fn numbers<T: TryFrom<u64> + Default>(
+        &mut self,
+        width: usize,
+    ) -> Result<Option<Vec<T>>, DecodeError> {
         let Some(n) = self.len()? else {
             return Ok(None);
         };
@@ -98,7 +102,7 @@ impl<'a> Cursor<'a> {
                 .chunks_exact(width)
                 .map(|c| {
                     word[..width].copy_from_slice(c);
-                    u64::from_le_bytes(word)
+                    T::try_from(u64::from_le_bytes(word)).unwrap_or_default()
                 })
                 .collect(),
         ))
@@ -117,14 +121,6 @@ impl<'a> Cursor<'a> {
         }
         Ok(Some(out))
     }
-}
-
-/// Narrows values that were written at most `u16` wide.
-fn masks(values: Vec<u64>) -> Vec<u16> {
-    values
-        .into_iter()
-        .map(|v| u16::try_from(v).unwrap_or(u16::MAX))
-        .collect()
 }
 
 impl PathDecoder {
@@ -156,13 +152,13 @@ impl PathDecoder {
         let Some(distinct_id) = c.string()? else {
             return Ok(None);
         };
-        let Some(times) = c.numbers(time_width)? else {
+        let Some(times) = c.numbers::<u64>(time_width)? else {
             return Ok(None);
         };
-        let Some(steps) = c.numbers(step_width)? else {
+        let Some(steps) = c.numbers::<u16>(step_width)? else {
             return Ok(None);
         };
-        let Some(exclusions) = c.numbers(2)? else {
+        let Some(exclusions) = c.numbers::<u16>(2)? else {
             return Ok(None);
         };
         let Some(labels) = c.strings()? else {
@@ -172,8 +168,8 @@ impl PathDecoder {
         Ok(Some(PathRow {
             distinct_id,
             times,
-            steps: masks(steps),
-            exclusions: masks(exclusions),
+            steps,
+            exclusions,
             labels,
         }))
     }

@@ -247,32 +247,33 @@ fn rank(rows: &[Vec<Value>]) -> Result<Vec<String>, AssembleError> {
     Ok(ranked.into_iter().map(|(l, _)| l.to_owned()).collect())
 }
 
-/// Per bucket: the folded value, and the count and sum behind it.
+/// Per bucket: the rows folded into one point.
 #[derive(Debug, Clone, Copy, Default)]
 struct Fold {
-    seen: bool,
-    value: f64,
+    /// Total, sum or unique users added up; min or max kept.
+    value: Option<f64>,
     count: f64,
     sum: f64,
 }
 
 impl Fold {
     fn add(&mut self, math: Math, r: &Row) {
-        self.value = if !self.seen {
-            r.value
-        } else {
-            match math {
-                Math::Total | Math::Sum | Math::UniqueUsers => self.value + r.value,
-                Math::Min => self.value.min(r.value),
-                Math::Max => self.value.max(r.value),
-                Math::Avg => 0.0,
-            }
-        };
-        self.seen = true;
+        self.value = Some(match (self.value, math) {
+            (None, _) => r.value,
+            (Some(v), Math::Min) => v.min(r.value),
+            (Some(v), Math::Max) => v.max(r.value),
+            (Some(v), _) => v + r.value,
+        });
         self.count += r.count;
         self.sum += r.sum;
-        if math == Math::Avg && self.count > 0.0 {
-            self.value = self.sum / self.count;
+    }
+
+    /// The point: averages from the sums and counts behind them.
+    fn point(&self, math: Math) -> f64 {
+        match math {
+            Math::Avg if self.count > 0.0 => self.sum / self.count,
+            Math::Avg => 0.0,
+            _ => self.value.unwrap_or(0.0),
         }
     }
 }
@@ -335,7 +336,8 @@ pub fn assemble(plan: &TrendPlan, results: &[SeriesRows]) -> Result<Value, Assem
                         other[bucket(r.bucket)?].add(series.math, &r);
                     }
                 }
-                lines.push((None, true, other.iter().map(|f| f.value).collect()));
+                let points = other.iter().map(|f| f.point(series.math)).collect();
+                lines.push((None, true, points));
             }
         }
         for (label, other, points) in lines {
@@ -374,11 +376,7 @@ mod tests {
     use super::*;
     use crate::request::parse;
 
-    fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::range::test_now as now;
 
     fn plan_of(body: &str) -> Result<TrendPlan, RequestError> {
         plan(&parse(body.as_bytes()).unwrap(), 7, "tributary", now())

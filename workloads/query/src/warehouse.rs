@@ -156,18 +156,18 @@ impl Warehouse {
         };
         let tally = FunnelTally::new(plan);
         let (tally, again) = self
-            .match_paths(&plan.sql, widths, tally, Paths::AsStored)
+            .match_paths(&plan.sql(), widths, tally, Paths::AsStored)
             .await?;
         if again.is_empty() {
             return Ok(tally.answer());
         }
-        let (tally, _) = match plan.copies_sql(Some(&again)) {
+        let (tally, _) = match plan.copies_sql(&again) {
             Some(sql) => {
                 self.match_paths(&sql, widths, tally, Paths::Unique(None))
                     .await?
             }
             None => {
-                let sql = plan.copies_sql(None).unwrap_or_default();
+                let sql = plan.all_copies_sql();
                 let wanted = again.into_iter().collect();
                 self.match_paths(&sql, widths, tally, Paths::Unique(Some(wanted)))
                     .await?

@@ -41,10 +41,14 @@ fn shapes(db: &str) -> Vec<(String, String)> {
         // whose "other" line needs its own statement show it too.
         let wide: Vec<Vec<Value>> = (0..=BREAKDOWN_LIMIT)
             .map(|k| {
-                json!([plan.buckets[0].key, format!("city {k}"), 1.0, 1.0, 0.0])
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
+                let key = &plan.buckets[0].key;
+                vec![
+                    json!(key),
+                    json!(format!("city {k}")),
+                    json!(1.0),
+                    json!(1.0),
+                    json!(0.0),
+                ]
             })
             .collect();
         for s in plan.series {
@@ -73,10 +77,10 @@ fn shapes(db: &str) -> Vec<(String, String)> {
         .unwrap();
         // Paths read again by uuid: named users, and every user.
         let users: Vec<String> = (0..40).map(|u| format!("user-{u}")).collect();
-        for sql in [plan.copies_sql(Some(&users)), plan.copies_sql(None)] {
-            out.push((format!("funnel again {body}"), sql.unwrap()));
+        for sql in [plan.copies_sql(&users).unwrap(), plan.all_copies_sql()] {
+            out.push((format!("funnel again {body}"), sql));
         }
-        out.push((format!("funnel {body}"), plan.sql));
+        out.push((format!("funnel {body}"), plan.sql()));
     }
     let retentions = [
         json!({"target":{"event":"signup"},"returning":{"event":"$pageview"},"date_from":"2026-10-24","periods":10}),

@@ -208,7 +208,7 @@ async fn run(wh: &Warehouse, db: &str, req: &FunnelRequest) -> (Value, funnel::F
     let answer = wh
         .funnel(&plan)
         .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", plan.sql));
+        .unwrap_or_else(|e| panic!("{e}\n{}", plan.sql()));
     (answer, plan)
 }
 
