@@ -10,6 +10,8 @@ pub mod config;
 pub mod metrics;
 pub mod secrets;
 pub mod store;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod throttle;
 
 use std::sync::{Arc, Mutex};

@@ -9,41 +9,15 @@ mod common;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
+use tributary_auth::testing::{post, start_auth};
 use tributary_core::Event;
-use tributary_core::config::Env;
 use tributary_tests::kafka::read_topic;
 use tributary_tests::{Stack, poll_until, unique_name};
-
-async fn start_auth(stack: &Stack) -> (String, CancellationToken) {
-    let vars = [
-        ("AUTH_HOST", "127.0.0.1"),
-        ("POSTGRES_DSN", stack.postgres_dsn.as_str()),
-        ("JWT_SECRET", "capture-test-secret-capture-test-secret"),
-    ];
-    let mut config = tributary_auth::AuthConfig::from_env(&Env::new(&vars)).unwrap();
-    config.listen.set_port(0);
-    let auth = tributary_auth::Auth::bind(&config).await.unwrap();
-    let base = format!("http://{}", auth.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    tokio::spawn(auth.serve(stop.clone()));
-    (base, stop)
-}
-
-async fn post(http: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> Value {
-    let mut req = http.post(url).json(&body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let r = req.send().await.unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
-    r.json().await.unwrap()
-}
 
 #[tokio::test]
 async fn keys_from_the_auth_service_scope_capture() {
     let stack = Stack::require();
-    let (auth, auth_stop) = start_auth(&stack).await;
+    let (auth, auth_stop) = start_auth(&stack.postgres_dsn).await;
     let http = reqwest::Client::new();
     let email = format!("{}@example.test", unique_name("owner"));
     post(

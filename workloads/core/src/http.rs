@@ -78,6 +78,15 @@ pub fn client_ip(
     }
 }
 
+/// The route template a request matched (`/api/query/jobs/{id}`), for
+/// metric labels that stay few; "unmatched" when no route matched.
+pub fn route_template(request: &axum::extract::Request) -> String {
+    request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned())
+}
+
 /// Convenience for handlers: a JSON error body `{"error": ..., "message": ...}`.
 pub fn error_body(kind: &str, message: impl Into<String>) -> Json<Value> {
     Json(json!({"error": kind, "message": message.into()}))

@@ -10,33 +10,9 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use tributary_auth::testing::{post, start_auth};
 use tributary_core::config::Env;
 use tributary_tests::{Stack, poll_until, unique_name};
-
-async fn start_auth(stack: &Stack) -> (String, CancellationToken) {
-    let vars = [
-        ("AUTH_HOST", "127.0.0.1"),
-        ("POSTGRES_DSN", stack.postgres_dsn.as_str()),
-        ("JWT_SECRET", "query-test-secret-query-test-secret-query"),
-    ];
-    let mut config = tributary_auth::AuthConfig::from_env(&Env::new(&vars)).unwrap();
-    config.listen.set_port(0);
-    let auth = tributary_auth::Auth::bind(&config).await.unwrap();
-    let base = format!("http://{}", auth.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    tokio::spawn(auth.serve(stop.clone()));
-    (base, stop)
-}
-
-async fn post(http: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> Value {
-    let mut req = http.post(url).json(&body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let r = req.send().await.unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
-    r.json().await.unwrap()
-}
 
 /// A user with two projects; a query key for each and a capture key.
 struct Tenants {
@@ -156,7 +132,7 @@ fn trend_body() -> Value {
 #[tokio::test]
 async fn queries_are_scoped_cached_and_run_as_jobs() {
     let stack = Stack::require();
-    let (auth, auth_stop) = start_auth(&stack).await;
+    let (auth, auth_stop) = start_auth(&stack.postgres_dsn).await;
     let http = reqwest::Client::new();
     let t = tenants(&http, &auth).await;
     let mut events = pageviews(t.a, 3);
@@ -324,7 +300,7 @@ async fn queries_are_scoped_cached_and_run_as_jobs() {
 #[tokio::test]
 async fn clickhouse_errors_are_502_with_a_message_and_no_stack_trace() {
     let stack = Stack::require();
-    let (auth, auth_stop) = start_auth(&stack).await;
+    let (auth, auth_stop) = start_auth(&stack.postgres_dsn).await;
     let http = reqwest::Client::new();
     let t = tenants(&http, &auth).await;
     // A database without the events table.
