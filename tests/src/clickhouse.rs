@@ -28,6 +28,23 @@ pub fn host_port(url: &str) -> (String, u16) {
     )
 }
 
+/// Settings for database `database` on the server at `url`, as the services
+/// read them from their environment (no validation, no compression).
+pub fn settings(url: &str, database: &str) -> tributary_core::clickhouse::ClickHouseSettings {
+    let (host, port) = host_port(url);
+    let port = port.to_string();
+    let vars = [
+        ("TEST_CLICKHOUSE_HOST", host.as_str()),
+        ("TEST_CLICKHOUSE_PORT", port.as_str()),
+        ("TEST_CLICKHOUSE_DATABASE", database),
+    ];
+    tributary_core::clickhouse::ClickHouseSettings::from_env(
+        &tributary_core::config::Env::new(&vars),
+        "TEST",
+    )
+    .unwrap_or_else(|e| panic!("ClickHouse settings for {url} / {database}: {e}"))
+}
+
 fn server_binary() -> PathBuf {
     ["/usr/bin/clickhouse-server", "/usr/sbin/clickhouse-server"]
         .iter()

@@ -77,13 +77,7 @@ fn env_map(pairs: &[(&str, String)]) -> HashMap<String, String> {
 }
 
 fn settings(stack: &Stack, db: &str) -> ClickHouseSettings {
-    let (host, port) = host_port(&stack.clickhouse_url);
-    let vars = env_map(&[
-        ("CONSUMER_CLICKHOUSE_HOST", host),
-        ("CONSUMER_CLICKHOUSE_PORT", port.to_string()),
-        ("CONSUMER_CLICKHOUSE_DATABASE", db.to_owned()),
-    ]);
-    ClickHouseSettings::from_env(&Env::new(&vars), "CONSUMER").unwrap()
+    tributary_tests::clickhouse::settings(&stack.clickhouse_url, db)
 }
 
 fn consumer_config(stack: &Stack, topic: &str, db: &str) -> ConsumerConfig {

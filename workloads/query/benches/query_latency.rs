@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use tributary_core::clickhouse::ClickHouseSettings;
 use tributary_core::config::Env;
 use tributary_tests::Stack;
 
@@ -30,7 +29,6 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 }
 
 async fn ensure_data(stack: &Stack) {
-    let (host, port) = tributary_tests::clickhouse::host_port(&stack.clickhouse_url);
     let ch = tributary_tests::clickhouse::client(&stack.clickhouse_url);
     let count: u64 = ch
         .query_raw(&format!("SELECT count() FROM {DB}.events"))
@@ -45,16 +43,7 @@ async fn ensure_data(stack: &Stack) {
         .execute()
         .await
         .unwrap();
-    let settings = ClickHouseSettings {
-        host,
-        port,
-        secure: false,
-        database: DB.into(),
-        user: "default".into(),
-        password: String::new(),
-        validation: false,
-        lz4: false,
-    };
+    let settings = tributary_tests::clickhouse::settings(&stack.clickhouse_url, DB);
     tributary_core::schema::migrate_clickhouse(&settings)
         .await
         .unwrap();

@@ -45,14 +45,7 @@ impl Fixture {
     }
 
     pub fn settings(&self) -> ClickHouseSettings {
-        let (host, port) = host_port(&self.clickhouse_url);
-        let port = port.to_string();
-        let vars = [
-            ("CONSUMER_CLICKHOUSE_HOST", host.as_str()),
-            ("CONSUMER_CLICKHOUSE_PORT", port.as_str()),
-            ("CONSUMER_CLICKHOUSE_DATABASE", self.database.as_str()),
-        ];
-        ClickHouseSettings::from_env(&Env::new(&vars), "CONSUMER").unwrap()
+        tributary_tests::clickhouse::settings(&self.clickhouse_url, &self.database)
     }
 
     pub fn config(&self, extra: &[(&str, &str)]) -> ConsumerConfig {

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
-use tributary_core::clickhouse::ClickHouseSettings;
 use tributary_core::schema::{clickhouse_migrations, render};
 use tributary_query::request::{Operator, PropertyFilter};
 use tributary_query::warehouse::Warehouse;
@@ -185,17 +184,7 @@ pub async fn load(stack: &Stack, events: &[Ev]) -> (Warehouse, String) {
     for sql in inserts {
         client.query_raw(sql).execute().await.unwrap();
     }
-    let (host, port) = tributary_tests::clickhouse::host_port(&stack.clickhouse_url);
-    let settings = ClickHouseSettings {
-        host,
-        port,
-        secure: false,
-        database: db.clone(),
-        user: "default".into(),
-        password: String::new(),
-        validation: false,
-        lz4: false,
-    };
+    let settings = tributary_tests::clickhouse::settings(&stack.clickhouse_url, &db);
     (Warehouse::new(&settings, Duration::from_secs(30)), db)
 }
 
