@@ -23,10 +23,12 @@ use chrono_tz::Tz;
 use serde_json::{Value, json};
 
 use crate::funnel_match::{
-    Exclusion, FunnelOrder, FunnelSpec, PathEvent, match_user, mean_seconds, median_seconds,
+    Exclusion, FunnelOrder, FunnelSpec, match_user, mean_seconds, median_seconds,
 };
+use crate::path_sort::PathSorter;
 use crate::range::{self, TimeRange};
 use crate::request::{FunnelOrderRequest, FunnelRequest, Interval, RequestError};
+use crate::rowbinary::Widths;
 use crate::sql::{self, Property};
 use crate::warehouse::PathRow;
 
@@ -89,19 +91,17 @@ impl FunnelPlan {
         self.statement("", true)
     }
 
-    /// Whether step masks travel as `u8` (8 steps or fewer).
-    pub fn narrow_steps(&self) -> bool {
-        self.events.len() <= 8
-    }
-
-    /// Whether times travel as `u32` milliseconds since the range's start.
-    pub fn narrow_times(&self) -> bool {
-        narrow(&self.range)
-    }
-
     /// Every user's path, without de-duplication.
     pub fn sql(&self) -> String {
         self.statement("", false)
+    }
+
+    /// Integer widths of times and step masks in the answers.
+    pub fn widths(&self) -> Widths {
+        Widths {
+            narrow_times: narrow(&self.range),
+            narrow_steps: self.events.len() <= 8,
+        }
     }
 
     pub fn spec(&self) -> FunnelSpec<'_> {
@@ -365,8 +365,7 @@ impl Counts {
 pub struct FunnelTally {
     plan: FunnelPlan,
     groups: HashMap<String, Counts>,
-    path: Vec<(PathEvent, usize)>,
-    sorted: Vec<PathEvent>,
+    sorter: PathSorter,
 }
 
 impl FunnelTally {
@@ -374,8 +373,7 @@ impl FunnelTally {
         Self {
             plan: plan.clone(),
             groups: HashMap::new(),
-            path: Vec::new(),
-            sorted: Vec::new(),
+            sorter: PathSorter::default(),
         }
     }
 
@@ -394,43 +392,17 @@ impl FunnelTally {
     }
 
     fn add_path(&mut self, row: &PathRow, unique: bool) -> bool {
-        self.path.clear();
-        // Exclusions and labels come empty when the funnel has none.
-        for (i, (&ts_ms, &steps)) in row.times.iter().zip(&row.steps).enumerate() {
-            self.path.push((
-                PathEvent {
-                    ts_ms,
-                    steps,
-                    exclusions: row.exclusions.get(i).copied().unwrap_or(0),
-                },
-                i,
-            ));
-        }
-        // Labels break ties (only read then), so the order and the starting
-        // event's label do not depend on how rows arrived.
-        let label = |i: usize| row.labels.get(i).map_or("", String::as_str);
-        self.path.sort_unstable_by(|(a, ai), (b, bi)| {
-            (a.ts_ms, a.steps, a.exclusions)
-                .cmp(&(b.ts_ms, b.steps, b.exclusions))
-                .then_with(|| label(*ai).cmp(label(*bi)))
-        });
-        let twins = self.path.windows(2).any(|w| {
-            let ((a, ai), (b, bi)) = (&w[0], &w[1]);
-            a == b && label(*ai) == label(*bi)
-        });
+        let twins = self.sorter.sort(row);
         if twins && !unique {
             return false;
         }
-        self.sorted.clear();
-        self.sorted.extend(self.path.iter().map(|(e, _)| *e));
-        let Some(user) = match_user(&self.sorted, &self.plan.spec()) else {
+        let Some(user) = match_user(self.sorter.events(), &self.plan.spec()) else {
             return true;
         };
+        // The starting event's label; ties were broken by label, so it does
+        // not depend on how rows arrived.
         let key = if self.plan.breakdown {
-            self.path
-                .get(user.start)
-                .map_or("", |(_, i)| label(*i))
-                .to_owned()
+            self.sorter.label(row, user.start).to_owned()
         } else {
             String::new()
         };

@@ -12,6 +12,7 @@ pub mod config;
 pub mod funnel;
 pub mod funnel_match;
 pub mod metrics;
+pub mod path_sort;
 pub mod range;
 pub mod request;
 pub mod retention;

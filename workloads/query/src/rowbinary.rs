@@ -32,12 +32,43 @@ pub struct Widths {
     pub narrow_steps: bool,
 }
 
-/// Rows out of a stream of chunks.
+/// Bytes received and not yet decoded.
+#[derive(Debug, Default)]
+struct Pending {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Pending {
+    fn push(&mut self, chunk: &[u8]) {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(chunk);
+    }
+
+    fn cursor(&self) -> Cursor<'_> {
+        Cursor {
+            bytes: &self.buf,
+            pos: self.pos,
+        }
+    }
+
+    /// Bytes left over at the end of the answer mean it was cut short.
+    fn finish(&self) -> Result<(), DecodeError> {
+        match self.buf.len() - self.pos {
+            0 => Ok(()),
+            n => Err(DecodeError::Truncated(n)),
+        }
+    }
+}
+
+/// Path rows out of a stream of chunks.
 #[derive(Debug)]
 pub struct PathDecoder {
     widths: Widths,
-    buf: Vec<u8>,
-    pos: usize,
+    pending: Pending,
 }
 
 /// A cursor over a byte slice; `None` means "not enough bytes yet".
@@ -72,40 +103,59 @@ impl<'a> Cursor<'a> {
         Err(DecodeError::Length(value))
     }
 
-    fn string(&mut self) -> Result<Option<String>, DecodeError> {
+    fn str(&mut self) -> Result<Option<&'a str>, DecodeError> {
         let Some(n) = self.len()? else {
             return Ok(None);
         };
         let Some(bytes) = self.take(n) else {
             return Ok(None);
         };
-        String::from_utf8(bytes.to_vec())
+        std::str::from_utf8(bytes)
             .map(Some)
             .map_err(|_| DecodeError::Utf8)
     }
 
-    /// An array of `width`-byte little-endian integers, each as a `T` at
-    /// least that wide.
-    fn numbers<T: TryFrom<u64> + Default>(
-        &mut self,
-        width: usize,
-    ) -> Result<Option<Vec<T>>, DecodeError> {
+    fn string(&mut self) -> Result<Option<String>, DecodeError> {
+        Ok(self.str()?.map(str::to_owned))
+    }
+
+    /// The bytes of an array of `width`-byte numbers.
+    fn array(&mut self, width: usize) -> Result<Option<&'a [u8]>, DecodeError> {
         let Some(n) = self.len()? else {
             return Ok(None);
         };
-        let Some(bytes) = n.checked_mul(width).and_then(|b| self.take(b)) else {
-            return Ok(None);
-        };
-        let mut word = [0u8; 8];
-        Ok(Some(
-            bytes
-                .chunks_exact(width)
-                .map(|c| {
-                    word[..width].copy_from_slice(c);
-                    T::try_from(u64::from_le_bytes(word)).unwrap_or_default()
-                })
-                .collect(),
-        ))
+        Ok(n.checked_mul(width).and_then(|b| self.take(b)))
+    }
+
+    /// An array of little-endian `u32` (`wide`: `u64`) as `u64`s.
+    fn times(&mut self, wide: bool) -> Result<Option<Vec<u64>>, DecodeError> {
+        Ok(self.array(if wide { 8 } else { 4 })?.map(|bytes| {
+            if wide {
+                bytes
+                    .chunks_exact(8)
+                    .map(|c| <[u8; 8]>::try_from(c).map_or(0, u64::from_le_bytes))
+                    .collect()
+            } else {
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| <[u8; 4]>::try_from(c).map_or(0, |b| u64::from(u32::from_le_bytes(b))))
+                    .collect()
+            }
+        }))
+    }
+
+    /// An array of `u8` (`wide`: little-endian `u16`) as `u16`s.
+    fn masks(&mut self, wide: bool) -> Result<Option<Vec<u16>>, DecodeError> {
+        Ok(self.array(if wide { 2 } else { 1 })?.map(|bytes| {
+            if wide {
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| <[u8; 2]>::try_from(c).map_or(0, u16::from_le_bytes))
+                    .collect()
+            } else {
+                bytes.iter().map(|&b| u16::from(b)).collect()
+            }
+        }))
     }
 
     fn strings(&mut self) -> Result<Option<Vec<String>>, DecodeError> {
@@ -127,44 +177,34 @@ impl PathDecoder {
     pub fn new(widths: Widths) -> Self {
         Self {
             widths,
-            buf: Vec::new(),
-            pos: 0,
+            pending: Pending::default(),
         }
     }
 
     /// Adds the next bytes of the answer.
     pub fn push(&mut self, chunk: &[u8]) {
-        if self.pos > 0 {
-            self.buf.drain(..self.pos);
-            self.pos = 0;
-        }
-        self.buf.extend_from_slice(chunk);
+        self.pending.push(chunk);
     }
 
     /// The next complete row, or `None` until more bytes arrive.
     pub fn next_row(&mut self) -> Result<Option<PathRow>, DecodeError> {
-        let mut c = Cursor {
-            bytes: &self.buf,
-            pos: self.pos,
-        };
-        let time_width = if self.widths.narrow_times { 4 } else { 8 };
-        let step_width = if self.widths.narrow_steps { 1 } else { 2 };
+        let mut c = self.pending.cursor();
         let Some(distinct_id) = c.string()? else {
             return Ok(None);
         };
-        let Some(times) = c.numbers::<u64>(time_width)? else {
+        let Some(times) = c.times(!self.widths.narrow_times)? else {
             return Ok(None);
         };
-        let Some(steps) = c.numbers::<u16>(step_width)? else {
+        let Some(steps) = c.masks(!self.widths.narrow_steps)? else {
             return Ok(None);
         };
-        let Some(exclusions) = c.numbers::<u16>(2)? else {
+        let Some(exclusions) = c.masks(true)? else {
             return Ok(None);
         };
         let Some(labels) = c.strings()? else {
             return Ok(None);
         };
-        self.pos = c.pos;
+        self.pending.pos = c.pos;
         Ok(Some(PathRow {
             distinct_id,
             times,
@@ -176,10 +216,7 @@ impl PathDecoder {
 
     /// Call at the end of the answer: bytes left over mean it was cut short.
     pub fn finish(&self) -> Result<(), DecodeError> {
-        match self.buf.len() - self.pos {
-            0 => Ok(()),
-            n => Err(DecodeError::Truncated(n)),
-        }
+        self.pending.finish()
     }
 }
 

@@ -150,10 +150,7 @@ impl Warehouse {
     /// A funnel's answer: every user's path read as it is stored, and the
     /// paths that may hold copies of an event read again by `uuid`.
     pub async fn funnel(&self, plan: &FunnelPlan) -> Result<Value, WarehouseError> {
-        let widths = Widths {
-            narrow_times: plan.narrow_times(),
-            narrow_steps: plan.narrow_steps(),
-        };
+        let widths = plan.widths();
         let tally = FunnelTally::new(plan);
         let (tally, again) = self
             .match_paths(&plan.sql(), widths, tally, Paths::AsStored)

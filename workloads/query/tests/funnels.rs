@@ -247,7 +247,8 @@ async fn funnels_match_an_independent_computation() {
     for body in requests {
         let req: FunnelRequest = parse(body.to_string().as_bytes()).unwrap();
         let (answer, plan) = run(&wh, &db, &req).await;
-        widths.insert((plan.narrow_times(), plan.narrow_steps()));
+        let w = plan.widths();
+        widths.insert((w.narrow_times, w.narrow_steps));
         let groups = model(
             &events,
             &req,
