@@ -27,6 +27,11 @@ pub struct QueryConfig {
     /// `QUERY_MAX_CONCURRENT_QUERIES` (`8`): queries running on ClickHouse at
     /// once (others wait; async jobs too).
     pub max_concurrent_queries: usize,
+    /// `QUERY_FUNNEL_LOCAL_EVENTS` (`10000000`): funnel events this process
+    /// may hold at once, across the funnels running, to group them into
+    /// users' paths itself (32 bytes each); past it ClickHouse
+    /// groups them, about twice as slowly. 0: always ClickHouse.
+    pub funnel_local_events: usize,
     /// `QUERY_REQUIRE_API_KEY` (`false`): refuse requests without a valid
     /// `X-API-Key` of scope `query`.
     pub require_api_key: bool,
@@ -57,6 +62,12 @@ impl QueryConfig {
             cache_ttl: secs("QUERY_CACHE_TTL_SECS", 300, 0, 7 * 86_400)?,
             job_ttl: secs("QUERY_JOB_TTL_SECS", 86_400, 60, 30 * 86_400)?,
             max_concurrent_queries: env.int_in("QUERY_MAX_CONCURRENT_QUERIES", 8usize, 1, 1024)?,
+            funnel_local_events: env.int_in(
+                "QUERY_FUNNEL_LOCAL_EVENTS",
+                crate::warehouse::DEFAULT_FUNNEL_EVENTS,
+                0,
+                1_000_000_000,
+            )?,
             require_api_key: env.bool("QUERY_REQUIRE_API_KEY", false)?,
             api_keys: api_keys_from_env(env, "QUERY_API_KEYS")?,
             default_project_id: env.int_in("QUERY_DEFAULT_PROJECT_ID", 1u64, 1, u64::MAX)?,
@@ -79,6 +90,7 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_secs(60));
         assert!(!c.require_api_key);
         assert_eq!(c.auth_cache.valid_for, Duration::from_secs(60));
+        assert_eq!(c.funnel_local_events, 10_000_000);
     }
 
     #[test]
@@ -90,6 +102,7 @@ mod tests {
             ("QUERY_API_KEYS", "secretkey"),
             ("QUERY_CLICKHOUSE_DATABASE", "a;b"),
             ("QUERY_AUTH_CACHE_SECS", "-1"),
+            ("QUERY_FUNNEL_LOCAL_EVENTS", "lots"),
         ] {
             let src = [(var, value)];
             let e = QueryConfig::from_env(&Env::new(&src)).unwrap_err();

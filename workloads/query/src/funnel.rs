@@ -28,7 +28,7 @@ use crate::funnel_match::{
 use crate::path_sort::PathSorter;
 use crate::range::{self, TimeRange};
 use crate::request::{FunnelOrderRequest, FunnelRequest, Interval, RequestError};
-use crate::rowbinary::Widths;
+use crate::rowbinary::{EventShape, UserKey, Widths};
 use crate::sql::{self, Property};
 use crate::warehouse::PathRow;
 
@@ -48,7 +48,7 @@ pub struct FunnelPlan {
     pub window_ms: u64,
     pub exclusions: Vec<Exclusion>,
     pub breakdown: bool,
-    /// `SELECT` list of the rows before grouping.
+    /// `SELECT` list of the rows before grouping, after the user.
     columns: String,
     /// The arrays of each user's row.
     arrays: String,
@@ -58,6 +58,10 @@ pub struct FunnelPlan {
     having: String,
 }
 
+/// Most users [`FunnelPlan::event_copies_sql`] names in its statement
+/// (about 22 bytes each); more are read with every other user and filtered.
+pub const MAX_LISTED_KEYS: usize = 1_000;
+
 /// Longest list of users [`FunnelPlan::copies_sql`] names in its statement
 /// (bytes of their ids); more are read with every other user and filtered.
 pub const MAX_LISTED_USER_BYTES: usize = 64 * 1024;
@@ -65,7 +69,7 @@ pub const MAX_LISTED_USER_BYTES: usize = 64 * 1024;
 impl FunnelPlan {
     fn statement(&self, extra: &str, dedup: bool) -> String {
         format!(
-            "SELECT distinct_id, {arrays} FROM (SELECT {uuid}{columns} FROM {source}{extra}{limit}) GROUP BY distinct_id HAVING {having}",
+            "SELECT distinct_id, {arrays} FROM (SELECT {uuid}distinct_id, {columns} FROM {source}{extra}{limit}) GROUP BY distinct_id HAVING {having}",
             arrays = self.arrays,
             uuid = if dedup { "uuid, " } else { "" },
             columns = self.columns,
@@ -94,6 +98,50 @@ impl FunnelPlan {
     /// Every user's path, without de-duplication.
     pub fn sql(&self) -> String {
         self.statement("", false)
+    }
+
+    fn events_statement(&self, extra: &str, dedup: bool) -> String {
+        format!(
+            "SELECT cityHash64(distinct_id), murmurHash2_64(distinct_id), {columns} FROM {source}{extra}{limit}",
+            columns = self.columns,
+            source = self.source,
+            limit = if dedup { " LIMIT 1 BY uuid" } else { "" },
+        )
+    }
+
+    /// Every event of the funnel as a row of its own, in no particular
+    /// order, its user named by [`UserKey`], without de-duplication;
+    /// [`Self::event_shape`] describes a row.
+    pub fn events_sql(&self) -> String {
+        self.events_statement("", false)
+    }
+
+    /// The events of `users` (and of any user sharing their `cityHash64`),
+    /// de-duplicated by `uuid`; `None` when the list is too long to name
+    /// (then read [`Self::all_event_copies_sql`]).
+    pub fn event_copies_sql(&self, users: &[UserKey]) -> Option<String> {
+        if users.len() > MAX_LISTED_KEYS {
+            return None;
+        }
+        let list: Vec<String> = users.iter().map(|u| u.city.to_string()).collect();
+        Some(self.events_statement(
+            &format!(" AND cityHash64(distinct_id) IN ({})", list.join(", ")),
+            true,
+        ))
+    }
+
+    /// Every event of the funnel, de-duplicated by `uuid`.
+    pub fn all_event_copies_sql(&self) -> String {
+        self.events_statement("", true)
+    }
+
+    /// The columns of the event statements.
+    pub fn event_shape(&self) -> EventShape {
+        EventShape {
+            widths: self.widths(),
+            exclusions: !self.exclusions.is_empty(),
+            labels: self.breakdown,
+        }
     }
 
     /// Integer widths of times and step masks in the answers.
@@ -256,7 +304,6 @@ pub fn plan(
         "timestamp_ms AS t".to_owned()
     };
     let mut columns = vec![
-        "distinct_id".to_owned(),
         time,
         if steps.len() <= 8 {
             format!("toUInt8({}) AS s", mask(&steps))
@@ -374,6 +421,17 @@ impl FunnelTally {
             plan: plan.clone(),
             groups: HashMap::new(),
             sorter: PathSorter::default(),
+        }
+    }
+
+    /// Adds the users `other` counted (none of them counted here).
+    pub fn merge(&mut self, other: FunnelTally) {
+        let steps = self.plan.events.len();
+        for (key, counts) in other.groups {
+            self.groups
+                .entry(key)
+                .or_insert_with(|| Counts::new(steps))
+                .merge(counts);
         }
     }
 

@@ -12,6 +12,7 @@ pub mod config;
 pub mod funnel;
 pub mod funnel_match;
 pub mod metrics;
+pub mod path_group;
 pub mod path_sort;
 pub mod range;
 pub mod request;
@@ -62,8 +63,15 @@ impl QueryServer {
         };
         let mut registry = Registry::default();
         let metrics = metrics::QueryMetrics::register(&mut registry);
+        let warehouse = warehouse::Warehouse::new(&config.clickhouse, config.timeout)
+            .with_funnel_budget(config.funnel_local_events);
+        registry.register(
+            "query_funnel_paths_grouped",
+            "Funnels by where their events were grouped into users' paths (service; clickhouse when QUERY_FUNNEL_LOCAL_EVENTS was in use)",
+            warehouse.funnel_grouping(),
+        );
         let state = Arc::new(api::AppState {
-            warehouse: warehouse::Warehouse::new(&config.clickhouse, config.timeout),
+            warehouse,
             cache: cache::Cache::new(&config.redis_url, config.cache_ttl, config.job_ttl)?,
             keys,
             metrics,

@@ -3,14 +3,20 @@
 //! line, never a stack trace.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clickhouse::Client;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde_json::Value;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tributary_core::clickhouse::{ClickHouseSettings, exception_code};
 
 use crate::funnel::{FunnelPlan, FunnelTally};
-use crate::rowbinary::{DecodeError, PathDecoder, Widths};
+use crate::path_group::PathGrouper;
+use crate::rowbinary::{DecodeError, EventDecoder, PathDecoder, UserKey, Widths};
 
 /// Why a query produced no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,6 +53,13 @@ enum Paths {
     Unique(Option<HashSet<String>>),
 }
 
+/// Where a funnel's events were grouped into users' paths: `service`, or
+/// `clickhouse` when the service's event budget was in use.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupingLabels {
+    pub grouped_by: &'static str,
+}
+
 /// A ClickHouse server holding the `events` table.
 #[derive(Clone)]
 pub struct Warehouse {
@@ -54,7 +67,19 @@ pub struct Warehouse {
     url: String,
     database: String,
     timeout: Duration,
+    /// Funnel events this process may hold at once, shared by the funnels
+    /// running (see [`Self::with_funnel_budget`]).
+    funnel_budget: Arc<Semaphore>,
+    /// Permits taken from `funnel_budget` at a time.
+    funnel_grant: u32,
+    funnel_grouping: Family<GroupingLabels, Counter>,
 }
+
+/// Default of [`Warehouse::with_funnel_budget`] (about 320 MB at most).
+pub const DEFAULT_FUNNEL_EVENTS: usize = 10_000_000;
+
+/// Threads matching the paths grouped here.
+const MATCHERS: usize = 2;
 
 /// ClickHouse's code for "timeout exceeded".
 const TIMEOUT_EXCEEDED: u32 = 159;
@@ -66,7 +91,28 @@ impl Warehouse {
             url: settings.url(),
             database: settings.database.clone(),
             timeout,
+            funnel_budget: Arc::new(Semaphore::new(0)),
+            funnel_grant: 0,
+            funnel_grouping: Family::default(),
         }
+        .with_funnel_budget(DEFAULT_FUNNEL_EVENTS)
+    }
+
+    /// Funnel events this process may hold at once, shared by the funnels
+    /// running ([`crate::path_group::BYTES_PER_EVENT`] bytes each). A
+    /// funnel groups its events into users' paths here while they stream
+    /// in, about twice as fast as ClickHouse grouping them; when the budget
+    /// runs out it lets ClickHouse group them instead. 0: always ClickHouse.
+    pub fn with_funnel_budget(mut self, events: usize) -> Self {
+        let events = events.min(Semaphore::MAX_PERMITS);
+        self.funnel_budget = Arc::new(Semaphore::new(events));
+        self.funnel_grant = u32::try_from(events).unwrap_or(u32::MAX).min(1 << 16);
+        self
+    }
+
+    /// Funnels by where their paths were grouped, to register as a metric.
+    pub fn funnel_grouping(&self) -> Family<GroupingLabels, Counter> {
+        self.funnel_grouping.clone()
     }
 
     pub fn database(&self) -> &str {
@@ -147,9 +193,130 @@ impl Warehouse {
         futures::future::try_join_all(runs).await
     }
 
-    /// A funnel's answer: every user's path read as it is stored, and the
-    /// paths that may hold copies of an event read again by `uuid`.
+    /// A funnel's answer: its events grouped into users' paths here when
+    /// the budget allows, by ClickHouse otherwise.
     pub async fn funnel(&self, plan: &FunnelPlan) -> Result<Value, WarehouseError> {
+        if let Some(tally) = self.funnel_grouped_here(plan).await? {
+            self.count_grouping("service");
+            return Ok(tally.answer());
+        }
+        self.count_grouping("clickhouse");
+        self.funnel_grouped_by_clickhouse(plan).await
+    }
+
+    fn count_grouping(&self, grouped_by: &'static str) {
+        self.funnel_grouping
+            .get_or_create(&GroupingLabels { grouped_by })
+            .inc();
+    }
+
+    /// Every user's path grouped here and matched, then the paths that may
+    /// hold copies of an event read again by `uuid`. `None` when the budget
+    /// ran out on the way.
+    async fn funnel_grouped_here(
+        &self,
+        plan: &FunnelPlan,
+    ) -> Result<Option<FunnelTally>, WarehouseError> {
+        let t0 = std::time::Instant::now();
+        let Some((paths, held)) = self.group_events(plan, &plan.events_sql()).await? else {
+            eprintln!("fallback");
+            return Ok(None);
+        };
+        eprintln!("grouped {:?}", t0.elapsed());
+        let (tally, again) = match_grouped(plan, paths).await?;
+        eprintln!("matched {:?} again {}", t0.elapsed(), again.len());
+        drop(held);
+        if again.is_empty() {
+            return Ok(Some(tally));
+        }
+        let sql = plan
+            .event_copies_sql(&again)
+            .unwrap_or_else(|| plan.all_event_copies_sql());
+        let Some((paths, held)) = self.group_events(plan, &sql).await? else {
+            return Ok(None);
+        };
+        let wanted: HashSet<UserKey> = again.into_iter().collect();
+        let mut tally = tally;
+        let tally = tokio::task::spawn_blocking(move || {
+            for share in paths.finish(1) {
+                share.for_each(|user, row| {
+                    if wanted.contains(&user) {
+                        tally.add_unique(row);
+                    }
+                });
+            }
+            tally
+        })
+        .await
+        .map_err(matching_failed)?;
+        drop(held);
+        Ok(Some(tally))
+    }
+
+    /// The events `sql` returns grouped by user as they arrive, with the
+    /// budget permits they hold; `None` when the budget ran out first.
+    async fn group_events(
+        &self,
+        plan: &FunnelPlan,
+        sql: &str,
+    ) -> Result<Option<(PathGrouper, SemaphorePermit<'_>)>, WarehouseError> {
+        if self.funnel_grant == 0 {
+            return Ok(None);
+        }
+        let Ok(mut held) = self.funnel_budget.try_acquire_many(self.funnel_grant) else {
+            return Ok(None);
+        };
+        let read = async {
+            let mut cursor = self
+                .query(sql)
+                .fetch_bytes("RowBinary")
+                .map_err(|e| self.error(e))?;
+            let mut decoder = EventDecoder::new(plan.event_shape());
+            let mut grouper = PathGrouper::default();
+            let unreadable = |e: DecodeError| WarehouseError::Unreadable(e.to_string());
+            let t0 = std::time::Instant::now();
+            let (mut n, mut bytes, mut first) = (0usize, 0usize, None);
+            while let Some(chunk) = cursor.next().await.map_err(|e| self.error(e))? {
+                n += 1;
+                bytes += chunk.len();
+                if first.is_none() {
+                    first = Some(t0.elapsed());
+                }
+                decoder
+                    .push(&chunk, |event| grouper.add(&event))
+                    .map_err(unreadable)?;
+                while grouper.events() > held.num_permits() {
+                    let Ok(more) = self.funnel_budget.try_acquire_many(self.funnel_grant) else {
+                        tracing::info!(
+                            events = grouper.events(),
+                            "funnel events past the budget (QUERY_FUNNEL_LOCAL_EVENTS): grouped by ClickHouse instead"
+                        );
+                        // Dropping the cursor closes the connection, which
+                        // stops the statement.
+                        return Ok(None);
+                    };
+                    held.merge(more);
+                }
+            }
+            decoder.finish().map_err(unreadable)?;
+            eprintln!(
+                "chunks {n} bytes {bytes} first {first:?} end {:?}",
+                t0.elapsed()
+            );
+            Ok(Some(grouper))
+        };
+        let grouper = tokio::time::timeout(self.deadline(), read)
+            .await
+            .map_err(|_| WarehouseError::Timeout(self.timeout.as_secs()))??;
+        Ok(grouper.map(|g| (g, held)))
+    }
+
+    /// Every user's path read as ClickHouse grouped it, and the paths that
+    /// may hold copies of an event read again by `uuid`.
+    async fn funnel_grouped_by_clickhouse(
+        &self,
+        plan: &FunnelPlan,
+    ) -> Result<Value, WarehouseError> {
         let widths = plan.widths();
         let tally = FunnelTally::new(plan);
         let (tally, again) = self
@@ -236,9 +403,7 @@ impl Warehouse {
         tokio::time::timeout(self.deadline(), read)
             .await
             .map_err(|_| WarehouseError::Timeout(self.timeout.as_secs()))??;
-        matcher
-            .await
-            .map_err(|e| WarehouseError::Unreadable(format!("funnel matching failed: {e}")))
+        matcher.await.map_err(matching_failed)
     }
 
     /// Whether the server answers and the events table exists.
@@ -258,6 +423,39 @@ impl Warehouse {
             ))),
         }
     }
+}
+
+fn matching_failed(e: tokio::task::JoinError) -> WarehouseError {
+    WarehouseError::Unreadable(format!("funnel matching failed: {e}"))
+}
+
+/// Matches paths grouped here on [`MATCHERS`] threads, each taking a share
+/// of the users; answers the tally and the users whose paths must be read
+/// again by `uuid`.
+async fn match_grouped(
+    plan: &FunnelPlan,
+    grouper: PathGrouper,
+) -> Result<(FunnelTally, Vec<UserKey>), WarehouseError> {
+    let runs = grouper.finish(MATCHERS).into_iter().map(|share| {
+        let mut tally = FunnelTally::new(plan);
+        tokio::task::spawn_blocking(move || {
+            let mut again = Vec::new();
+            share.for_each(|user, row| {
+                if !tally.add(row) {
+                    again.push(user);
+                }
+            });
+            (tally, again)
+        })
+    });
+    let mut tally = FunnelTally::new(plan);
+    let mut again = Vec::new();
+    for run in futures::future::join_all(runs).await {
+        let (part, part_again) = run.map_err(matching_failed)?;
+        tally.merge(part);
+        again.extend(part_again);
+    }
+    Ok((tally, again))
 }
 
 /// The first line of a server error, without `e.what()` and stack traces.

@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 use tributary_query::request::parse;
+use tributary_query::rowbinary::UserKey;
 use tributary_query::trend::BREAKDOWN_LIMIT;
 use tributary_query::{funnel, retention, trend};
 use tributary_tests::Stack;
@@ -15,7 +16,7 @@ use tributary_tests::chdb::{self, Outcome};
 
 /// Every statement shape: each interval, maths, breakdowns, orders,
 /// exclusions and both retention periods.
-fn shapes(db: &str) -> Vec<(String, String)> {
+fn shapes(db: &str, keys: &[UserKey]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let trends = [
         json!({"series":[{"event":"$pageview"},{"event":"purchase","math":"unique_users"}],"date_from":"2026-10-20","date_to":"2026-11-13"}),
@@ -81,6 +82,14 @@ fn shapes(db: &str) -> Vec<(String, String)> {
             out.push((format!("funnel again {body}"), sql));
         }
         out.push((format!("funnel {body}"), plan.sql()));
+        // The same as event rows, to group here.
+        out.push((format!("funnel events {body}"), plan.events_sql()));
+        for sql in [
+            plan.event_copies_sql(keys).unwrap(),
+            plan.all_event_copies_sql(),
+        ] {
+            out.push((format!("funnel events again {body}"), sql));
+        }
     }
     let retentions = [
         json!({"target":{"event":"signup"},"returning":{"event":"$pageview"},"date_from":"2026-10-24","periods":10}),
@@ -158,7 +167,27 @@ async fn every_query_shape_gives_the_same_answer_on_18_16_and_current_clickhouse
         .expect("TRIBUTARY_PYTHON not set by local-stack.sh");
     let events = generate(5, 150);
     let (wh, db) = load(&stack, &events).await;
-    let shapes = shapes(&db);
+    // Users as event rows name them (hashes of their ids), from 18.16.
+    let everyone = funnel::plan(
+        &parse(br#"{"steps":[{"event":"$pageview"},{"event":"signup"}],"date_from":"2026-10-20","date_to":"2026-11-13"}"#).unwrap(),
+        PROJECT,
+        &db,
+        now(),
+    )
+    .unwrap();
+    let keys: Vec<UserKey> = wh
+        .rows(&everyone.events_sql())
+        .await
+        .unwrap()
+        .iter()
+        .take(40)
+        .map(|row| UserKey {
+            city: row[0].as_str().unwrap().parse().unwrap(),
+            murmur: row[1].as_str().unwrap().parse().unwrap(),
+        })
+        .collect();
+    assert!(!keys.is_empty());
+    let shapes = shapes(&db, &keys);
 
     let mut statements = statements(&db, &events);
     let setup = statements.len();

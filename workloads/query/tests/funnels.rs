@@ -12,7 +12,7 @@ use common::*;
 use serde_json::{Value, json};
 use tributary_query::funnel::{self, BREAKDOWN_LIMIT};
 use tributary_query::request::{FunnelOrderRequest, FunnelRequest, parse};
-use tributary_query::warehouse::Warehouse;
+use tributary_query::warehouse::{DEFAULT_FUNNEL_EVENTS, GroupingLabels, Warehouse};
 use tributary_tests::Stack;
 
 #[derive(Debug, Clone, Copy)]
@@ -203,13 +203,59 @@ fn assert_steps(got: &Value, want: &Group, what: &str) {
     }
 }
 
+/// Budget small enough that most funnels here run out of it mid-stream.
+const SMALL_BUDGET: usize = 50;
+
+/// The funnel's answer, which must not depend on where its events are
+/// grouped into paths: here, by ClickHouse (no budget), or here until a
+/// small budget runs out mid-stream and then by ClickHouse.
 async fn run(wh: &Warehouse, db: &str, req: &FunnelRequest) -> (Value, funnel::FunnelPlan) {
     let plan = funnel::plan(req, PROJECT, db, now()).unwrap();
-    let answer = wh
-        .funnel(&plan)
+    let count = &wh
+        .rows(&format!("SELECT count() FROM ({})", plan.events_sql()))
         .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", plan.sql()));
-    (answer, plan)
+        .unwrap()[0][0];
+    let events: usize = count
+        .as_str()
+        .map_or(count.to_string(), str::to_owned)
+        .parse()
+        .unwrap();
+    let mut answers = Vec::new();
+    for (budget, grouped_by) in [
+        (DEFAULT_FUNNEL_EVENTS, "service"),
+        (0, "clickhouse"),
+        (
+            SMALL_BUDGET,
+            if events > SMALL_BUDGET {
+                "clickhouse"
+            } else {
+                "service"
+            },
+        ),
+    ] {
+        let wh = wh.clone().with_funnel_budget(budget);
+        let before = grouped(&wh, grouped_by);
+        let answer = wh
+            .funnel(&plan)
+            .await
+            .unwrap_or_else(|e| panic!("budget {budget}: {e}\n{}", plan.sql()));
+        assert_eq!(
+            grouped(&wh, grouped_by),
+            before + 1,
+            "budget {budget}, {events} events"
+        );
+        answers.push(answer);
+    }
+    assert_eq!(answers[0], answers[1], "grouped here vs by ClickHouse");
+    assert_eq!(answers[0], answers[2], "grouped here vs budget run out");
+    (answers.swap_remove(0), plan)
+}
+
+/// How many funnels `wh` had grouped by `grouped_by`.
+fn grouped(wh: &Warehouse, grouped_by: &'static str) -> u64 {
+    wh.funnel_grouping()
+        .get_or_create(&GroupingLabels { grouped_by })
+        .get()
 }
 
 #[tokio::test]
@@ -357,6 +403,19 @@ async fn copies_count_once_and_twins_twice_however_many_users_hold_them() {
         .map(|e| e.distinct_id.len() + 4)
         .sum();
     assert!(replayed > funnel::MAX_LISTED_USER_BYTES, "{replayed}");
+    // Users holding copies or twins outnumber what the event rows' list
+    // names, too.
+    let mut per_user: HashMap<&str, usize> = HashMap::new();
+    for e in &events {
+        *per_user.entry(e.distinct_id.as_str()).or_default() += 1;
+    }
+    let flagged: std::collections::HashSet<&str> = events
+        .iter()
+        .step_by(5)
+        .map(|e| e.distinct_id.as_str())
+        .chain(per_user.iter().filter(|(_, n)| **n > 1).map(|(u, _)| *u))
+        .collect();
+    assert!(flagged.len() > funnel::MAX_LISTED_KEYS, "{}", flagged.len());
     let (wh, db) = load(&stack, &events).await;
     let twins = (0..users).filter(|u| u % 7 == 0).count();
     let req: FunnelRequest = parse(br#"{"steps":[{"event":"a"},{"event":"a"}],"date_from":"2026-10-20","date_to":"2026-11-20"}"#).unwrap();
