@@ -8,10 +8,12 @@
 //!
 //! Users come named by a [`UserKey`], two hashes of the distinct id that
 //! ClickHouse computes. As rows arrive, each event is appended to one of
-//! [`BUCKETS`] arrays chosen by the top bits of its user's first hash (the
-//! arrays' ends stay in cache; no lookup per event). At the end each array
-//! is sorted by user, and its runs of one user's events are the paths;
-//! arrays can be handed to different threads.
+//! [`BUCKETS`] arrays chosen by the top bits of its user's first hash: no
+//! lookup per event. At the end each array is sorted by user, and its runs
+//! of one user's events are the paths; arrays can be handed to different
+//! threads. (More arrays make the final sorts shorter but the appends
+//! slower, each array's end a cache miss of its own; 1024 measured best on
+//! the benchmark, with 256 as good and 4096 10 % slower.)
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use crate::warehouse::PathRow;
 
 /// Arrays the events are spread over.
 pub const BUCKETS: usize = 1 << BUCKET_BITS;
-const BUCKET_BITS: u32 = 12;
+const BUCKET_BITS: u32 = 10;
 
 /// Memory held per event.
 pub const BYTES_PER_EVENT: usize = std::mem::size_of::<Event>();
