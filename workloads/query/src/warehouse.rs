@@ -217,14 +217,10 @@ impl Warehouse {
         &self,
         plan: &FunnelPlan,
     ) -> Result<Option<FunnelTally>, WarehouseError> {
-        let t0 = std::time::Instant::now();
         let Some((paths, held)) = self.group_events(plan, &plan.events_sql()).await? else {
-            eprintln!("fallback");
             return Ok(None);
         };
-        eprintln!("grouped {:?}", t0.elapsed());
         let (tally, again) = match_grouped(plan, paths).await?;
-        eprintln!("matched {:?} again {}", t0.elapsed(), again.len());
         drop(held);
         if again.is_empty() {
             return Ok(Some(tally));
@@ -274,14 +270,7 @@ impl Warehouse {
             let mut decoder = EventDecoder::new(plan.event_shape());
             let mut grouper = PathGrouper::default();
             let unreadable = |e: DecodeError| WarehouseError::Unreadable(e.to_string());
-            let t0 = std::time::Instant::now();
-            let (mut n, mut bytes, mut first) = (0usize, 0usize, None);
             while let Some(chunk) = cursor.next().await.map_err(|e| self.error(e))? {
-                n += 1;
-                bytes += chunk.len();
-                if first.is_none() {
-                    first = Some(t0.elapsed());
-                }
                 decoder
                     .push(&chunk, |event| grouper.add(&event))
                     .map_err(unreadable)?;
@@ -299,10 +288,6 @@ impl Warehouse {
                 }
             }
             decoder.finish().map_err(unreadable)?;
-            eprintln!(
-                "chunks {n} bytes {bytes} first {first:?} end {:?}",
-                t0.elapsed()
-            );
             Ok(Some(grouper))
         };
         let grouper = tokio::time::timeout(self.deadline(), read)
