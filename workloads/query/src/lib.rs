@@ -6,6 +6,7 @@
 //! [`funnel`], [`funnel_match`] and [`retention`] (SQL generation and
 //! answers). I/O: [`warehouse`] (ClickHouse), [`cache`] (Redis), [`api`].
 
+pub mod answer;
 pub mod api;
 pub mod cache;
 pub mod config;

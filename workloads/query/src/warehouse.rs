@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tributary_core::clickhouse::{ClickHouseSettings, exception_code};
 
+use crate::answer::Answer;
 use crate::funnel::{FunnelPlan, FunnelTally};
 use crate::path_group::PathGrouper;
 use crate::rowbinary::{DecodeError, EventDecoder, PathDecoder, UserKey, Widths};
@@ -156,11 +157,12 @@ impl Warehouse {
     /// Rows of a result as JSON values (`JSONCompact`).
     pub async fn rows(&self, sql: &str) -> Result<Vec<Vec<Value>>, WarehouseError> {
         let run = async {
-            let mut cursor = self
-                .query(sql)
-                .fetch_bytes("JSONCompact")
-                .map_err(|e| self.error(e))?;
-            let bytes = cursor.collect().await.map_err(|e| self.error(e))?;
+            let mut answer = self.answer(sql, "JSONCompact")?;
+            let mut bytes = Vec::new();
+            while let Some(chunk) = answer.next().await.map_err(|e| self.error(e))? {
+                bytes.extend_from_slice(&chunk);
+            }
+            answer.end().await.map_err(|e| self.error(e))?;
             let body: Value = serde_json::from_slice(&bytes)
                 .map_err(|e| WarehouseError::Unreadable(e.to_string()))?;
             let rows = body["data"]
@@ -263,30 +265,27 @@ impl Warehouse {
             return Ok(None);
         };
         let read = async {
-            let mut cursor = self
-                .query(sql)
-                .fetch_bytes("RowBinary")
-                .map_err(|e| self.error(e))?;
+            let mut answer = self.answer(sql, "RowBinary")?;
             let mut decoder = EventDecoder::new(plan.event_shape());
             let mut grouper = PathGrouper::default();
-            let unreadable = |e: DecodeError| WarehouseError::Unreadable(e.to_string());
-            while let Some(chunk) = cursor.next().await.map_err(|e| self.error(e))? {
-                decoder
-                    .push(&chunk, |event| grouper.add(&event))
-                    .map_err(unreadable)?;
+            while let Some(chunk) = answer.next().await.map_err(|e| self.error(e))? {
+                if let Err(e) = decoder.push(&chunk, |event| grouper.add(&event)) {
+                    return Err(self.unreadable(answer, e).await);
+                }
                 while grouper.events() > held.num_permits() {
                     let Ok(more) = self.funnel_budget.try_acquire_many(self.funnel_grant) else {
                         tracing::info!(
                             events = grouper.events(),
                             "funnel events past the budget (QUERY_FUNNEL_LOCAL_EVENTS): grouped by ClickHouse instead"
                         );
-                        // Dropping the cursor closes the connection, which
+                        // Dropping the answer closes the connection, which
                         // stops the statement.
                         return Ok(None);
                     };
                     held.merge(more);
                 }
             }
+            answer.end().await.map_err(|e| self.error(e))?;
             decoder.finish().map_err(unreadable)?;
             Ok(Some(grouper))
         };
@@ -359,25 +358,28 @@ impl Warehouse {
             (tally, again)
         });
         let read = async {
-            let mut cursor = self
-                .query(sql)
-                .fetch_bytes("RowBinary")
-                .map_err(|e| self.error(e))?;
+            let mut answer = self.answer(sql, "RowBinary")?;
             let mut decoder = PathDecoder::new(widths);
             let mut batch = Vec::with_capacity(BATCH);
-            let unreadable = |e: DecodeError| WarehouseError::Unreadable(e.to_string());
-            'read: while let Some(chunk) = cursor.next().await.map_err(|e| self.error(e))? {
+            while let Some(chunk) = answer.next().await.map_err(|e| self.error(e))? {
                 decoder.push(&chunk);
-                while let Some(row) = decoder.next_row().map_err(unreadable)? {
+                loop {
+                    let row = match decoder.next_row() {
+                        Ok(Some(row)) => row,
+                        Ok(None) => break,
+                        Err(e) => return Err(self.unreadable(answer, e).await),
+                    };
                     batch.push(row);
                     if batch.len() == BATCH {
                         let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                         if tx.send(full).await.is_err() {
-                            break 'read;
+                            // The matcher stopped; joining it says why.
+                            return Ok(());
                         }
                     }
                 }
             }
+            answer.end().await.map_err(|e| self.error(e))?;
             decoder.finish().map_err(unreadable)?;
             if !batch.is_empty() {
                 let _ = tx.send(batch).await;
@@ -389,6 +391,23 @@ impl Warehouse {
             .await
             .map_err(|_| WarehouseError::Timeout(self.timeout.as_secs()))??;
         matcher.await.map_err(matching_failed)
+    }
+
+    /// `sql`'s answer in `format`, as it streams in.
+    fn answer(&self, sql: &str, format: &str) -> Result<Answer, WarehouseError> {
+        self.query(sql)
+            .fetch_bytes(format)
+            .map(Answer::new)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Why rows of `answer` could not be read: the error the server
+    /// appended to it, or else `e`.
+    async fn unreadable(&self, answer: Answer, e: DecodeError) -> WarehouseError {
+        match answer.end().await {
+            Err(server) => self.error(server),
+            Ok(()) => unreadable(e),
+        }
     }
 
     /// Whether the server answers and the events table exists.
@@ -408,6 +427,10 @@ impl Warehouse {
             ))),
         }
     }
+}
+
+fn unreadable(e: DecodeError) -> WarehouseError {
+    WarehouseError::Unreadable(e.to_string())
 }
 
 fn matching_failed(e: tokio::task::JoinError) -> WarehouseError {
