@@ -123,7 +123,10 @@ impl FunnelPlan {
         if users.len() > MAX_LISTED_KEYS {
             return None;
         }
-        let list: Vec<String> = users.iter().map(|u| u.city.to_string()).collect();
+        let mut cities: Vec<u64> = users.iter().map(|u| u.city).collect();
+        cities.sort_unstable();
+        cities.dedup();
+        let list: Vec<String> = cities.iter().map(u64::to_string).collect();
         Some(self.events_statement(
             &format!(" AND cityHash64(distinct_id) IN ({})", list.join(", ")),
             true,
@@ -450,6 +453,15 @@ impl FunnelTally {
     }
 
     fn add_path(&mut self, row: &PathRow, unique: bool) -> bool {
+        // Users who cannot enter count nothing, copies or not (the grouped
+        // statement's HAVING leaves them out; event rows bring them).
+        let enters = match self.plan.order {
+            FunnelOrder::Unordered => row.steps.iter().any(|&s| s != 0),
+            _ => row.steps.iter().any(|&s| s & 1 != 0),
+        };
+        if !enters {
+            return true;
+        }
         let twins = self.sorter.sort(row);
         if twins && !unique {
             return false;
@@ -662,5 +674,29 @@ mod tests {
         let mut t = FunnelTally::new(&p);
         t.add_unique(&row(vec![1_000, 1_000], vec!["", ""]));
         assert_eq!(t.answer()["steps"][1]["count"], 1);
+    }
+
+    #[test]
+    fn copies_that_cannot_change_the_answer_are_not_read_again() {
+        let p = plan_of(
+            r#"{"steps":[{"event":"a"},{"event":"b"}],"order":"strict","date_from":"-30d"}"#,
+        )
+        .unwrap();
+        let row = |times: Vec<u64>, steps: Vec<u16>| PathRow {
+            distinct_id: "u".into(),
+            exclusions: vec![],
+            labels: vec![],
+            times,
+            steps,
+        };
+        let mut t = FunnelTally::new(&p);
+        // Copies of an event matching no step: a strict attempt stops at the
+        // first of them as it would at the only one.
+        assert!(t.add(&row(vec![1_000, 2_000, 2_000], vec![1, 0, 0])));
+        // A user who never does step 1 enters nothing, with copies or not.
+        assert!(t.add(&row(vec![1_000, 1_000], vec![2, 2])));
+        // Copies of a step event still are.
+        assert!(!t.add(&row(vec![1_000, 1_000], vec![1, 1])));
+        assert_eq!(t.answer()["steps"][0]["count"], 1);
     }
 }

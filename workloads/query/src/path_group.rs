@@ -9,7 +9,7 @@
 //! Users come named by a [`UserKey`], two hashes of the distinct id that
 //! ClickHouse computes. As rows arrive, each event is appended to one of
 //! [`BUCKETS`] arrays chosen by the top bits of its user's first hash: no
-//! lookup per event. At the end each array is sorted by user, and its runs
+//! lookup of its user (only of its label, when there is a breakdown). At the end each array is sorted by user, and its runs
 //! of one user's events are the paths; arrays can be handed to different
 //! threads. (More arrays make the final sorts shorter but the appends
 //! slower, each array's end a cache miss of its own; 1024 measured best on
@@ -27,7 +27,7 @@ use crate::warehouse::PathRow;
 pub const BUCKETS: usize = 1 << BUCKET_BITS;
 const BUCKET_BITS: u32 = 10;
 
-/// Memory held per event.
+/// Memory held per event (up to twice that while the arrays grow).
 pub const BYTES_PER_EVENT: usize = std::mem::size_of::<Event>();
 
 #[derive(Debug, Clone, Copy)]
@@ -77,17 +77,15 @@ impl PathGrouper {
             }
         };
         self.any_exclusion |= event.exclusions != 0;
-        let bucket = (event.user.city >> (u64::BITS - BUCKET_BITS)) as usize;
-        if let Some(b) = self.buckets.get_mut(bucket) {
-            b.push(Event {
-                user: event.user,
-                ts_ms: event.ts_ms,
-                steps: event.steps,
-                exclusions: event.exclusions,
-                label,
-            });
-            self.events += 1;
-        }
+        let bucket = (event.user.city >> (u64::BITS - BUCKET_BITS)) as usize & (BUCKETS - 1);
+        self.buckets[bucket].push(Event {
+            user: event.user,
+            ts_ms: event.ts_ms,
+            steps: event.steps,
+            exclusions: event.exclusions,
+            label,
+        });
+        self.events += 1;
     }
 
     /// Events held.
@@ -144,8 +142,9 @@ pub struct GroupedPaths {
 
 impl GroupedPaths {
     /// Hands each user's path to `each`, in no particular order, freeing
-    /// memory as it goes. As in the grouped statement, arrays nobody reads
-    /// (exclusions, labels) stay empty; the distinct id is unknown (empty).
+    /// memory as it goes. Exclusion masks and labels stay empty when no
+    /// event had one (matching reads them as 0 and ""); the distinct id is
+    /// unknown (empty).
     pub fn for_each(self, mut each: impl FnMut(UserKey, &PathRow)) {
         let mut row = PathRow {
             distinct_id: String::new(),
