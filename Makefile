@@ -9,7 +9,7 @@ STACK := infrastructure/local-stack.sh
 # Reproducible builds in CI (the lock file is checked in).
 CARGO_FLAGS := $(if $(CI),--locked,)
 
-.PHONY: up down status test lint fmt build build-deps nextest stack bench-capture bench-consumer bench-query
+.PHONY: up down status test lint fmt build build-deps nextest stack bench-capture bench-consumer bench-query crd
 
 ## up: install what is missing, start the stack and the built workloads, show them working
 up: build-deps
@@ -63,3 +63,7 @@ status:
 ## bench-query: trend and funnel latency on 10M events, uncached and cached (see BENCHMARKS.md)
 bench-query: build-deps stack
 	set -a; eval "$$($(STACK) env)"; set +a; cargo bench -p tributary-query --bench query_latency
+
+## crd: regenerate crds/analyticspipeline.yaml from the operator's types (a test fails while it is stale)
+crd:
+	cargo run -q -p tributary-operator -- crd -o crds/analyticspipeline.yaml

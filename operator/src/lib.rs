@@ -1,7 +1,47 @@
 //! The Tributary operator: reconciles `AnalyticsPipeline`
 //! (`tributary.dev/v1alpha1`) into topics, migrations and Deployments.
 //!
-//! Not built yet: tracked in issue #7 (reconcile) and issue #8 (autoscaling).
+//! Built so far: the custom resource (`crd`) and its CRD YAML. Reconcile is
+//! tracked in issue #7, autoscaling in issue #8.
+
+pub mod crd;
 
 /// The issue that tracks the operator.
 pub const TRACKING_ISSUE: u32 = 7;
+
+/// The CustomResourceDefinition of `AnalyticsPipeline`, as YAML.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    use kube::CustomResourceExt;
+    serde_yaml::to_string(&crd::AnalyticsPipeline::crd())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checked-in CRD is what the types generate.
+    #[test]
+    fn the_checked_in_crd_is_current() {
+        let generated = crd_yaml().unwrap_or_default();
+        let checked_in = include_str!("../../crds/analyticspipeline.yaml");
+        assert!(
+            generated == checked_in,
+            "crds/analyticspipeline.yaml is stale: run `make crd` \
+             (cargo run -p tributary-operator -- crd -o crds/analyticspipeline.yaml)"
+        );
+    }
+
+    /// Every example pipeline reads as an `AnalyticsPipeline`.
+    #[test]
+    fn the_examples_are_pipelines() {
+        for (name, text) in [
+            ("minimal", include_str!("../../crds/examples/minimal.yaml")),
+            ("full", include_str!("../../crds/examples/full.yaml")),
+        ] {
+            let p: crd::AnalyticsPipeline =
+                serde_yaml::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(p.spec.kafka.events.name, "events", "{name}");
+            assert!(!p.spec.image.is_empty(), "{name}");
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! The `AnalyticsPipeline` custom resource (`tributary.dev/v1alpha1`): one
+//! pipeline's capture, consumer, query and auth workloads, its Kafka topics
+//! and its databases. Every field has a description (`kubectl explain`);
+//! bounds and CEL rules refuse impossible values at admission.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// A Tributary pipeline: capture (HTTP → Kafka), consumer (Kafka →
+/// ClickHouse), query (trends, funnels, retention) and auth (users,
+/// projects, API keys), with their topics and migrations.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "tributary.dev",
+    version = "v1alpha1",
+    kind = "AnalyticsPipeline",
+    plural = "analyticspipelines",
+    shortname = "ap",
+    namespaced,
+    status = "AnalyticsPipelineStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Partitions","type":"integer","jsonPath":".status.partitions"}"#,
+    printcolumn = r#"{"name":"Consumers","type":"integer","jsonPath":".status.consumerReplicas"}"#,
+    printcolumn = r#"{"name":"Lag","type":"integer","jsonPath":".status.consumerLag"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalyticsPipelineSpec {
+    /// Container image holding the `tributary` binary; every workload and
+    /// the migration Job run it with a different subcommand.
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Kafka brokers, topics and consumer group.
+    pub kafka: KafkaSpec,
+    /// ClickHouse, where events are stored and queried.
+    pub clickhouse: ClickHouseSpec,
+    /// Secret key holding the Postgres DSN of auth (users, projects, API
+    /// keys), e.g. `postgres://user:pass@host:5432/db`.
+    pub postgres_dsn_secret_ref: SecretKeyRef,
+    /// Redis for query results and async jobs.
+    pub redis: RedisSpec,
+    /// Secret key holding the secret auth signs session tokens (JWT) with.
+    pub jwt_secret_ref: SecretKeyRef,
+    /// The capture workload (HTTP → Kafka).
+    #[serde(default)]
+    pub capture: CaptureSpec,
+    /// The consumer workload (Kafka → ClickHouse).
+    #[serde(default)]
+    pub consumer: ConsumerSpec,
+    /// The query workload (trends, funnels, retention).
+    #[serde(default)]
+    pub query: QuerySpec,
+    /// The auth workload (users, projects, API keys).
+    #[serde(default)]
+    pub auth: WorkloadSpec,
+    /// Whether the operator runs `tributary migrate` (ClickHouse and
+    /// Postgres schemas) in a Job before rolling the workloads.
+    #[serde(default = "yes")]
+    pub migrations: bool,
+    /// While true, the operator changes nothing: no topic, Job or workload
+    /// is created, updated or deleted.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A key of a Secret in the pipeline's namespace.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// A Secret in the pipeline's namespace.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct SecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Kafka brokers, topics and consumer group.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaSpec {
+    /// Comma-separated `host:port` list of brokers.
+    #[schemars(length(min = 1))]
+    pub bootstrap_servers: String,
+    /// The topic capture writes events to, keyed by distinct id.
+    #[serde(default = "TopicSpec::events")]
+    pub events: TopicSpec,
+    /// The dead-letter topic for events the consumer cannot store.
+    #[serde(default = "TopicSpec::dlq")]
+    pub dlq: TopicSpec,
+    /// Consumer group of the consumer workload.
+    #[serde(default = "consumer_group")]
+    #[schemars(length(min = 1, max = 249))]
+    pub consumer_group: String,
+    /// Secret with `username`, `password` and `mechanism` (`PLAIN`,
+    /// `SCRAM-SHA-256`, `SCRAM-SHA-512`) for SASL authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl_secret_ref: Option<SecretRef>,
+    /// Secret with `ca.crt` (and optionally `tls.crt`, `tls.key`) for TLS
+    /// to the brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret_ref: Option<SecretRef>,
+}
+
+fn consumer_group() -> String {
+    "event-consumers".to_owned()
+}
+
+/// A Kafka topic the operator manages.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicSpec {
+    /// Topic name.
+    #[schemars(length(min = 1, max = 249), regex(pattern = r"^[a-zA-Z0-9._-]+$"))]
+    pub name: String,
+    /// Partitions. Can grow (where the broker supports it), never shrink:
+    /// a lower value is refused with a condition.
+    #[schemars(range(min = 1, max = 10000))]
+    pub partitions: i32,
+    /// Copies of each partition across brokers.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 32))]
+    pub replication_factor: i16,
+    /// How long messages are kept, in hours (`retention.ms`).
+    #[serde(default = "week")]
+    #[schemars(range(min = 1, max = 87600))]
+    pub retention_hours: i64,
+}
+
+fn one() -> i16 {
+    1
+}
+
+fn week() -> i64 {
+    168
+}
+
+impl TopicSpec {
+    fn events() -> Self {
+        Self {
+            name: "events".to_owned(),
+            partitions: 12,
+            replication_factor: 1,
+            retention_hours: week(),
+        }
+    }
+
+    fn dlq() -> Self {
+        Self {
+            name: "events-dlq".to_owned(),
+            partitions: 1,
+            replication_factor: 1,
+            retention_hours: 30 * 24,
+        }
+    }
+}
+
+/// ClickHouse, where events are stored and queried.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClickHouseSpec {
+    /// HTTP(S) URL of the server, e.g. `http://clickhouse:8123`.
+    #[schemars(length(min = 1))]
+    #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://')").message("must be an http:// or https:// URL"))]
+    pub url: String,
+    /// Database holding the `events` table.
+    #[serde(default = "database")]
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")
+    )]
+    pub database: String,
+    /// Secret with `username` and `password` keys; the server's default
+    /// user without a password when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretRef>,
+}
+
+fn database() -> String {
+    "tributary".to_owned()
+}
+
+/// Redis for query results and async jobs: a URL, or a Secret key holding
+/// one (when it carries a password). Exactly one of the two.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.url) != has(self.urlSecretRef)").message("give exactly one of url and urlSecretRef"))]
+pub struct RedisSpec {
+    /// `redis://host:6379` without a password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Secret key holding the Redis URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_secret_ref: Option<SecretKeyRef>,
+}
+
+/// Settings every workload has.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadSpec {
+    /// Pods to run; the defaults are 2 for capture and query, 1 for auth
+    /// and the consumer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: Option<i32>,
+    /// CPU and memory; the defaults are the seed's recommendations
+    /// (capture 100m-1 CPU, 128Mi-512Mi; consumer 200m-2, 256Mi-1Gi;
+    /// query 100m-2, 256Mi-1Gi; auth 50m-500m, 64Mi-256Mi).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// More environment variables (they win over the operator's). Refer
+    /// to Secrets with `valueFrom`; never put secrets here as values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Node labels the pods must run on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints the pods tolerate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+}
+
+/// The capture workload.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CaptureSpec {
+    #[serde(flatten)]
+    pub workload: WorkloadSpec,
+    /// Refuse events without a valid project API key
+    /// (`CAPTURE_REQUIRE_API_KEY`).
+    #[serde(default)]
+    pub require_api_key: bool,
+}
+
+/// The query workload.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct QuerySpec {
+    #[serde(flatten)]
+    pub workload: WorkloadSpec,
+    /// Refuse queries without a valid project API key
+    /// (`QUERY_REQUIRE_API_KEY`).
+    #[serde(default)]
+    pub require_api_key: bool,
+}
+
+/// The consumer workload. Its replicas never exceed the events topic's
+/// partitions (a consumer beyond them would sit idle).
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerSpec {
+    #[serde(flatten)]
+    pub workload: WorkloadSpec,
+    /// Scaling on consumer lag; off when absent (the replicas above hold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ConsumerScaling>,
+}
+
+/// Scaling of the consumer on its group's lag.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas"))]
+pub struct ConsumerScaling {
+    /// Fewest replicas.
+    #[serde(default = "one_replica")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub min_replicas: i32,
+    /// Most replicas (and never more than the partitions).
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_replicas: i32,
+    /// Lag (messages) one replica is expected to work off.
+    #[serde(default = "lag_per_replica")]
+    #[schemars(range(min = 1))]
+    pub lag_per_replica: i64,
+    /// Seconds a lower recommendation must hold before scaling down.
+    #[serde(default = "stabilization")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub stabilization_window_seconds: i64,
+    /// Seconds between lag reads.
+    #[serde(default = "poll_interval")]
+    #[schemars(range(min = 5, max = 3600))]
+    pub poll_interval_seconds: i64,
+}
+
+fn one_replica() -> i32 {
+    1
+}
+
+fn lag_per_replica() -> i64 {
+    10_000
+}
+
+fn stabilization() -> i64 {
+    300
+}
+
+fn poll_interval() -> i64 {
+    15
+}
+
+/// What the operator observed and did.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalyticsPipelineStatus {
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `TopicsReady`, `MigrationsComplete`, `Progressing` and
+    /// `Degraded`, each with a reason and a message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Partitions of the events topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<i32>,
+    /// Consumer replicas asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_replicas: Option<i32>,
+    /// Total lag of the consumer group, in messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_lag: Option<i64>,
+    /// The schema version the last successful migration Job applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<String>,
+    /// In-cluster URLs of the capture, query and auth Services.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub endpoints: BTreeMap<String, String>,
+}
