@@ -108,11 +108,14 @@ pub struct KafkaSpec {
     #[schemars(length(min = 1, max = 249))]
     pub consumer_group: String,
     /// Secret with `username`, `password` and `mechanism` (`PLAIN`,
-    /// `SCRAM-SHA-256`, `SCRAM-SHA-512`) for SASL authentication.
+    /// `SCRAM-SHA-256`, `SCRAM-SHA-512`) for SASL authentication. Not yet
+    /// supported by the workloads: a pipeline that sets it is refused with
+    /// a condition rather than run without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sasl_secret_ref: Option<SecretRef>,
     /// Secret with `ca.crt` (and optionally `tls.crt`, `tls.key`) for TLS
-    /// to the brokers.
+    /// to the brokers. Not yet supported by the workloads: a pipeline that
+    /// sets it is refused with a condition rather than run without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_secret_ref: Option<SecretRef>,
 }

@@ -4,6 +4,7 @@
 //! Built so far: the custom resource (`crd`) and its CRD YAML. Reconcile is
 //! tracked in issue #7, autoscaling in issue #8.
 
+pub mod build;
 pub mod crd;
 
 /// The issue that tracks the operator.

@@ -1,6 +1,6 @@
 //! `tributary-operator`: subcommands `run`, `crd`, `render`.
 //!
-//! `crd` is built; `run` and `render` say they are not built yet and exit
+//! `crd` and `render` are built; `run` says it is not built yet and exits
 //! with status 3.
 
 use std::path::PathBuf;
@@ -29,8 +29,13 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Print every object a pipeline would produce, without a cluster.
-    Render,
+    /// Print every object a pipeline would produce, as YAML, without a
+    /// cluster.
+    Render {
+        /// The AnalyticsPipeline manifest (`-`: standard input).
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -38,7 +43,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Crd { output } => crd(output),
         Command::Run => not_built("run"),
-        Command::Render => not_built("render"),
+        Command::Render { file } => render(&file),
     }
 }
 
@@ -65,6 +70,45 @@ fn crd(output: Option<PathBuf>) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn render(file: &std::path::Path) -> ExitCode {
+    let text = if file == std::path::Path::new("-") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map(|_| text)
+    } else {
+        std::fs::read_to_string(file)
+    };
+    let text = match text {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!(
+                "tributary-operator render: cannot read {}: {e}",
+                file.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let pipeline: tributary_operator::crd::AnalyticsPipeline = match serde_yaml::from_str(&text) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!(
+                "tributary-operator render: {} is not an AnalyticsPipeline: {e}",
+                file.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match tributary_operator::build::render(&pipeline) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tributary-operator render: {}: {e}", file.display());
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,0 +1,161 @@
+//! Pure builders: an `AnalyticsPipeline` in, the Kubernetes objects it
+//! stands for out. No I/O; reconcile applies what these return, and
+//! `tributary-operator render` prints it.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::crd::AnalyticsPipeline;
+
+pub mod component;
+pub mod config;
+pub mod job;
+pub mod meta;
+pub mod pod;
+pub mod workload;
+
+pub use component::Component;
+
+#[cfg(test)]
+mod tests;
+
+/// A spec the builders cannot turn into objects (what the schema could not
+/// refuse): the field and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error(
+        "{field}: {what} is not supported by the workloads yet; remove it (nothing was applied)"
+    )]
+    Unsupported {
+        field: &'static str,
+        what: &'static str,
+    },
+}
+
+/// Every object of a pipeline, in apply order.
+#[derive(Debug, Clone)]
+pub struct Children {
+    pub config_map: ConfigMap,
+    /// `None` with `spec.migrations: false`.
+    pub migration_job: Option<Job>,
+    /// auth, capture, consumer, query.
+    pub deployments: Vec<Deployment>,
+    pub services: Vec<Service>,
+    pub disruption_budgets: Vec<PodDisruptionBudget>,
+}
+
+/// The objects of `p`, given the events topic's `partitions` (they cap the
+/// consumer's replicas) and the ClickHouse `schema_version` to migrate to.
+pub fn children(
+    p: &AnalyticsPipeline,
+    partitions: i32,
+    schema_version: u32,
+) -> Result<Children, BuildError> {
+    if p.spec.kafka.sasl_secret_ref.is_some() {
+        return Err(BuildError::Unsupported {
+            field: "spec.kafka.saslSecretRef",
+            what: "Kafka SASL",
+        });
+    }
+    if p.spec.kafka.tls_secret_ref.is_some() {
+        return Err(BuildError::Unsupported {
+            field: "spec.kafka.tlsSecretRef",
+            what: "Kafka TLS",
+        });
+    }
+    let config_map = config::config_map(p)?;
+    let digest = data_digest(&config_map);
+    Ok(Children {
+        migration_job: p
+            .spec
+            .migrations
+            .then(|| job::migration_job(p, schema_version)),
+        deployments: Component::ALL
+            .iter()
+            .map(|&c| workload::deployment(p, c, partitions, &digest))
+            .collect(),
+        services: Component::ALL
+            .iter()
+            .filter(|c| c.serves())
+            .map(|&c| workload::service(p, c))
+            .collect(),
+        disruption_budgets: Component::ALL
+            .iter()
+            .map(|&c| workload::disruption_budget(p, c))
+            .collect(),
+        config_map,
+    })
+}
+
+/// A digest of the ConfigMap's data (sorted keys: stable across runs).
+fn data_digest(config_map: &ConfigMap) -> String {
+    let mut hash = Sha256::new();
+    for (k, v) in config_map.data.iter().flatten() {
+        hash.update(k.as_bytes());
+        hash.update([0]);
+        hash.update(v.as_bytes());
+        hash.update([0]);
+    }
+    hash.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Why objects could not be printed.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("cannot write {kind} as YAML: {source}")]
+    Yaml {
+        kind: &'static str,
+        source: serde_yaml::Error,
+    },
+}
+
+/// Every object as one YAML stream (`---` between documents), as reconcile
+/// would apply them to a cluster that has the spec's partitions and this
+/// build's schema version.
+pub fn render(p: &AnalyticsPipeline) -> Result<String, RenderError> {
+    let c = children(
+        p,
+        p.spec.kafka.events.partitions,
+        tributary_core::schema::clickhouse_schema_version(),
+    )?;
+    let mut docs = vec![document(&c.config_map)?];
+    if let Some(job) = &c.migration_job {
+        docs.push(document(job)?);
+    }
+    for d in &c.deployments {
+        docs.push(document(d)?);
+    }
+    for s in &c.services {
+        docs.push(document(s)?);
+    }
+    for b in &c.disruption_budgets {
+        docs.push(document(b)?);
+    }
+    Ok(docs.join("---\n"))
+}
+
+/// One object (k8s-openapi writes its `apiVersion` and `kind`).
+fn document<K>(object: &K) -> Result<String, RenderError>
+where
+    K: k8s_openapi::Resource + Serialize,
+{
+    serde_yaml::to_string(object).map_err(|source| RenderError::Yaml {
+        kind: K::KIND,
+        source,
+    })
+}

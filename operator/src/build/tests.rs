@@ -1,0 +1,361 @@
+//! Builder tests over the example pipelines and variations of them.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Container, EnvVar};
+use kube::api::ObjectMeta;
+
+use super::*;
+use crate::crd::AnalyticsPipeline;
+
+fn minimal() -> AnalyticsPipeline {
+    serde_yaml::from_str(include_str!("../../../crds/examples/minimal.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn full() -> AnalyticsPipeline {
+    serde_yaml::from_str(include_str!("../../../crds/examples/full.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn built(p: &AnalyticsPipeline) -> Children {
+    children(p, p.spec.kafka.events.partitions, 2).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn container(d: &Deployment) -> &Container {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|s| &s.containers[0])
+        .unwrap_or_else(|| panic!("no container"))
+}
+
+fn deployment<'a>(c: &'a Children, name: &str) -> &'a Deployment {
+    c.deployments
+        .iter()
+        .find(|d| d.metadata.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no deployment {name}"))
+}
+
+fn replicas(d: &Deployment) -> i32 {
+    d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(-1)
+}
+
+#[test]
+fn a_pipeline_becomes_its_objects_in_apply_order() {
+    let c = built(&minimal());
+    let names: Vec<&str> = c
+        .deployments
+        .iter()
+        .filter_map(|d| d.metadata.name.as_deref())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "analytics-auth",
+            "analytics-capture",
+            "analytics-consumer",
+            "analytics-query"
+        ]
+    );
+    let services: Vec<&str> = c
+        .services
+        .iter()
+        .filter_map(|s| s.metadata.name.as_deref())
+        .collect();
+    assert_eq!(
+        services,
+        ["analytics-auth", "analytics-capture", "analytics-query"]
+    );
+    assert_eq!(c.disruption_budgets.len(), 4);
+    assert_eq!(
+        c.config_map.metadata.name.as_deref(),
+        Some("analytics-config")
+    );
+    assert!(c.migration_job.is_some());
+    let mut off = minimal();
+    off.spec.migrations = false;
+    assert!(built(&off).migration_job.is_none());
+}
+
+#[test]
+fn defaults_and_spec_values_set_replicas_and_resources() {
+    let c = built(&minimal());
+    assert_eq!(replicas(deployment(&c, "analytics-capture")), 2);
+    assert_eq!(replicas(deployment(&c, "analytics-auth")), 1);
+    let limits = container(deployment(&c, "analytics-consumer"))
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|l| l.get("memory"))
+        .map(|q| q.0.clone());
+    assert_eq!(
+        limits.as_deref(),
+        Some("1Gi"),
+        "seed default for the consumer"
+    );
+    let c = built(&full());
+    assert_eq!(replicas(deployment(&c, "analytics-capture")), 3);
+    let cpu = container(deployment(&c, "analytics-capture"))
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|l| l.get("cpu"))
+        .map(|q| q.0.clone());
+    assert_eq!(cpu.as_deref(), Some("2"), "the spec's resources win");
+}
+
+#[test]
+fn consumers_never_outnumber_partitions() {
+    let mut p = minimal();
+    p.spec.consumer.workload.replicas = Some(30);
+    let c = children(&p, 12, 2).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(replicas(deployment(&c, "analytics-consumer")), 12);
+    let c = children(&p, 40, 2).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(replicas(deployment(&c, "analytics-consumer")), 30);
+    assert_eq!(workload::consumer_replicas(5, 0), 0);
+}
+
+#[test]
+fn secrets_travel_only_as_references() {
+    let p = full();
+    let c = built(&p);
+    let data = c.config_map.data.clone().unwrap_or_default();
+    for key in data.keys() {
+        assert!(
+            !["POSTGRES_DSN", "JWT_SECRET", "REDIS_URL"].contains(&key.as_str())
+                && !key.contains("PASSWORD"),
+            "{key} in the ConfigMap"
+        );
+    }
+    let mut env: Vec<&EnvVar> = Vec::new();
+    for d in &c.deployments {
+        env.extend(container(d).env.iter().flatten());
+    }
+    let job = c
+        .migration_job
+        .as_ref()
+        .and_then(|j| j.spec.as_ref())
+        .and_then(|s| s.template.spec.as_ref());
+    env.extend(
+        job.iter()
+            .flat_map(|s| s.containers[0].env.iter().flatten()),
+    );
+    let secret_names = [
+        "POSTGRES_DSN",
+        "JWT_SECRET",
+        "REDIS_URL",
+        "CONSUMER_CLICKHOUSE_PASSWORD",
+        "QUERY_CLICKHOUSE_PASSWORD",
+    ];
+    for name in secret_names {
+        let found: Vec<&&EnvVar> = env.iter().filter(|e| e.name == name).collect();
+        assert!(!found.is_empty(), "{name} is set somewhere");
+        for e in found {
+            assert!(e.value.is_none(), "{name} as a literal");
+            let r = e
+                .value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref());
+            assert!(r.is_some(), "{name} not from a Secret");
+        }
+    }
+    // A Redis URL without a password may sit in the ConfigMap.
+    let c = built(&minimal());
+    assert_eq!(
+        c.config_map
+            .data
+            .unwrap_or_default()
+            .get("REDIS_URL")
+            .map(String::as_str),
+        Some("redis://redis:6379")
+    );
+}
+
+#[test]
+fn every_container_is_locked_down_and_probed() {
+    let c = built(&full());
+    for d in &c.deployments {
+        let name = d.metadata.name.clone().unwrap_or_default();
+        let ctr = container(d);
+        let sc = ctr
+            .security_context
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: no security context"));
+        assert_eq!(sc.read_only_root_filesystem, Some(true), "{name}");
+        assert_eq!(sc.allow_privilege_escalation, Some(false), "{name}");
+        assert_eq!(
+            sc.capabilities.as_ref().and_then(|c| c.drop.clone()),
+            Some(vec!["ALL".to_owned()]),
+            "{name}"
+        );
+        let pod = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(
+            pod.security_context
+                .as_ref()
+                .and_then(|s| s.run_as_non_root),
+            Some(true),
+            "{name}"
+        );
+        let path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+            p.as_ref()
+                .and_then(|p| p.http_get.as_ref())
+                .and_then(|h| h.path.clone())
+        };
+        assert_eq!(
+            path(&ctr.liveness_probe).as_deref(),
+            Some("/health"),
+            "{name}"
+        );
+        let ready = if name.ends_with("capture") {
+            "/ready"
+        } else {
+            "/health"
+        };
+        assert_eq!(path(&ctr.readiness_probe).as_deref(), Some(ready), "{name}");
+    }
+    let port = container(deployment(&c, "analytics-consumer"))
+        .liveness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref())
+        .map(|h| h.port.clone());
+    assert_eq!(
+        port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(9090))
+    );
+    // The spec's placement reaches the pods.
+    let pod = deployment(&c, "analytics-capture")
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.clone())
+        .unwrap_or_default();
+    assert_eq!(pod.tolerations.map(|t| t.len()), Some(1));
+    assert!(pod.node_selector.is_some());
+}
+
+#[test]
+fn children_carry_labels_and_their_owner() {
+    let mut p = minimal();
+    p.metadata = ObjectMeta {
+        name: Some("analytics".into()),
+        namespace: Some("team".into()),
+        uid: Some("8d3f-uid".into()),
+        ..ObjectMeta::default()
+    };
+    let c = built(&p);
+    let mut metas = vec![&c.config_map.metadata];
+    metas.extend(c.deployments.iter().map(|d| &d.metadata));
+    metas.extend(c.services.iter().map(|d| &d.metadata));
+    metas.extend(c.disruption_budgets.iter().map(|d| &d.metadata));
+    metas.extend(c.migration_job.iter().map(|d| &d.metadata));
+    for m in metas {
+        let name = m.name.clone().unwrap_or_default();
+        assert_eq!(m.namespace.as_deref(), Some("team"), "{name}");
+        let labels = m.labels.clone().unwrap_or_default();
+        for key in [
+            "name",
+            "instance",
+            "component",
+            "part-of",
+            "managed-by",
+            "version",
+        ] {
+            assert!(
+                labels.contains_key(&format!("app.kubernetes.io/{key}")),
+                "{name}: {key}"
+            );
+        }
+        let owners = m.owner_references.clone().unwrap_or_default();
+        assert_eq!(owners.len(), 1, "{name}");
+        assert_eq!(owners[0].uid, "8d3f-uid");
+        assert_eq!(owners[0].controller, Some(true));
+        assert_eq!(owners[0].kind, "AnalyticsPipeline");
+    }
+}
+
+#[test]
+fn a_settings_change_rolls_the_pods() {
+    let digest = |p: &AnalyticsPipeline| {
+        built(p).deployments[0]
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(workload::CONFIG_DIGEST).cloned())
+    };
+    let p = minimal();
+    let mut q = minimal();
+    q.spec.query.require_api_key = true;
+    assert!(digest(&p).is_some());
+    assert_eq!(digest(&p), digest(&minimal()), "stable");
+    assert_ne!(digest(&p), digest(&q));
+}
+
+#[test]
+fn migration_jobs_are_named_for_version_and_image() {
+    let p = minimal();
+    let name = job::migration_job_name(&p, 2);
+    assert!(name.starts_with("analytics-migrate-v2-"), "{name}");
+    assert_eq!(name, job::migration_job_name(&minimal(), 2));
+    assert_ne!(name, job::migration_job_name(&p, 3));
+    let mut other = minimal();
+    other.spec.image = "ghcr.io/tributary-dev/tributary:0.2.0".into();
+    assert_ne!(name, job::migration_job_name(&other, 2));
+    let mut long = minimal();
+    long.metadata.name = Some("a".repeat(60));
+    let n = job::migration_job_name(&long, 12);
+    assert!(n.len() <= 63 && n.ends_with(&name[name.len() - 8..]), "{n}");
+    assert!(n.contains("-migrate-v12-"), "{n}");
+}
+
+#[test]
+fn what_the_schema_cannot_refuse_names_its_field() {
+    let mut p = minimal();
+    p.spec.clickhouse.url = "http://clickhouse:8123/tributary".into();
+    let e = children(&p, 12, 2)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.starts_with("spec.clickhouse.url:"), "{e}");
+    let e = render(&p).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("spec.clickhouse.url"), "{e}");
+    // Settings the workloads cannot honour are refused, not dropped.
+    let mut p = minimal();
+    p.spec.kafka.sasl_secret_ref = Some(crate::crd::SecretRef {
+        name: "sasl".into(),
+    });
+    let e = children(&p, 12, 2)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.starts_with("spec.kafka.saslSecretRef:"), "{e}");
+    let mut p = minimal();
+    p.spec.kafka.tls_secret_ref = Some(crate::crd::SecretRef { name: "tls".into() });
+    let e = children(&p, 12, 2)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.starts_with("spec.kafka.tlsSecretRef:"), "{e}");
+}
+
+#[test]
+fn user_env_overrides_the_operators() {
+    let mut p = minimal();
+    p.spec.auth.env.push(EnvVar {
+        name: "JWT_SECRET".into(),
+        value_from: None,
+        value: None,
+    });
+    let c = built(&p);
+    let env: Vec<&EnvVar> = container(deployment(&c, "analytics-auth"))
+        .env
+        .iter()
+        .flatten()
+        .filter(|e| e.name == "JWT_SECRET")
+        .collect();
+    assert_eq!(env.len(), 1, "one variable of a name");
+    assert!(env[0].value_from.is_none(), "the user's wins");
+}

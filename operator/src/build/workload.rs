@@ -1,0 +1,133 @@
+//! A workload's Deployment, Service and PodDisruptionBudget.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    ContainerPort, HTTPGetAction, PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::component::Component;
+use super::config::{Reader, merge_env, secret_env};
+use super::{meta, pod};
+use crate::crd::AnalyticsPipeline;
+
+/// Annotation of the pod template holding a digest of the ConfigMap's
+/// data, so a settings change rolls the pods.
+pub const CONFIG_DIGEST: &str = "tributary.dev/config-digest";
+
+/// Consumer replicas: the spec's (or the default), never more than the
+/// events topic's partitions, since a consumer beyond them sits idle. The
+/// autoscaler (issue #8) will decide the wanted value; the cap stays.
+pub fn consumer_replicas(wanted: i32, partitions: i32) -> i32 {
+    wanted.min(partitions).max(0)
+}
+
+fn http_probe(path: &str, port: i32, period: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::Int(port),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
+/// The Deployment of `component`; `partitions` of the events topic cap the
+/// consumer's replicas; `config_digest` of the ConfigMap's data.
+pub fn deployment(
+    p: &AnalyticsPipeline,
+    component: Component,
+    partitions: i32,
+    config_digest: &str,
+) -> Deployment {
+    let spec = component.spec(&p.spec);
+    let wanted = spec.replicas.unwrap_or(component.default_replicas());
+    let replicas = match component {
+        Component::Consumer => consumer_replicas(wanted, partitions),
+        _ => wanted,
+    };
+    let env = merge_env(secret_env(p, Reader::Workload(component)), &spec.env);
+    let mut container = pod::container(p, component.name(), env);
+    container.ports = Some(vec![ContainerPort {
+        name: Some("http".to_owned()),
+        container_port: component.port(),
+        ..ContainerPort::default()
+    }]);
+    container.resources = Some(
+        spec.resources
+            .clone()
+            .unwrap_or_else(|| component.default_resources()),
+    );
+    container.liveness_probe = Some(http_probe("/health", component.port(), 10));
+    container.readiness_probe = Some(http_probe(component.readiness_path(), component.port(), 5));
+    let selector = meta::selector(p, component);
+    let mut pod_labels = meta::labels(p, component.name());
+    pod_labels.extend(selector.clone());
+    Deployment {
+        metadata: meta::meta(p, meta::child_name(p, component.name()), component.name()),
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_DIGEST.to_owned(),
+                        config_digest.to_owned(),
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod::pod(container, Some(spec), "Always")),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+/// The ClusterIP Service of a component that serves HTTP.
+pub fn service(p: &AnalyticsPipeline, component: Component) -> Service {
+    Service {
+        metadata: meta::meta(p, meta::child_name(p, component.name()), component.name()),
+        spec: Some(ServiceSpec {
+            selector: Some(meta::selector(p, component)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".to_owned()),
+                port: component.port(),
+                target_port: Some(IntOrString::String("http".to_owned())),
+                protocol: Some("TCP".to_owned()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// At most one pod of a component away at a time for voluntary
+/// disruptions (node drains).
+pub fn disruption_budget(p: &AnalyticsPipeline, component: Component) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: meta::meta(p, meta::child_name(p, component.name()), component.name()),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(meta::selector(p, component)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }
+}
