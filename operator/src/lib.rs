@@ -6,6 +6,7 @@
 
 pub mod build;
 pub mod crd;
+pub mod topics;
 
 /// The issue that tracks the operator.
 pub const TRACKING_ISSUE: u32 = 7;
