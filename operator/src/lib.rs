@@ -6,6 +6,7 @@
 
 pub mod build;
 pub mod crd;
+pub mod status;
 pub mod topics;
 
 /// The issue that tracks the operator.

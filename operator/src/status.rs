@@ -1,0 +1,399 @@
+//! The pipeline's status from what reconcile observed: pure, so the same
+//! observations always give the same status (a write that changes nothing
+//! does not re-trigger reconcile), and a condition's `lastTransitionTime`
+//! moves only when its status does.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::crd::AnalyticsPipelineStatus;
+use crate::topics::{TopicChange, TopicOutcome};
+
+pub const READY: &str = "Ready";
+pub const TOPICS_READY: &str = "TopicsReady";
+pub const MIGRATIONS_COMPLETE: &str = "MigrationsComplete";
+pub const PROGRESSING: &str = "Progressing";
+pub const DEGRADED: &str = "Degraded";
+
+/// Where the migration Job stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Migration {
+    /// `spec.migrations: false`.
+    Disabled,
+    /// Created and not finished.
+    Running,
+    Succeeded,
+    /// Out of retries; the Job's reason.
+    Failed {
+        reason: String,
+    },
+}
+
+/// What one reconcile saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub generation: Option<i64>,
+    /// What the spec asks that cannot be built (a message naming the field).
+    pub invalid_spec: Option<String>,
+    /// The topics, or why Kafka could not be asked.
+    pub topics: Result<Vec<TopicOutcome>, String>,
+    pub migration: Migration,
+    /// Workloads whose Deployment has all its replicas updated and
+    /// available, and those that have not yet.
+    pub workloads_ready: Vec<String>,
+    pub workloads_pending: Vec<String>,
+    pub partitions: Option<i32>,
+    pub consumer_replicas: Option<i32>,
+    pub consumer_lag: Option<i64>,
+    pub schema_version: Option<String>,
+    pub endpoints: BTreeMap<String, String>,
+}
+
+/// One condition's new value.
+struct Verdict {
+    type_: &'static str,
+    ok: bool,
+    reason: &'static str,
+    message: String,
+}
+
+fn verdict(type_: &'static str, ok: bool, reason: &'static str, message: String) -> Verdict {
+    Verdict {
+        type_,
+        ok,
+        reason,
+        message,
+    }
+}
+
+fn topics_verdict(topics: &Result<Vec<TopicOutcome>, String>) -> Verdict {
+    match topics {
+        Err(e) => verdict(TOPICS_READY, false, "KafkaUnavailable", e.clone()),
+        Ok(outcomes) => {
+            let problems: Vec<&TopicOutcome> =
+                outcomes.iter().filter(|o| !o.as_specified()).collect();
+            match problems.first() {
+                None => verdict(
+                    TOPICS_READY,
+                    true,
+                    "TopicsAsSpecified",
+                    outcomes
+                        .iter()
+                        .map(TopicOutcome::message)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+                Some(first) => {
+                    let reason = match first.change {
+                        TopicChange::ShrinkRefused { .. } => "ShrinkRefused",
+                        _ => "GrowUnsupported",
+                    };
+                    let message = problems
+                        .iter()
+                        .map(|o| o.message())
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    verdict(TOPICS_READY, false, reason, message)
+                }
+            }
+        }
+    }
+}
+
+fn migration_verdict(m: &Migration) -> Verdict {
+    match m {
+        Migration::Disabled => verdict(
+            MIGRATIONS_COMPLETE,
+            true,
+            "Disabled",
+            "spec.migrations is false: schemas are the user's to migrate".into(),
+        ),
+        Migration::Running => verdict(
+            MIGRATIONS_COMPLETE,
+            false,
+            "Running",
+            "the migration Job is running; workloads roll after it".into(),
+        ),
+        Migration::Succeeded => verdict(
+            MIGRATIONS_COMPLETE,
+            true,
+            "Succeeded",
+            "the migration Job succeeded".into(),
+        ),
+        Migration::Failed { reason } => verdict(
+            MIGRATIONS_COMPLETE,
+            false,
+            "Failed",
+            format!("the migration Job failed: {reason}"),
+        ),
+    }
+}
+
+/// The conditions for `o`, in a fixed order.
+fn verdicts(o: &Observed) -> Vec<Verdict> {
+    let topics = topics_verdict(&o.topics);
+    let migration = migration_verdict(&o.migration);
+    let mut degraded: Vec<String> = Vec::new();
+    if let Some(e) = &o.invalid_spec {
+        degraded.push(e.clone());
+    }
+    if !topics.ok {
+        degraded.push(topics.message.clone());
+    }
+    if let Migration::Failed { .. } = o.migration {
+        degraded.push(migration.message.clone());
+    }
+    let progressing = o.migration == Migration::Running || !o.workloads_pending.is_empty();
+    let progress = if o.migration == Migration::Running {
+        "waiting for the migration Job".to_owned()
+    } else if o.workloads_pending.is_empty() {
+        "every workload is up to date".to_owned()
+    } else {
+        format!("rolling out: {}", o.workloads_pending.join(", "))
+    };
+    let ready = degraded.is_empty() && migration.ok && !progressing;
+    let ready_message = if ready {
+        format!("ready: {}", o.workloads_ready.join(", "))
+    } else if let Some(first) = degraded.first() {
+        first.clone()
+    } else {
+        progress.clone()
+    };
+    vec![
+        verdict(
+            READY,
+            ready,
+            if ready {
+                "Ready"
+            } else if degraded.is_empty() {
+                "Progressing"
+            } else {
+                "Degraded"
+            },
+            ready_message,
+        ),
+        topics,
+        migration,
+        verdict(
+            PROGRESSING,
+            progressing,
+            if progressing { "RollingOut" } else { "Stable" },
+            progress,
+        ),
+        verdict(
+            DEGRADED,
+            !degraded.is_empty(),
+            match (&o.invalid_spec, degraded.is_empty()) {
+                (Some(_), _) => "InvalidSpec",
+                (None, true) => "Healthy",
+                (None, false) => "Failing",
+            },
+            if degraded.is_empty() {
+                "nothing is failing".into()
+            } else {
+                degraded.join("; ")
+            },
+        ),
+    ]
+}
+
+/// The status after `o`, keeping each condition's transition time from
+/// `previous` while its status holds; `now` stamps the ones that change.
+pub fn next_status(
+    previous: Option<&AnalyticsPipelineStatus>,
+    o: &Observed,
+    now: &Time,
+) -> AnalyticsPipelineStatus {
+    let before = |t: &str| previous.and_then(|p| p.conditions.iter().find(|c| c.type_ == t));
+    let conditions = verdicts(o)
+        .into_iter()
+        .map(|v| {
+            let status = if v.ok { "True" } else { "False" };
+            let since = before(v.type_)
+                .filter(|c| c.status == status)
+                .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+            Condition {
+                type_: v.type_.to_owned(),
+                status: status.to_owned(),
+                reason: v.reason.to_owned(),
+                message: v.message,
+                observed_generation: o.generation,
+                last_transition_time: since,
+            }
+        })
+        .collect();
+    AnalyticsPipelineStatus {
+        observed_generation: o.generation,
+        conditions,
+        partitions: o.partitions,
+        consumer_replicas: o.consumer_replicas,
+        consumer_lag: o.consumer_lag,
+        schema_version: o.schema_version.clone(),
+        endpoints: o.endpoints.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).unwrap_or_default())
+    }
+
+    fn topic(change: TopicChange, partitions: i32) -> TopicOutcome {
+        TopicOutcome {
+            name: "events".into(),
+            partitions,
+            change,
+        }
+    }
+
+    fn healthy() -> Observed {
+        Observed {
+            generation: Some(3),
+            invalid_spec: None,
+            topics: Ok(vec![topic(TopicChange::Unchanged, 12)]),
+            migration: Migration::Succeeded,
+            workloads_ready: vec!["auth".into(), "capture".into()],
+            workloads_pending: vec![],
+            partitions: Some(12),
+            consumer_replicas: Some(1),
+            consumer_lag: None,
+            schema_version: Some("2".into()),
+            endpoints: BTreeMap::new(),
+        }
+    }
+
+    fn condition<'a>(s: &'a AnalyticsPipelineStatus, t: &str) -> &'a Condition {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .unwrap_or_else(|| panic!("no {t}"))
+    }
+
+    #[test]
+    fn a_healthy_pipeline_is_ready_and_nothing_else_is_claimed() {
+        let s = next_status(None, &healthy(), &at(100));
+        let types: Vec<&str> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                READY,
+                TOPICS_READY,
+                MIGRATIONS_COMPLETE,
+                PROGRESSING,
+                DEGRADED
+            ]
+        );
+        assert_eq!(condition(&s, READY).status, "True");
+        assert_eq!(condition(&s, DEGRADED).status, "False");
+        assert_eq!(condition(&s, PROGRESSING).status, "False");
+        assert_eq!(s.observed_generation, Some(3));
+        assert!(
+            s.conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(3))
+        );
+    }
+
+    #[test]
+    fn the_same_observations_give_the_same_status() {
+        let first = next_status(None, &healthy(), &at(100));
+        let again = next_status(Some(&first), &healthy(), &at(200));
+        assert_eq!(first, again, "an unchanged status must not be rewritten");
+    }
+
+    #[test]
+    fn transition_times_move_only_with_the_status() {
+        let first = next_status(None, &healthy(), &at(100));
+        let mut o = healthy();
+        o.workloads_pending = vec!["query".into()];
+        let rolling = next_status(Some(&first), &o, &at(200));
+        assert_eq!(condition(&rolling, READY).status, "False");
+        assert_eq!(condition(&rolling, READY).last_transition_time, at(200));
+        assert_eq!(
+            condition(&rolling, TOPICS_READY).last_transition_time,
+            at(100)
+        );
+        // A new message with the same status keeps the time.
+        o.workloads_pending = vec!["query".into(), "capture".into()];
+        let still = next_status(Some(&rolling), &o, &at(300));
+        assert_ne!(
+            condition(&still, PROGRESSING).message,
+            condition(&rolling, PROGRESSING).message
+        );
+        assert_eq!(condition(&still, PROGRESSING).last_transition_time, at(200));
+    }
+
+    #[test]
+    fn refused_topics_and_failed_migrations_degrade_with_their_reason() {
+        let mut o = healthy();
+        o.topics = Ok(vec![topic(TopicChange::ShrinkRefused { wanted: 6 }, 12)]);
+        let s = next_status(None, &o, &at(1));
+        assert_eq!(condition(&s, TOPICS_READY).reason, "ShrinkRefused");
+        assert_eq!(condition(&s, DEGRADED).status, "True");
+        assert!(
+            condition(&s, READY).message.contains("set 12 or more"),
+            "{}",
+            condition(&s, READY).message
+        );
+
+        let mut o = healthy();
+        o.topics = Ok(vec![topic(
+            TopicChange::GrowUnsupported {
+                wanted: 24,
+                reason: "UnsupportedFeature".into(),
+            },
+            12,
+        )]);
+        assert_eq!(
+            condition(&next_status(None, &o, &at(1)), TOPICS_READY).reason,
+            "GrowUnsupported"
+        );
+
+        let mut o = healthy();
+        o.migration = Migration::Failed {
+            reason: "BackoffLimitExceeded".into(),
+        };
+        let s = next_status(None, &o, &at(1));
+        assert_eq!(condition(&s, MIGRATIONS_COMPLETE).reason, "Failed");
+        assert!(
+            condition(&s, DEGRADED)
+                .message
+                .contains("BackoffLimitExceeded")
+        );
+        assert_eq!(condition(&s, READY).status, "False");
+    }
+
+    #[test]
+    fn a_running_migration_is_progress_not_failure() {
+        let mut o = healthy();
+        o.migration = Migration::Running;
+        let s = next_status(None, &o, &at(1));
+        assert_eq!(condition(&s, PROGRESSING).status, "True");
+        assert_eq!(condition(&s, DEGRADED).status, "False");
+        assert_eq!(condition(&s, READY).reason, "Progressing");
+    }
+
+    #[test]
+    fn an_invalid_spec_is_a_condition_naming_the_field() {
+        let mut o = healthy();
+        o.invalid_spec = Some("spec.clickhouse.url: \"x\": relative URL without a base".into());
+        let s = next_status(None, &o, &at(1));
+        assert_eq!(condition(&s, DEGRADED).reason, "InvalidSpec");
+        assert!(
+            condition(&s, READY)
+                .message
+                .starts_with("spec.clickhouse.url")
+        );
+        let mut o = healthy();
+        o.topics = Err("Kafka at kafka:9092 did not answer".into());
+        assert_eq!(
+            condition(&next_status(None, &o, &at(1)), TOPICS_READY).reason,
+            "KafkaUnavailable"
+        );
+    }
+}
