@@ -37,6 +37,18 @@ pub struct Widths {
     pub narrow_steps: bool,
 }
 
+impl Widths {
+    /// Bytes of a time: 4 or 8.
+    pub fn time_bytes(self) -> usize {
+        if self.narrow_times { 4 } else { 8 }
+    }
+
+    /// Bytes of a step mask: 1 or 2.
+    pub fn mask_bytes(self) -> usize {
+        if self.narrow_steps { 1 } else { 2 }
+    }
+}
+
 /// Bytes received and not yet decoded.
 #[derive(Debug, Default)]
 struct Pending {
@@ -130,9 +142,9 @@ impl<'a> Cursor<'a> {
         <[u8; 8]>::try_from(b).ok().map(u64::from_le_bytes)
     }
 
-    /// A little-endian `u32` (`wide`: `u64`) as a `u64`.
-    fn time(&mut self, wide: bool) -> Option<u64> {
-        if wide {
+    /// A little-endian time of `width` bytes (8, else 4) as a `u64`.
+    fn time(&mut self, width: usize) -> Option<u64> {
+        if width == 8 {
             self.u64()
         } else {
             let b = self.take(4)?;
@@ -142,9 +154,9 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// A `u8` (`wide`: little-endian `u16`).
-    fn mask(&mut self, wide: bool) -> Option<u16> {
-        if wide {
+    /// A little-endian mask of `width` bytes (2, else 1).
+    fn mask(&mut self, width: usize) -> Option<u16> {
+        if width == 2 {
             let b = self.take(2)?;
             <[u8; 2]>::try_from(b).ok().map(u16::from_le_bytes)
         } else {
@@ -160,8 +172,9 @@ impl<'a> Cursor<'a> {
         Ok(n.checked_mul(width).and_then(|b| self.take(b)))
     }
 
-    /// An array of little-endian `u32` (`wide`: `u64`) as `u64`s.
-    fn times(&mut self, wide: bool) -> Result<Option<Vec<u64>>, DecodeError> {
+    /// An array of little-endian times of `width` bytes (8, else 4).
+    fn times(&mut self, width: usize) -> Result<Option<Vec<u64>>, DecodeError> {
+        let wide = width == 8;
         Ok(self.array(if wide { 8 } else { 4 })?.map(|bytes| {
             if wide {
                 bytes
@@ -177,8 +190,9 @@ impl<'a> Cursor<'a> {
         }))
     }
 
-    /// An array of `u8` (`wide`: little-endian `u16`) as `u16`s.
-    fn masks(&mut self, wide: bool) -> Result<Option<Vec<u16>>, DecodeError> {
+    /// An array of little-endian masks of `width` bytes (2, else 1).
+    fn masks(&mut self, width: usize) -> Result<Option<Vec<u16>>, DecodeError> {
+        let wide = width == 2;
         Ok(self.array(if wide { 2 } else { 1 })?.map(|bytes| {
             if wide {
                 bytes
@@ -225,13 +239,13 @@ impl PathDecoder {
         let Some(distinct_id) = c.string()? else {
             return Ok(None);
         };
-        let Some(times) = c.times(!self.widths.narrow_times)? else {
+        let Some(times) = c.times(self.widths.time_bytes())? else {
             return Ok(None);
         };
-        let Some(steps) = c.masks(!self.widths.narrow_steps)? else {
+        let Some(steps) = c.masks(self.widths.mask_bytes())? else {
             return Ok(None);
         };
-        let Some(exclusions) = c.masks(true)? else {
+        let Some(exclusions) = c.masks(2)? else {
             return Ok(None);
         };
         let Some(labels) = c.strings()? else {
@@ -335,9 +349,7 @@ impl EventDecoder {
     fn fixed_len(&self) -> Option<usize> {
         let w = self.shape.widths;
         (!self.shape.labels).then_some(
-            16 + if w.narrow_times { 4 } else { 8 }
-                + if w.narrow_steps { 1 } else { 2 }
-                + if self.shape.exclusions { 2 } else { 0 },
+            16 + w.time_bytes() + w.mask_bytes() + if self.shape.exclusions { 2 } else { 0 },
         )
     }
 
@@ -356,14 +368,14 @@ impl EventDecoder {
         let (Some(city), Some(murmur)) = (c.u64(), c.u64()) else {
             return Ok(None);
         };
-        let Some(ts_ms) = c.time(!self.shape.widths.narrow_times) else {
+        let Some(ts_ms) = c.time(self.shape.widths.time_bytes()) else {
             return Ok(None);
         };
-        let Some(steps) = c.mask(!self.shape.widths.narrow_steps) else {
+        let Some(steps) = c.mask(self.shape.widths.mask_bytes()) else {
             return Ok(None);
         };
         let exclusions = if self.shape.exclusions {
-            match c.mask(true) {
+            match c.mask(2) {
                 Some(x) => x,
                 None => return Ok(None),
             }

@@ -46,12 +46,33 @@ pub struct PathRow {
     pub labels: Vec<String>,
 }
 
-/// Which paths a funnel statement returns, and which of them to count.
-enum Paths {
+/// Which paths a funnel statement returns, and which of them to count;
+/// users are named by `K` (distinct ids, or [`UserKey`]s).
+enum Paths<K> {
     /// As stored: paths that may hold copies are set aside.
     AsStored,
     /// De-duplicated by `uuid`: all of them, or only the users named.
-    Unique(Option<HashSet<String>>),
+    Unique(Option<HashSet<K>>),
+}
+
+impl<K: Eq + std::hash::Hash> Paths<K> {
+    /// Counts the path `row` of user `user` into `tally`, or, read as
+    /// stored with events that may be copies, sets `user` aside in `again`.
+    fn count(&self, tally: &mut FunnelTally, user: K, row: &PathRow, again: &mut Vec<K>) {
+        match self {
+            Paths::AsStored => {
+                if !tally.add(row) {
+                    again.push(user);
+                }
+            }
+            Paths::Unique(None) => tally.add_unique(row),
+            Paths::Unique(Some(wanted)) => {
+                if wanted.contains(&user) {
+                    tally.add_unique(row);
+                }
+            }
+        }
+    }
 }
 
 /// Where a funnel's events were grouped into users' paths: `service`, or
@@ -235,7 +256,7 @@ impl Warehouse {
         };
         // The paths are gone once matched; their permits go on to the copies
         // pass, which must not find the budget taken meanwhile.
-        let (tally, again) = match_grouped(plan, paths).await?;
+        let (mut tally, again) = match_grouped(plan, paths, Paths::AsStored).await?;
         if again.is_empty() {
             return Ok(Some(tally));
         }
@@ -245,20 +266,9 @@ impl Warehouse {
         let Some((paths, held)) = self.group_events(plan, &sql, Some(held)).await? else {
             return Ok(None);
         };
-        let wanted: HashSet<UserKey> = again.into_iter().collect();
-        let mut tally = tally;
-        let tally = tokio::task::spawn_blocking(move || {
-            for share in paths.finish(1) {
-                share.for_each(|user, row| {
-                    if wanted.contains(&user) {
-                        tally.add_unique(row);
-                    }
-                });
-            }
-            tally
-        })
-        .await
-        .map_err(matching_failed)?;
+        let wanted = Paths::Unique(Some(again.into_iter().collect()));
+        // The users read again were not counted by the first pass.
+        tally.merge(match_grouped(plan, paths, wanted).await?.0);
         drop(held);
         Ok(Some(tally))
     }
@@ -343,27 +353,16 @@ impl Warehouse {
         sql: &str,
         widths: Widths,
         mut tally: FunnelTally,
-        paths: Paths,
+        paths: Paths<String>,
     ) -> Result<(FunnelTally, Vec<String>), WarehouseError> {
         const BATCH: usize = 512;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<PathRow>>(8);
         let matcher = tokio::task::spawn_blocking(move || {
             let mut again = Vec::new();
             while let Some(batch) = rx.blocking_recv() {
-                for row in batch {
-                    match &paths {
-                        Paths::AsStored => {
-                            if !tally.add(&row) {
-                                again.push(row.distinct_id);
-                            }
-                        }
-                        Paths::Unique(None) => tally.add_unique(&row),
-                        Paths::Unique(Some(wanted)) => {
-                            if wanted.contains(&row.distinct_id) {
-                                tally.add_unique(&row);
-                            }
-                        }
-                    }
+                for mut row in batch {
+                    let user = std::mem::take(&mut row.distinct_id);
+                    paths.count(&mut tally, user, &row, &mut again);
                 }
             }
             (tally, again)
@@ -455,22 +454,21 @@ fn matching_failed(e: tokio::task::JoinError) -> WarehouseError {
     WarehouseError::Unreadable(format!("funnel matching failed: {e}"))
 }
 
-/// Matches paths grouped here on [`MATCHERS`] threads, each taking a share
-/// of the users; answers the tally and the users whose paths must be read
-/// again by `uuid`.
+/// Matches paths grouped here, as `paths` says, on [`MATCHERS`] threads,
+/// each taking a share of the users; answers the tally and the users whose
+/// paths must be read again by `uuid`.
 async fn match_grouped(
     plan: &FunnelPlan,
     grouper: PathGrouper,
+    paths: Paths<UserKey>,
 ) -> Result<(FunnelTally, Vec<UserKey>), WarehouseError> {
+    let paths = Arc::new(paths);
     let runs = grouper.finish(MATCHERS).into_iter().map(|share| {
         let mut tally = FunnelTally::new(plan);
+        let paths = Arc::clone(&paths);
         tokio::task::spawn_blocking(move || {
             let mut again = Vec::new();
-            share.for_each(|user, row| {
-                if !tally.add(row) {
-                    again.push(user);
-                }
-            });
+            share.for_each(|user, row| paths.count(&mut tally, user, row, &mut again));
             (tally, again)
         })
     });
