@@ -127,6 +127,17 @@ where
     }
 }
 
+/// Waits until `GET url` answers 200 (a server up, or ready), panicking
+/// after `timeout` with `what`.
+pub async fn wait_for_ok(what: &str, url: &str, timeout: Duration) {
+    let http = reqwest::Client::new();
+    poll_until(what, timeout, || {
+        let request = http.get(url).send();
+        async move { request.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
+    })
+    .await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -232,19 +232,10 @@ fn orchestrate() {
     let bare = Server::spawn(&["--serve-bare"]);
     let capture = Server::spawn(&["--serve-capture", &stack.kafka_bootstrap, &topic]);
     let ready = format!("http://{}/ready", capture.addr);
-    runtime().block_on(tributary_tests::poll_until(
+    runtime().block_on(tributary_tests::wait_for_ok(
         "capture ready",
+        &ready,
         Duration::from_secs(30),
-        || {
-            let ready = ready.clone();
-            async move {
-                reqwest::get(&ready)
-                    .await
-                    .ok()
-                    .filter(|r| r.status() == 200)
-                    .map(|_| ())
-            }
-        },
     ));
 
     let single = wrk_script(1);

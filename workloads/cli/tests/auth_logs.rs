@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tributary_tests::kafka::free_port;
-use tributary_tests::{Stack, poll_until, unique_name};
+use tributary_tests::{Stack, unique_name, wait_for_ok};
 
 #[tokio::test]
 async fn logs_never_contain_secrets() {
@@ -27,17 +27,11 @@ async fn logs_never_contain_secrets() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    poll_until("auth to answer /health", Duration::from_secs(30), || {
-        let (http, url) = (http.clone(), format!("{base}/health"));
-        async move {
-            http.get(url)
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status() == 200)
-                .map(|_| ())
-        }
-    })
+    wait_for_ok(
+        "auth to answer /health",
+        &format!("{base}/health"),
+        Duration::from_secs(30),
+    )
     .await;
 
     let email = format!("{}@example.test", unique_name("logcheck"));

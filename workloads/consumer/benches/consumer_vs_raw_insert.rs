@@ -299,18 +299,7 @@ async fn main() {
     let capture_task = tokio::spawn(capture.serve(capture_stop.clone()));
     let http = reqwest::Client::new();
     let ready = url.replace("/batch", "/ready");
-    poll_until("capture ready", Duration::from_secs(30), || {
-        let (http, ready) = (http.clone(), ready.clone());
-        async move {
-            http.get(&ready)
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status() == 200)
-                .map(|_| ())
-        }
-    })
-    .await;
+    tributary_tests::wait_for_ok("capture ready", &ready, Duration::from_secs(30)).await;
     poll_until(
         "the visibility consumer to hold its partitions",
         Duration::from_secs(60),
