@@ -1,11 +1,15 @@
 //! The Tributary operator: reconciles `AnalyticsPipeline`
 //! (`tributary.dev/v1alpha1`) into topics, migrations and Deployments.
 //!
-//! Built so far: the custom resource (`crd`) and its CRD YAML. Reconcile is
-//! tracked in issue #7, autoscaling in issue #8.
+//! - `crd`: the custom resource; `build`: the objects a pipeline stands
+//!   for (pure); `topics`: its Kafka topics; `status`: its conditions
+//!   (pure); `reconcile`: the steps that apply them.
+//! - Autoscaling on consumer lag is tracked in issue #8.
 
 pub mod build;
 pub mod crd;
+pub mod metrics;
+pub mod reconcile;
 pub mod status;
 pub mod topics;
 

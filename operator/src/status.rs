@@ -21,6 +21,8 @@ pub const DEGRADED: &str = "Degraded";
 pub enum Migration {
     /// `spec.migrations: false`.
     Disabled,
+    /// Not started: an earlier step (the spec, the topics) is not done.
+    Waiting,
     /// Created and not finished.
     Running,
     Succeeded,
@@ -36,8 +38,9 @@ pub struct Observed {
     pub generation: Option<i64>,
     /// What the spec asks that cannot be built (a message naming the field).
     pub invalid_spec: Option<String>,
-    /// The topics, or why Kafka could not be asked.
-    pub topics: Result<Vec<TopicOutcome>, String>,
+    /// The topics, or why Kafka could not be asked; `None` when they were
+    /// not checked (the spec is invalid).
+    pub topics: Option<Result<Vec<TopicOutcome>, String>>,
     pub migration: Migration,
     /// Workloads whose Deployment has all its replicas updated and
     /// available, and those that have not yet.
@@ -50,27 +53,69 @@ pub struct Observed {
     pub endpoints: BTreeMap<String, String>,
 }
 
+/// A condition's status: `Unknown` when it was not observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Truth {
+    True,
+    False,
+    Unknown,
+}
+
+impl Truth {
+    fn of(ok: bool) -> Self {
+        if ok { Truth::True } else { Truth::False }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Truth::True => "True",
+            Truth::False => "False",
+            Truth::Unknown => "Unknown",
+        }
+    }
+}
+
 /// One condition's new value.
 struct Verdict {
     type_: &'static str,
-    ok: bool,
+    truth: Truth,
     reason: &'static str,
     message: String,
+}
+
+impl Verdict {
+    fn ok(&self) -> bool {
+        self.truth == Truth::True
+    }
 }
 
 fn verdict(type_: &'static str, ok: bool, reason: &'static str, message: String) -> Verdict {
     Verdict {
         type_,
-        ok,
+        truth: Truth::of(ok),
         reason,
         message,
     }
 }
 
-fn topics_verdict(topics: &Result<Vec<TopicOutcome>, String>) -> Verdict {
+fn unknown(type_: &'static str, reason: &'static str, message: &str) -> Verdict {
+    Verdict {
+        type_,
+        truth: Truth::Unknown,
+        reason,
+        message: message.to_owned(),
+    }
+}
+
+fn topics_verdict(topics: &Option<Result<Vec<TopicOutcome>, String>>) -> Verdict {
     match topics {
-        Err(e) => verdict(TOPICS_READY, false, "KafkaUnavailable", e.clone()),
-        Ok(outcomes) => {
+        None => unknown(
+            TOPICS_READY,
+            "NotChecked",
+            "the spec is invalid: topics are checked once it is fixed",
+        ),
+        Some(Err(e)) => verdict(TOPICS_READY, false, "KafkaUnavailable", e.clone()),
+        Some(Ok(outcomes)) => {
             let problems: Vec<&TopicOutcome> =
                 outcomes.iter().filter(|o| !o.as_specified()).collect();
             match problems.first() {
@@ -80,7 +125,7 @@ fn topics_verdict(topics: &Result<Vec<TopicOutcome>, String>) -> Verdict {
                     "TopicsAsSpecified",
                     outcomes
                         .iter()
-                        .map(TopicOutcome::message)
+                        .map(TopicOutcome::state)
                         .collect::<Vec<_>>()
                         .join("; "),
                 ),
@@ -108,6 +153,11 @@ fn migration_verdict(m: &Migration) -> Verdict {
             true,
             "Disabled",
             "spec.migrations is false: schemas are the user's to migrate".into(),
+        ),
+        Migration::Waiting => unknown(
+            MIGRATIONS_COMPLETE,
+            "Waiting",
+            "the migration starts once the spec is valid and the topics are checked",
         ),
         Migration::Running => verdict(
             MIGRATIONS_COMPLETE,
@@ -138,7 +188,7 @@ fn verdicts(o: &Observed) -> Vec<Verdict> {
     if let Some(e) = &o.invalid_spec {
         degraded.push(e.clone());
     }
-    if !topics.ok {
+    if topics.truth == Truth::False {
         degraded.push(topics.message.clone());
     }
     if let Migration::Failed { .. } = o.migration {
@@ -152,7 +202,7 @@ fn verdicts(o: &Observed) -> Vec<Verdict> {
     } else {
         format!("rolling out: {}", o.workloads_pending.join(", "))
     };
-    let ready = degraded.is_empty() && migration.ok && !progressing;
+    let ready = degraded.is_empty() && migration.ok() && !progressing;
     let ready_message = if ready {
         format!("ready: {}", o.workloads_ready.join(", "))
     } else if let Some(first) = degraded.first() {
@@ -209,7 +259,7 @@ pub fn next_status(
     let conditions = verdicts(o)
         .into_iter()
         .map(|v| {
-            let status = if v.ok { "True" } else { "False" };
+            let status = v.truth.as_str();
             let since = before(v.type_)
                 .filter(|c| c.status == status)
                 .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
@@ -234,6 +284,33 @@ pub fn next_status(
     }
 }
 
+/// The status of a paused pipeline: what was last observed, with
+/// `Progressing` saying that nothing is applied until `spec.paused` is
+/// cleared.
+pub fn paused(
+    previous: Option<&AnalyticsPipelineStatus>,
+    generation: Option<i64>,
+    now: &Time,
+) -> AnalyticsPipelineStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    status.observed_generation = generation;
+    let since = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == PROGRESSING && c.status == "False" && c.reason == "Paused")
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    status.conditions.retain(|c| c.type_ != PROGRESSING);
+    status.conditions.push(Condition {
+        type_: PROGRESSING.to_owned(),
+        status: "False".to_owned(),
+        reason: "Paused".to_owned(),
+        message: "spec.paused is true: nothing is applied until it is cleared".to_owned(),
+        observed_generation: generation,
+        last_transition_time: since,
+    });
+    status
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,7 +332,7 @@ mod tests {
         Observed {
             generation: Some(3),
             invalid_spec: None,
-            topics: Ok(vec![topic(TopicChange::Unchanged, 12)]),
+            topics: Some(Ok(vec![topic(TopicChange::Unchanged, 12)])),
             migration: Migration::Succeeded,
             workloads_ready: vec!["auth".into(), "capture".into()],
             workloads_pending: vec![],
@@ -304,6 +381,10 @@ mod tests {
         let first = next_status(None, &healthy(), &at(100));
         let again = next_status(Some(&first), &healthy(), &at(200));
         assert_eq!(first, again, "an unchanged status must not be rewritten");
+        // Creating a topic is news for an Event, not a change of state.
+        let mut created = healthy();
+        created.topics = Some(Ok(vec![topic(TopicChange::Created, 12)]));
+        assert_eq!(next_status(Some(&first), &created, &at(300)), first);
     }
 
     #[test]
@@ -331,7 +412,10 @@ mod tests {
     #[test]
     fn refused_topics_and_failed_migrations_degrade_with_their_reason() {
         let mut o = healthy();
-        o.topics = Ok(vec![topic(TopicChange::ShrinkRefused { wanted: 6 }, 12)]);
+        o.topics = Some(Ok(vec![topic(
+            TopicChange::ShrinkRefused { wanted: 6 },
+            12,
+        )]));
         let s = next_status(None, &o, &at(1));
         assert_eq!(condition(&s, TOPICS_READY).reason, "ShrinkRefused");
         assert_eq!(condition(&s, DEGRADED).status, "True");
@@ -342,13 +426,13 @@ mod tests {
         );
 
         let mut o = healthy();
-        o.topics = Ok(vec![topic(
+        o.topics = Some(Ok(vec![topic(
             TopicChange::GrowUnsupported {
                 wanted: 24,
                 reason: "UnsupportedFeature".into(),
             },
             12,
-        )]);
+        )]));
         assert_eq!(
             condition(&next_status(None, &o, &at(1)), TOPICS_READY).reason,
             "GrowUnsupported"
@@ -382,7 +466,12 @@ mod tests {
     fn an_invalid_spec_is_a_condition_naming_the_field() {
         let mut o = healthy();
         o.invalid_spec = Some("spec.clickhouse.url: \"x\": relative URL without a base".into());
+        o.topics = None;
+        o.migration = Migration::Waiting;
         let s = next_status(None, &o, &at(1));
+        assert_eq!(condition(&s, TOPICS_READY).status, "Unknown");
+        assert_eq!(condition(&s, MIGRATIONS_COMPLETE).status, "Unknown");
+        assert_eq!(condition(&s, READY).status, "False");
         assert_eq!(condition(&s, DEGRADED).reason, "InvalidSpec");
         assert!(
             condition(&s, READY)
@@ -390,10 +479,25 @@ mod tests {
                 .starts_with("spec.clickhouse.url")
         );
         let mut o = healthy();
-        o.topics = Err("Kafka at kafka:9092 did not answer".into());
+        o.topics = Some(Err("Kafka at kafka:9092 did not answer".into()));
         assert_eq!(
             condition(&next_status(None, &o, &at(1)), TOPICS_READY).reason,
             "KafkaUnavailable"
+        );
+    }
+
+    #[test]
+    fn a_paused_pipeline_keeps_what_was_observed_and_says_it_is_paused() {
+        let before = next_status(None, &healthy(), &at(100));
+        let s = paused(Some(&before), Some(4), &at(200));
+        assert_eq!(condition(&s, READY), condition(&before, READY));
+        assert_eq!(condition(&s, PROGRESSING).reason, "Paused");
+        assert_eq!(condition(&s, PROGRESSING).last_transition_time, at(200));
+        assert_eq!(s.observed_generation, Some(4));
+        assert_eq!(
+            paused(Some(&s), Some(4), &at(300)),
+            s,
+            "paused twice is one write"
         );
     }
 }

@@ -5,7 +5,8 @@
 //! retention; partitions grow where the broker supports it and never shrink
 //! (Kafka cannot): a lower value in the spec is reported, not applied.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
@@ -77,20 +78,28 @@ impl TopicOutcome {
         )
     }
 
-    /// One line for a condition or an Event.
+    /// How the topic stands, whatever was done to it: "topic events has
+    /// 12 partitions" (a condition that only says this does not change
+    /// when a reconcile created or grew the topic).
+    pub fn state(&self) -> String {
+        format!("topic {} has {}", self.name, partitions(self.partitions))
+    }
+
+    /// One line for a condition or an Event: what was done, or what could
+    /// not be.
     pub fn message(&self) -> String {
         let n = &self.name;
         match &self.change {
             TopicChange::Created => {
-                format!("created topic {n} with {} partitions", self.partitions)
+                format!("created topic {n} with {}", partitions(self.partitions))
             }
             TopicChange::Grown { from } => {
                 format!(
-                    "grew topic {n} from {from} to {} partitions",
-                    self.partitions
+                    "grew topic {n} from {from} to {}",
+                    partitions(self.partitions)
                 )
             }
-            TopicChange::Unchanged => format!("topic {n} has {} partitions", self.partitions),
+            TopicChange::Unchanged => self.state(),
             TopicChange::ShrinkRefused { wanted } => format!(
                 "topic {n} has {} partitions and the spec asks for {wanted}: Kafka cannot remove partitions; set {} or more",
                 self.partitions, self.partitions
@@ -100,6 +109,15 @@ impl TopicOutcome {
                 self.partitions
             ),
         }
+    }
+}
+
+/// "1 partition", "12 partitions".
+fn partitions(n: i32) -> String {
+    if n == 1 {
+        "1 partition".to_owned()
+    } else {
+        format!("{n} partitions")
     }
 }
 
@@ -263,6 +281,53 @@ impl KafkaAdmin {
             ),
             TopicStep::Keep => outcome(spec.partitions, TopicChange::Unchanged),
         })
+    }
+}
+
+/// What reconcile needs of Kafka: bring a topic to its spec on the
+/// brokers at `bootstrap`. [`Brokers`] does it for real; tests stand in a
+/// broker that keeps topics in memory.
+pub trait Topics: Send + Sync + 'static {
+    fn ensure(
+        &self,
+        bootstrap: &str,
+        spec: &TopicSpec,
+    ) -> impl Future<Output = Result<TopicOutcome, TopicError>> + Send;
+}
+
+/// Admin clients, one per bootstrap list, made on first use and kept (a
+/// client holds its broker connections).
+pub struct Brokers {
+    timeout: Duration,
+    clients: Mutex<HashMap<String, Arc<KafkaAdmin>>>,
+}
+
+impl Brokers {
+    /// Admin requests time out after `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn admin(&self, bootstrap: &str) -> Result<Arc<KafkaAdmin>, TopicError> {
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(admin) = clients.get(bootstrap) {
+            return Ok(Arc::clone(admin));
+        }
+        let admin = Arc::new(KafkaAdmin::new(bootstrap, self.timeout)?);
+        clients.insert(bootstrap.to_owned(), Arc::clone(&admin));
+        Ok(admin)
+    }
+}
+
+impl Topics for Brokers {
+    async fn ensure(&self, bootstrap: &str, spec: &TopicSpec) -> Result<TopicOutcome, TopicError> {
+        self.admin(bootstrap)?.ensure(spec).await
     }
 }
 

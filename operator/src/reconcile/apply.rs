@@ -1,0 +1,92 @@
+//! Writing children: server-side apply with the operator's one field
+//! manager, and deleting the children a pipeline no longer wants.
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::build::meta::MANAGER;
+
+/// A namespaced object kind the operator writes.
+pub trait Child:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Child for K where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Server-side applies `object` in `namespace` as [`MANAGER`], taking over
+/// fields another manager set (the operator owns what it builds). Returns
+/// the object as the API server holds it, status included.
+pub async fn apply<K: Child>(client: &Client, namespace: &str, object: &K) -> kube::Result<K> {
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    api.patch(
+        &object.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+}
+
+/// The object `name`, `None` when there is none.
+pub async fn get<K: Child>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> kube::Result<Option<K>> {
+    Api::<K>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+}
+
+/// Deletes the objects of kind `K` that match `selector`, are controlled by
+/// the owner with uid `owner`, and are not named in `keep`. Returns the
+/// names deleted. Objects not controlled by `owner` are never touched.
+pub async fn prune<K: Child>(
+    client: &Client,
+    namespace: &str,
+    selector: &str,
+    owner: &str,
+    keep: &BTreeSet<String>,
+) -> kube::Result<Vec<String>> {
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let mut deleted = Vec::new();
+    for object in api.list(&ListParams::default().labels(selector)).await? {
+        let controlled = object
+            .owner_references()
+            .iter()
+            .any(|o| o.controller == Some(true) && o.uid == owner);
+        let name = object.name_any();
+        if controlled && !keep.contains(&name) {
+            match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => deleted.push(name),
+                // Someone else deleted it first.
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(deleted)
+}

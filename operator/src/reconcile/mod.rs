@@ -1,0 +1,443 @@
+//! Reconcile: one `AnalyticsPipeline` brought to what its spec asks.
+//!
+//! The steps, each waiting for the one before:
+//! 1. `spec.paused`: nothing is applied; the status says so.
+//! 2. Validate: what the schema could not refuse becomes an `InvalidSpec`
+//!    condition naming the field; nothing is applied.
+//! 3. Kafka topics: created, grown, never shrunk ([`crate::topics`]).
+//!    Kafka unreachable is an error, retried with backoff.
+//! 4. The ConfigMap, then the migration Job for this schema version and
+//!    image (created once, then watched).
+//! 5. Only after the Job succeeded (or with migrations off): Deployments
+//!    (auth, capture, consumer, query), Services and PodDisruptionBudgets
+//!    by server-side apply, the consumer's replicas capped at the events
+//!    topic's observed partitions; then children no longer wanted are
+//!    deleted.
+//! 6. The status, written only when it differs, and Events for what
+//!    changed.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
+
+use crate::build::{self, Children, Component, meta};
+use crate::crd::{AnalyticsPipeline, AnalyticsPipelineStatus};
+use crate::metrics::{ErrorLabels, Metrics};
+use crate::status::{self, Migration, Observed};
+use crate::topics::{TopicError, TopicOutcome, Topics};
+
+pub mod apply;
+pub mod events;
+pub mod observe;
+
+/// How often a settled pipeline is looked at again (topics deleted behind
+/// the operator's back, drift the watches missed).
+pub const RESYNC: Duration = Duration::from_secs(300);
+/// How often a pipeline that is migrating or rolling out is looked at,
+/// besides the watches on its Job and Deployments.
+pub const WHILE_PROGRESSING: Duration = Duration::from_secs(30);
+
+/// What reconcile works with.
+pub struct Context<T> {
+    pub client: Client,
+    pub topics: T,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    /// The ClickHouse schema version this build migrates to.
+    pub schema_version: u32,
+    /// Consecutive failures per pipeline (namespace, name), for backoff.
+    failures: Mutex<HashMap<(String, String), u32>>,
+}
+
+impl<T: Topics> Context<T> {
+    pub fn new(client: Client, topics: T, reporter: Reporter, metrics: Metrics) -> Self {
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            topics,
+            metrics,
+            schema_version: tributary_core::schema::clickhouse_schema_version(),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u32>> {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Kafka(#[from] TopicError),
+}
+
+impl Error {
+    /// The `kind` label of the error metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kubernetes",
+            Error::Kafka(_) => "kafka",
+        }
+    }
+}
+
+fn key(p: &AnalyticsPipeline) -> (String, String) {
+    (meta::namespace(p), p.name_any())
+}
+
+/// Reconciles `p`, counting and timing it.
+pub async fn reconcile<T: Topics>(
+    p: Arc<AnalyticsPipeline>,
+    ctx: Arc<Context<T>>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    ctx.metrics.reconciles.inc();
+    let result = run(&p, &ctx).await;
+    ctx.metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    match &result {
+        Ok(_) => {
+            ctx.failures().remove(&key(&p));
+        }
+        Err(e) => {
+            ctx.metrics
+                .errors
+                .get_or_create(&ErrorLabels {
+                    kind: e.kind().to_owned(),
+                })
+                .inc();
+        }
+    }
+    result
+}
+
+/// After a failed reconcile: try again after a backoff that doubles with
+/// each consecutive failure of the same pipeline.
+pub fn error_policy<T: Topics>(
+    p: Arc<AnalyticsPipeline>,
+    error: &Error,
+    ctx: Arc<Context<T>>,
+) -> Action {
+    let failures = {
+        let mut all = ctx.failures();
+        let n = all.entry(key(&p)).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let wait = backoff(failures);
+    tracing::warn!(
+        pipeline = %p.name_any(),
+        namespace = %meta::namespace(&p),
+        failures,
+        retry_in_secs = wait.as_secs(),
+        error = %error,
+        "reconcile failed"
+    );
+    Action::requeue(wait)
+}
+
+/// 5 s after the first failure, doubling up to 5 minutes.
+pub fn backoff(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(6);
+    Duration::from_secs(5 * 2u64.pow(exponent)).min(Duration::from_secs(300))
+}
+
+fn now() -> Time {
+    // Whole seconds: what the API server keeps, so a status read back
+    // compares equal to the one written.
+    Time(Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+/// What the previous status knew, as the starting point of this
+/// reconcile's observations: what is not observed again stays as it was.
+fn carried_over(p: &AnalyticsPipeline) -> Observed {
+    let previous = p.status.clone().unwrap_or_default();
+    Observed {
+        generation: p.metadata.generation,
+        invalid_spec: None,
+        topics: None,
+        migration: Migration::Waiting,
+        workloads_ready: Vec::new(),
+        workloads_pending: Vec::new(),
+        partitions: previous.partitions,
+        consumer_replicas: previous.consumer_replicas,
+        consumer_lag: previous.consumer_lag,
+        schema_version: previous.schema_version,
+        endpoints: previous.endpoints,
+    }
+}
+
+async fn run<T: Topics>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action, Error> {
+    if p.spec.paused {
+        let next = status::paused(p.status.as_ref(), p.metadata.generation, &now());
+        settle(ctx, p, next, &[]).await?;
+        return Ok(Action::await_change());
+    }
+    let mut observed = carried_over(p);
+    // The spec's partitions stand in for the observed ones: only the
+    // validation matters here.
+    if let Err(e) = build::children(p, p.spec.kafka.events.partitions, ctx.schema_version) {
+        observed.invalid_spec = Some(e.to_string());
+        settle_observed(ctx, p, &observed, &[]).await?;
+        // A spec change triggers the next reconcile.
+        return Ok(Action::await_change());
+    }
+
+    let outcomes = match ensure_topics(ctx, p).await {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            observed.topics = Some(Err(e.to_string()));
+            settle_observed(ctx, p, &observed, &[]).await?;
+            return Err(e.into());
+        }
+    };
+    let partitions = outcomes
+        .first()
+        .map_or(p.spec.kafka.events.partitions, |o| o.partitions);
+    observed.topics = Some(Ok(outcomes.clone()));
+    observed.partitions = Some(partitions);
+    let topic_events = events::topic_events(&outcomes);
+
+    let children = match build::children(p, partitions, ctx.schema_version) {
+        Ok(children) => children,
+        Err(e) => {
+            observed.invalid_spec = Some(e.to_string());
+            settle_observed(ctx, p, &observed, &topic_events).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let namespace = meta::namespace(p);
+    apply::apply(&ctx.client, &namespace, &children.config_map).await?;
+    observed.migration = migrate(ctx, &namespace, &children).await?;
+    if matches!(observed.migration, Migration::Succeeded) {
+        observed.schema_version = Some(ctx.schema_version.to_string());
+    }
+    if matches!(
+        observed.migration,
+        Migration::Succeeded | Migration::Disabled
+    ) {
+        roll_out(ctx, p, &namespace, &children, &mut observed).await?;
+    }
+    settle_observed(ctx, p, &observed, &topic_events).await?;
+    Ok(next_action(&observed))
+}
+
+/// When to look again after a reconcile that observed `o`.
+pub fn next_action(o: &Observed) -> Action {
+    if o.migration == Migration::Running || !o.workloads_pending.is_empty() {
+        Action::requeue(WHILE_PROGRESSING)
+    } else {
+        Action::requeue(RESYNC)
+    }
+}
+
+/// The events topic, then the dead-letter topic.
+async fn ensure_topics<T: Topics>(
+    ctx: &Context<T>,
+    p: &AnalyticsPipeline,
+) -> Result<Vec<TopicOutcome>, TopicError> {
+    let kafka = &p.spec.kafka;
+    let mut outcomes = Vec::with_capacity(2);
+    for spec in [&kafka.events, &kafka.dlq] {
+        outcomes.push(ctx.topics.ensure(&kafka.bootstrap_servers, spec).await?);
+    }
+    Ok(outcomes)
+}
+
+/// Where this schema version's migration stands, creating its Job the
+/// first time. An existing Job is only read: its pod template cannot change.
+async fn migrate<T: Topics>(
+    ctx: &Context<T>,
+    namespace: &str,
+    children: &Children,
+) -> Result<Migration, Error> {
+    let Some(job) = &children.migration_job else {
+        return Ok(Migration::Disabled);
+    };
+    match apply::get::<Job>(&ctx.client, namespace, &job.name_any()).await? {
+        Some(existing) => Ok(observe::migration(&existing)),
+        None => {
+            let created = apply::apply(&ctx.client, namespace, job).await?;
+            Ok(observe::migration(&created))
+        }
+    }
+}
+
+/// Applies the workloads in order, notes which have rolled out, and
+/// deletes the children no longer wanted.
+async fn roll_out<T: Topics>(
+    ctx: &Context<T>,
+    p: &AnalyticsPipeline,
+    namespace: &str,
+    children: &Children,
+    observed: &mut Observed,
+) -> Result<(), Error> {
+    observed.workloads_ready.clear();
+    observed.workloads_pending.clear();
+    for (component, deployment) in Component::ALL.iter().zip(&children.deployments) {
+        let applied = apply::apply(&ctx.client, namespace, deployment).await?;
+        if component == &Component::Consumer {
+            observed.consumer_replicas = applied.spec.as_ref().and_then(|s| s.replicas);
+        }
+        let list = if observe::rolled_out(&applied) {
+            &mut observed.workloads_ready
+        } else {
+            &mut observed.workloads_pending
+        };
+        list.push(component.name().to_owned());
+    }
+    for service in &children.services {
+        apply::apply(&ctx.client, namespace, service).await?;
+    }
+    for budget in &children.disruption_budgets {
+        apply::apply(&ctx.client, namespace, budget).await?;
+    }
+    observed.endpoints = observe::endpoints(p);
+    prune(ctx, p, namespace, children).await
+}
+
+fn names<K: Resource>(objects: impl IntoIterator<Item = K>) -> BTreeSet<String> {
+    objects
+        .into_iter()
+        .filter_map(|o| o.meta().name.clone())
+        .collect()
+}
+
+/// Deletes the pipeline's children that `children` no longer holds: old
+/// migration Jobs, and workloads, Services or budgets of removed parts.
+async fn prune<T: Topics>(
+    ctx: &Context<T>,
+    p: &AnalyticsPipeline,
+    namespace: &str,
+    children: &Children,
+) -> Result<(), Error> {
+    let Some(owner) = p.uid() else {
+        return Ok(());
+    };
+    let selector = format!(
+        "app.kubernetes.io/instance={},app.kubernetes.io/managed-by={}",
+        p.name_any(),
+        meta::MANAGER
+    );
+    let c = &ctx.client;
+    let mut deleted = Vec::new();
+    deleted.extend(
+        apply::prune::<Job>(
+            c,
+            namespace,
+            &selector,
+            &owner,
+            &names(children.migration_job.clone()),
+        )
+        .await?,
+    );
+    deleted.extend(
+        apply::prune::<Deployment>(
+            c,
+            namespace,
+            &selector,
+            &owner,
+            &names(children.deployments.clone()),
+        )
+        .await?,
+    );
+    deleted.extend(
+        apply::prune::<Service>(
+            c,
+            namespace,
+            &selector,
+            &owner,
+            &names(children.services.clone()),
+        )
+        .await?,
+    );
+    deleted.extend(
+        apply::prune::<PodDisruptionBudget>(
+            c,
+            namespace,
+            &selector,
+            &owner,
+            &names(children.disruption_budgets.clone()),
+        )
+        .await?,
+    );
+    if !deleted.is_empty() {
+        tracing::info!(pipeline = %p.name_any(), namespace, ?deleted, "deleted children no longer wanted");
+    }
+    Ok(())
+}
+
+async fn settle_observed<T: Topics>(
+    ctx: &Context<T>,
+    p: &AnalyticsPipeline,
+    observed: &Observed,
+    extra_events: &[Event],
+) -> Result<(), Error> {
+    let next = status::next_status(p.status.as_ref(), observed, &now());
+    settle(ctx, p, next, extra_events).await
+}
+
+/// Writes `next` when it differs from the status `p` has (an unchanged
+/// status is not written, so it never re-triggers reconcile), then
+/// publishes `extra_events` and an Event per condition that moved. A failed Event is
+/// logged, not retried: the status already tells.
+async fn settle<T: Topics>(
+    ctx: &Context<T>,
+    p: &AnalyticsPipeline,
+    next: AnalyticsPipelineStatus,
+    extra_events: &[Event],
+) -> Result<(), Error> {
+    let previous = p.status.as_ref();
+    if previous != Some(&next) {
+        let api: Api<AnalyticsPipeline> = Api::namespaced(ctx.client.clone(), &meta::namespace(p));
+        let patch = serde_json::json!({
+            "apiVersion": AnalyticsPipeline::api_version(&()),
+            "kind": AnalyticsPipeline::kind(&()),
+            "status": next,
+        });
+        api.patch_status(
+            &p.name_any(),
+            &PatchParams::apply(meta::MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    }
+    let reference = p.object_ref(&());
+    let transitions = events::transition_events(previous, &next);
+    for event in extra_events.iter().chain(&transitions) {
+        if let Err(e) = ctx.recorder.publish(event, &reference).await {
+            tracing::warn!(pipeline = %p.name_any(), reason = %event.reason, error = %e, "cannot publish an Event");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_five_seconds_to_five_minutes() {
+        let waits: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(backoff(0).as_secs(), 5);
+        assert_eq!(backoff(u32::MAX).as_secs(), 300);
+    }
+}

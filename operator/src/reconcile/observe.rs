@@ -1,0 +1,171 @@
+//! Reading the cluster's answers: where the migration Job stands, whether a
+//! Deployment has rolled out, and the pipeline's endpoints. Pure.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+
+use crate::build::{Component, meta};
+use crate::crd::AnalyticsPipeline;
+use crate::status::Migration;
+
+/// Where `job` stands: its `Complete` or `Failed` condition, else running.
+pub fn migration(job: &Job) -> Migration {
+    let conditions = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    let holds = |type_: &str| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == "True")
+    };
+    if holds("Complete").is_some() {
+        return Migration::Succeeded;
+    }
+    match holds("Failed") {
+        Some(c) => Migration::Failed {
+            reason: match (c.reason.as_deref(), c.message.as_deref()) {
+                (Some(r), Some(m)) if !m.is_empty() => format!("{r}: {m}"),
+                (Some(r), _) => r.to_owned(),
+                (None, Some(m)) => m.to_owned(),
+                (None, None) => "the Job reports Failed without a reason".to_owned(),
+            },
+        },
+        None => Migration::Running,
+    }
+}
+
+/// Whether the Deployment the API server returned has rolled out: the
+/// controller saw the latest spec, and every wanted replica runs it and is
+/// available, with no old pods left.
+pub fn rolled_out(d: &Deployment) -> bool {
+    let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let Some(status) = &d.status else {
+        return false;
+    };
+    let generation = d.metadata.generation.unwrap_or(0);
+    status.observed_generation.unwrap_or(0) >= generation
+        && status.updated_replicas.unwrap_or(0) == wanted
+        && status.available_replicas.unwrap_or(0) >= wanted
+        && status.replicas.unwrap_or(0) == wanted
+}
+
+/// In-cluster URLs of the components that serve HTTP, by component name.
+pub fn endpoints(p: &AnalyticsPipeline) -> BTreeMap<String, String> {
+    let namespace = meta::namespace(p);
+    Component::ALL
+        .iter()
+        .filter(|c| c.serves())
+        .map(|c| {
+            (
+                c.name().to_owned(),
+                format!(
+                    "http://{}.{namespace}.svc:{}",
+                    meta::child_name(p, c.name()),
+                    c.port()
+                ),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
+    use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+
+    fn job(conditions: Vec<(&str, &str, Option<&str>, Option<&str>)>) -> Job {
+        Job {
+            status: Some(JobStatus {
+                conditions: Some(
+                    conditions
+                        .into_iter()
+                        .map(|(t, s, r, m)| JobCondition {
+                            type_: t.into(),
+                            status: s.into(),
+                            reason: r.map(Into::into),
+                            message: m.map(Into::into),
+                            ..JobCondition::default()
+                        })
+                        .collect(),
+                ),
+                ..JobStatus::default()
+            }),
+            ..Job::default()
+        }
+    }
+
+    #[test]
+    fn a_job_is_running_until_it_completes_or_fails_with_its_reason() {
+        assert_eq!(migration(&Job::default()), Migration::Running);
+        assert_eq!(
+            migration(&job(vec![("Suspended", "True", None, None)])),
+            Migration::Running
+        );
+        assert_eq!(
+            migration(&job(vec![("Complete", "True", None, None)])),
+            Migration::Succeeded
+        );
+        assert_eq!(
+            migration(&job(vec![("Failed", "False", None, None)])),
+            Migration::Running
+        );
+        assert_eq!(
+            migration(&job(vec![(
+                "Failed",
+                "True",
+                Some("BackoffLimitExceeded"),
+                Some("Job has reached the specified backoff limit")
+            )])),
+            Migration::Failed {
+                reason: "BackoffLimitExceeded: Job has reached the specified backoff limit".into()
+            }
+        );
+    }
+
+    fn deployment(generation: i64, replicas: i32, status: DeploymentStatus) -> Deployment {
+        Deployment {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                generation: Some(generation),
+                ..Default::default()
+            },
+            spec: Some(DeploymentSpec {
+                replicas: Some(replicas),
+                ..DeploymentSpec::default()
+            }),
+            status: Some(status),
+        }
+    }
+
+    #[test]
+    fn a_deployment_has_rolled_out_when_every_replica_is_new_and_available() {
+        let done = DeploymentStatus {
+            observed_generation: Some(2),
+            replicas: Some(3),
+            updated_replicas: Some(3),
+            available_replicas: Some(3),
+            ..DeploymentStatus::default()
+        };
+        assert!(rolled_out(&deployment(2, 3, done.clone())));
+        assert!(
+            !rolled_out(&deployment(3, 3, done.clone())),
+            "spec not seen"
+        );
+        assert!(!rolled_out(&deployment(2, 4, done.clone())), "scaling up");
+        let old_pods_left = DeploymentStatus {
+            replicas: Some(4),
+            ..done.clone()
+        };
+        assert!(!rolled_out(&deployment(2, 3, old_pods_left)));
+        let unavailable = DeploymentStatus {
+            available_replicas: Some(2),
+            ..done
+        };
+        assert!(!rolled_out(&deployment(2, 3, unavailable)));
+        assert!(!rolled_out(&Deployment::default()), "no status yet");
+    }
+}

@@ -1,0 +1,622 @@
+//! Reconcile against a mocked Kubernetes API server (`support::FakeApi`,
+//! served through `tower-test`) and an in-memory broker: each test asserts
+//! the requests a reconcile made, in order, and what it wrote.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::runtime::controller::Action;
+use kube::runtime::events::Reporter;
+use serde_json::{Value, json};
+use support::{Call, FakeApi, MemoryBroker};
+use tributary_operator::build::job::migration_job_name;
+use tributary_operator::crd::AnalyticsPipeline;
+use tributary_operator::metrics::Metrics;
+use tributary_operator::reconcile::{
+    Context, Error, RESYNC, WHILE_PROGRESSING, error_policy, reconcile,
+};
+
+const NS: &str = "analytics";
+const PIPELINE: &str = "/apis/tributary.dev/v1alpha1/namespaces/analytics/analyticspipelines/shop";
+const CONFIG_MAP: &str = "/api/v1/namespaces/analytics/configmaps/shop-config";
+const JOBS: &str = "/apis/batch/v1/namespaces/analytics/jobs";
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/analytics/deployments";
+const SERVICES: &str = "/api/v1/namespaces/analytics/services";
+const BUDGETS: &str = "/apis/policy/v1/namespaces/analytics/poddisruptionbudgets";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/analytics/events";
+const UID: &str = "3f0c1b9e-pipeline";
+
+/// The minimal example as the cluster would hold it, `change`d.
+fn pipeline(change: impl FnOnce(&mut Value)) -> Value {
+    let mut p: Value =
+        serde_yaml::from_str(include_str!("../../crds/examples/minimal.yaml")).unwrap();
+    p["metadata"] = json!({"name": "shop", "namespace": NS, "uid": UID, "generation": 1});
+    change(&mut p);
+    p
+}
+
+struct Harness {
+    fake: Arc<FakeApi>,
+    ctx: Arc<Context<MemoryBroker>>,
+}
+
+impl Harness {
+    fn new(p: Value, broker: MemoryBroker) -> Self {
+        let fake = FakeApi::new();
+        fake.put(PIPELINE, p);
+        let reporter = Reporter {
+            controller: "tributary-operator".into(),
+            instance: None,
+        };
+        let ctx = Context::new(fake.client(), broker, reporter, Metrics::default());
+        Self {
+            fake,
+            ctx: Arc::new(ctx),
+        }
+    }
+
+    fn stored(&self) -> AnalyticsPipeline {
+        self.fake.pipeline(PIPELINE)
+    }
+
+    async fn reconcile(&self) -> Result<Action, Error> {
+        reconcile(Arc::new(self.stored()), Arc::clone(&self.ctx)).await
+    }
+
+    /// Reconciles, expecting success, and returns the requests made.
+    async fn calls(&self) -> (Action, Vec<Call>) {
+        let action = self.reconcile().await.expect("reconcile succeeds");
+        (action, self.fake.take_calls())
+    }
+
+    fn condition(&self, type_: &str) -> (String, String, String) {
+        let status = self.fake.get(PIPELINE).unwrap()["status"].clone();
+        let c = status["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == type_).cloned())
+            .unwrap_or_else(|| panic!("no condition {type_} in {status}"));
+        let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+        (s("status"), s("reason"), s("message"))
+    }
+
+    fn job_key(&self) -> String {
+        format!(
+            "{JOBS}/{}",
+            migration_job_name(&self.stored(), self.ctx.schema_version)
+        )
+    }
+
+    fn complete_job(&self, key: &str) {
+        self.fake.set_status(
+            key,
+            json!({"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}),
+        );
+    }
+
+    /// Every Deployment reports its replicas updated and available.
+    fn roll_out_deployments(&self) {
+        for key in self.fake.keys(DEPLOYMENTS) {
+            let d = self.fake.get(&key).unwrap();
+            let replicas = d["spec"]["replicas"].as_i64().unwrap();
+            self.fake.set_status(
+                &key,
+                json!({
+                    "observedGeneration": d["metadata"]["generation"],
+                    "replicas": replicas, "updatedReplicas": replicas,
+                    "availableReplicas": replicas, "readyReplicas": replicas,
+                }),
+            );
+        }
+    }
+}
+
+/// `METHOD path` of each call; an Event's name (a timestamp) reads `*`.
+fn lines(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .map(|c| match c.path.strip_prefix(&format!("{EVENTS}/")) {
+            Some(_) => format!("{} {EVENTS}/*", c.method),
+            None => c.line(),
+        })
+        .collect()
+}
+
+/// `(type, reason)` of the Events published: new ones, and repeats the
+/// recorder folds into a series of an earlier one.
+fn events(calls: &[Call]) -> Vec<(String, String)> {
+    calls
+        .iter()
+        .filter(|c| c.path.starts_with(EVENTS))
+        .map(|c| {
+            let b = c.body.as_ref().unwrap();
+            (
+                b["type"].as_str().unwrap().to_owned(),
+                b["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn event(type_: &str, reason: &str) -> (String, String) {
+    (type_.to_owned(), reason.to_owned())
+}
+
+fn workload_applies() -> Vec<String> {
+    let mut v: Vec<String> = ["auth", "capture", "consumer", "query"]
+        .iter()
+        .map(|c| format!("PATCH {DEPLOYMENTS}/shop-{c}"))
+        .collect();
+    v.extend(
+        ["auth", "capture", "query"]
+            .iter()
+            .map(|c| format!("PATCH {SERVICES}/shop-{c}")),
+    );
+    v.extend(
+        ["auth", "capture", "consumer", "query"]
+            .iter()
+            .map(|c| format!("PATCH {BUDGETS}/shop-{c}")),
+    );
+    v
+}
+
+fn prune_lists() -> Vec<String> {
+    [JOBS, DEPLOYMENTS, SERVICES, BUDGETS]
+        .iter()
+        .map(|c| format!("GET {c}"))
+        .collect()
+}
+
+fn concat(parts: &[&[String]]) -> Vec<String> {
+    parts.iter().flat_map(|p| p.iter().cloned()).collect()
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[tokio::test]
+async fn first_creation_makes_topics_and_starts_the_migration_before_any_workload() {
+    let h = Harness::new(pipeline(|_| {}), MemoryBroker::new(true));
+    let (action, calls) = h.calls().await;
+    let job = h.job_key();
+    assert_eq!(
+        lines(&calls),
+        strings(&[
+            &format!("PATCH {CONFIG_MAP}"),
+            &format!("GET {job}"),
+            &format!("PATCH {job}"),
+            &format!("PATCH {PIPELINE}/status"),
+            &format!("POST {EVENTS}"),
+            &format!("POST {EVENTS}"),
+        ])
+    );
+    // Every write is a forced server-side apply by the operator.
+    for c in calls.iter().filter(|c| c.method == "PATCH") {
+        assert_eq!(
+            c.query.get("fieldManager").map(String::as_str),
+            Some("tributary-operator"),
+            "{}",
+            c.line()
+        );
+        assert_eq!(
+            c.query.get("force").map(String::as_str),
+            Some("true"),
+            "{}",
+            c.line()
+        );
+    }
+    let job_body = calls[2].body.as_ref().unwrap();
+    assert_eq!(
+        job_body["spec"]["template"]["spec"]["containers"][0]["args"],
+        json!(["migrate"])
+    );
+    assert_eq!(job_body["metadata"]["ownerReferences"][0]["uid"], UID);
+    assert_eq!(
+        job_body["metadata"]["ownerReferences"][0]["controller"],
+        true
+    );
+
+    assert_eq!(
+        events(&calls),
+        [
+            event("Normal", "TopicCreated"),
+            event("Normal", "MigrationStarted")
+        ]
+    );
+    let topic_note = calls[4].body.as_ref().unwrap()["note"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        topic_note.contains("events with 12") && topic_note.contains("events-dlq with 1 partition"),
+        "{topic_note}"
+    );
+    let topics = h.ctx.topics.topics.lock().unwrap().clone();
+    assert_eq!(topics.get("events"), Some(&12));
+    assert_eq!(topics.get("events-dlq"), Some(&1));
+    assert_eq!(h.condition("MigrationsComplete").1, "Running");
+    assert_eq!(h.condition("TopicsReady").0, "True");
+    assert_eq!(h.condition("Ready").0, "False");
+    assert_eq!(h.condition("Progressing").0, "True");
+    assert_eq!(h.fake.get(PIPELINE).unwrap()["status"]["partitions"], 12);
+    assert_eq!(action, Action::requeue(WHILE_PROGRESSING));
+    assert!(
+        h.fake.keys(DEPLOYMENTS).is_empty(),
+        "no workload before the migration"
+    );
+
+    // While the Job runs, the Job is only read and nothing else moves.
+    let (_, calls) = h.calls().await;
+    assert_eq!(
+        lines(&calls),
+        strings(&[&format!("PATCH {CONFIG_MAP}"), &format!("GET {job}")])
+    );
+}
+
+#[tokio::test]
+async fn workloads_roll_out_in_order_after_the_migration_and_a_settled_pipeline_writes_nothing() {
+    let h = Harness::new(
+        pipeline(|p| p["spec"]["consumer"] = json!({"replicas": 20})),
+        MemoryBroker::new(true),
+    );
+    h.calls().await;
+    let job = h.job_key();
+    h.complete_job(&job);
+
+    let (action, calls) = h.calls().await;
+    assert_eq!(
+        lines(&calls),
+        concat(&[
+            &strings(&[&format!("PATCH {CONFIG_MAP}"), &format!("GET {job}")]),
+            &workload_applies(),
+            &prune_lists(),
+            &strings(&[
+                &format!("PATCH {PIPELINE}/status"),
+                &format!("POST {EVENTS}")
+            ]),
+        ])
+    );
+    assert_eq!(events(&calls), [event("Normal", "MigrationSucceeded")]);
+    assert_eq!(action, Action::requeue(WHILE_PROGRESSING), "rolling out");
+    let consumer = h.fake.get(&format!("{DEPLOYMENTS}/shop-consumer")).unwrap();
+    assert_eq!(
+        consumer["spec"]["replicas"], 12,
+        "capped at the 12 partitions"
+    );
+    let status = h.fake.get(PIPELINE).unwrap()["status"].clone();
+    assert_eq!(status["consumerReplicas"], 12);
+    assert_eq!(status["schemaVersion"], h.ctx.schema_version.to_string());
+    assert_eq!(
+        status["endpoints"]["capture"],
+        "http://shop-capture.analytics.svc:8000"
+    );
+    assert_eq!(h.condition("MigrationsComplete").0, "True");
+    let (_, _, progress) = h.condition("Progressing");
+    assert!(
+        progress.contains("auth, capture, consumer, query"),
+        "{progress}"
+    );
+
+    h.roll_out_deployments();
+    let (action, calls) = h.calls().await;
+    assert_eq!(events(&calls), [event("Normal", "Ready")]);
+    assert_eq!(h.condition("Ready").0, "True");
+    assert_eq!(action, Action::requeue(RESYNC));
+
+    // Nothing changed: the children are re-applied (idempotent) but the
+    // status is not written and no Event is published.
+    let (_, calls) = h.calls().await;
+    assert_eq!(
+        lines(&calls),
+        concat(&[
+            &strings(&[&format!("PATCH {CONFIG_MAP}"), &format!("GET {job}")]),
+            &workload_applies(),
+            &prune_lists(),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_spec_change_migrates_the_new_image_first_then_rolls_and_deletes_the_old_job() {
+    let h = Harness::new(pipeline(|_| {}), MemoryBroker::new(true));
+    h.calls().await;
+    let old_job = h.job_key();
+    h.complete_job(&old_job);
+    h.calls().await;
+    h.roll_out_deployments();
+    h.calls().await;
+
+    let mut p = h.fake.get(PIPELINE).unwrap();
+    p["spec"]["image"] = json!("ghcr.io/tributary-dev/tributary:0.2.0");
+    p["metadata"]["generation"] = json!(2);
+    h.fake.put(PIPELINE, p);
+    let new_job = h.job_key();
+    assert_ne!(new_job, old_job);
+
+    let (_, calls) = h.calls().await;
+    assert_eq!(
+        lines(&calls),
+        strings(&[
+            &format!("PATCH {CONFIG_MAP}"),
+            &format!("GET {new_job}"),
+            &format!("PATCH {new_job}"),
+            &format!("PATCH {PIPELINE}/status"),
+            // The second MigrationStarted within minutes joins the first's series.
+            &format!("PATCH {EVENTS}/*"),
+        ])
+    );
+    assert_eq!(events(&calls), [event("Normal", "MigrationStarted")]);
+    let image = |c: &str| {
+        h.fake.get(&format!("{DEPLOYMENTS}/shop-{c}")).unwrap()["spec"]["template"]["spec"]
+            ["containers"][0]["image"]
+            .clone()
+    };
+    assert_eq!(
+        image("query"),
+        "ghcr.io/tributary-dev/tributary:0.1.0",
+        "not before the migration"
+    );
+    assert_eq!(h.condition("Ready").1, "Progressing");
+    assert_eq!(
+        h.fake.get(PIPELINE).unwrap()["status"]["observedGeneration"],
+        2
+    );
+
+    h.complete_job(&new_job);
+    let (_, calls) = h.calls().await;
+    assert!(
+        lines(&calls).contains(&format!("DELETE {old_job}")),
+        "{:#?}",
+        lines(&calls)
+    );
+    assert!(!lines(&calls).contains(&format!("DELETE {new_job}")));
+    for c in ["auth", "capture", "consumer", "query"] {
+        assert_eq!(image(c), "ghcr.io/tributary-dev/tributary:0.2.0", "{c}");
+    }
+    assert!(h.fake.get(&old_job).is_none());
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_a_condition_and_nothing_is_applied() {
+    let h = Harness::new(
+        pipeline(|p| p["spec"]["kafka"]["saslSecretRef"] = json!({"name": "kafka-sasl"})),
+        MemoryBroker::new(true),
+    );
+    let (action, calls) = h.calls().await;
+    assert_eq!(
+        lines(&calls),
+        strings(&[
+            &format!("PATCH {PIPELINE}/status"),
+            &format!("POST {EVENTS}")
+        ])
+    );
+    assert_eq!(events(&calls), [event("Warning", "InvalidSpec")]);
+    let (status, reason, message) = h.condition("Degraded");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "InvalidSpec"));
+    assert!(message.starts_with("spec.kafka.saslSecretRef"), "{message}");
+    assert_eq!(h.condition("TopicsReady").0, "Unknown");
+    assert!(
+        h.ctx.topics.calls.lock().unwrap().is_empty(),
+        "Kafka is not asked"
+    );
+    assert_eq!(action, Action::await_change());
+
+    // Reconciling the same invalid spec again writes nothing.
+    let (_, calls) = h.calls().await;
+    assert!(calls.is_empty(), "{:#?}", lines(&calls));
+}
+
+#[tokio::test]
+async fn a_topic_shrink_is_refused_with_a_condition_and_the_pipeline_keeps_running() {
+    let broker = MemoryBroker::new(true);
+    broker.topics.lock().unwrap().insert("events".into(), 24);
+    let h = Harness::new(
+        pipeline(|p| {
+            p["spec"]["migrations"] = json!(false);
+            p["spec"]["consumer"] = json!({"replicas": 30});
+        }),
+        broker,
+    );
+    let (_, calls) = h.calls().await;
+    assert_eq!(
+        lines(&calls),
+        concat(&[
+            &strings(&[&format!("PATCH {CONFIG_MAP}")]),
+            &workload_applies(),
+            &prune_lists(),
+            &strings(&[
+                &format!("PATCH {PIPELINE}/status"),
+                &format!("POST {EVENTS}"),
+                &format!("POST {EVENTS}"),
+            ]),
+        ])
+    );
+    assert_eq!(
+        events(&calls),
+        [
+            event("Normal", "TopicCreated"),
+            event("Warning", "ShrinkRefused")
+        ]
+    );
+    assert_eq!(
+        h.ctx.topics.topics.lock().unwrap().get("events"),
+        Some(&24),
+        "never shrunk"
+    );
+    let (status, reason, message) = h.condition("TopicsReady");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "ShrinkRefused")
+    );
+    assert!(message.contains("set 24 or more"), "{message}");
+    assert_eq!(h.condition("Degraded").0, "True");
+    assert_eq!(h.condition("MigrationsComplete").1, "Disabled");
+    let consumer = h.fake.get(&format!("{DEPLOYMENTS}/shop-consumer")).unwrap();
+    assert_eq!(
+        consumer["spec"]["replicas"], 24,
+        "capped at the topic's real partitions"
+    );
+}
+
+#[tokio::test]
+async fn a_broker_that_cannot_grow_partitions_is_a_condition_not_an_error_loop() {
+    let broker = MemoryBroker::new(false);
+    broker.topics.lock().unwrap().insert("events".into(), 6);
+    let h = Harness::new(
+        pipeline(|p| {
+            p["spec"]["migrations"] = json!(false);
+            p["spec"]["consumer"] = json!({"replicas": 12});
+        }),
+        broker,
+    );
+    let (action, _) = h.calls().await;
+    let (status, reason, message) = h.condition("TopicsReady");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "GrowUnsupported")
+    );
+    assert!(message.contains("UnsupportedFeature"), "{message}");
+    let consumer = h.fake.get(&format!("{DEPLOYMENTS}/shop-consumer")).unwrap();
+    assert_eq!(consumer["spec"]["replicas"], 6);
+    assert_eq!(h.fake.get(PIPELINE).unwrap()["status"]["partitions"], 6);
+    assert_ne!(
+        action,
+        Action::requeue(Duration::from_secs(5)),
+        "not an error backoff"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_migration_is_a_condition_with_the_jobs_reason_and_nothing_rolls() {
+    let h = Harness::new(pipeline(|_| {}), MemoryBroker::new(true));
+    h.calls().await;
+    let job = h.job_key();
+    h.fake.set_status(
+        &job,
+        json!({"failed": 5, "conditions": [{"type": "Failed", "status": "True",
+            "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}),
+    );
+    let (action, calls) = h.calls().await;
+    assert_eq!(
+        lines(&calls),
+        strings(&[
+            &format!("PATCH {CONFIG_MAP}"),
+            &format!("GET {job}"),
+            &format!("PATCH {PIPELINE}/status"),
+            &format!("POST {EVENTS}"),
+        ])
+    );
+    assert_eq!(events(&calls), [event("Warning", "MigrationFailed")]);
+    let (status, reason, message) = h.condition("MigrationsComplete");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "Failed"));
+    assert!(message.contains("BackoffLimitExceeded"), "{message}");
+    assert_eq!(h.condition("Degraded").0, "True");
+    assert!(h.fake.keys(DEPLOYMENTS).is_empty());
+    assert_eq!(action, Action::requeue(RESYNC));
+}
+
+#[tokio::test]
+async fn kafka_unreachable_is_reported_and_retried_with_a_growing_backoff() {
+    let h = Harness::new(pipeline(|_| {}), MemoryBroker::new(true));
+    *h.ctx.topics.reachable.lock().unwrap() = false;
+    let error = h.reconcile().await.expect_err("Kafka is down");
+    assert!(matches!(error, Error::Kafka(_)), "{error}");
+    let calls = h.fake.take_calls();
+    assert_eq!(lines(&calls)[0], format!("PATCH {PIPELINE}/status"));
+    assert_eq!(events(&calls), [event("Warning", "KafkaUnavailable")]);
+    assert!(h.fake.get(CONFIG_MAP).is_none(), "nothing applied");
+    let (status, reason, message) = h.condition("TopicsReady");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "KafkaUnavailable")
+    );
+    assert!(message.contains("kafka:9092"), "{message}");
+
+    let p = Arc::new(h.stored());
+    let first = error_policy(Arc::clone(&p), &error, Arc::clone(&h.ctx));
+    let second = error_policy(Arc::clone(&p), &error, Arc::clone(&h.ctx));
+    assert_eq!(first, Action::requeue(Duration::from_secs(5)));
+    assert_eq!(second, Action::requeue(Duration::from_secs(10)));
+
+    // Kafka back: the pipeline proceeds and the backoff starts over.
+    *h.ctx.topics.reachable.lock().unwrap() = true;
+    h.calls().await;
+    assert_eq!(h.condition("TopicsReady").0, "True");
+    assert_eq!(
+        error_policy(p, &error, Arc::clone(&h.ctx)),
+        Action::requeue(Duration::from_secs(5))
+    );
+}
+
+#[tokio::test]
+async fn a_paused_pipeline_is_left_alone() {
+    let h = Harness::new(
+        pipeline(|p| p["spec"]["paused"] = json!(true)),
+        MemoryBroker::new(true),
+    );
+    let (action, calls) = h.calls().await;
+    assert_eq!(
+        lines(&calls),
+        strings(&[&format!("PATCH {PIPELINE}/status")])
+    );
+    assert_eq!(h.condition("Progressing").1, "Paused");
+    assert!(h.ctx.topics.calls.lock().unwrap().is_empty());
+    assert_eq!(action, Action::await_change());
+    let (_, calls) = h.calls().await;
+    assert!(calls.is_empty(), "{:#?}", lines(&calls));
+}
+
+#[tokio::test]
+async fn children_no_longer_wanted_are_deleted_and_others_objects_are_not() {
+    let h = Harness::new(
+        pipeline(|p| p["spec"]["migrations"] = json!(false)),
+        MemoryBroker::new(true),
+    );
+    let labels = json!({"app.kubernetes.io/instance": "shop", "app.kubernetes.io/managed-by": "tributary-operator"});
+    let owned = |name: &str, uid: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": NS, "labels": labels,
+                "ownerReferences": [{"apiVersion": "tributary.dev/v1alpha1", "kind": "AnalyticsPipeline",
+                    "name": "shop", "uid": uid, "controller": true}]},
+            "spec": {"selector": {}, "template": {}}})
+    };
+    h.fake
+        .put(&format!("{DEPLOYMENTS}/shop-old"), owned("shop-old", UID));
+    h.fake.put(
+        &format!("{DEPLOYMENTS}/someone-elses"),
+        owned("someone-elses", "another-uid"),
+    );
+    let stale_job = format!("{JOBS}/shop-migrate-v1-00000000");
+    h.fake.put(&stale_job, {
+        let mut j = owned("shop-migrate-v1-00000000", UID);
+        j["kind"] = json!("Job");
+        j["apiVersion"] = json!("batch/v1");
+        j
+    });
+    let (_, calls) = h.calls().await;
+    let deletes: Vec<String> = lines(&calls)
+        .into_iter()
+        .filter(|l| l.starts_with("DELETE"))
+        .collect();
+    assert_eq!(
+        deletes,
+        [
+            format!("DELETE {stale_job}"),
+            format!("DELETE {DEPLOYMENTS}/shop-old")
+        ]
+    );
+    assert!(
+        h.fake
+            .get(&format!("{DEPLOYMENTS}/someone-elses"))
+            .is_some()
+    );
+    let propagation = calls
+        .iter()
+        .find(|c| c.method == "DELETE")
+        .and_then(|c| c.body.clone())
+        .unwrap_or_default();
+    assert_eq!(propagation["propagationPolicy"], "Background");
+}

@@ -1,0 +1,342 @@
+//! A stand-in Kubernetes API server for reconcile tests, served through
+//! `tower-test`'s mock pair (the kube-rs pattern): it records every request
+//! and answers from an in-memory store, so a test asserts the requests a
+//! reconcile made and can play the cluster's part between reconciles (a
+//! Job completing, a Deployment becoming available).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use http::{Request, Response, StatusCode};
+use kube::Client;
+use kube::client::Body;
+use serde_json::{Value, json};
+use tributary_operator::crd::{AnalyticsPipeline, TopicSpec};
+use tributary_operator::topics::{TopicChange, TopicError, TopicOutcome, TopicStep, Topics, plan};
+
+/// Resource plurals the operator touches.
+const PLURALS: &[&str] = &[
+    "configmaps",
+    "jobs",
+    "deployments",
+    "services",
+    "poddisruptionbudgets",
+    "events",
+    "analyticspipelines",
+    "leases",
+];
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+    pub body: Option<Value>,
+}
+
+impl Call {
+    /// `METHOD path`, as the tests compare them.
+    pub fn line(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    objects: BTreeMap<String, Value>,
+    calls: Vec<Call>,
+    version: u64,
+}
+
+#[derive(Default)]
+pub struct FakeApi {
+    state: Mutex<State>,
+}
+
+/// Where a path points.
+enum Target {
+    Collection(String),
+    Item(String),
+    Status(String),
+}
+
+fn target(path: &str) -> Target {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let at = segments
+        .iter()
+        .rposition(|s| PLURALS.contains(s))
+        .unwrap_or_else(|| panic!("the fake API does not know {path}"));
+    let upto = |n: usize| segments[..n].join("/");
+    match segments.len() - at {
+        1 => Target::Collection(upto(at + 1)),
+        2 => Target::Item(upto(at + 2)),
+        _ => Target::Status(upto(at + 2)),
+    }
+}
+
+fn reply(code: StatusCode, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(body).unwrap()))
+        .unwrap()
+}
+
+fn failure(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
+    reply(
+        code,
+        &json!({
+            "apiVersion": "v1", "kind": "Status", "status": "Failure",
+            "code": code.as_u16(), "reason": reason, "message": message,
+        }),
+    )
+}
+
+fn labels_match(object: &Value, selector: Option<&String>) -> bool {
+    let Some(selector) = selector else {
+        return true;
+    };
+    let labels = &object["metadata"]["labels"];
+    selector.split(',').all(|term| match term.split_once('=') {
+        Some((k, v)) => labels[k].as_str() == Some(v),
+        None => labels.get(term).is_some(),
+    })
+}
+
+impl FakeApi {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// A client whose requests this fake answers.
+    pub fn client(self: &Arc<Self>) -> Client {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let fake = Arc::clone(self);
+        tokio::spawn(async move {
+            while let Some((request, send)) = handle.next_request().await {
+                let response = fake.answer(request).await;
+                send.send_response(response);
+            }
+        });
+        Client::new(service, "default")
+    }
+
+    async fn answer(&self, request: Request<Body>) -> Response<Body> {
+        let method = request.method().as_str().to_owned();
+        let path = request.uri().path().to_owned();
+        let query: BTreeMap<String, String> =
+            form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        let body: Option<Value> = if bytes.is_empty() {
+            None
+        } else {
+            Some(serde_json::from_slice(&bytes).expect("request bodies are JSON"))
+        };
+        let mut state = self.state.lock().unwrap();
+        state.calls.push(Call {
+            method: method.clone(),
+            path: path.clone(),
+            query: query.clone(),
+            body: body.clone(),
+        });
+        state.version += 1;
+        let version = state.version;
+        match (method.as_str(), target(&path)) {
+            ("GET", Target::Item(key)) => match state.objects.get(&key) {
+                Some(o) => reply(StatusCode::OK, o),
+                None => failure(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    &format!("{key} not found"),
+                ),
+            },
+            ("GET", Target::Collection(prefix)) => {
+                let items: Vec<Value> = state
+                    .objects
+                    .iter()
+                    .filter(|(k, _)| {
+                        k.strip_prefix(&format!("{prefix}/"))
+                            .is_some_and(|rest| !rest.contains('/'))
+                    })
+                    .map(|(_, o)| o.clone())
+                    .filter(|o| labels_match(o, query.get("labelSelector")))
+                    .collect();
+                reply(
+                    StatusCode::OK,
+                    &json!({"apiVersion": "v1", "kind": "List",
+                        "metadata": {"resourceVersion": version.to_string()}, "items": items}),
+                )
+            }
+            ("PATCH", Target::Status(key)) => {
+                let Some(object) = state.objects.get_mut(&key) else {
+                    return failure(StatusCode::NOT_FOUND, "NotFound", &key);
+                };
+                object["status"] = body.unwrap_or_default()["status"].clone();
+                reply(StatusCode::OK, object)
+            }
+            ("PATCH", Target::Item(key)) => {
+                let mut new = body.unwrap_or_default();
+                let old = state.objects.get(&key).cloned();
+                let generation = match &old {
+                    None => 1,
+                    Some(old) => {
+                        let g = old["metadata"]["generation"].as_i64().unwrap_or(1);
+                        if old.get("spec") == new.get("spec") {
+                            g
+                        } else {
+                            g + 1
+                        }
+                    }
+                };
+                let uid = old
+                    .as_ref()
+                    .and_then(|o| o["metadata"]["uid"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| format!("uid-{version}"));
+                new["metadata"]["uid"] = json!(uid);
+                new["metadata"]["generation"] = json!(generation);
+                new["metadata"]["resourceVersion"] = json!(version.to_string());
+                if let Some(status) = old.and_then(|o| o.get("status").cloned()) {
+                    new["status"] = status;
+                }
+                state.objects.insert(key, new.clone());
+                reply(StatusCode::OK, &new)
+            }
+            ("POST", Target::Collection(prefix)) => {
+                let object = body.unwrap_or_default();
+                let name = object["metadata"]["name"].as_str().unwrap_or("").to_owned();
+                let key = format!("{prefix}/{name}");
+                if state.objects.contains_key(&key) {
+                    return failure(StatusCode::CONFLICT, "AlreadyExists", &key);
+                }
+                state.objects.insert(key, object.clone());
+                reply(StatusCode::CREATED, &object)
+            }
+            ("DELETE", Target::Item(key)) => match state.objects.remove(&key) {
+                Some(_) => reply(
+                    StatusCode::OK,
+                    &json!({"apiVersion": "v1", "kind": "Status", "status": "Success", "code": 200}),
+                ),
+                None => failure(StatusCode::NOT_FOUND, "NotFound", &key),
+            },
+            (m, _) => failure(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                &format!("the fake API does not answer {m} {path}"),
+            ),
+        }
+    }
+
+    /// Puts `object` at `key` (a path without query), as another actor in
+    /// the cluster would.
+    pub fn put(&self, key: &str, object: Value) {
+        self.state
+            .lock()
+            .unwrap()
+            .objects
+            .insert(key.to_owned(), object);
+    }
+
+    /// Sets the status of the object at `key`.
+    pub fn set_status(&self, key: &str, status: Value) {
+        let mut state = self.state.lock().unwrap();
+        let object = state
+            .objects
+            .get_mut(key)
+            .unwrap_or_else(|| panic!("no object at {key}"));
+        object["status"] = status;
+    }
+
+    pub fn get(&self, key: &str) -> Option<Value> {
+        self.state.lock().unwrap().objects.get(key).cloned()
+    }
+
+    /// Keys of every stored object under `prefix`.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .objects
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    /// The requests since the last call, oldest first.
+    pub fn take_calls(&self) -> Vec<Call> {
+        std::mem::take(&mut self.state.lock().unwrap().calls)
+    }
+
+    /// The pipeline stored at `key`, as the controller's watch would hand
+    /// it to reconcile.
+    pub fn pipeline(&self, key: &str) -> AnalyticsPipeline {
+        serde_json::from_value(self.get(key).expect("the pipeline is stored")).unwrap()
+    }
+}
+
+/// A broker that keeps topics in memory and follows the same plan as the
+/// real admin: create, grow (when it can), never shrink.
+pub struct MemoryBroker {
+    pub topics: Mutex<HashMap<String, i32>>,
+    pub can_grow: bool,
+    pub reachable: Mutex<bool>,
+    pub calls: Mutex<Vec<String>>,
+}
+
+impl MemoryBroker {
+    pub fn new(can_grow: bool) -> Self {
+        Self {
+            topics: Mutex::new(HashMap::new()),
+            can_grow,
+            reachable: Mutex::new(true),
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Topics for MemoryBroker {
+    async fn ensure(&self, bootstrap: &str, spec: &TopicSpec) -> Result<TopicOutcome, TopicError> {
+        self.calls.lock().unwrap().push(spec.name.clone());
+        if !*self.reachable.lock().unwrap() {
+            return Err(TopicError::Unreachable {
+                bootstrap: bootstrap.to_owned(),
+                message: "connection refused".into(),
+            });
+        }
+        let mut topics = self.topics.lock().unwrap();
+        let have = topics.get(&spec.name).copied();
+        let outcome = |partitions, change| TopicOutcome {
+            name: spec.name.clone(),
+            partitions,
+            change,
+        };
+        Ok(match plan(spec, have) {
+            TopicStep::Create => {
+                topics.insert(spec.name.clone(), spec.partitions);
+                outcome(spec.partitions, TopicChange::Created)
+            }
+            TopicStep::Grow { from } if self.can_grow => {
+                topics.insert(spec.name.clone(), spec.partitions);
+                outcome(spec.partitions, TopicChange::Grown { from })
+            }
+            TopicStep::Grow { from } => outcome(
+                from,
+                TopicChange::GrowUnsupported {
+                    wanted: spec.partitions,
+                    reason: "UnsupportedFeature".into(),
+                },
+            ),
+            TopicStep::RefuseShrink { have } => outcome(
+                have,
+                TopicChange::ShrinkRefused {
+                    wanted: spec.partitions,
+                },
+            ),
+            TopicStep::Keep => outcome(spec.partitions, TopicChange::Unchanged),
+        })
+    }
+}
