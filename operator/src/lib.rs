@@ -8,13 +8,12 @@
 
 pub mod build;
 pub mod crd;
+pub mod lease;
 pub mod metrics;
 pub mod reconcile;
+pub mod run;
 pub mod status;
 pub mod topics;
-
-/// The issue that tracks the operator.
-pub const TRACKING_ISSUE: u32 = 7;
 
 /// The CustomResourceDefinition of `AnalyticsPipeline`, as YAML.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {

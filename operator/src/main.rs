@@ -1,7 +1,6 @@
 //! `tributary-operator`: subcommands `run`, `crd`, `render`.
 //!
-//! `crd` and `render` are built; `run` says it is not built yet and exits
-//! with status 3.
+//! Exit codes: 0 done, 1 failed, 78 bad settings (`run`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,7 +20,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the controller against the cluster.
+    /// Run the controller against the cluster (settings from the
+    /// environment: OPERATOR_WATCH_NAMESPACES, OPERATOR_METRICS_PORT,
+    /// OPERATOR_LEADER_ELECTION, OPERATOR_LEASE_NAME, POD_NAMESPACE,
+    /// POD_NAME, LOG_LEVEL, LOG_FORMAT).
     Run,
     /// Print the AnalyticsPipeline CRD as YAML (`kubectl apply -f -`).
     Crd {
@@ -42,7 +44,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd { output } => crd(output),
-        Command::Run => not_built("run"),
+        Command::Run => run(),
         Command::Render { file } => render(&file),
     }
 }
@@ -112,10 +114,52 @@ fn render(file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn not_built(name: &str) -> ExitCode {
-    eprintln!(
-        "tributary-operator {name}: not built yet (tracked in issue #{}); nothing was done",
-        tributary_operator::TRACKING_ISSUE
-    );
-    ExitCode::from(3)
+/// Bad settings: EX_CONFIG, as the workloads use.
+const BAD_CONFIG: u8 = 78;
+
+fn run() -> ExitCode {
+    use tributary_core::config::{Env, ProcessEnv};
+    use tributary_core::telemetry::{self, LogConfig};
+    let env = Env::new(&ProcessEnv);
+    let settings = LogConfig::from_env(&env).and_then(|logs| {
+        tributary_operator::run::RunConfig::from_env(&env).map(|config| (logs, config))
+    });
+    let (logs, config) = match settings {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tributary-operator run: {e}");
+            return ExitCode::from(BAD_CONFIG);
+        }
+    };
+    if let Err(e) = telemetry::init("tributary-operator", &logs) {
+        eprintln!("tributary-operator run: {e}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tributary-operator run: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let shutdown = match tributary_core::shutdown::install() {
+            Ok(token) => token,
+            Err(e) => {
+                eprintln!("tributary-operator run: cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match tributary_operator::run::run(config, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "operator failed");
+                eprintln!("tributary-operator run: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use tributary_operator::crd::TopicSpec;
-use tributary_operator::topics::{KafkaAdmin, TopicChange};
+use tributary_operator::topics::{Brokers, KafkaAdmin, TopicChange, Topics};
 use tributary_tests::{Stack, unique_name};
 
 fn spec(name: &str, partitions: i32) -> TopicSpec {
@@ -75,4 +75,33 @@ async fn an_unreachable_broker_is_an_error_naming_it() {
     let admin = KafkaAdmin::new("127.0.0.1:1", Duration::from_secs(2)).unwrap();
     let e = admin.ensure(&spec("events", 3)).await.unwrap_err();
     assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
+}
+
+/// What reconcile calls: `Brokers`, one admin client per bootstrap list.
+#[tokio::test]
+async fn reconcile_reaches_the_broker_through_brokers() {
+    let stack = Stack::require();
+    let brokers = Brokers::new(Duration::from_secs(20));
+    let name = unique_name("operator_brokers");
+    let first = brokers
+        .ensure(&stack.kafka_bootstrap, &spec(&name, 2))
+        .await
+        .unwrap();
+    assert_eq!(first.change, TopicChange::Created);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let again = brokers
+            .ensure(&stack.kafka_bootstrap, &spec(&name, 2))
+            .await
+            .unwrap();
+        if again.change == TopicChange::Unchanged {
+            assert_eq!(again.partitions, 2);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the created topic never showed: {again:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -48,6 +48,9 @@ struct State {
     objects: BTreeMap<String, Value>,
     calls: Vec<Call>,
     version: u64,
+    /// Refuse the next replace with 409, as when another writer got there
+    /// between a read and a write.
+    conflict_next_replace: bool,
 }
 
 #[derive(Default)]
@@ -206,14 +209,37 @@ impl FakeApi {
                 reply(StatusCode::OK, &new)
             }
             ("POST", Target::Collection(prefix)) => {
-                let object = body.unwrap_or_default();
+                let mut object = body.unwrap_or_default();
                 let name = object["metadata"]["name"].as_str().unwrap_or("").to_owned();
                 let key = format!("{prefix}/{name}");
                 if state.objects.contains_key(&key) {
                     return failure(StatusCode::CONFLICT, "AlreadyExists", &key);
                 }
+                object["metadata"]["resourceVersion"] = json!(version.to_string());
                 state.objects.insert(key, object.clone());
                 reply(StatusCode::CREATED, &object)
+            }
+            // Replace, with optimistic concurrency on resourceVersion.
+            ("PUT", Target::Item(key)) => {
+                let mut object = body.unwrap_or_default();
+                if !state.objects.contains_key(&key) {
+                    return failure(StatusCode::NOT_FOUND, "NotFound", &key);
+                }
+                let raced = std::mem::take(&mut state.conflict_next_replace);
+                let stored = &state.objects[&key];
+                if raced
+                    || object["metadata"]["resourceVersion"]
+                        != stored["metadata"]["resourceVersion"]
+                {
+                    return failure(
+                        StatusCode::CONFLICT,
+                        "Conflict",
+                        &format!("{key}: the object has been modified"),
+                    );
+                }
+                object["metadata"]["resourceVersion"] = json!(version.to_string());
+                state.objects.insert(key, object.clone());
+                reply(StatusCode::OK, &object)
             }
             ("DELETE", Target::Item(key)) => match state.objects.remove(&key) {
                 Some(_) => reply(
@@ -238,6 +264,11 @@ impl FakeApi {
             .unwrap()
             .objects
             .insert(key.to_owned(), object);
+    }
+
+    /// The next replace (PUT) loses a race: 409 Conflict.
+    pub fn conflict_next_replace(&self) {
+        self.state.lock().unwrap().conflict_next_replace = true;
     }
 
     /// Sets the status of the object at `key`.
