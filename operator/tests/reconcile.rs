@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use support::{Call, FakeApi, MemoryBroker};
 use tributary_operator::build::job::migration_job_name;
 use tributary_operator::crd::AnalyticsPipeline;
-use tributary_operator::metrics::Metrics;
+use tributary_operator::metrics::{ErrorLabels, Metrics};
 use tributary_operator::reconcile::{
     Context, Error, RESYNC, WHILE_PROGRESSING, error_policy, reconcile,
 };
@@ -524,6 +524,16 @@ async fn kafka_unreachable_is_reported_and_retried_with_a_growing_backoff() {
     *h.ctx.topics.reachable.lock().unwrap() = false;
     let error = h.reconcile().await.expect_err("Kafka is down");
     assert!(matches!(error, Error::Kafka(_)), "{error}");
+    let kafka_errors = h
+        .ctx
+        .metrics
+        .errors
+        .get_or_create(&ErrorLabels {
+            kind: "kafka".into(),
+        })
+        .get();
+    assert_eq!(kafka_errors, 1);
+    assert_eq!(h.ctx.metrics.reconciles.get(), 1);
     let calls = h.fake.take_calls();
     assert_eq!(lines(&calls)[0], format!("PATCH {PIPELINE}/status"));
     assert_eq!(events(&calls), [event("Warning", "KafkaUnavailable")]);
