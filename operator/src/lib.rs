@@ -6,6 +6,7 @@
 //!   (pure); `reconcile`: the steps that apply them.
 //! - Autoscaling on consumer lag is tracked in issue #8.
 
+pub mod autoscale;
 pub mod build;
 pub mod crd;
 pub mod lease;
