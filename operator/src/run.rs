@@ -20,7 +20,6 @@ use kube::runtime::events::Reporter;
 use kube::runtime::watcher;
 use kube::{Client, Resource};
 use prometheus_client::registry::Registry;
-use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 use tributary_core::config::{ConfigError, Env};
 
@@ -28,6 +27,7 @@ use crate::build::meta::MANAGER;
 use crate::crd::AnalyticsPipeline;
 use crate::lease::LeaseLock;
 use crate::metrics::Metrics;
+use crate::reconcile::apply::Child;
 use crate::reconcile::{self, Context};
 use crate::topics::Brokers;
 
@@ -57,9 +57,14 @@ pub struct RunConfig {
 
 impl RunConfig {
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        // Replicas must never share an identity (each would think it holds
+        // the Lease): without a pod or host name, one is made up.
         let identity = match env.optional_string("POD_NAME")? {
             Some(name) => name,
-            None => env.string("HOSTNAME", MANAGER)?,
+            None => match env.optional_string("HOSTNAME")? {
+                Some(host) => host,
+                None => format!("{MANAGER}-{}", std::process::id()),
+            },
         };
         Ok(Self {
             namespaces: env.list("OPERATOR_WATCH_NAMESPACES", &[])?,
@@ -94,10 +99,10 @@ pub enum RunError {
 /// Runs the operator until `shutdown` fires.
 pub async fn run(config: RunConfig, shutdown: CancellationToken) -> Result<(), RunError> {
     let client = Client::try_default().await.map_err(RunError::Config)?;
-    match Api::<AnalyticsPipeline>::all(client.clone())
-        .list_metadata(&ListParams::default().limit(1))
-        .await
-    {
+    // Asked where the operator may list (a watched namespace, or all), so
+    // namespace-scoped RBAC is enough.
+    let probe = api::<AnalyticsPipeline>(&client, config.namespaces.first().map(String::as_str));
+    match probe.list_metadata(&ListParams::default().limit(1)).await {
         Err(kube::Error::Api(e)) if e.code == 404 => return Err(RunError::CrdMissing),
         Err(e) => return Err(e.into()),
         Ok(_) => {}
@@ -256,20 +261,11 @@ where
     }
 }
 
-fn owned<K>(
+fn owned<K: Child>(
     c: Controller<AnalyticsPipeline>,
     client: &Client,
     namespace: Option<&str>,
-) -> Controller<AnalyticsPipeline>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
+) -> Controller<AnalyticsPipeline> {
     // Only the operator's own children are watched and cached.
     let managed =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
@@ -316,7 +312,11 @@ mod tests {
         assert!(c.leader_election);
         assert_eq!(c.metrics_port, 8080);
         assert_eq!(c.lease_name, "tributary-operator");
-        assert_eq!(c.identity, "tributary-operator");
+        assert!(
+            c.identity.starts_with("tributary-operator-"),
+            "{}",
+            c.identity
+        );
         assert_eq!(c.lease_duration, Duration::from_secs(15));
 
         let set = [

@@ -12,7 +12,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
 use support::{Call, FakeApi, MemoryBroker};
-use tributary_operator::build::job::migration_job_name;
+use tributary_operator::build;
 use tributary_operator::crd::AnalyticsPipeline;
 use tributary_operator::metrics::{ErrorLabels, Metrics};
 use tributary_operator::reconcile::{
@@ -83,10 +83,12 @@ impl Harness {
     }
 
     fn job_key(&self) -> String {
-        format!(
-            "{JOBS}/{}",
-            migration_job_name(&self.stored(), self.ctx.schema_version)
-        )
+        let p = self.stored();
+        let job = build::children(&p, 12, self.ctx.schema_version)
+            .expect("a valid pipeline")
+            .migration_job
+            .expect("migrations on");
+        format!("{JOBS}/{}", job.metadata.name.expect("named"))
     }
 
     fn complete_job(&self, key: &str) {
@@ -482,10 +484,10 @@ async fn a_broker_that_cannot_grow_partitions_is_a_condition_not_an_error_loop()
     let consumer = h.fake.get(&format!("{DEPLOYMENTS}/shop-consumer")).unwrap();
     assert_eq!(consumer["spec"]["replicas"], 6);
     assert_eq!(h.fake.get(PIPELINE).unwrap()["status"]["partitions"], 6);
-    assert_ne!(
+    assert_eq!(
         action,
-        Action::requeue(Duration::from_secs(5)),
-        "not an error backoff"
+        Action::requeue(WHILE_PROGRESSING),
+        "rolling out as usual: a lasting state, not an error retry"
     );
 }
 
@@ -629,4 +631,19 @@ async fn children_no_longer_wanted_are_deleted_and_others_objects_are_not() {
         .and_then(|c| c.body.clone())
         .unwrap_or_default();
     assert_eq!(propagation["propagationPolicy"], "Background");
+}
+
+#[tokio::test]
+async fn a_pipeline_being_deleted_is_left_to_the_garbage_collector() {
+    let h = Harness::new(
+        pipeline(|p| p["metadata"]["deletionTimestamp"] = json!("2026-11-23T10:00:00Z")),
+        MemoryBroker::new(true),
+    );
+    let (action, calls) = h.calls().await;
+    assert!(calls.is_empty(), "{:#?}", lines(&calls));
+    assert!(
+        h.ctx.topics.calls.lock().unwrap().is_empty(),
+        "topics are kept"
+    );
+    assert_eq!(action, Action::await_change());
 }

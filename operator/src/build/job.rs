@@ -1,5 +1,8 @@
 //! The migration Job: `tributary migrate` from the pipeline's image, named
-//! after the schema version (and the image), so each version migrates once.
+//! after the schema version and a digest of what it runs (its pod template
+//! and the settings it reads), so each version migrates once per image and
+//! settings. A Job that failed for a wrong setting is retried by fixing the
+//! spec: the fixed spec gets a new Job.
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
@@ -13,10 +16,14 @@ use crate::crd::AnalyticsPipeline;
 /// Longest name a Job may have (its pods' `job-name` label holds it).
 const MAX_NAME: usize = 63;
 
-/// `{pipeline}-migrate-v{version}-{8 hex digits of the image}`, shortened
-/// to fit; the same pipeline, version and image always give the same name.
-pub fn migration_job_name(p: &AnalyticsPipeline, schema_version: u32) -> String {
-    let digest = Sha256::digest(p.spec.image.as_bytes());
+/// `{pipeline}-migrate-v{version}-{8 hex digits of fingerprint}`,
+/// shortened to fit; the same inputs always give the same name.
+pub fn migration_job_name(
+    p: &AnalyticsPipeline,
+    schema_version: u32,
+    fingerprint: &[u8],
+) -> String {
+    let digest = Sha256::digest(fingerprint);
     let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
     let suffix = format!("-migrate-v{schema_version}-{hex}");
     let base = meta::child_name(p, "");
@@ -26,15 +33,25 @@ pub fn migration_job_name(p: &AnalyticsPipeline, schema_version: u32) -> String 
     format!("{}{suffix}", cut.trim_end_matches('-'))
 }
 
-/// The Job migrating ClickHouse and Postgres to `schema_version`.
-pub fn migration_job(p: &AnalyticsPipeline, schema_version: u32) -> Job {
+/// The Job migrating ClickHouse and Postgres to `schema_version`;
+/// `config_digest` is the digest of the ConfigMap it reads.
+pub fn migration_job(p: &AnalyticsPipeline, schema_version: u32, config_digest: &str) -> Job {
     let container = pod::container(p, "migrate", secret_env(p, Reader::Migrate));
     let mut labels = meta::labels(p, "migrate");
     labels.insert(
         "tributary.dev/schema-version".to_owned(),
         schema_version.to_string(),
     );
-    let mut metadata = meta::meta(p, migration_job_name(p, schema_version), "migrate");
+    let pod_spec = pod::pod(container, None, "Never");
+    // The pod spec holds the image and the Secret references; the digest
+    // stands for the ConfigMap's settings.
+    let mut fingerprint = serde_json::to_vec(&pod_spec).unwrap_or_default();
+    fingerprint.extend_from_slice(config_digest.as_bytes());
+    let mut metadata = meta::meta(
+        p,
+        migration_job_name(p, schema_version, &fingerprint),
+        "migrate",
+    );
     metadata.labels = Some(labels.clone());
     Job {
         metadata,
@@ -46,7 +63,7 @@ pub fn migration_job(p: &AnalyticsPipeline, schema_version: u32) -> Job {
                     labels: Some(labels),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(pod::pod(container, None, "Never")),
+                spec: Some(pod_spec),
             },
             ..JobSpec::default()
         }),

@@ -78,7 +78,7 @@ pub fn children(
         migration_job: p
             .spec
             .migrations
-            .then(|| job::migration_job(p, schema_version)),
+            .then(|| job::migration_job(p, schema_version, &digest)),
         deployments: Component::ALL
             .iter()
             .map(|&c| workload::deployment(p, c, partitions, &digest))

@@ -294,21 +294,36 @@ fn a_settings_change_rolls_the_pods() {
     assert_ne!(digest(&p), digest(&q));
 }
 
+fn job_name(p: &AnalyticsPipeline, version: u32) -> String {
+    children(p, 12, version)
+        .ok()
+        .and_then(|c| c.migration_job)
+        .and_then(|j| j.metadata.name)
+        .unwrap_or_default()
+}
+
 #[test]
-fn migration_jobs_are_named_for_version_and_image() {
+fn migration_jobs_are_named_for_version_image_and_settings() {
     let p = minimal();
-    let name = job::migration_job_name(&p, 2);
+    let name = job_name(&p, 2);
     assert!(name.starts_with("analytics-migrate-v2-"), "{name}");
-    assert_eq!(name, job::migration_job_name(&minimal(), 2));
-    assert_ne!(name, job::migration_job_name(&p, 3));
+    assert_eq!(name, job_name(&minimal(), 2), "stable");
+    assert_ne!(name, job_name(&p, 3));
     let mut other = minimal();
     other.spec.image = "ghcr.io/tributary-dev/tributary:0.2.0".into();
-    assert_ne!(name, job::migration_job_name(&other, 2));
+    assert_ne!(name, job_name(&other, 2), "a new image migrates again");
+    // A fixed setting gets a new Job (a failed one is never re-run as is).
+    let mut fixed = minimal();
+    fixed.spec.clickhouse.url = "http://clickhouse.data:8123".into();
+    assert_ne!(name, job_name(&fixed, 2));
+    let mut secret = minimal();
+    secret.spec.postgres_dsn_secret_ref.name = "other-postgres".into();
+    assert_ne!(name, job_name(&secret, 2));
     let mut long = minimal();
     long.metadata.name = Some("a".repeat(60));
-    let n = job::migration_job_name(&long, 12);
-    assert!(n.len() <= 63 && n.ends_with(&name[name.len() - 8..]), "{n}");
-    assert!(n.contains("-migrate-v12-"), "{n}");
+    let n = job::migration_job_name(&long, 12, b"x");
+    assert!(n.len() <= 63 && n.contains("-migrate-v12-"), "{n}");
+    assert_eq!(n, job::migration_job_name(&long, 12, b"x"));
 }
 
 #[test]

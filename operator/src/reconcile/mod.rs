@@ -185,6 +185,12 @@ fn carried_over(p: &AnalyticsPipeline) -> Observed {
 }
 
 async fn run<T: Topics>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action, Error> {
+    if p.metadata.deletion_timestamp.is_some() {
+        // Being deleted: the garbage collector removes the children through
+        // their owner references; re-applying them would fight it. Topics
+        // and data are kept.
+        return Ok(Action::await_change());
+    }
     if p.spec.paused {
         let next = status::paused(p.status.as_ref(), p.metadata.generation, &now());
         settle(ctx, p, next, &[]).await?;
