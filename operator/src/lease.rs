@@ -1,12 +1,16 @@
 //! Leader election with a `coordination.k8s.io/v1` Lease, so two operator
 //! replicas never reconcile at once.
 //!
-//! The leader renews the Lease every few seconds; a candidate takes it over
-//! once it has gone unrenewed for its duration. Writes carry the Lease's
-//! `resourceVersion`, so of two candidates racing for an expired Lease the
-//! API server lets exactly one win. [`decide`] is the pure rule;
+//! The leader renews the Lease every third of its duration and steps down
+//! when it could not renew within two thirds of it. A candidate takes the
+//! Lease over once it has seen no renewal for a whole duration, timed by
+//! its own clock from when it saw the last change (as client-go does), so
+//! clocks that disagree cannot make it take over early. Writes carry the
+//! Lease's `resourceVersion`, so of two candidates racing for an expired
+//! Lease the API server lets exactly one win. [`decide`] is the pure rule;
 //! [`LeaseLock`] applies it.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -14,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
 use kube::api::{Api, PostParams};
+use tokio_util::sync::CancellationToken;
 
 /// What a candidate does with the Lease as it stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,8 +33,9 @@ pub enum Decision {
     Wait { holder: String, until: Timestamp },
 }
 
-/// The rule: who may hold `lease` at `now`, for candidate `me`.
-pub fn decide(lease: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Decision {
+/// The rule: who may hold `lease` at `now`, for candidate `me`, who first
+/// saw its current holder and renewal at `seen` (its own clock).
+pub fn decide(lease: Option<&LeaseSpec>, me: &str, now: Timestamp, seen: Timestamp) -> Decision {
     let Some(spec) = lease else {
         return Decision::Create;
     };
@@ -41,12 +47,7 @@ pub fn decide(lease: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Decision {
         return Decision::TakeOver;
     }
     let duration = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(0)));
-    let renewed = spec
-        .renew_time
-        .as_ref()
-        .or(spec.acquire_time.as_ref())
-        .map_or(Timestamp::UNIX_EPOCH, |t| t.0);
-    let until = renewed.checked_add(duration).unwrap_or(Timestamp::MAX);
+    let until = seen.checked_add(duration).unwrap_or(Timestamp::MAX);
     if now >= until {
         Decision::TakeOver
     } else {
@@ -57,12 +58,30 @@ pub fn decide(lease: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Decision {
     }
 }
 
+/// The holder and renewal last read, and when (our clock) they changed.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    holder: Option<String>,
+    renewed: Option<MicroTime>,
+    since: Timestamp,
+}
+
+/// How [`LeaseLock::keep`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// Shutdown was asked for while holding the Lease.
+    Shutdown,
+    /// Another replica holds it, or it could not be renewed in time.
+    Lost,
+}
+
 /// One candidate's hold on one Lease.
 pub struct LeaseLock {
     api: Api<Lease>,
     name: String,
     identity: String,
     duration: Duration,
+    seen: Mutex<Option<Seen>>,
 }
 
 impl LeaseLock {
@@ -80,6 +99,27 @@ impl LeaseLock {
             name: name.to_owned(),
             identity: identity.to_owned(),
             duration,
+            seen: Mutex::new(None),
+        }
+    }
+
+    /// When the Lease as read now was first seen in this state.
+    fn seen_since(&self, spec: Option<&LeaseSpec>, now: Timestamp) -> Timestamp {
+        let current = Seen {
+            holder: spec.and_then(|s| s.holder_identity.clone()),
+            renewed: spec.and_then(|s| s.renew_time.clone()),
+            since: now,
+        };
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match seen.as_ref() {
+            Some(s) if s.holder == current.holder && s.renewed == current.renewed => s.since,
+            _ => {
+                *seen = Some(current);
+                now
+            }
         }
     }
 
@@ -91,7 +131,7 @@ impl LeaseLock {
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),
             lease_duration_seconds: Some(
-                i32::try_from(self.duration.as_secs()).unwrap_or(i32::MAX),
+                i32::try_from(self.duration.as_secs().max(1)).unwrap_or(i32::MAX),
             ),
             acquire_time: Some(acquired.unwrap_or(MicroTime(now))),
             renew_time: Some(MicroTime(now)),
@@ -105,7 +145,8 @@ impl LeaseLock {
     pub async fn try_hold(&self, now: Timestamp) -> kube::Result<bool> {
         let current = self.api.get_opt(&self.name).await?;
         let spec = current.as_ref().and_then(|l| l.spec.as_ref());
-        let next = match decide(spec, &self.identity, now) {
+        let seen = self.seen_since(spec, now);
+        let next = match decide(spec, &self.identity, now, seen) {
             Decision::Wait { .. } => return Ok(false),
             Decision::Create => {
                 let lease = Lease {
@@ -135,6 +176,64 @@ impl LeaseLock {
                 .replace(&self.name, &PostParams::default(), &lease)
                 .await,
         )
+    }
+
+    /// One [`try_hold`](Self::try_hold) bounded by a third of the Lease's
+    /// duration (the client itself has no read timeout).
+    async fn try_hold_in_time(&self) -> Result<bool, String> {
+        match tokio::time::timeout(self.duration / 3, self.try_hold(Timestamp::now())).await {
+            Ok(Ok(held)) => Ok(held),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the API server did not answer in time".to_owned()),
+        }
+    }
+
+    /// Waits until this replica holds the Lease (`true`) or `shutdown`
+    /// fires (`false`), trying every third of the duration.
+    pub async fn acquire(&self, shutdown: &CancellationToken) -> bool {
+        let mut told = false;
+        loop {
+            match self.try_hold_in_time().await {
+                Ok(true) => return true,
+                Ok(false) if !told => {
+                    tracing::info!(identity = %self.identity, "another replica leads; standing by");
+                    told = true;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read the leader Lease; retrying"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return false,
+                () = tokio::time::sleep(self.duration / 3) => {}
+            }
+        }
+    }
+
+    /// Renews the Lease every third of its duration until `shutdown`
+    /// fires or the Lease is lost: another replica holds it, or no renewal
+    /// succeeded for two thirds of the duration (a standby may take over
+    /// after a whole one, so the leader has stopped by then).
+    pub async fn keep(&self, shutdown: &CancellationToken) -> Kept {
+        let deadline = self.duration * 2 / 3;
+        let mut renewed = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return Kept::Shutdown,
+                () = tokio::time::sleep(self.duration / 3) => {}
+            }
+            match self.try_hold_in_time().await {
+                Ok(true) => renewed = tokio::time::Instant::now(),
+                Ok(false) => {
+                    tracing::error!("another replica holds the leader Lease; stepping down");
+                    return Kept::Lost;
+                }
+                Err(e) if renewed.elapsed() >= deadline => {
+                    tracing::error!(error = %e, "could not renew the leader Lease in time; stepping down");
+                    return Kept::Lost;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot renew the leader Lease; retrying"),
+            }
+        }
     }
 
     /// Gives the Lease up (on shutdown) so a standby takes over at once
@@ -192,28 +291,35 @@ mod tests {
 
     #[test]
     fn a_lease_is_created_renewed_waited_for_and_taken_over_once_expired() {
-        assert_eq!(decide(None, "a", at(100)), Decision::Create);
+        assert_eq!(decide(None, "a", at(100), at(100)), Decision::Create);
         let a = held_by(Some("a"), 100);
-        assert_eq!(decide(Some(&a), "a", at(500)), Decision::Renew);
+        assert_eq!(decide(Some(&a), "a", at(500), at(100)), Decision::Renew);
         assert_eq!(
-            decide(Some(&a), "b", at(114)),
+            decide(Some(&a), "b", at(114), at(100)),
             Decision::Wait {
                 holder: "a".into(),
                 until: at(115)
             }
         );
-        assert_eq!(decide(Some(&a), "b", at(115)), Decision::TakeOver);
+        assert_eq!(decide(Some(&a), "b", at(115), at(100)), Decision::TakeOver);
         assert_eq!(
-            decide(Some(&held_by(None, 100)), "b", at(101)),
+            decide(Some(&held_by(None, 100)), "b", at(101), at(101)),
             Decision::TakeOver,
             "released"
         );
-        let never_renewed = LeaseSpec {
-            renew_time: None,
-            ..a
-        };
+    }
+
+    #[test]
+    fn expiry_is_timed_from_when_the_candidate_saw_the_renewal_not_the_holders_clock() {
+        // The holder's clock is an hour behind: its renewTime looks stale,
+        // but b saw it change just now, so b waits a whole duration.
+        let skewed = held_by(Some("a"), 0);
+        assert!(matches!(
+            decide(Some(&skewed), "b", at(3_600), at(3_600)),
+            Decision::Wait { .. }
+        ));
         assert_eq!(
-            decide(Some(&never_renewed), "b", at(100)),
+            decide(Some(&skewed), "b", at(3_615), at(3_600)),
             Decision::TakeOver
         );
     }

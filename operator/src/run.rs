@@ -13,7 +13,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::Reporter;
@@ -25,7 +24,7 @@ use tributary_core::config::{ConfigError, Env};
 
 use crate::build::meta::MANAGER;
 use crate::crd::AnalyticsPipeline;
-use crate::lease::LeaseLock;
+use crate::lease::{Kept, LeaseLock};
 use crate::metrics::Metrics;
 use crate::reconcile::apply::Child;
 use crate::reconcile::{self, Context};
@@ -121,8 +120,6 @@ pub async fn run(config: RunConfig, shutdown: CancellationToken) -> Result<(), R
     ));
     tracing::info!(%addr, "serving /health and /metrics");
 
-    // Cancelled on shutdown and when the Lease is lost.
-    let stop = shutdown.child_token();
     let lease = if config.leader_election {
         let namespace = config
             .lease_namespace
@@ -135,19 +132,20 @@ pub async fn run(config: RunConfig, shutdown: CancellationToken) -> Result<(), R
             &config.identity,
             config.lease_duration,
         ));
-        if !lead(&lock, config.lease_duration / 3, &shutdown).await {
+        if !lock.acquire(&shutdown).await {
             return finish(server).await;
         }
-        metrics.leader.set(1);
         tracing::info!(identity = lock.identity(), lease = %config.lease_name, %namespace, "leading");
+        let keeper = Arc::clone(&lock);
+        let keeping = shutdown.clone();
         Some((
-            Arc::clone(&lock),
-            tokio::spawn(keep_leading(lock, config.lease_duration, stop.clone())),
+            lock,
+            tokio::spawn(async move { keeper.keep(&keeping).await }),
         ))
     } else {
-        metrics.leader.set(1);
         None
     };
+    metrics.leader.set(1);
 
     let reporter = Reporter {
         controller: MANAGER.to_owned(),
@@ -165,25 +163,38 @@ pub async fn run(config: RunConfig, shutdown: CancellationToken) -> Result<(), R
         config.namespaces.iter().cloned().map(Some).collect()
     };
     tracing::info!(namespaces = ?config.namespaces, "watching AnalyticsPipelines (none listed: all namespaces)");
-    let controllers = scopes
-        .iter()
-        .map(|ns| controller(&client, ns.as_deref(), Arc::clone(&ctx), stop.clone()));
-    futures::stream::select_all(controllers)
-        .for_each(|()| async {})
-        .await;
-
+    let controllers = futures::stream::select_all(
+        scopes
+            .iter()
+            .map(|ns| controller(&client, ns.as_deref(), Arc::clone(&ctx), shutdown.clone())),
+    )
+    .for_each(|()| async {});
+    let outcome = match lease {
+        None => {
+            controllers.await;
+            Kept::Shutdown
+        }
+        Some((lock, mut keeper)) => {
+            // On shutdown the controllers drain their reconciles; when the
+            // Lease is lost they are dropped at once, mid-reconcile if need
+            // be, since another replica may already lead.
+            let kept = tokio::select! {
+                () = controllers => keeper.await.unwrap_or(Kept::Lost),
+                kept = &mut keeper => kept.unwrap_or(Kept::Lost),
+            };
+            if kept == Kept::Shutdown
+                && let Err(e) = lock.release().await
+            {
+                tracing::warn!(error = %e, "cannot release the leader Lease; a standby takes over when it expires");
+            }
+            kept
+        }
+    };
     metrics.leader.set(0);
-    let lost = !shutdown.is_cancelled();
-    if let Some((lock, keeper)) = lease {
-        keeper.abort();
-        if let Err(e) = lock.release().await {
-            tracing::warn!(error = %e, "cannot release the leader Lease; a standby takes over when it expires");
-        }
-        if lost {
-            shutdown.cancel();
-            finish(server).await?;
-            return Err(RunError::LostLease(config.lease_name));
-        }
+    if outcome == Kept::Lost {
+        shutdown.cancel();
+        finish(server).await?;
+        return Err(RunError::LostLease(config.lease_name));
     }
     finish(server).await
 }
@@ -197,56 +208,6 @@ async fn finish(
         Err(e) => {
             tracing::error!(error = %e, "the metrics server task failed");
             Ok(())
-        }
-    }
-}
-
-/// Waits until this replica holds the Lease (`true`) or shutdown (`false`).
-async fn lead(lock: &LeaseLock, retry: Duration, shutdown: &CancellationToken) -> bool {
-    let mut waiting_logged = false;
-    loop {
-        match lock.try_hold(Timestamp::now()).await {
-            Ok(true) => return true,
-            Ok(false) if !waiting_logged => {
-                tracing::info!(
-                    identity = lock.identity(),
-                    "another replica leads; standing by"
-                );
-                waiting_logged = true;
-            }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot read the leader Lease; retrying"),
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return false,
-            () = tokio::time::sleep(retry) => {}
-        }
-    }
-}
-
-/// Renews the Lease every third of its duration; cancels `stop` when
-/// another replica holds it or renewals failed for a whole duration (by
-/// then a standby may have taken over).
-async fn keep_leading(lock: Arc<LeaseLock>, duration: Duration, stop: CancellationToken) {
-    let mut last_renewed = tokio::time::Instant::now();
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(duration / 3) => {}
-        }
-        match lock.try_hold(Timestamp::now()).await {
-            Ok(true) => last_renewed = tokio::time::Instant::now(),
-            Ok(false) => {
-                tracing::error!("another replica holds the leader Lease; stopping");
-                stop.cancel();
-                return;
-            }
-            Err(e) if last_renewed.elapsed() >= duration => {
-                tracing::error!(error = %e, "could not renew the leader Lease in time; stopping");
-                stop.cancel();
-                return;
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot renew the leader Lease; retrying"),
         }
     }
 }

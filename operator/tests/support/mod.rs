@@ -51,6 +51,8 @@ struct State {
     /// Refuse the next replace with 409, as when another writer got there
     /// between a read and a write.
     conflict_next_replace: bool,
+    /// Answer every request with 503, as an unreachable API server would.
+    unavailable: bool,
 }
 
 #[derive(Default)]
@@ -140,6 +142,13 @@ impl FakeApi {
             Some(serde_json::from_slice(&bytes).expect("request bodies are JSON"))
         };
         let mut state = self.state.lock().unwrap();
+        if state.unavailable {
+            return failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "the fake API is down",
+            );
+        }
         state.calls.push(Call {
             method: method.clone(),
             path: path.clone(),
@@ -264,6 +273,11 @@ impl FakeApi {
             .unwrap()
             .objects
             .insert(key.to_owned(), object);
+    }
+
+    /// Answer every request with 503 (`true`) or as usual.
+    pub fn set_unavailable(&self, down: bool) {
+        self.state.lock().unwrap().unavailable = down;
     }
 
     /// The next replace (PUT) loses a race: 409 Conflict.
