@@ -21,7 +21,8 @@ pub const DEGRADED: &str = "Degraded";
 pub enum Migration {
     /// `spec.migrations: false`.
     Disabled,
-    /// Not started: an earlier step (the spec, the topics) is not done.
+    /// Not looked at: an earlier step (the spec, the topics) stopped the
+    /// reconcile. The previous condition stands.
     Waiting,
     /// Created and not finished.
     Running,
@@ -42,10 +43,17 @@ pub struct Observed {
     /// not checked (the spec is invalid).
     pub topics: Option<Result<Vec<TopicOutcome>, String>>,
     pub migration: Migration,
+    /// Whether the workloads were applied and looked at this time (not
+    /// when an earlier step stopped the reconcile).
+    pub workloads_observed: bool,
     /// Workloads whose Deployment has all its replicas updated and
     /// available, and those that have not yet.
     pub workloads_ready: Vec<String>,
     pub workloads_pending: Vec<String>,
+    /// Rollouts past their progress deadline: `component: reason: message`.
+    pub workloads_stalled: Vec<String>,
+    /// A write or read of the Kubernetes API that failed, naming the object.
+    pub api_error: Option<String>,
     pub partitions: Option<i32>,
     pub consumer_replicas: Option<i32>,
     pub consumer_lag: Option<i64>,
@@ -81,11 +89,19 @@ struct Verdict {
     truth: Truth,
     reason: &'static str,
     message: String,
+    /// Not observed this time: the previous condition stands, if any.
+    keep: bool,
 }
 
 impl Verdict {
     fn ok(&self) -> bool {
         self.truth == Truth::True
+    }
+
+    /// This verdict only where there is no previous condition.
+    fn unless_known(mut self) -> Self {
+        self.keep = true;
+        self
     }
 }
 
@@ -95,6 +111,7 @@ fn verdict(type_: &'static str, ok: bool, reason: &'static str, message: String)
         truth: Truth::of(ok),
         reason,
         message,
+        keep: false,
     }
 }
 
@@ -104,6 +121,7 @@ fn unknown(type_: &'static str, reason: &'static str, message: &str) -> Verdict 
         truth: Truth::Unknown,
         reason,
         message: message.to_owned(),
+        keep: false,
     }
 }
 
@@ -158,7 +176,8 @@ fn migration_verdict(m: &Migration) -> Verdict {
             MIGRATIONS_COMPLETE,
             "Waiting",
             "the migration starts once the spec is valid and the topics are checked",
-        ),
+        )
+        .unless_known(),
         Migration::Running => verdict(
             MIGRATIONS_COMPLETE,
             false,
@@ -180,20 +199,35 @@ fn migration_verdict(m: &Migration) -> Verdict {
     }
 }
 
+/// What is failing, in order: `(reason, message)`.
+fn failures(o: &Observed, topics: &Verdict, migration: &Verdict) -> Vec<(&'static str, String)> {
+    let mut failing = Vec::new();
+    if let Some(e) = &o.invalid_spec {
+        failing.push(("InvalidSpec", e.clone()));
+    }
+    if topics.truth == Truth::False {
+        failing.push((topics.reason, topics.message.clone()));
+    }
+    if let Migration::Failed { .. } = o.migration {
+        failing.push(("MigrationFailed", migration.message.clone()));
+    }
+    if let Some(e) = &o.api_error {
+        failing.push(("ApplyFailed", e.clone()));
+    }
+    if !o.workloads_stalled.is_empty() {
+        failing.push((
+            "RolloutStalled",
+            format!("rollout stalled: {}", o.workloads_stalled.join("; ")),
+        ));
+    }
+    failing
+}
+
 /// The conditions for `o`, in a fixed order.
 fn verdicts(o: &Observed) -> Vec<Verdict> {
     let topics = topics_verdict(&o.topics);
     let migration = migration_verdict(&o.migration);
-    let mut degraded: Vec<String> = Vec::new();
-    if let Some(e) = &o.invalid_spec {
-        degraded.push(e.clone());
-    }
-    if topics.truth == Truth::False {
-        degraded.push(topics.message.clone());
-    }
-    if let Migration::Failed { .. } = o.migration {
-        degraded.push(migration.message.clone());
-    }
+    let failing = failures(o, &topics, &migration);
     let progressing = o.migration == Migration::Running || !o.workloads_pending.is_empty();
     let progress = if o.migration == Migration::Running {
         "waiting for the migration Job".to_owned()
@@ -202,21 +236,30 @@ fn verdicts(o: &Observed) -> Vec<Verdict> {
     } else {
         format!("rolling out: {}", o.workloads_pending.join(", "))
     };
-    let ready = degraded.is_empty() && migration.ok() && !progressing;
+    let ready = failing.is_empty() && migration.ok() && !progressing && o.workloads_observed;
     let ready_message = if ready {
         format!("ready: {}", o.workloads_ready.join(", "))
-    } else if let Some(first) = degraded.first() {
+    } else if let Some((_, first)) = failing.first() {
         first.clone()
     } else {
         progress.clone()
     };
+    let mut progressing_verdict = verdict(
+        PROGRESSING,
+        progressing,
+        if progressing { "RollingOut" } else { "Stable" },
+        progress,
+    );
+    if !o.workloads_observed && o.migration != Migration::Running {
+        progressing_verdict = progressing_verdict.unless_known();
+    }
     vec![
         verdict(
             READY,
             ready,
             if ready {
                 "Ready"
-            } else if degraded.is_empty() {
+            } else if failing.is_empty() {
                 "Progressing"
             } else {
                 "Degraded"
@@ -225,24 +268,19 @@ fn verdicts(o: &Observed) -> Vec<Verdict> {
         ),
         topics,
         migration,
-        verdict(
-            PROGRESSING,
-            progressing,
-            if progressing { "RollingOut" } else { "Stable" },
-            progress,
-        ),
+        progressing_verdict,
         verdict(
             DEGRADED,
-            !degraded.is_empty(),
-            match (&o.invalid_spec, degraded.is_empty()) {
-                (Some(_), _) => "InvalidSpec",
-                (None, true) => "Healthy",
-                (None, false) => "Failing",
-            },
-            if degraded.is_empty() {
+            !failing.is_empty(),
+            failing.first().map_or("Healthy", |(reason, _)| *reason),
+            if failing.is_empty() {
                 "nothing is failing".into()
             } else {
-                degraded.join("; ")
+                failing
+                    .iter()
+                    .map(|(_, m)| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
             },
         ),
     ]
@@ -259,6 +297,11 @@ pub fn next_status(
     let conditions = verdicts(o)
         .into_iter()
         .map(|v| {
+            if v.keep
+                && let Some(kept) = before(v.type_)
+            {
+                return kept.clone();
+            }
             let status = v.truth.as_str();
             let since = before(v.type_)
                 .filter(|c| c.status == status)
@@ -334,8 +377,11 @@ mod tests {
             invalid_spec: None,
             topics: Some(Ok(vec![topic(TopicChange::Unchanged, 12)])),
             migration: Migration::Succeeded,
+            workloads_observed: true,
             workloads_ready: vec!["auth".into(), "capture".into()],
             workloads_pending: vec![],
+            workloads_stalled: vec![],
+            api_error: None,
             partitions: Some(12),
             consumer_replicas: Some(1),
             consumer_lag: None,
@@ -499,5 +545,42 @@ mod tests {
             s,
             "paused twice is one write"
         );
+    }
+
+    #[test]
+    fn what_was_not_looked_at_keeps_its_previous_condition() {
+        let before = next_status(None, &healthy(), &at(100));
+        let mut kafka_down = healthy();
+        kafka_down.topics = Some(Err("Kafka at kafka:9092 did not answer".into()));
+        kafka_down.migration = Migration::Waiting;
+        kafka_down.workloads_observed = false;
+        kafka_down.workloads_ready.clear();
+        let s = next_status(Some(&before), &kafka_down, &at(200));
+        assert_eq!(
+            condition(&s, MIGRATIONS_COMPLETE),
+            condition(&before, MIGRATIONS_COMPLETE),
+            "the migration did succeed; Kafka being down does not change that"
+        );
+        assert_eq!(condition(&s, PROGRESSING), condition(&before, PROGRESSING));
+        assert_eq!(condition(&s, READY).status, "False");
+        assert_eq!(condition(&s, DEGRADED).reason, "KafkaUnavailable");
+        // With nothing before, not looked at is Unknown.
+        let first = next_status(None, &kafka_down, &at(200));
+        assert_eq!(condition(&first, MIGRATIONS_COMPLETE).status, "Unknown");
+    }
+
+    #[test]
+    fn api_errors_and_stalled_rollouts_degrade_naming_what_failed() {
+        let mut o = healthy();
+        o.api_error = Some("applying Deployment shop-query: admission webhook denied".into());
+        let s = next_status(None, &o, &at(1));
+        assert_eq!(condition(&s, DEGRADED).reason, "ApplyFailed");
+        assert!(condition(&s, READY).message.contains("shop-query"));
+        let mut o = healthy();
+        o.workloads_stalled =
+            vec!["query: ProgressDeadlineExceeded: ReplicaSet has timed out".into()];
+        let s = next_status(None, &o, &at(1));
+        assert_eq!(condition(&s, DEGRADED).reason, "RolloutStalled");
+        assert_eq!(condition(&s, READY).status, "False");
     }
 }

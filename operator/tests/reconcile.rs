@@ -647,3 +647,35 @@ async fn a_pipeline_being_deleted_is_left_to_the_garbage_collector() {
     );
     assert_eq!(action, Action::await_change());
 }
+
+#[tokio::test]
+async fn a_refused_write_degrades_the_pipeline_naming_the_object_and_is_retried() {
+    let h = Harness::new(
+        pipeline(|p| p["spec"]["migrations"] = json!(false)),
+        MemoryBroker::new(true),
+    );
+    h.calls().await;
+    h.roll_out_deployments();
+    h.calls().await;
+    assert_eq!(h.condition("Ready").0, "True");
+
+    h.fake.refuse(
+        &format!("{DEPLOYMENTS}/shop-query"),
+        "admission webhook \"policy.example.com\" denied the request",
+    );
+    let error = h.reconcile().await.expect_err("the write was refused");
+    assert!(matches!(error, Error::Apply { .. }), "{error}");
+    let calls = h.fake.take_calls();
+    assert_eq!(events(&calls), [event("Warning", "ApplyFailed")]);
+    let (status, reason, message) = h.condition("Degraded");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "ApplyFailed"));
+    assert!(
+        message.contains("Deployment shop-query") && message.contains("denied"),
+        "{message}"
+    );
+    assert_eq!(
+        h.condition("Ready").0,
+        "False",
+        "an earlier Ready must not stand"
+    );
+}

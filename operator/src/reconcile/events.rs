@@ -79,6 +79,9 @@ fn condition_event(c: &Condition) -> Option<Event> {
             (EventType::Normal, "MigrationSucceeded", "Migrate")
         }
         (DEGRADED, "True", "InvalidSpec") => (EventType::Warning, "InvalidSpec", "Validate"),
+        (DEGRADED, "True", r @ ("ApplyFailed" | "RolloutStalled")) => {
+            (EventType::Warning, r, "Apply")
+        }
         (READY, "True", _) => (EventType::Normal, "Ready", "Reconcile"),
         _ => return None,
     };

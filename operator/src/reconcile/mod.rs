@@ -83,6 +83,13 @@ impl<T: Topics> Context<T> {
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error("applying {kind} {name}: {source}")]
+    Apply {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error(transparent)]
     Kafka(#[from] TopicError),
 }
@@ -91,10 +98,25 @@ impl Error {
     /// The `kind` label of the error metric.
     pub fn kind(&self) -> &'static str {
         match self {
-            Error::Kube(_) => "kubernetes",
+            Error::Kube(_) | Error::Apply { .. } => "kubernetes",
             Error::Kafka(_) => "kafka",
         }
     }
+}
+
+/// Server-side applies `object`, naming it in the error.
+async fn put<T: Topics, K: apply::Child>(
+    ctx: &Context<T>,
+    namespace: &str,
+    object: &K,
+) -> Result<K, Error> {
+    apply::apply(&ctx.client, namespace, object)
+        .await
+        .map_err(|source| Error::Apply {
+            kind: K::kind(&()).into_owned(),
+            name: object.name_any(),
+            source,
+        })
 }
 
 fn key(p: &AnalyticsPipeline) -> (String, String) {
@@ -174,8 +196,11 @@ fn carried_over(p: &AnalyticsPipeline) -> Observed {
         invalid_spec: None,
         topics: None,
         migration: Migration::Waiting,
+        workloads_observed: false,
         workloads_ready: Vec::new(),
         workloads_pending: Vec::new(),
+        workloads_stalled: Vec::new(),
+        api_error: None,
         partitions: previous.partitions,
         consumer_replicas: previous.consumer_replicas,
         consumer_lag: previous.consumer_lag,
@@ -229,9 +254,27 @@ async fn run<T: Topics>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Actio
             return Ok(Action::await_change());
         }
     };
+    let applied = apply_children(ctx, p, &children, &mut observed).await;
+    if let Err(e) = &applied {
+        // The status says what failed (naming the object) before the
+        // retry; an earlier `Ready` must not stand.
+        observed.api_error = Some(e.to_string());
+    }
+    settle_observed(ctx, p, &observed, &topic_events).await?;
+    applied?;
+    Ok(next_action(&observed))
+}
+
+/// The ConfigMap, the migration, and once it succeeded the workloads.
+async fn apply_children<T: Topics>(
+    ctx: &Context<T>,
+    p: &AnalyticsPipeline,
+    children: &Children,
+    observed: &mut Observed,
+) -> Result<(), Error> {
     let namespace = meta::namespace(p);
-    apply::apply(&ctx.client, &namespace, &children.config_map).await?;
-    observed.migration = migrate(ctx, &namespace, &children).await?;
+    put(ctx, &namespace, &children.config_map).await?;
+    observed.migration = migrate(ctx, &namespace, children).await?;
     if matches!(observed.migration, Migration::Succeeded) {
         observed.schema_version = Some(ctx.schema_version.to_string());
     }
@@ -239,10 +282,9 @@ async fn run<T: Topics>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Actio
         observed.migration,
         Migration::Succeeded | Migration::Disabled
     ) {
-        roll_out(ctx, p, &namespace, &children, &mut observed).await?;
+        roll_out(ctx, p, &namespace, children, observed).await?;
     }
-    settle_observed(ctx, p, &observed, &topic_events).await?;
-    Ok(next_action(&observed))
+    Ok(())
 }
 
 /// When to look again after a reconcile that observed `o`.
@@ -280,7 +322,7 @@ async fn migrate<T: Topics>(
     match apply::get::<Job>(&ctx.client, namespace, &job.name_any()).await? {
         Some(existing) => Ok(observe::migration(&existing)),
         None => {
-            let created = apply::apply(&ctx.client, namespace, job).await?;
+            let created = put(ctx, namespace, job).await?;
             Ok(observe::migration(&created))
         }
     }
@@ -295,12 +337,15 @@ async fn roll_out<T: Topics>(
     children: &Children,
     observed: &mut Observed,
 ) -> Result<(), Error> {
-    observed.workloads_ready.clear();
-    observed.workloads_pending.clear();
     for (component, deployment) in Component::ALL.iter().zip(&children.deployments) {
-        let applied = apply::apply(&ctx.client, namespace, deployment).await?;
+        let applied = put(ctx, namespace, deployment).await?;
         if component == &Component::Consumer {
             observed.consumer_replicas = applied.spec.as_ref().and_then(|s| s.replicas);
+        }
+        if let Some(why) = observe::stalled(&applied) {
+            observed
+                .workloads_stalled
+                .push(format!("{}: {why}", component.name()));
         }
         let list = if observe::rolled_out(&applied) {
             &mut observed.workloads_ready
@@ -310,11 +355,12 @@ async fn roll_out<T: Topics>(
         list.push(component.name().to_owned());
     }
     for service in &children.services {
-        apply::apply(&ctx.client, namespace, service).await?;
+        put(ctx, namespace, service).await?;
     }
     for budget in &children.disruption_budgets {
-        apply::apply(&ctx.client, namespace, budget).await?;
+        put(ctx, namespace, budget).await?;
     }
+    observed.workloads_observed = true;
     observed.endpoints = observe::endpoints(p);
     prune(ctx, p, namespace, children).await
 }

@@ -53,6 +53,26 @@ pub fn rolled_out(d: &Deployment) -> bool {
         && status.replicas.unwrap_or(0) == wanted
 }
 
+/// Why the Deployment's rollout stopped, when it passed its progress
+/// deadline (`Progressing=False`, reason `ProgressDeadlineExceeded`: an
+/// image that cannot be pulled, pods that never become ready).
+pub fn stalled(d: &Deployment) -> Option<String> {
+    d.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| {
+            c.type_ == "Progressing"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+        })
+        .map(|c| match c.message.as_deref() {
+            Some(m) if !m.is_empty() => format!("ProgressDeadlineExceeded: {m}"),
+            _ => "ProgressDeadlineExceeded".to_owned(),
+        })
+}
+
 /// In-cluster URLs of the components that serve HTTP, by component name.
 pub fn endpoints(p: &AnalyticsPipeline) -> BTreeMap<String, String> {
     let namespace = meta::namespace(p);
@@ -167,5 +187,27 @@ mod tests {
         };
         assert!(!rolled_out(&deployment(2, 3, unavailable)));
         assert!(!rolled_out(&Deployment::default()), "no status yet");
+    }
+
+    #[test]
+    fn a_rollout_past_its_deadline_is_stalled_with_its_message() {
+        use k8s_openapi::api::apps::v1::DeploymentCondition;
+        let with = |status: &str, reason: &str| DeploymentStatus {
+            conditions: Some(vec![DeploymentCondition {
+                type_: "Progressing".into(),
+                status: status.into(),
+                reason: Some(reason.into()),
+                message: Some("ReplicaSet \"shop-query-7d9\" has timed out progressing.".into()),
+                ..DeploymentCondition::default()
+            }]),
+            ..DeploymentStatus::default()
+        };
+        let stuck = deployment(1, 2, with("False", "ProgressDeadlineExceeded"));
+        assert!(stalled(&stuck).is_some_and(|m| m.contains("timed out progressing")));
+        assert_eq!(
+            stalled(&deployment(1, 2, with("True", "ReplicaSetUpdated"))),
+            None
+        );
+        assert_eq!(stalled(&Deployment::default()), None);
     }
 }

@@ -53,6 +53,9 @@ struct State {
     conflict_next_replace: bool,
     /// Answer every request with 503, as an unreachable API server would.
     unavailable: bool,
+    /// Writes to these keys are refused with this message (422), as an
+    /// admission webhook or a quota would.
+    refused: BTreeMap<String, String>,
 }
 
 #[derive(Default)]
@@ -193,6 +196,37 @@ impl FakeApi {
             ("PATCH", Target::Item(key)) => {
                 let mut new = body.unwrap_or_default();
                 let old = state.objects.get(&key).cloned();
+                if let Some(message) = state.refused.get(&key) {
+                    return failure(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message);
+                }
+                // What the real API server refuses to change.
+                if let Some(old) = &old {
+                    let immutable = if key.contains("/jobs/") {
+                        Some((
+                            "spec.template",
+                            &old["spec"]["template"],
+                            &new["spec"]["template"],
+                        ))
+                    } else if key.contains("/deployments/") {
+                        Some((
+                            "spec.selector",
+                            &old["spec"]["selector"],
+                            &new["spec"]["selector"],
+                        ))
+                    } else {
+                        None
+                    };
+                    if let Some((field, before, after)) = immutable
+                        && !after.is_null()
+                        && before != after
+                    {
+                        return failure(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "Invalid",
+                            &format!("{key}: {field}: field is immutable"),
+                        );
+                    }
+                }
                 let generation = match &old {
                     None => 1,
                     Some(old) => {
@@ -273,6 +307,15 @@ impl FakeApi {
             .unwrap()
             .objects
             .insert(key.to_owned(), object);
+    }
+
+    /// Refuse writes to `key` with 422 and `message`.
+    pub fn refuse(&self, key: &str, message: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .refused
+            .insert(key.to_owned(), message.to_owned());
     }
 
     /// Answer every request with 503 (`true`) or as usual.
