@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::crd::AnalyticsPipelineStatus;
-use crate::topics::{TopicChange, TopicOutcome};
+use crate::topics::{TopicChange, TopicError, TopicOutcome};
 
 pub const READY: &str = "Ready";
 pub const TOPICS_READY: &str = "TopicsReady";
@@ -41,7 +41,7 @@ pub struct Observed {
     pub invalid_spec: Option<String>,
     /// The topics, or why Kafka could not be asked; `None` when they were
     /// not checked (the spec is invalid).
-    pub topics: Option<Result<Vec<TopicOutcome>, String>>,
+    pub topics: Option<Result<Vec<TopicOutcome>, TopicError>>,
     pub migration: Migration,
     /// Whether the workloads were applied and looked at this time (not
     /// when an earlier step stopped the reconcile).
@@ -125,14 +125,14 @@ fn unknown(type_: &'static str, reason: &'static str, message: &str) -> Verdict 
     }
 }
 
-fn topics_verdict(topics: &Option<Result<Vec<TopicOutcome>, String>>) -> Verdict {
+fn topics_verdict(topics: &Option<Result<Vec<TopicOutcome>, TopicError>>) -> Verdict {
     match topics {
         None => unknown(
             TOPICS_READY,
             "NotChecked",
             "the spec is invalid: topics are checked once it is fixed",
         ),
-        Some(Err(e)) => verdict(TOPICS_READY, false, "KafkaUnavailable", e.clone()),
+        Some(Err(e)) => verdict(TOPICS_READY, false, e.reason(), e.to_string()),
         Some(Ok(outcomes)) => {
             let problems: Vec<&TopicOutcome> =
                 outcomes.iter().filter(|o| !o.as_specified()).collect();
@@ -525,10 +525,24 @@ mod tests {
                 .starts_with("spec.clickhouse.url")
         );
         let mut o = healthy();
-        o.topics = Some(Err("Kafka at kafka:9092 did not answer".into()));
+        o.topics = Some(Err(TopicError::Unreachable {
+            bootstrap: "kafka:9092".into(),
+            message: "connection refused".into(),
+        }));
         assert_eq!(
             condition(&next_status(None, &o, &at(1)), TOPICS_READY).reason,
             "KafkaUnavailable"
+        );
+        o.topics = Some(Err(TopicError::Create {
+            topic: "events".into(),
+            message: "InvalidReplicationFactor".into(),
+        }));
+        let s = next_status(None, &o, &at(1));
+        assert_eq!(condition(&s, TOPICS_READY).reason, "TopicCreateFailed");
+        assert!(
+            condition(&s, TOPICS_READY)
+                .message
+                .contains("InvalidReplicationFactor")
         );
     }
 
@@ -551,7 +565,10 @@ mod tests {
     fn what_was_not_looked_at_keeps_its_previous_condition() {
         let before = next_status(None, &healthy(), &at(100));
         let mut kafka_down = healthy();
-        kafka_down.topics = Some(Err("Kafka at kafka:9092 did not answer".into()));
+        kafka_down.topics = Some(Err(TopicError::Unreachable {
+            bootstrap: "kafka:9092".into(),
+            message: "connection refused".into(),
+        }));
         kafka_down.migration = Migration::Waiting;
         kafka_down.workloads_observed = false;
         kafka_down.workloads_ready.clear();

@@ -129,6 +129,20 @@ pub enum TopicError {
     Create { topic: String, message: String },
     #[error("adding partitions to topic {topic}: {message}")]
     Grow { topic: String, message: String },
+    #[error("reading topic {topic} from the brokers: {message}")]
+    Metadata { topic: String, message: String },
+}
+
+impl TopicError {
+    /// The `TopicsReady` reason for this failure.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TopicError::Unreachable { .. } => "KafkaUnavailable",
+            TopicError::Create { .. } => "TopicCreateFailed",
+            TopicError::Grow { .. } => "TopicGrowFailed",
+            TopicError::Metadata { .. } => "TopicMetadataError",
+        }
+    }
 }
 
 /// A broker's admin API.
@@ -161,9 +175,9 @@ impl KafkaAdmin {
     }
 
     /// Partitions of `topic`, `None` when it does not exist.
-    pub async fn partitions(&self, topic: &str) -> Result<Option<i32>, TopicError> {
+    pub async fn partitions(&self, name: &str) -> Result<Option<i32>, TopicError> {
         let admin = Arc::clone(&self.admin);
-        let topic = topic.to_owned();
+        let topic = name.to_owned();
         let timeout = self.timeout;
         // The metadata call blocks; keep it off the async threads. All
         // topics are asked for: asking for one by name lets brokers with
@@ -173,15 +187,21 @@ impl KafkaAdmin {
                 m.topics()
                     .iter()
                     .find(|t| t.name() == topic)
-                    .map(|t| (t.error(), t.partitions().len()))
+                    .map(|t| (t.error().map(RDKafkaErrorCode::from), t.partitions().len()))
             })
         })
         .await
         .map_err(|e| self.unreachable(e.to_string()))?
         .map_err(|e| self.unreachable(e.to_string()))?;
         match metadata {
-            None => Ok(None),
-            Some((Some(_), _)) => Ok(None),
+            None | Some((Some(RDKafkaErrorCode::UnknownTopicOrPartition), _)) => Ok(None),
+            // Any other answer (no leader yet, not authorised) says nothing
+            // about whether the topic exists: creating it on that basis
+            // would report a topic that is not there as made.
+            Some((Some(code), _)) => Err(TopicError::Metadata {
+                topic: name.to_owned(),
+                message: code.to_string(),
+            }),
             Some((None, 0)) => Ok(None),
             Some((None, n)) => Ok(Some(i32::try_from(n).unwrap_or(i32::MAX))),
         }
@@ -194,7 +214,9 @@ impl KafkaAdmin {
         }
     }
 
-    async fn create(&self, spec: &TopicSpec) -> Result<(), TopicError> {
+    /// Creates the topic; `Ok(false)` when it already existed (made since
+    /// the metadata was read).
+    async fn create(&self, spec: &TopicSpec) -> Result<bool, TopicError> {
         let retention_ms = (spec.retention_hours * 3_600_000).to_string();
         let topic = NewTopic::new(
             &spec.name,
@@ -211,13 +233,15 @@ impl KafkaAdmin {
             .create_topics([&topic], &self.options())
             .await
             .map_err(|e| err(e.to_string()))?;
+        let mut made = true;
         for r in results {
             match r {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Ok(_) => {}
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => made = false,
                 Err((_, code)) => return Err(err(code.to_string())),
             }
         }
-        Ok(())
+        Ok(made)
     }
 
     /// Adds partitions up to `to`; `Ok(Err(reason))` when the broker does
@@ -258,11 +282,19 @@ impl KafkaAdmin {
             partitions,
             change,
         };
-        Ok(match plan(spec, observed) {
-            TopicStep::Create => {
-                self.create(spec).await?;
-                outcome(spec.partitions, TopicChange::Created)
+        let step = match plan(spec, observed) {
+            TopicStep::Create if !self.create(spec).await? => {
+                // Someone made it meanwhile: judge it as it is.
+                match self.partitions(&spec.name).await? {
+                    Some(have) => plan(spec, Some(have)),
+                    None => TopicStep::Create,
+                }
             }
+            TopicStep::Create => return Ok(outcome(spec.partitions, TopicChange::Created)),
+            other => other,
+        };
+        Ok(match step {
+            TopicStep::Create => outcome(spec.partitions, TopicChange::Created),
             TopicStep::Grow { from } => match self.grow(&spec.name, spec.partitions).await? {
                 Ok(()) => outcome(spec.partitions, TopicChange::Grown { from }),
                 Err(reason) => outcome(

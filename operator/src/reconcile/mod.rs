@@ -234,7 +234,7 @@ async fn run<T: Topics>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Actio
     let outcomes = match ensure_topics(ctx, p).await {
         Ok(outcomes) => outcomes,
         Err(e) => {
-            observed.topics = Some(Err(e.to_string()));
+            observed.topics = Some(Err(e.clone()));
             settle_observed(ctx, p, &observed, &[]).await?;
             return Err(e.into());
         }
