@@ -135,31 +135,7 @@ fn run() -> ExitCode {
         eprintln!("tributary-operator run: {e}");
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tributary-operator run: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        let shutdown = match tributary_core::shutdown::install() {
-            Ok(token) => token,
-            Err(e) => {
-                eprintln!("tributary-operator run: cannot install signal handlers: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        match tributary_operator::run::run(config, shutdown).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(error = %e, "operator failed");
-                eprintln!("tributary-operator run: {e}");
-                ExitCode::FAILURE
-            }
-        }
+    tributary_core::shutdown::run_until_signal("tributary-operator run", |shutdown| {
+        tributary_operator::run::run(config, shutdown)
     })
 }

@@ -30,6 +30,37 @@ pub enum TopicStep {
     Keep,
 }
 
+impl TopicStep {
+    /// How the topic stands once this step was taken. `grown` says how a
+    /// `Grow` went (`Err`: the broker's reason it cannot add partitions);
+    /// other steps ignore it.
+    pub fn outcome(self, spec: &TopicSpec, grown: Result<(), String>) -> TopicOutcome {
+        let (partitions, change) = match (self, grown) {
+            (TopicStep::Create, _) => (spec.partitions, TopicChange::Created),
+            (TopicStep::Grow { from }, Ok(())) => (spec.partitions, TopicChange::Grown { from }),
+            (TopicStep::Grow { from }, Err(reason)) => (
+                from,
+                TopicChange::GrowUnsupported {
+                    wanted: spec.partitions,
+                    reason,
+                },
+            ),
+            (TopicStep::RefuseShrink { have }, _) => (
+                have,
+                TopicChange::ShrinkRefused {
+                    wanted: spec.partitions,
+                },
+            ),
+            (TopicStep::Keep, _) => (spec.partitions, TopicChange::Unchanged),
+        };
+        TopicOutcome {
+            name: spec.name.clone(),
+            partitions,
+            change,
+        }
+    }
+}
+
 /// The step that brings a topic with `observed` partitions (`None`: no
 /// such topic) to `desired`.
 pub fn plan(desired: &TopicSpec, observed: Option<i32>) -> TopicStep {
@@ -277,11 +308,6 @@ impl KafkaAdmin {
     /// reports what cannot be done.
     pub async fn ensure(&self, spec: &TopicSpec) -> Result<TopicOutcome, TopicError> {
         let observed = self.partitions(&spec.name).await?;
-        let outcome = |partitions, change| TopicOutcome {
-            name: spec.name.clone(),
-            partitions,
-            change,
-        };
         let step = match plan(spec, observed) {
             TopicStep::Create if !self.create(spec).await? => {
                 // Someone made it meanwhile: judge it as it is.
@@ -290,29 +316,13 @@ impl KafkaAdmin {
                     None => TopicStep::Create,
                 }
             }
-            TopicStep::Create => return Ok(outcome(spec.partitions, TopicChange::Created)),
             other => other,
         };
-        Ok(match step {
-            TopicStep::Create => outcome(spec.partitions, TopicChange::Created),
-            TopicStep::Grow { from } => match self.grow(&spec.name, spec.partitions).await? {
-                Ok(()) => outcome(spec.partitions, TopicChange::Grown { from }),
-                Err(reason) => outcome(
-                    from,
-                    TopicChange::GrowUnsupported {
-                        wanted: spec.partitions,
-                        reason,
-                    },
-                ),
-            },
-            TopicStep::RefuseShrink { have } => outcome(
-                have,
-                TopicChange::ShrinkRefused {
-                    wanted: spec.partitions,
-                },
-            ),
-            TopicStep::Keep => outcome(spec.partitions, TopicChange::Unchanged),
-        })
+        let grown = match step {
+            TopicStep::Grow { .. } => self.grow(&spec.name, spec.partitions).await?,
+            _ => Ok(()),
+        };
+        Ok(step.outcome(spec, grown))
     }
 }
 

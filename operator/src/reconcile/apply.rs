@@ -61,32 +61,40 @@ pub async fn get<K: Child>(
         .await
 }
 
-/// Deletes the objects of kind `K` that match `selector`, are controlled by
-/// the owner with uid `owner`, and are not named in `keep`. Returns the
-/// names deleted. Objects not controlled by `owner` are never touched.
-pub async fn prune<K: Child>(
-    client: &Client,
-    namespace: &str,
-    selector: &str,
-    owner: &str,
-    keep: &BTreeSet<String>,
-) -> kube::Result<Vec<String>> {
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let mut deleted = Vec::new();
-    for object in api.list(&ListParams::default().labels(selector)).await? {
-        let controlled = object
-            .owner_references()
-            .iter()
-            .any(|o| o.controller == Some(true) && o.uid == owner);
-        let name = object.name_any();
-        if controlled && !keep.contains(&name) {
-            match api.delete(&name, &DeleteParams::background()).await {
-                Ok(_) => deleted.push(name),
-                // Someone else deleted it first.
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(e),
+/// One pipeline's children in a namespace: those matching `selector` and
+/// controlled by the owner with uid `owner`.
+pub struct Owned<'a> {
+    pub client: &'a Client,
+    pub namespace: &'a str,
+    pub selector: String,
+    pub owner: String,
+}
+
+impl Owned<'_> {
+    /// Deletes the children of kind `K` not among `keep`, returning the
+    /// names deleted. Objects the owner does not control are never touched.
+    pub async fn prune<K: Child>(&self, keep: &[K]) -> kube::Result<Vec<String>> {
+        let api: Api<K> = Api::namespaced(self.client.clone(), self.namespace);
+        let keep: BTreeSet<String> = keep.iter().map(ResourceExt::name_any).collect();
+        let mut deleted = Vec::new();
+        for object in api
+            .list(&ListParams::default().labels(&self.selector))
+            .await?
+        {
+            let controlled = object
+                .owner_references()
+                .iter()
+                .any(|o| o.controller == Some(true) && o.uid == self.owner);
+            let name = object.name_any();
+            if controlled && !keep.contains(&name) {
+                match api.delete(&name, &DeleteParams::background()).await {
+                    Ok(_) => deleted.push(name),
+                    // Someone else deleted it first.
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
+        Ok(deleted)
     }
-    Ok(deleted)
 }

@@ -16,14 +16,11 @@
 //! 6. The status, written only when it differs, and Events for what
 //!    changed.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -365,13 +362,6 @@ async fn roll_out<T: Topics>(
     prune(ctx, p, namespace, children).await
 }
 
-fn names<K: Resource>(objects: impl IntoIterator<Item = K>) -> BTreeSet<String> {
-    objects
-        .into_iter()
-        .filter_map(|o| o.meta().name.clone())
-        .collect()
-}
-
 /// Deletes the pipeline's children that `children` no longer holds: old
 /// migration Jobs, and workloads, Services or budgets of removed parts.
 async fn prune<T: Topics>(
@@ -383,53 +373,20 @@ async fn prune<T: Topics>(
     let Some(owner) = p.uid() else {
         return Ok(());
     };
-    let selector = format!(
-        "app.kubernetes.io/instance={},app.kubernetes.io/managed-by={}",
-        p.name_any(),
-        meta::MANAGER
-    );
-    let c = &ctx.client;
-    let mut deleted = Vec::new();
-    deleted.extend(
-        apply::prune::<Job>(
-            c,
-            namespace,
-            &selector,
-            &owner,
-            &names(children.migration_job.clone()),
-        )
-        .await?,
-    );
-    deleted.extend(
-        apply::prune::<Deployment>(
-            c,
-            namespace,
-            &selector,
-            &owner,
-            &names(children.deployments.clone()),
-        )
-        .await?,
-    );
-    deleted.extend(
-        apply::prune::<Service>(
-            c,
-            namespace,
-            &selector,
-            &owner,
-            &names(children.services.clone()),
-        )
-        .await?,
-    );
-    deleted.extend(
-        apply::prune::<PodDisruptionBudget>(
-            c,
-            namespace,
-            &selector,
-            &owner,
-            &names(children.disruption_budgets.clone()),
-        )
-        .await?,
-    );
+    let owned = apply::Owned {
+        client: &ctx.client,
+        namespace,
+        selector: format!(
+            "app.kubernetes.io/instance={},app.kubernetes.io/managed-by={}",
+            p.name_any(),
+            meta::MANAGER
+        ),
+        owner,
+    };
+    let mut deleted = owned.prune(children.migration_job.as_slice()).await?;
+    deleted.extend(owned.prune(&children.deployments).await?);
+    deleted.extend(owned.prune(&children.services).await?);
+    deleted.extend(owned.prune(&children.disruption_budgets).await?);
     if !deleted.is_empty() {
         tracing::info!(pipeline = %p.name_any(), namespace, ?deleted, "deleted children no longer wanted");
     }

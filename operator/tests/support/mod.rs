@@ -13,7 +13,7 @@ use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
 use tributary_operator::crd::{AnalyticsPipeline, TopicSpec};
-use tributary_operator::topics::{TopicChange, TopicError, TopicOutcome, TopicStep, Topics, plan};
+use tributary_operator::topics::{TopicError, TopicOutcome, TopicStep, Topics, plan};
 
 /// Resource plurals the operator touches.
 const PLURALS: &[&str] = &[
@@ -396,35 +396,19 @@ impl Topics for MemoryBroker {
             });
         }
         let mut topics = self.topics.lock().unwrap();
-        let have = topics.get(&spec.name).copied();
-        let outcome = |partitions, change| TopicOutcome {
-            name: spec.name.clone(),
-            partitions,
-            change,
-        };
-        Ok(match plan(spec, have) {
+        let step = plan(spec, topics.get(&spec.name).copied());
+        let grown = match step {
             TopicStep::Create => {
                 topics.insert(spec.name.clone(), spec.partitions);
-                outcome(spec.partitions, TopicChange::Created)
+                Ok(())
             }
-            TopicStep::Grow { from } if self.can_grow => {
+            TopicStep::Grow { .. } if self.can_grow => {
                 topics.insert(spec.name.clone(), spec.partitions);
-                outcome(spec.partitions, TopicChange::Grown { from })
+                Ok(())
             }
-            TopicStep::Grow { from } => outcome(
-                from,
-                TopicChange::GrowUnsupported {
-                    wanted: spec.partitions,
-                    reason: "UnsupportedFeature".into(),
-                },
-            ),
-            TopicStep::RefuseShrink { have } => outcome(
-                have,
-                TopicChange::ShrinkRefused {
-                    wanted: spec.partitions,
-                },
-            ),
-            TopicStep::Keep => outcome(spec.partitions, TopicChange::Unchanged),
-        })
+            TopicStep::Grow { .. } => Err("UnsupportedFeature".to_owned()),
+            TopicStep::RefuseShrink { .. } | TopicStep::Keep => Ok(()),
+        };
+        Ok(step.outcome(spec, grown))
     }
 }

@@ -181,39 +181,15 @@ fn config_error(name: &str, e: &dyn std::fmt::Display) -> ExitCode {
 
 /// Runs a workload on a multi-threaded runtime with SIGTERM/SIGINT wired to
 /// its shutdown token.
+/// Runs a workload until SIGTERM/SIGINT (see
+/// [`tributary_core::shutdown::run_until_signal`]).
 fn run_async<F, Fut, E>(name: &str, workload: F) -> ExitCode
 where
     F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
     Fut: std::future::Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tributary {name}: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        let shutdown = match tributary_core::shutdown::install() {
-            Ok(token) => token,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot install signal handlers");
-                return ExitCode::FAILURE;
-            }
-        };
-        match workload(shutdown).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(error = %e, "{name} failed");
-                eprintln!("tributary {name}: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    tributary_core::shutdown::run_until_signal(&format!("tributary {name}"), workload)
 }
 
 #[cfg(test)]

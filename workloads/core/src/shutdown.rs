@@ -44,6 +44,48 @@ pub fn install() -> io::Result<CancellationToken> {
     Ok(token)
 }
 
+/// Runs `program` to completion on a multi-threaded runtime, handing it a
+/// token cancelled on SIGTERM or SIGINT, and turns the outcome into the
+/// process's exit code (failures are logged and printed as
+/// `{label}: {error}`). Shared by the `tributary` and `tributary-operator`
+/// binaries.
+pub fn run_until_signal<F, Fut, E>(label: &str, program: F) -> std::process::ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    use std::process::ExitCode;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{label}: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let shutdown = match install() {
+            Ok(token) => token,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install signal handlers");
+                eprintln!("{label}: cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match program(shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "{label} failed");
+                eprintln!("{label}: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
