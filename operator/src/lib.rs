@@ -9,6 +9,8 @@
 pub mod autoscale;
 pub mod build;
 pub mod crd;
+pub mod kafka;
+pub mod lag;
 pub mod lease;
 pub mod metrics;
 pub mod reconcile;

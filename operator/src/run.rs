@@ -24,11 +24,11 @@ use tributary_core::config::{ConfigError, Env};
 
 use crate::build::meta::MANAGER;
 use crate::crd::AnalyticsPipeline;
+use crate::kafka::Brokers;
 use crate::lease::{Kept, LeaseLock};
 use crate::metrics::Metrics;
 use crate::reconcile::apply::Child;
 use crate::reconcile::{self, Context};
-use crate::topics::Brokers;
 
 /// Settings of `run`, from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,8 +5,7 @@
 //! retention; partitions grow where the broker supports it and never shrink
 //! (Kafka cannot): a lower value in the spec is reported, not applied.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
@@ -323,53 +322,6 @@ impl KafkaAdmin {
             _ => Ok(()),
         };
         Ok(step.outcome(spec, grown))
-    }
-}
-
-/// What reconcile needs of Kafka: bring a topic to its spec on the
-/// brokers at `bootstrap`. [`Brokers`] does it for real; tests stand in a
-/// broker that keeps topics in memory.
-pub trait Topics: Send + Sync + 'static {
-    fn ensure(
-        &self,
-        bootstrap: &str,
-        spec: &TopicSpec,
-    ) -> impl Future<Output = Result<TopicOutcome, TopicError>> + Send;
-}
-
-/// Admin clients, one per bootstrap list, made on first use and kept (a
-/// client holds its broker connections).
-pub struct Brokers {
-    timeout: Duration,
-    clients: Mutex<HashMap<String, Arc<KafkaAdmin>>>,
-}
-
-impl Brokers {
-    /// Admin requests time out after `timeout`.
-    pub fn new(timeout: Duration) -> Self {
-        Self {
-            timeout,
-            clients: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn admin(&self, bootstrap: &str) -> Result<Arc<KafkaAdmin>, TopicError> {
-        let mut clients = self
-            .clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(admin) = clients.get(bootstrap) {
-            return Ok(Arc::clone(admin));
-        }
-        let admin = Arc::new(KafkaAdmin::new(bootstrap, self.timeout)?);
-        clients.insert(bootstrap.to_owned(), Arc::clone(&admin));
-        Ok(admin)
-    }
-}
-
-impl Topics for Brokers {
-    async fn ensure(&self, bootstrap: &str, spec: &TopicSpec) -> Result<TopicOutcome, TopicError> {
-        self.admin(bootstrap)?.ensure(spec).await
     }
 }
 

@@ -236,7 +236,7 @@ async fn first_creation_makes_topics_and_starts_the_migration_before_any_workloa
         topic_note.contains("events with 12") && topic_note.contains("events-dlq with 1 partition"),
         "{topic_note}"
     );
-    let topics = h.ctx.topics.topics.lock().unwrap().clone();
+    let topics = h.ctx.kafka.topics.lock().unwrap().clone();
     assert_eq!(topics.get("events"), Some(&12));
     assert_eq!(topics.get("events-dlq"), Some(&1));
     assert_eq!(h.condition("MigrationsComplete").1, "Running");
@@ -401,7 +401,7 @@ async fn an_invalid_spec_is_a_condition_and_nothing_is_applied() {
     assert!(message.starts_with("spec.kafka.saslSecretRef"), "{message}");
     assert_eq!(h.condition("TopicsReady").0, "Unknown");
     assert!(
-        h.ctx.topics.calls.lock().unwrap().is_empty(),
+        h.ctx.kafka.calls.lock().unwrap().is_empty(),
         "Kafka is not asked"
     );
     assert_eq!(action, Action::await_change());
@@ -444,7 +444,7 @@ async fn a_topic_shrink_is_refused_with_a_condition_and_the_pipeline_keeps_runni
         ]
     );
     assert_eq!(
-        h.ctx.topics.topics.lock().unwrap().get("events"),
+        h.ctx.kafka.topics.lock().unwrap().get("events"),
         Some(&24),
         "never shrunk"
     );
@@ -523,7 +523,7 @@ async fn a_failed_migration_is_a_condition_with_the_jobs_reason_and_nothing_roll
 #[tokio::test]
 async fn kafka_unreachable_is_reported_and_retried_with_a_growing_backoff() {
     let h = Harness::new(pipeline(|_| {}), MemoryBroker::new(true));
-    *h.ctx.topics.reachable.lock().unwrap() = false;
+    *h.ctx.kafka.reachable.lock().unwrap() = false;
     let error = h.reconcile().await.expect_err("Kafka is down");
     assert!(matches!(error, Error::Kafka(_)), "{error}");
     let kafka_errors = h
@@ -554,7 +554,7 @@ async fn kafka_unreachable_is_reported_and_retried_with_a_growing_backoff() {
     assert_eq!(second, Action::requeue(Duration::from_secs(10)));
 
     // Kafka back: the pipeline proceeds and the backoff starts over.
-    *h.ctx.topics.reachable.lock().unwrap() = true;
+    *h.ctx.kafka.reachable.lock().unwrap() = true;
     h.calls().await;
     assert_eq!(h.condition("TopicsReady").0, "True");
     assert_eq!(
@@ -575,7 +575,7 @@ async fn a_paused_pipeline_is_left_alone() {
         strings(&[&format!("PATCH {PIPELINE}/status")])
     );
     assert_eq!(h.condition("Progressing").1, "Paused");
-    assert!(h.ctx.topics.calls.lock().unwrap().is_empty());
+    assert!(h.ctx.kafka.calls.lock().unwrap().is_empty());
     assert_eq!(action, Action::await_change());
     let (_, calls) = h.calls().await;
     assert!(calls.is_empty(), "{:#?}", lines(&calls));
@@ -642,7 +642,7 @@ async fn a_pipeline_being_deleted_is_left_to_the_garbage_collector() {
     let (action, calls) = h.calls().await;
     assert!(calls.is_empty(), "{:#?}", lines(&calls));
     assert!(
-        h.ctx.topics.calls.lock().unwrap().is_empty(),
+        h.ctx.kafka.calls.lock().unwrap().is_empty(),
         "topics are kept"
     );
     assert_eq!(action, Action::await_change());

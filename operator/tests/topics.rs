@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use tributary_operator::crd::TopicSpec;
-use tributary_operator::topics::{Brokers, KafkaAdmin, TopicChange, Topics};
+use tributary_operator::kafka::{Brokers, Kafka};
+use tributary_operator::topics::{KafkaAdmin, TopicChange};
 use tributary_tests::{Stack, unique_name};
 
 fn spec(name: &str, partitions: i32) -> TopicSpec {

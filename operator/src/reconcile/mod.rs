@@ -30,9 +30,10 @@ use kube::{Client, Resource, ResourceExt};
 
 use crate::build::{self, Children, Component, meta};
 use crate::crd::{AnalyticsPipeline, AnalyticsPipelineStatus};
+use crate::kafka::Kafka;
 use crate::metrics::{ErrorLabels, Metrics};
 use crate::status::{self, Migration, Observed};
-use crate::topics::{TopicError, TopicOutcome, Topics};
+use crate::topics::{TopicError, TopicOutcome};
 
 pub mod apply;
 pub mod events;
@@ -48,7 +49,7 @@ pub const WHILE_PROGRESSING: Duration = Duration::from_secs(30);
 /// What reconcile works with.
 pub struct Context<T> {
     pub client: Client,
-    pub topics: T,
+    pub kafka: T,
     pub recorder: Recorder,
     pub metrics: Metrics,
     /// The ClickHouse schema version this build migrates to.
@@ -57,12 +58,12 @@ pub struct Context<T> {
     failures: Mutex<HashMap<(String, String), u32>>,
 }
 
-impl<T: Topics> Context<T> {
-    pub fn new(client: Client, topics: T, reporter: Reporter, metrics: Metrics) -> Self {
+impl<T: Kafka> Context<T> {
+    pub fn new(client: Client, kafka: T, reporter: Reporter, metrics: Metrics) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            topics,
+            kafka,
             metrics,
             schema_version: tributary_core::schema::clickhouse_schema_version(),
             failures: Mutex::new(HashMap::new()),
@@ -102,7 +103,7 @@ impl Error {
 }
 
 /// Server-side applies `object`, naming it in the error.
-async fn put<T: Topics, K: apply::Child>(
+async fn put<T: Kafka, K: apply::Child>(
     ctx: &Context<T>,
     namespace: &str,
     object: &K,
@@ -121,7 +122,7 @@ fn key(p: &AnalyticsPipeline) -> (String, String) {
 }
 
 /// Reconciles `p`, counting and timing it.
-pub async fn reconcile<T: Topics>(
+pub async fn reconcile<T: Kafka>(
     p: Arc<AnalyticsPipeline>,
     ctx: Arc<Context<T>>,
 ) -> Result<Action, Error> {
@@ -149,7 +150,7 @@ pub async fn reconcile<T: Topics>(
 
 /// After a failed reconcile: try again after a backoff that doubles with
 /// each consecutive failure of the same pipeline.
-pub fn error_policy<T: Topics>(
+pub fn error_policy<T: Kafka>(
     p: Arc<AnalyticsPipeline>,
     error: &Error,
     ctx: Arc<Context<T>>,
@@ -206,7 +207,7 @@ fn carried_over(p: &AnalyticsPipeline) -> Observed {
     }
 }
 
-async fn run<T: Topics>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action, Error> {
+async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action, Error> {
     if p.metadata.deletion_timestamp.is_some() {
         // Being deleted: the garbage collector removes the children through
         // their owner references; re-applying them would fight it. Topics
@@ -263,7 +264,7 @@ async fn run<T: Topics>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Actio
 }
 
 /// The ConfigMap, the migration, and once it succeeded the workloads.
-async fn apply_children<T: Topics>(
+async fn apply_children<T: Kafka>(
     ctx: &Context<T>,
     p: &AnalyticsPipeline,
     children: &Children,
@@ -294,21 +295,21 @@ pub fn next_action(o: &Observed) -> Action {
 }
 
 /// The events topic, then the dead-letter topic.
-async fn ensure_topics<T: Topics>(
+async fn ensure_topics<T: Kafka>(
     ctx: &Context<T>,
     p: &AnalyticsPipeline,
 ) -> Result<Vec<TopicOutcome>, TopicError> {
     let kafka = &p.spec.kafka;
     let mut outcomes = Vec::with_capacity(2);
     for spec in [&kafka.events, &kafka.dlq] {
-        outcomes.push(ctx.topics.ensure(&kafka.bootstrap_servers, spec).await?);
+        outcomes.push(ctx.kafka.ensure(&kafka.bootstrap_servers, spec).await?);
     }
     Ok(outcomes)
 }
 
 /// Where this schema version's migration stands, creating its Job the
 /// first time. An existing Job is only read: its pod template cannot change.
-async fn migrate<T: Topics>(
+async fn migrate<T: Kafka>(
     ctx: &Context<T>,
     namespace: &str,
     children: &Children,
@@ -327,7 +328,7 @@ async fn migrate<T: Topics>(
 
 /// Applies the workloads in order, notes which have rolled out, and
 /// deletes the children no longer wanted.
-async fn roll_out<T: Topics>(
+async fn roll_out<T: Kafka>(
     ctx: &Context<T>,
     p: &AnalyticsPipeline,
     namespace: &str,
@@ -364,7 +365,7 @@ async fn roll_out<T: Topics>(
 
 /// Deletes the pipeline's children that `children` no longer holds: old
 /// migration Jobs, and workloads, Services or budgets of removed parts.
-async fn prune<T: Topics>(
+async fn prune<T: Kafka>(
     ctx: &Context<T>,
     p: &AnalyticsPipeline,
     namespace: &str,
@@ -393,7 +394,7 @@ async fn prune<T: Topics>(
     Ok(())
 }
 
-async fn settle_observed<T: Topics>(
+async fn settle_observed<T: Kafka>(
     ctx: &Context<T>,
     p: &AnalyticsPipeline,
     observed: &Observed,
@@ -407,7 +408,7 @@ async fn settle_observed<T: Topics>(
 /// status is not written, so it never re-triggers reconcile), then
 /// publishes `extra_events` and an Event per condition that moved. A failed Event is
 /// logged, not retried: the status already tells.
-async fn settle<T: Topics>(
+async fn settle<T: Kafka>(
     ctx: &Context<T>,
     p: &AnalyticsPipeline,
     next: AnalyticsPipelineStatus,

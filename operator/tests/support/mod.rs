@@ -13,7 +13,9 @@ use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
 use tributary_operator::crd::{AnalyticsPipeline, TopicSpec};
-use tributary_operator::topics::{TopicError, TopicOutcome, TopicStep, Topics, plan};
+use tributary_operator::kafka::Kafka;
+use tributary_operator::lag::{GroupLag, LagError, PartitionLag};
+use tributary_operator::topics::{TopicError, TopicOutcome, TopicStep, plan};
 
 /// Resource plurals the operator touches.
 const PLURALS: &[&str] = &[
@@ -367,11 +369,14 @@ impl FakeApi {
 }
 
 /// A broker that keeps topics in memory and follows the same plan as the
-/// real admin: create, grow (when it can), never shrink.
+/// real admin: create, grow (when it can), never shrink. Its consumer group
+/// lags by `lag` messages on each partition (`None`: the read fails).
 pub struct MemoryBroker {
     pub topics: Mutex<HashMap<String, i32>>,
     pub can_grow: bool,
     pub reachable: Mutex<bool>,
+    pub lag_per_partition: Mutex<Option<i64>>,
+    /// `ensure <topic>` and `lag <group> <topic>`, in order.
     pub calls: Mutex<Vec<String>>,
 }
 
@@ -381,14 +386,60 @@ impl MemoryBroker {
             topics: Mutex::new(HashMap::new()),
             can_grow,
             reachable: Mutex::new(true),
+            lag_per_partition: Mutex::new(Some(0)),
             calls: Mutex::new(Vec::new()),
         }
     }
 }
 
-impl Topics for MemoryBroker {
+impl MemoryBroker {
+    /// Every partition of the group lags by `lag` (`None`: reads fail).
+    pub fn set_lag(&self, lag: Option<i64>) {
+        *self.lag_per_partition.lock().unwrap() = lag;
+    }
+
+    pub fn take_calls(&self) -> Vec<String> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+}
+
+impl Kafka for MemoryBroker {
+    async fn lag(
+        &self,
+        _bootstrap: &str,
+        group: &str,
+        topic: &str,
+        partitions: i32,
+    ) -> Result<GroupLag, LagError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("lag {group} {topic}"));
+        let Some(lag) = *self.lag_per_partition.lock().unwrap() else {
+            return Err(LagError::Committed {
+                group: group.to_owned(),
+                topic: topic.to_owned(),
+                message: "coordinator not available".into(),
+            });
+        };
+        Ok(GroupLag {
+            partitions: (0..partitions)
+                .map(|partition| PartitionLag {
+                    partition,
+                    low: 0,
+                    high: lag,
+                    committed: Some(0),
+                    lag,
+                })
+                .collect(),
+        })
+    }
+
     async fn ensure(&self, bootstrap: &str, spec: &TopicSpec) -> Result<TopicOutcome, TopicError> {
-        self.calls.lock().unwrap().push(spec.name.clone());
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("ensure {}", spec.name));
         if !*self.reachable.lock().unwrap() {
             return Err(TopicError::Unreachable {
                 bootstrap: bootstrap.to_owned(),
