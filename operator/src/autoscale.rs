@@ -17,6 +17,9 @@
 
 use std::collections::VecDeque;
 
+pub mod grow;
+pub mod poll;
+
 /// Band around the current replicas within which lag does not move them.
 pub const TOLERANCE: f64 = 0.1;
 

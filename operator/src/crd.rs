@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -298,6 +298,31 @@ pub struct ConsumerScaling {
     #[serde(default = "poll_interval")]
     #[schemars(range(min = 5, max = 3600))]
     pub poll_interval_seconds: i64,
+    /// Adding partitions to the events topic when the replicas sit at the
+    /// partition count and lag keeps rising; off when absent. Where the
+    /// broker cannot add partitions, the `ScalingLimited` condition says
+    /// so. New partitions change which partition a distinct id maps to, so
+    /// one user's events may briefly be read out of order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_grow_partitions: Option<PartitionGrowth>,
+}
+
+/// How the operator may add partitions to the events topic.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionGrowth {
+    /// Most partitions the operator grows the events topic to.
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_partitions: i32,
+    /// Seconds the replicas must sit at the partition count with lag
+    /// rising before partitions are added.
+    #[serde(default = "growth_window")]
+    #[schemars(range(min = 60, max = 86400))]
+    pub window_seconds: i64,
+}
+
+fn growth_window() -> i64 {
+    600
 }
 
 fn one_replica() -> i32 {
@@ -342,4 +367,46 @@ pub struct AnalyticsPipelineStatus {
     /// In-cluster URLs of the capture, query and auth Services.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub endpoints: BTreeMap<String, String>,
+    /// What the lag autoscaler remembers (`spec.consumer.scaling`), kept
+    /// here so a restarted operator goes on where it stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalingStatus>,
+}
+
+/// The lag autoscaler's memory.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingStatus {
+    /// When the lag was last read (or a read was tried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_poll_time: Option<Time>,
+    /// When the operator last changed the consumer's replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<Time>,
+    /// The recommendations of the stabilization window that can still be
+    /// its highest, oldest first: replicas scale down no lower than the
+    /// first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recommendations: Vec<ScalingRecommendation>,
+    /// The largest lag of one partition at the last read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_partition_lag: Option<i64>,
+    /// Since when the lag has asked for more replicas than partitions and
+    /// kept rising (`autoGrowPartitions`), and the lag then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saturated_since: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_when_saturated: Option<i64>,
+    /// Partitions the operator grew the events topic to
+    /// (`autoGrowPartitions`): a lower `spec.kafka.events.partitions` is
+    /// not a shrink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grown_partitions: Option<i32>,
+}
+
+/// One recommendation of the autoscaler.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ScalingRecommendation {
+    pub time: Time,
+    pub replicas: i32,
 }

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::crd::AnalyticsPipelineStatus;
+use crate::autoscale::Reason;
+use crate::autoscale::poll::{Limited, Polled};
+use crate::crd::{AnalyticsPipelineStatus, ScalingStatus};
 use crate::topics::{TopicChange, TopicError, TopicOutcome};
 
 pub const READY: &str = "Ready";
@@ -15,6 +17,8 @@ pub const TOPICS_READY: &str = "TopicsReady";
 pub const MIGRATIONS_COMPLETE: &str = "MigrationsComplete";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+pub const SCALING_ACTIVE: &str = "ScalingActive";
+pub const SCALING_LIMITED: &str = "ScalingLimited";
 
 /// Where the migration Job stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +63,22 @@ pub struct Observed {
     pub consumer_lag: Option<i64>,
     pub schema_version: Option<String>,
     pub endpoints: BTreeMap<String, String>,
+    /// The lag autoscaler; `None` with scaling off (its conditions go).
+    pub scaling: Option<ScalingObserved>,
+}
+
+/// What the lag autoscaler saw and keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalingObserved {
+    /// `status.scaling`.
+    pub status: ScalingStatus,
+    /// This reconcile's poll (`Err`: why the lag could not be read);
+    /// `None` when no poll was due: the conditions stand.
+    pub poll: Option<Result<Polled, String>>,
+    /// `spec.consumer.scaling.autoGrowPartitions.maxPartitions`, when set.
+    pub max_partitions: Option<i32>,
+    /// Partitions were due to be added and were not: `(reason, message)`.
+    pub growth_blocked: Option<(&'static str, String)>,
 }
 
 /// A condition's status: `Unknown` when it was not observed.
@@ -199,6 +219,102 @@ fn migration_verdict(m: &Migration) -> Verdict {
     }
 }
 
+fn reason_name(r: Reason) -> &'static str {
+    match r {
+        Reason::Steady => "Steady",
+        Reason::ScaleUp => "ScaleUp",
+        Reason::ScaleUpLimited => "ScaleUpRateLimited",
+        Reason::ScaleDown => "ScaleDown",
+        Reason::Stabilizing => "Stabilizing",
+        Reason::NoReading => "NoReading",
+        Reason::Bounded => "Bounded",
+    }
+}
+
+/// `ScalingActive`: whether the lag could be read, and what it decided.
+fn scaling_active_verdict(s: &ScalingObserved) -> Verdict {
+    match &s.poll {
+        None => unknown(
+            SCALING_ACTIVE,
+            "Waiting",
+            "the lag is read once the topics are ready",
+        )
+        .unless_known(),
+        Some(Err(e)) => verdict(
+            SCALING_ACTIVE,
+            false,
+            "LagUnavailable",
+            format!("{e}; the consumer's replicas stay as they are until the lag can be read"),
+        ),
+        Some(Ok(p)) => {
+            let replicas = if p.from == p.to {
+                format!("{} replicas", p.to)
+            } else {
+                format!("{} -> {} replicas", p.from, p.to)
+            };
+            verdict(
+                SCALING_ACTIVE,
+                true,
+                reason_name(p.reason),
+                format!(
+                    "lag {} messages (largest partition {}): {replicas}",
+                    p.reading.total, p.reading.max_partition
+                ),
+            )
+        }
+    }
+}
+
+/// `ScalingLimited`: whether the replicas cannot follow the lag.
+fn scaling_limited_verdict(s: &ScalingObserved) -> Verdict {
+    let Some(Ok(p)) = &s.poll else {
+        return unknown(SCALING_LIMITED, "Waiting", "the lag has not been read").unless_known();
+    };
+    if let Some((reason, message)) = &s.growth_blocked {
+        return verdict(SCALING_LIMITED, true, reason, message.clone());
+    }
+    match (&p.limited, s.max_partitions) {
+        (None, _) => verdict(
+            SCALING_LIMITED,
+            false,
+            "WithinBounds",
+            "the replicas follow the lag".into(),
+        ),
+        (Some(Limited::MaxReplicas { wanted, max }), _) => verdict(
+            SCALING_LIMITED,
+            true,
+            "MaxReplicas",
+            format!("the lag asks for {wanted} consumers; maxReplicas is {max}"),
+        ),
+        (Some(Limited::Partitions { wanted, partitions }), Some(max)) if *partitions >= max => {
+            verdict(
+                SCALING_LIMITED,
+                true,
+                "PartitionsAtMaximum",
+                format!(
+                    "the lag asks for {wanted} consumers; the events topic has {partitions} partitions, autoGrowPartitions.maxPartitions ({max})"
+                ),
+            )
+        }
+        (Some(Limited::Partitions { wanted, partitions }), Some(_)) => verdict(
+            SCALING_LIMITED,
+            true,
+            "TooFewPartitions",
+            format!(
+                "the lag asks for {wanted} consumers; the events topic has {partitions} partitions: autoGrowPartitions adds more if the lag keeps rising for its window"
+            ),
+        ),
+        (Some(Limited::Partitions { wanted, partitions }), None) => verdict(
+            SCALING_LIMITED,
+            true,
+            "TooFewPartitions",
+            format!(
+                "the lag asks for {wanted} consumers; the events topic has {partitions} partitions: raise spec.kafka.events.partitions or set spec.consumer.scaling.autoGrowPartitions"
+            ),
+        ),
+    }
+}
+
 /// What is failing, in order: `(reason, message)`.
 fn failures(o: &Observed, topics: &Verdict, migration: &Verdict) -> Vec<(&'static str, String)> {
     let mut failing = Vec::new();
@@ -253,7 +369,7 @@ fn verdicts(o: &Observed) -> Vec<Verdict> {
     if !o.workloads_observed && o.migration != Migration::Running {
         progressing_verdict = progressing_verdict.unless_known();
     }
-    vec![
+    let mut all = vec![
         verdict(
             READY,
             ready,
@@ -283,7 +399,12 @@ fn verdicts(o: &Observed) -> Vec<Verdict> {
                     .join("; ")
             },
         ),
-    ]
+    ];
+    if let Some(s) = &o.scaling {
+        all.push(scaling_active_verdict(s));
+        all.push(scaling_limited_verdict(s));
+    }
+    all
 }
 
 /// The status after `o`, keeping each condition's transition time from
@@ -324,6 +445,7 @@ pub fn next_status(
         consumer_lag: o.consumer_lag,
         schema_version: o.schema_version.clone(),
         endpoints: o.endpoints.clone(),
+        scaling: o.scaling.as_ref().map(|s| s.status.clone()),
     }
 }
 
@@ -387,6 +509,7 @@ mod tests {
             consumer_lag: None,
             schema_version: Some("2".into()),
             endpoints: BTreeMap::new(),
+            scaling: None,
         }
     }
 

@@ -53,13 +53,31 @@ pub struct Children {
     pub disruption_budgets: Vec<PodDisruptionBudget>,
 }
 
-/// The objects of `p`, given the events topic's `partitions` (they cap the
-/// consumer's replicas) and the ClickHouse `schema_version` to migrate to.
-pub fn children(
-    p: &AnalyticsPipeline,
-    partitions: i32,
-    schema_version: u32,
-) -> Result<Children, BuildError> {
+/// What the objects depend on besides the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizing {
+    /// Partitions of the events topic: they cap the consumer's replicas.
+    pub partitions: i32,
+    /// The consumer's replicas as the lag autoscaler decided them (`None`:
+    /// not decided; the spec's, or `minReplicas` with scaling on).
+    pub consumer_replicas: Option<i32>,
+    /// The ClickHouse schema version to migrate to.
+    pub schema_version: u32,
+}
+
+impl Sizing {
+    /// As the spec alone says, for this build's schema version.
+    pub fn from_spec(p: &AnalyticsPipeline) -> Self {
+        Self {
+            partitions: p.spec.kafka.events.partitions,
+            consumer_replicas: None,
+            schema_version: tributary_core::schema::clickhouse_schema_version(),
+        }
+    }
+}
+
+/// The objects of `p`, sized by `sizing`.
+pub fn children(p: &AnalyticsPipeline, sizing: Sizing) -> Result<Children, BuildError> {
     if p.spec.kafka.sasl_secret_ref.is_some() {
         return Err(BuildError::Unsupported {
             field: "spec.kafka.saslSecretRef",
@@ -78,10 +96,10 @@ pub fn children(
         migration_job: p
             .spec
             .migrations
-            .then(|| job::migration_job(p, schema_version, &digest)),
+            .then(|| job::migration_job(p, sizing.schema_version, &digest)),
         deployments: Component::ALL
             .iter()
-            .map(|&c| workload::deployment(p, c, partitions, &digest))
+            .map(|&c| workload::deployment(p, c, &sizing, &digest))
             .collect(),
         services: Component::ALL
             .iter()
@@ -128,11 +146,7 @@ pub enum RenderError {
 /// would apply them to a cluster that has the spec's partitions and this
 /// build's schema version.
 pub fn render(p: &AnalyticsPipeline) -> Result<String, RenderError> {
-    let c = children(
-        p,
-        p.spec.kafka.events.partitions,
-        tributary_core::schema::clickhouse_schema_version(),
-    )?;
+    let c = children(p, Sizing::from_spec(p))?;
     let mut docs = vec![document(&c.config_map)?];
     if let Some(job) = &c.migration_job {
         docs.push(document(job)?);

@@ -17,8 +17,16 @@ fn full() -> AnalyticsPipeline {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+fn sized(partitions: i32, schema_version: u32) -> Sizing {
+    Sizing {
+        partitions,
+        consumer_replicas: None,
+        schema_version,
+    }
+}
+
 fn built(p: &AnalyticsPipeline) -> Children {
-    children(p, p.spec.kafka.events.partitions, 2).unwrap_or_else(|e| panic!("{e}"))
+    children(p, sized(p.spec.kafka.events.partitions, 2)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn container(d: &Deployment) -> &Container {
@@ -108,11 +116,51 @@ fn defaults_and_spec_values_set_replicas_and_resources() {
 fn consumers_never_outnumber_partitions() {
     let mut p = minimal();
     p.spec.consumer.workload.replicas = Some(30);
-    let c = children(&p, 12, 2).unwrap_or_else(|e| panic!("{e}"));
+    let c = children(&p, sized(12, 2)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(replicas(deployment(&c, "analytics-consumer")), 12);
-    let c = children(&p, 40, 2).unwrap_or_else(|e| panic!("{e}"));
+    let c = children(&p, sized(40, 2)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(replicas(deployment(&c, "analytics-consumer")), 30);
-    assert_eq!(workload::consumer_replicas(5, 0), 0);
+    assert_eq!(workload::consumer_replicas(&p, &sized(0, 2)), 0);
+}
+
+#[test]
+fn the_autoscaler_decides_the_consumer_replicas_within_the_partitions() {
+    let mut p = minimal();
+    p.spec.consumer.workload.replicas = Some(3);
+    p.spec.consumer.scaling = Some(crate::crd::ConsumerScaling {
+        min_replicas: 2,
+        max_replicas: 10,
+        lag_per_replica: 10_000,
+        stabilization_window_seconds: 300,
+        poll_interval_seconds: 15,
+        auto_grow_partitions: None,
+    });
+    let c = children(&p, sized(12, 2)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        replicas(deployment(&c, "analytics-consumer")),
+        2,
+        "with scaling on, minReplicas until the first decision"
+    );
+    let decided = Sizing {
+        consumer_replicas: Some(7),
+        ..sized(12, 2)
+    };
+    let c = children(&p, decided).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(replicas(deployment(&c, "analytics-consumer")), 7);
+    assert_eq!(
+        replicas(deployment(&c, "analytics-capture")),
+        2,
+        "others keep theirs"
+    );
+    let c = children(
+        &p,
+        Sizing {
+            partitions: 4,
+            ..decided
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(replicas(deployment(&c, "analytics-consumer")), 4);
 }
 
 #[test]
@@ -295,7 +343,7 @@ fn a_settings_change_rolls_the_pods() {
 }
 
 fn job_name(p: &AnalyticsPipeline, version: u32) -> String {
-    children(p, 12, version)
+    children(p, sized(12, version))
         .ok()
         .and_then(|c| c.migration_job)
         .and_then(|j| j.metadata.name)
@@ -330,7 +378,7 @@ fn migration_jobs_are_named_for_version_image_and_settings() {
 fn what_the_schema_cannot_refuse_names_its_field() {
     let mut p = minimal();
     p.spec.clickhouse.url = "http://clickhouse:8123/tributary".into();
-    let e = children(&p, 12, 2)
+    let e = children(&p, sized(12, 2))
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
@@ -342,14 +390,14 @@ fn what_the_schema_cannot_refuse_names_its_field() {
     p.spec.kafka.sasl_secret_ref = Some(crate::crd::SecretRef {
         name: "sasl".into(),
     });
-    let e = children(&p, 12, 2)
+    let e = children(&p, sized(12, 2))
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(e.starts_with("spec.kafka.saslSecretRef:"), "{e}");
     let mut p = minimal();
     p.spec.kafka.tls_secret_ref = Some(crate::crd::SecretRef { name: "tls".into() });
-    let e = children(&p, 12, 2)
+    let e = children(&p, sized(12, 2))
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();

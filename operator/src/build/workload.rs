@@ -12,18 +12,24 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::component::Component;
 use super::config::{Reader, merge_env, secret_env};
-use super::{meta, pod};
+use super::{Sizing, meta, pod};
 use crate::crd::AnalyticsPipeline;
 
 /// Annotation of the pod template holding a digest of the ConfigMap's
 /// data, so a settings change rolls the pods.
 pub const CONFIG_DIGEST: &str = "tributary.dev/config-digest";
 
-/// Consumer replicas: the spec's (or the default), never more than the
-/// events topic's partitions, since a consumer beyond them sits idle. The
-/// autoscaler (issue #8) will decide the wanted value; the cap stays.
-pub fn consumer_replicas(wanted: i32, partitions: i32) -> i32 {
-    wanted.min(partitions).max(0)
+/// Consumer replicas: the autoscaler's, else `minReplicas` with scaling
+/// on, else the spec's (or the default); never more than the events
+/// topic's partitions, since a consumer beyond them sits idle.
+pub fn consumer_replicas(p: &AnalyticsPipeline, sizing: &Sizing) -> i32 {
+    let spec = &p.spec.consumer;
+    let wanted = sizing
+        .consumer_replicas
+        .or_else(|| spec.scaling.as_ref().map(|s| s.min_replicas))
+        .or(spec.workload.replicas)
+        .unwrap_or(Component::Consumer.default_replicas());
+    wanted.min(sizing.partitions).max(0)
 }
 
 fn http_probe(path: &str, port: i32, period: i32) -> Probe {
@@ -40,19 +46,18 @@ fn http_probe(path: &str, port: i32, period: i32) -> Probe {
     }
 }
 
-/// The Deployment of `component`; `partitions` of the events topic cap the
-/// consumer's replicas; `config_digest` of the ConfigMap's data.
+/// The Deployment of `component`, `sizing` deciding the consumer's
+/// replicas; `config_digest` of the ConfigMap's data.
 pub fn deployment(
     p: &AnalyticsPipeline,
     component: Component,
-    partitions: i32,
+    sizing: &Sizing,
     config_digest: &str,
 ) -> Deployment {
     let spec = component.spec(&p.spec);
-    let wanted = spec.replicas.unwrap_or(component.default_replicas());
     let replicas = match component {
-        Component::Consumer => consumer_replicas(wanted, partitions),
-        _ => wanted,
+        Component::Consumer => consumer_replicas(p, sizing),
+        _ => spec.replicas.unwrap_or(component.default_replicas()),
     };
     let env = merge_env(secret_env(p, Reader::Workload(component)), &spec.env);
     let mut container = pod::container(p, component.name(), env);

@@ -6,7 +6,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::events::{Event, EventType};
 
 use crate::crd::AnalyticsPipelineStatus;
-use crate::status::{DEGRADED, MIGRATIONS_COMPLETE, READY, TOPICS_READY};
+use crate::status::{
+    DEGRADED, MIGRATIONS_COMPLETE, READY, SCALING_ACTIVE, SCALING_LIMITED, TOPICS_READY,
+};
 use crate::topics::{TopicChange, TopicOutcome};
 
 /// Longest note the Events API takes (1 kB).
@@ -83,6 +85,11 @@ fn condition_event(c: &Condition) -> Option<Event> {
             (EventType::Warning, r, "Apply")
         }
         (READY, "True", _) => (EventType::Normal, "Ready", "Reconcile"),
+        (SCALING_ACTIVE, "False", r) => (EventType::Warning, r, "Scale"),
+        (SCALING_LIMITED, "True", r @ ("PartitionGrowthUnsupported" | "PartitionGrowthFailed")) => {
+            (EventType::Warning, r, "Scale")
+        }
+        (SCALING_LIMITED, "True", r) => (EventType::Normal, r, "Scale"),
         _ => return None,
     };
     Some(event(type_, reason, action, &c.message))

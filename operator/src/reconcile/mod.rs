@@ -13,7 +13,10 @@
 //!    by server-side apply, the consumer's replicas capped at the events
 //!    topic's observed partitions; then children no longer wanted are
 //!    deleted.
-//! 6. The status, written only when it differs, and Events for what
+//! 6. With `spec.consumer.scaling`, between 3 and 5: when a poll is due,
+//!    the consumer group's lag decides the consumer's replicas (and may
+//!    add partitions) ([`scale`]).
+//! 7. The status, written only when it differs, and Events for what
 //!    changed.
 
 use std::collections::HashMap;
@@ -28,16 +31,17 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 
-use crate::build::{self, Children, Component, meta};
+use crate::build::{self, Children, Component, Sizing, meta};
 use crate::crd::{AnalyticsPipeline, AnalyticsPipelineStatus};
 use crate::kafka::Kafka;
 use crate::metrics::{ErrorLabels, Metrics};
-use crate::status::{self, Migration, Observed};
+use crate::status::{self, Migration, Observed, ScalingObserved};
 use crate::topics::{TopicError, TopicOutcome};
 
 pub mod apply;
 pub mod events;
 pub mod observe;
+pub mod scale;
 
 /// How often a settled pipeline is looked at again (topics deleted behind
 /// the operator's back, drift the watches missed).
@@ -204,6 +208,18 @@ fn carried_over(p: &AnalyticsPipeline) -> Observed {
         consumer_lag: previous.consumer_lag,
         schema_version: previous.schema_version,
         endpoints: previous.endpoints,
+        // What the autoscaler remembers stands until its next poll.
+        scaling: p
+            .spec
+            .consumer
+            .scaling
+            .as_ref()
+            .map(|spec| ScalingObserved {
+                status: previous.scaling.unwrap_or_default(),
+                poll: None,
+                max_partitions: spec.auto_grow_partitions.as_ref().map(|g| g.max_partitions),
+                growth_blocked: None,
+            }),
     }
 }
 
@@ -212,6 +228,7 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
         // Being deleted: the garbage collector removes the children through
         // their owner references; re-applying them would fight it. Topics
         // and data are kept.
+        ctx.metrics.forget(&scale::labels(p), false);
         return Ok(Action::await_change());
     }
     if p.spec.paused {
@@ -220,9 +237,13 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
         return Ok(Action::await_change());
     }
     let mut observed = carried_over(p);
+    let sizing = Sizing {
+        schema_version: ctx.schema_version,
+        ..Sizing::from_spec(p)
+    };
     // The spec's partitions stand in for the observed ones: only the
     // validation matters here.
-    if let Err(e) = build::children(p, p.spec.kafka.events.partitions, ctx.schema_version) {
+    if let Err(e) = build::children(p, sizing) {
         observed.invalid_spec = Some(e.to_string());
         settle_observed(ctx, p, &observed, &[]).await?;
         // A spec change triggers the next reconcile.
@@ -237,14 +258,39 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
             return Err(e.into());
         }
     };
-    let partitions = outcomes
+    let mut outcomes = outcomes;
+    let mut partitions = outcomes
         .first()
         .map_or(p.spec.kafka.events.partitions, |o| o.partitions);
-    observed.topics = Some(Ok(outcomes.clone()));
+    let mut topic_events = events::topic_events(&outcomes);
+    let mut scaled = match &p.spec.consumer.scaling {
+        Some(spec) => Some(scale::scale(ctx, p, spec, partitions).await),
+        None => {
+            ctx.metrics.forget(&scale::labels(p), true);
+            None
+        }
+    };
+    if let Some(s) = scaled.as_mut() {
+        if let Some(grown) = &s.grown {
+            partitions = grown.partitions;
+            topic_events.extend(events::topic_events(std::slice::from_ref(grown)));
+            if let Some(events_topic) = outcomes.first_mut() {
+                *events_topic = grown.clone();
+            }
+        }
+        observed.consumer_lag = s.lag.or(observed.consumer_lag);
+        observed.scaling = Some(s.observed.clone());
+        topic_events.append(&mut s.events);
+    }
+    observed.topics = Some(Ok(outcomes));
     observed.partitions = Some(partitions);
-    let topic_events = events::topic_events(&outcomes);
 
-    let children = match build::children(p, partitions, ctx.schema_version) {
+    let sizing = Sizing {
+        partitions,
+        consumer_replicas: scaled.as_ref().map(|s| s.replicas),
+        ..sizing
+    };
+    let children = match build::children(p, sizing) {
         Ok(children) => children,
         Err(e) => {
             observed.invalid_spec = Some(e.to_string());
@@ -260,7 +306,7 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
     }
     settle_observed(ctx, p, &observed, &topic_events).await?;
     applied?;
-    Ok(next_action(&observed))
+    Ok(next_action(&observed, scaled.map(|s| s.next_poll)))
 }
 
 /// The ConfigMap, the migration, and once it succeeded the workloads.
@@ -285,13 +331,15 @@ async fn apply_children<T: Kafka>(
     Ok(())
 }
 
-/// When to look again after a reconcile that observed `o`.
-pub fn next_action(o: &Observed) -> Action {
-    if o.migration == Migration::Running || !o.workloads_pending.is_empty() {
-        Action::requeue(WHILE_PROGRESSING)
+/// When to look again after a reconcile that observed `o`: at the latest
+/// when the next lag poll is due (`next_poll`, scaling on).
+pub fn next_action(o: &Observed, next_poll: Option<Duration>) -> Action {
+    let wait = if o.migration == Migration::Running || !o.workloads_pending.is_empty() {
+        WHILE_PROGRESSING
     } else {
-        Action::requeue(RESYNC)
-    }
+        RESYNC
+    };
+    Action::requeue(next_poll.map_or(wait, |poll| poll.min(wait)))
 }
 
 /// The events topic, then the dead-letter topic.
@@ -301,7 +349,7 @@ async fn ensure_topics<T: Kafka>(
 ) -> Result<Vec<TopicOutcome>, TopicError> {
     let kafka = &p.spec.kafka;
     let mut outcomes = Vec::with_capacity(2);
-    for spec in [&kafka.events, &kafka.dlq] {
+    for spec in [&scale::events_topic(p), &kafka.dlq] {
         outcomes.push(ctx.kafka.ensure(&kafka.bootstrap_servers, spec).await?);
     }
     Ok(outcomes)
@@ -339,6 +387,19 @@ async fn roll_out<T: Kafka>(
         let applied = put(ctx, namespace, deployment).await?;
         if component == &Component::Consumer {
             observed.consumer_replicas = applied.spec.as_ref().and_then(|s| s.replicas);
+            let labels = scale::labels(p);
+            let running = applied.status.as_ref().and_then(|s| s.replicas);
+            for (gauge, value) in [
+                (
+                    &ctx.metrics.consumer_replicas_desired,
+                    observed.consumer_replicas,
+                ),
+                (&ctx.metrics.consumer_replicas_current, running),
+            ] {
+                gauge
+                    .get_or_create(&labels)
+                    .set(i64::from(value.unwrap_or(0)));
+            }
         }
         if let Some(why) = observe::stalled(&applied) {
             observed

@@ -17,6 +17,8 @@ use tributary_operator::kafka::Kafka;
 use tributary_operator::lag::{GroupLag, LagError, PartitionLag};
 use tributary_operator::topics::{TopicError, TopicOutcome, TopicStep, plan};
 
+pub mod harness;
+
 /// Resource plurals the operator touches.
 const PLURALS: &[&str] = &[
     "configmaps",

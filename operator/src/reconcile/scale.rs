@@ -1,0 +1,219 @@
+//! The lag autoscaler's step of reconcile (`spec.consumer.scaling`): when a
+//! poll is due, read the consumer group's lag, decide the consumer's
+//! replicas ([`crate::autoscale`], pure), add partitions when
+//! `autoGrowPartitions` says so, and tell: an Event per change, metrics.
+//!
+//! Polls are timed by `status.scaling.lastPollTime`, not by reconciles:
+//! the watches wake reconcile far more often (a pod becoming ready), and
+//! each poll may double the replicas. Between polls the replicas asked for
+//! last stand.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::events::{Event, EventType};
+
+use super::Context;
+use crate::autoscale::poll::{self, Reading};
+use crate::build::meta;
+use crate::crd::{AnalyticsPipeline, ConsumerScaling, TopicSpec};
+use crate::kafka::Kafka;
+use crate::metrics::PipelineLabels;
+use crate::status::ScalingObserved;
+use crate::topics::{TopicChange, TopicOutcome};
+
+/// What the step decided.
+pub struct Scaled {
+    /// Consumer replicas to ask for.
+    pub replicas: i32,
+    pub observed: ScalingObserved,
+    /// The group's total lag, when read this time.
+    pub lag: Option<i64>,
+    /// The events topic after partitions were added this time.
+    pub grown: Option<TopicOutcome>,
+    pub events: Vec<Event>,
+    /// When the next poll is due.
+    pub next_poll: Duration,
+}
+
+pub fn labels(p: &AnalyticsPipeline) -> PipelineLabels {
+    PipelineLabels {
+        namespace: meta::namespace(p),
+        pipeline: p.name_any(),
+    }
+}
+
+/// The events topic as reconcile ensures it: with `autoGrowPartitions`,
+/// the partitions the operator added stand (the spec's lower count is not
+/// a shrink to refuse).
+pub fn events_topic(p: &AnalyticsPipeline) -> TopicSpec {
+    let mut topic = p.spec.kafka.events.clone();
+    let grown = p
+        .spec
+        .consumer
+        .scaling
+        .as_ref()
+        .filter(|s| s.auto_grow_partitions.is_some())
+        .and(p.status.as_ref())
+        .and_then(|s| s.scaling.as_ref())
+        .and_then(|s| s.grown_partitions);
+    if let Some(grown) = grown {
+        topic.partitions = topic.partitions.max(grown);
+    }
+    topic
+}
+
+/// The step for `p`, whose events topic has `partitions`.
+pub async fn scale<T: Kafka>(
+    ctx: &Context<T>,
+    p: &AnalyticsPipeline,
+    spec: &ConsumerScaling,
+    partitions: i32,
+) -> Scaled {
+    let now = Timestamp::now().as_second();
+    let previous = p.status.as_ref().and_then(|s| s.scaling.as_ref());
+    let current = p.status.as_ref().and_then(|s| s.consumer_replicas);
+    let max_partitions = spec.auto_grow_partitions.as_ref().map(|g| g.max_partitions);
+    let wait = poll::due_in(spec, previous, now);
+    if wait > 0 {
+        return Scaled {
+            replicas: poll::between_polls(spec, current, partitions),
+            observed: ScalingObserved {
+                status: previous.cloned().unwrap_or_default(),
+                poll: None,
+                max_partitions,
+                growth_blocked: None,
+            },
+            lag: None,
+            grown: None,
+            events: Vec::new(),
+            next_poll: seconds(wait),
+        };
+    }
+
+    let kafka = &p.spec.kafka;
+    let labels = labels(p);
+    let read = ctx
+        .kafka
+        .lag(
+            &kafka.bootstrap_servers,
+            &kafka.consumer_group,
+            &kafka.events.name,
+            partitions,
+        )
+        .await;
+    let reading = match &read {
+        Ok(lag) => {
+            let total = lag.total();
+            ctx.metrics.consumer_lag.get_or_create(&labels).set(total);
+            Some(Reading {
+                total,
+                max_partition: lag.max_partition(),
+            })
+        }
+        Err(e) => {
+            ctx.metrics.lag_read_errors.get_or_create(&labels).inc();
+            tracing::warn!(pipeline = %labels.pipeline, namespace = %labels.namespace, error = %e, "cannot read the consumer group's lag; replicas stay");
+            None
+        }
+    };
+    let (decided, polled) = poll::poll(spec, current, partitions, reading, previous, now);
+    let mut observed = ScalingObserved {
+        status: decided.status,
+        poll: Some(match (&read, &polled) {
+            (Ok(_), Some(polled)) => Ok(polled.clone()),
+            (Err(e), _) => Err(e.to_string()),
+            // A reading always gives a poll outcome.
+            (Ok(_), None) => Err("the lag was read but not judged".to_owned()),
+        }),
+        max_partitions,
+        growth_blocked: None,
+    };
+    let mut events = Vec::new();
+    if let Some(polled) = &polled
+        && polled.from != polled.to
+    {
+        events.push(Event {
+            type_: EventType::Normal,
+            reason: "ConsumerScaled".into(),
+            note: Some(format!(
+                "consumer {} -> {} replicas: lag {} messages over {partitions} partitions, {} per replica",
+                polled.from, polled.to, polled.reading.total, spec.lag_per_replica
+            )),
+            action: "Scale".into(),
+            secondary: None,
+        });
+    }
+    let grow_to = polled.as_ref().and_then(|p| p.grow_to);
+    let grown = match (grow_to, reading) {
+        (Some(to), Some(reading)) => {
+            grow(ctx, p, partitions, to, reading.total, now, &mut observed).await
+        }
+        _ => None,
+    };
+    Scaled {
+        replicas: decided.replicas,
+        observed,
+        lag: reading.map(|r| r.total),
+        grown,
+        events,
+        next_poll: seconds(spec.poll_interval_seconds),
+    }
+}
+
+/// Adds partitions to the events topic up to `to`. On success the status
+/// remembers the count; where the broker cannot, the window starts over
+/// (the next attempt is a window away) and the condition says why.
+async fn grow<T: Kafka>(
+    ctx: &Context<T>,
+    p: &AnalyticsPipeline,
+    partitions: i32,
+    to: i32,
+    lag: i64,
+    now: i64,
+    observed: &mut ScalingObserved,
+) -> Option<TopicOutcome> {
+    let mut topic = events_topic(p);
+    topic.partitions = to;
+    let blocked = |reason: &'static str, why: String| {
+        (
+            reason,
+            format!(
+                "the lag asks for more consumers than the events topic's {partitions} partitions, and partitions cannot be added: {why}"
+            ),
+        )
+    };
+    let outcome = ctx
+        .kafka
+        .ensure(&p.spec.kafka.bootstrap_servers, &topic)
+        .await;
+    let status = &mut observed.status;
+    match outcome {
+        Ok(o) if o.partitions >= to => {
+            tracing::info!(pipeline = %p.name_any(), topic = %o.name, from = partitions, to = o.partitions, "added partitions to the events topic");
+            status.grown_partitions = Some(o.partitions);
+            status.saturated_since = None;
+            status.lag_when_saturated = None;
+            return matches!(o.change, TopicChange::Grown { .. }).then_some(o);
+        }
+        Ok(o) => {
+            let why = match &o.change {
+                TopicChange::GrowUnsupported { reason, .. } => reason.clone(),
+                _ => o.message(),
+            };
+            observed.growth_blocked = Some(blocked("PartitionGrowthUnsupported", why));
+        }
+        Err(e) => {
+            observed.growth_blocked = Some(blocked("PartitionGrowthFailed", e.to_string()));
+        }
+    }
+    status.saturated_since = Timestamp::from_second(now).ok().map(Time);
+    status.lag_when_saturated = Some(lag);
+    None
+}
+
+fn seconds(s: i64) -> Duration {
+    Duration::from_secs(u64::try_from(s).unwrap_or(0))
+}
