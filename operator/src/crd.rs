@@ -266,10 +266,13 @@ pub struct QuerySpec {
 /// partitions (a consumer beyond them would sit idle).
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.replicas) || !has(self.scaling)").message("give replicas or scaling, not both: with scaling, minReplicas and maxReplicas bound the replicas"))]
 pub struct ConsumerSpec {
     #[serde(flatten)]
     pub workload: WorkloadSpec,
-    /// Scaling on consumer lag; off when absent (the replicas above hold).
+    /// Scaling on consumer lag; off when absent (`replicas` holds). With
+    /// it the operator alone sets the consumer Deployment's replicas
+    /// (server-side apply, forced): do not point an HPA or KEDA at it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling: Option<ConsumerScaling>,
 }

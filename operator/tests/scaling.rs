@@ -1,0 +1,380 @@
+//! Reconcile with the lag autoscaler on, against the mocked API server and
+//! the in-memory broker: a lag spike patches the consumer Deployment's
+//! replicas and the status; a failed read changes nothing; a dip waits for
+//! the stabilization window; partitions grow where the broker can.
+//!
+//! Time passes by moving the status's scaling times back (`age`), as if
+//! the previous polls had happened that long ago.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+use support::harness::*;
+use support::{Call, MemoryBroker};
+use tributary_operator::metrics::PipelineLabels;
+
+/// The minimal pipeline without migrations, its consumer scaled on lag.
+fn scaled(scaling: Value) -> Value {
+    pipeline(|p| {
+        p["spec"]["migrations"] = json!(false);
+        p["spec"]["consumer"] = json!({ "scaling": scaling });
+    })
+}
+
+fn labels() -> PipelineLabels {
+    PipelineLabels {
+        namespace: NS.into(),
+        pipeline: "shop".into(),
+    }
+}
+
+/// Moves every time in `status.scaling` back by `seconds`.
+fn age(h: &Harness, seconds: i64) {
+    let mut p = h.fake.get(PIPELINE).unwrap();
+    let scaling = &mut p["status"]["scaling"];
+    let shift = |v: &mut Value| {
+        if let Some(t) = v.as_str() {
+            let t: Timestamp = t.parse().unwrap();
+            *v = json!(
+                Timestamp::from_second(t.as_second() - seconds)
+                    .unwrap()
+                    .to_string()
+            );
+        }
+    };
+    for key in ["lastPollTime", "lastScaleTime", "saturatedSince"] {
+        shift(&mut scaling[key]);
+    }
+    for r in scaling["recommendations"].as_array_mut().unwrap() {
+        shift(&mut r["time"]);
+    }
+    h.fake.put(PIPELINE, p);
+}
+
+fn status(h: &Harness) -> Value {
+    h.fake.get(PIPELINE).unwrap()["status"].clone()
+}
+
+fn consumer_replicas(h: &Harness) -> i64 {
+    h.fake.get(&format!("{DEPLOYMENTS}/shop-consumer")).unwrap()["spec"]["replicas"]
+        .as_i64()
+        .unwrap()
+}
+
+/// The replicas the reconcile's PATCH of the consumer Deployment carried.
+fn patched_consumer_replicas(calls: &[Call]) -> Option<i64> {
+    calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path == format!("{DEPLOYMENTS}/shop-consumer"))
+        .and_then(|c| c.body.as_ref()?["spec"]["replicas"].as_i64())
+}
+
+fn wrote_status(calls: &[Call]) -> bool {
+    calls
+        .iter()
+        .any(|c| c.line() == format!("PATCH {PIPELINE}/status"))
+}
+
+fn read_lag(h: &Harness) -> bool {
+    h.ctx
+        .kafka
+        .take_calls()
+        .iter()
+        .any(|c| c == "lag event-consumers events")
+}
+
+#[tokio::test]
+async fn a_lag_spike_patches_the_consumer_replicas_and_the_status_at_the_next_poll() {
+    let h = Harness::new(
+        scaled(json!({"maxReplicas": 10, "lagPerReplica": 1200})),
+        MemoryBroker::new(true),
+    );
+    let (action, calls) = h.calls().await;
+    assert_eq!(
+        h.ctx.kafka.take_calls(),
+        [
+            "ensure events",
+            "ensure events-dlq",
+            "lag event-consumers events"
+        ],
+        "the lag is read once the topics stand"
+    );
+    assert_eq!(
+        patched_consumer_replicas(&calls),
+        Some(1),
+        "no lag: minReplicas"
+    );
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(15)),
+        "the next poll"
+    );
+    assert_eq!(h.condition("ScalingActive").0, "True");
+    assert_eq!(h.condition("ScalingLimited").1, "WithinBounds");
+    h.roll_out_deployments();
+    h.calls().await;
+    h.ctx.kafka.take_calls();
+
+    // Lag arrives, but the watches wake reconcile before the next poll:
+    // the lag is not read and the status is not written.
+    h.ctx.kafka.set_lag(Some(400));
+    let (action, calls) = h.calls().await;
+    assert!(!read_lag(&h));
+    assert!(!wrote_status(&calls), "{:?}", lines(&calls));
+    assert_eq!(patched_consumer_replicas(&calls), Some(1));
+    assert!(
+        [14, 15]
+            .map(|s| Action::requeue(Duration::from_secs(s)))
+            .contains(&action),
+        "{action:?}"
+    );
+
+    // The poll is due: 400 × 12 = 4800 messages, 1200 per replica.
+    age(&h, 15);
+    let (_, calls) = h.calls().await;
+    assert!(read_lag(&h));
+    assert_eq!(patched_consumer_replicas(&calls), Some(4));
+    assert_eq!(consumer_replicas(&h), 4);
+    assert!(wrote_status(&calls));
+    assert!(
+        events(&calls).contains(&event("Normal", "ConsumerScaled")),
+        "{:?}",
+        events(&calls)
+    );
+    let s = status(&h);
+    assert_eq!(s["consumerReplicas"], 4);
+    assert_eq!(s["consumerLag"], 4800);
+    assert_eq!(s["scaling"]["maxPartitionLag"], 400);
+    assert_eq!(
+        s["scaling"]["recommendations"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()["replicas"],
+        4
+    );
+    assert!(s["scaling"]["lastScaleTime"].is_string(), "{s}");
+    let (active, reason, message) = h.condition("ScalingActive");
+    assert_eq!((active.as_str(), reason.as_str()), ("True", "ScaleUp"));
+    assert!(
+        message.contains("lag 4800") && message.contains("1 -> 4"),
+        "{message}"
+    );
+    assert_eq!(
+        h.ctx.metrics.consumer_lag.get_or_create(&labels()).get(),
+        4800
+    );
+    assert_eq!(
+        h.ctx
+            .metrics
+            .consumer_replicas_desired
+            .get_or_create(&labels())
+            .get(),
+        4
+    );
+    assert_eq!(
+        h.ctx
+            .metrics
+            .consumer_replicas_current
+            .get_or_create(&labels())
+            .get(),
+        1,
+        "the Deployment still runs one pod"
+    );
+
+    // The status write wakes reconcile again: no second poll, no write, and
+    // the replicas asked for stand.
+    let (_, calls) = h.calls().await;
+    assert!(!read_lag(&h));
+    assert!(!wrote_status(&calls), "{:?}", lines(&calls));
+    assert_eq!(patched_consumer_replicas(&calls), Some(4));
+}
+
+#[tokio::test]
+async fn a_failed_read_changes_nothing_and_a_dip_waits_for_the_window() {
+    let h = Harness::new(
+        scaled(
+            json!({"maxReplicas": 10, "lagPerReplica": 1200, "stabilizationWindowSeconds": 300}),
+        ),
+        MemoryBroker::new(true),
+    );
+    h.ctx.kafka.set_lag(Some(400));
+    h.calls().await;
+    assert_eq!(consumer_replicas(&h), 4);
+    h.roll_out_deployments();
+    h.calls().await;
+    assert_eq!(h.condition("Ready").0, "True");
+
+    // The read fails: nothing moves, and the condition, an Event and the
+    // metric say so.
+    age(&h, 15);
+    let before = status(&h)["scaling"]["recommendations"].clone();
+    h.ctx.kafka.set_lag(None);
+    let (_, calls) = h.calls().await;
+    assert_eq!(patched_consumer_replicas(&calls), Some(4));
+    let (active, reason, message) = h.condition("ScalingActive");
+    assert_eq!(
+        (active.as_str(), reason.as_str()),
+        ("False", "LagUnavailable")
+    );
+    assert!(message.contains("event-consumers"), "{message}");
+    assert!(events(&calls).contains(&event("Warning", "LagUnavailable")));
+    assert_eq!(
+        h.ctx.metrics.lag_read_errors.get_or_create(&labels()).get(),
+        1
+    );
+    let s = status(&h);
+    assert_eq!(s["consumerLag"], 4800, "the last reading stands");
+    assert_eq!(
+        s["scaling"]["recommendations"], before,
+        "a failed read is not a recommendation"
+    );
+    assert_eq!(h.condition("Ready").0, "True", "the pipeline still works");
+
+    // The lag is gone; the higher recommendation of the window holds.
+    age(&h, 15);
+    h.ctx.kafka.set_lag(Some(0));
+    let (_, calls) = h.calls().await;
+    assert_eq!(patched_consumer_replicas(&calls), Some(4));
+    assert_eq!(h.condition("ScalingActive").1, "Stabilizing");
+    assert!(!events(&calls).contains(&event("Normal", "ConsumerScaled")));
+
+    // Once the window has passed, down to what the lag asks.
+    age(&h, 300);
+    let (_, calls) = h.calls().await;
+    assert_eq!(patched_consumer_replicas(&calls), Some(1));
+    assert_eq!(h.condition("ScalingActive").1, "ScaleDown");
+    assert!(events(&calls).contains(&event("Normal", "ConsumerScaled")));
+    assert_eq!(status(&h)["consumerReplicas"], 1);
+}
+
+fn growing() -> Value {
+    scaled(json!({
+        "maxReplicas": 48,
+        "lagPerReplica": 1000,
+        "autoGrowPartitions": {"maxPartitions": 24, "windowSeconds": 600},
+    }))
+}
+
+#[tokio::test]
+async fn partitions_grow_after_a_window_of_rising_lag_and_stay_grown() {
+    let h = Harness::new(growing(), MemoryBroker::new(true));
+    // 2000 × 12 partitions: the lag asks for 24 consumers.
+    h.ctx.kafka.set_lag(Some(2000));
+    h.calls().await;
+    assert_eq!(consumer_replicas(&h), 5, "up at once, at most +4 from one");
+    let (limited, reason, message) = h.condition("ScalingLimited");
+    assert_eq!(
+        (limited.as_str(), reason.as_str()),
+        ("True", "TooFewPartitions")
+    );
+    assert!(message.contains("autoGrowPartitions"), "{message}");
+    assert!(status(&h)["scaling"]["saturatedSince"].is_string());
+
+    // Not yet a whole window: no partitions added.
+    age(&h, 300);
+    h.ctx.kafka.set_lag(Some(2050));
+    h.calls().await;
+    assert_eq!(h.ctx.kafka.topics.lock().unwrap().get("events"), Some(&12));
+
+    // A whole window of rising lag: grown, to what the lag asks (capped).
+    age(&h, 300);
+    h.ctx.kafka.set_lag(Some(2100));
+    let (_, calls) = h.calls().await;
+    assert_eq!(h.ctx.kafka.topics.lock().unwrap().get("events"), Some(&24));
+    assert!(
+        events(&calls).contains(&event("Normal", "TopicGrown")),
+        "{:?}",
+        events(&calls)
+    );
+    let s = status(&h);
+    assert_eq!(s["partitions"], 24);
+    assert_eq!(s["scaling"]["grownPartitions"], 24);
+    assert!(s["scaling"]["saturatedSince"].is_null(), "{s}");
+
+    // The next poll: the spec's 12 is not a shrink, and the consumers may
+    // now outnumber the old partitions.
+    age(&h, 15);
+    let (_, calls) = h.calls().await;
+    let (ready, reason, _) = h.condition("TopicsReady");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("True", "TopicsAsSpecified")
+    );
+    assert!(
+        patched_consumer_replicas(&calls).unwrap() > 12,
+        "{:?}",
+        patched_consumer_replicas(&calls)
+    );
+    assert_eq!(h.ctx.kafka.topics.lock().unwrap().get("events"), Some(&24));
+}
+
+#[tokio::test]
+async fn a_broker_that_cannot_add_partitions_is_reported_and_tried_again_a_window_later() {
+    let h = Harness::new(growing(), MemoryBroker::new(false));
+    h.ctx.kafka.set_lag(Some(2000));
+    h.calls().await;
+    age(&h, 600);
+    h.ctx.kafka.set_lag(Some(2100));
+    let (_, calls) = h.calls().await;
+    assert_eq!(h.ctx.kafka.topics.lock().unwrap().get("events"), Some(&12));
+    let (limited, reason, message) = h.condition("ScalingLimited");
+    assert_eq!(
+        (limited.as_str(), reason.as_str()),
+        ("True", "PartitionGrowthUnsupported")
+    );
+    assert!(message.contains("UnsupportedFeature"), "{message}");
+    assert!(events(&calls).contains(&event("Warning", "PartitionGrowthUnsupported")));
+    let s = status(&h);
+    assert_eq!(s["partitions"], 12);
+    assert!(s["scaling"]["grownPartitions"].is_null());
+    assert_eq!(
+        s["scaling"]["lagWhenSaturated"], 25_200,
+        "a new window from now"
+    );
+    assert_eq!(
+        h.condition("TopicsReady").0,
+        "True",
+        "the topic is as the spec says"
+    );
+}
+
+#[tokio::test]
+async fn turning_scaling_off_drops_its_conditions_and_memory() {
+    let h = Harness::new(
+        scaled(json!({"maxReplicas": 10, "lagPerReplica": 1200})),
+        MemoryBroker::new(true),
+    );
+    h.ctx.kafka.set_lag(Some(400));
+    h.calls().await;
+    assert!(status(&h)["scaling"].is_object());
+    let mut p = h.fake.get(PIPELINE).unwrap();
+    p["spec"]["consumer"] = json!({"replicas": 2});
+    p["metadata"]["generation"] = json!(2);
+    h.fake.put(PIPELINE, p);
+    h.ctx.kafka.take_calls();
+    let (_, calls) = h.calls().await;
+    assert!(!read_lag(&h));
+    assert_eq!(
+        patched_consumer_replicas(&calls),
+        Some(2),
+        "the spec's replicas again"
+    );
+    let s = status(&h);
+    assert!(s["scaling"].is_null(), "{s}");
+    let types: Vec<&str> = s["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["type"].as_str())
+        .collect();
+    assert!(
+        !types.contains(&"ScalingActive") && !types.contains(&"ScalingLimited"),
+        "{types:?}"
+    );
+}
