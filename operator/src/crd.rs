@@ -361,7 +361,8 @@ pub struct AnalyticsPipelineStatus {
     /// Consumer replicas asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer_replicas: Option<i32>,
-    /// Total lag of the consumer group, in messages.
+    /// Total lag of the consumer group, in messages, at the last read (read
+    /// only with `spec.consumer.scaling`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer_lag: Option<i64>,
     /// The schema version the last successful migration Job applied.

@@ -4,7 +4,8 @@
 //! - `crd`: the custom resource; `build`: the objects a pipeline stands
 //!   for (pure); `topics`: its Kafka topics; `status`: its conditions
 //!   (pure); `reconcile`: the steps that apply them.
-//! - Autoscaling on consumer lag is tracked in issue #8.
+//! - `kafka`: the seam to the brokers (topics, `lag`); `autoscale`: consumer
+//!   replicas from lag (pure), applied by `reconcile::scale`.
 
 pub mod autoscale;
 pub mod build;
