@@ -9,7 +9,9 @@
 //! 3. Up at once, at most doubling (or +4, whichever is more) per poll.
 //! 4. Down only to the highest recommendation seen within the
 //!    stabilization window, so a dip must last the whole window.
-//! 5. A failed lag read changes nothing and is not recorded.
+//! 5. A failed lag read changes nothing and is not recorded; the window
+//!    does not age meanwhile. (Only a count above the bounds, after the
+//!    spec or the partitions changed, is brought within them.)
 //!
 //! The recommendations of the window and the last scale time are returned
 //! as [`History`], which reconcile keeps in the pipeline's status so a
@@ -117,13 +119,6 @@ pub fn decide(
 ) -> Decision {
     let (lower, upper) = bounds(policy, partitions);
     let mut history = history.clone();
-    while history
-        .recommendations
-        .front()
-        .is_some_and(|r| r.at <= now - policy.window_seconds.max(0))
-    {
-        history.recommendations.pop_front();
-    }
     let Some(lag) = lag else {
         // Nothing is learnt; only a count beyond the bounds is corrected,
         // and only downward to the partitions (never on missing data
@@ -133,8 +128,17 @@ pub fn decide(
         } else {
             (current, Reason::NoReading)
         };
+        // Nor does the window age: an outage longer than the window must
+        // not let the first reading after it scale down at once.
         return finish(current, replicas, None, reason, history, now);
     };
+    while history
+        .recommendations
+        .front()
+        .is_some_and(|r| r.at <= now - policy.window_seconds.max(0))
+    {
+        history.recommendations.pop_front();
+    }
     let recommendation = raw_recommendation(policy, current, lag).clamp(lower, upper);
     // Only the highest recommendation of the window matters, so one that
     // a later, higher or equal one outlives is dropped: the deque stays
@@ -150,7 +154,7 @@ pub fn decide(
         at: now,
         replicas: recommendation,
     });
-    let (replicas, reason) = if current > upper || current < lower {
+    let (replicas, reason) = if current > upper || (current < lower && recommendation <= lower) {
         (current.clamp(lower, upper), Reason::Bounded)
     } else if recommendation > current {
         let limit = scale_up_limit(current);

@@ -371,6 +371,11 @@ pub struct AnalyticsPipelineStatus {
     /// In-cluster URLs of the capture, query and auth Services.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub endpoints: BTreeMap<String, String>,
+    /// Partitions the operator added to the events topic
+    /// (`autoGrowPartitions`): a lower `spec.kafka.events.partitions` is
+    /// not a shrink, even after scaling is turned off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grown_partitions: Option<i32>,
     /// What the lag autoscaler remembers (`spec.consumer.scaling`), kept
     /// here so a restarted operator goes on where it stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -396,16 +401,13 @@ pub struct ScalingStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_partition_lag: Option<i64>,
     /// Since when the lag has asked for more replicas than partitions and
-    /// kept rising (`autoGrowPartitions`), and the lag then.
+    /// kept rising (`autoGrowPartitions`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saturated_since: Option<Time>,
+    /// The lag at `saturatedSince`: partitions are added only if it is
+    /// higher at the end of the window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_when_saturated: Option<i64>,
-    /// Partitions the operator grew the events topic to
-    /// (`autoGrowPartitions`): a lower `spec.kafka.events.partitions` is
-    /// not a shrink.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grown_partitions: Option<i32>,
 }
 
 /// One recommendation of the autoscaler.

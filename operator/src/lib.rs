@@ -14,6 +14,7 @@ pub mod kafka;
 pub mod lag;
 pub mod lease;
 pub mod metrics;
+pub mod rbac;
 pub mod reconcile;
 pub mod run;
 pub mod status;
@@ -38,6 +39,11 @@ mod tests {
             generated == checked_in,
             "crds/analyticspipeline.yaml is stale: run `make crd` \
              (cargo run -p tributary-operator -- crd -o crds/analyticspipeline.yaml)"
+        );
+        let chart = include_str!("../../charts/tributary-operator/files/analyticspipeline.yaml");
+        assert!(
+            chart == checked_in,
+            "the chart's copy of the CRD is stale: run `make crd`"
         );
     }
 

@@ -63,6 +63,8 @@ pub struct Observed {
     pub consumer_lag: Option<i64>,
     pub schema_version: Option<String>,
     pub endpoints: BTreeMap<String, String>,
+    /// Partitions the operator added to the events topic.
+    pub grown_partitions: Option<i32>,
     /// The lag autoscaler; `None` with scaling off (its conditions go).
     pub scaling: Option<ScalingObserved>,
 }
@@ -445,6 +447,7 @@ pub fn next_status(
         consumer_lag: o.consumer_lag,
         schema_version: o.schema_version.clone(),
         endpoints: o.endpoints.clone(),
+        grown_partitions: o.grown_partitions,
         scaling: o.scaling.as_ref().map(|s| s.status.clone()),
     }
 }
@@ -509,6 +512,7 @@ mod tests {
             consumer_lag: None,
             schema_version: Some("2".into()),
             endpoints: BTreeMap::new(),
+            grown_partitions: None,
             scaling: None,
         }
     }

@@ -3,8 +3,9 @@
 //! replicas and the status; a failed read changes nothing; a dip waits for
 //! the stabilization window; partitions grow where the broker can.
 //!
-//! Time passes by moving the status's scaling times back (`age`), as if
-//! the previous polls had happened that long ago.
+//! Time passes by moving the status's scaling times (and the operator's
+//! memory of its last poll) back (`age`), as if the previous polls had
+//! happened that long ago.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -53,7 +54,10 @@ fn age(h: &Harness, seconds: i64) {
     for r in scaling["recommendations"].as_array_mut().unwrap() {
         shift(&mut r["time"]);
     }
+    let last_poll: Timestamp = scaling["lastPollTime"].as_str().unwrap().parse().unwrap();
     h.fake.put(PIPELINE, p);
+    // The operator's own memory of its last poll moves back with it.
+    h.ctx.polled(&h.stored(), last_poll.as_second());
 }
 
 fn status(h: &Harness) -> Value {
@@ -294,7 +298,7 @@ async fn partitions_grow_after_a_window_of_rising_lag_and_stay_grown() {
     );
     let s = status(&h);
     assert_eq!(s["partitions"], 24);
-    assert_eq!(s["scaling"]["grownPartitions"], 24);
+    assert_eq!(s["grownPartitions"], 24);
     assert!(s["scaling"]["saturatedSince"].is_null(), "{s}");
 
     // The next poll: the spec's 12 is not a shrink, and the consumers may
@@ -306,12 +310,27 @@ async fn partitions_grow_after_a_window_of_rising_lag_and_stay_grown() {
         (ready.as_str(), reason.as_str()),
         ("True", "TopicsAsSpecified")
     );
-    assert!(
-        patched_consumer_replicas(&calls).unwrap() > 12,
-        "{:?}",
-        patched_consumer_replicas(&calls)
+    assert_eq!(
+        patched_consumer_replicas(&calls),
+        Some(24),
+        "the lag asks for 26; the 24 partitions bound it"
     );
     assert_eq!(h.ctx.kafka.topics.lock().unwrap().get("events"), Some(&24));
+
+    // Scaling turned off: the partitions the operator added are still not
+    // a shrink of the spec's 12.
+    let mut p = h.fake.get(PIPELINE).unwrap();
+    p["spec"]["consumer"] = json!({"replicas": 6});
+    p["metadata"]["generation"] = json!(2);
+    h.fake.put(PIPELINE, p);
+    h.calls().await;
+    let (ready, reason, _) = h.condition("TopicsReady");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("True", "TopicsAsSpecified")
+    );
+    assert_eq!(status(&h)["grownPartitions"], 24);
+    assert_eq!(consumer_replicas(&h), 6);
 }
 
 #[tokio::test]
@@ -332,7 +351,7 @@ async fn a_broker_that_cannot_add_partitions_is_reported_and_tried_again_a_windo
     assert!(events(&calls).contains(&event("Warning", "PartitionGrowthUnsupported")));
     let s = status(&h);
     assert_eq!(s["partitions"], 12);
-    assert!(s["scaling"]["grownPartitions"].is_null());
+    assert!(s["grownPartitions"].is_null());
     assert_eq!(
         s["scaling"]["lagWhenSaturated"], 25_200,
         "a new window from now"
@@ -342,6 +361,57 @@ async fn a_broker_that_cannot_add_partitions_is_reported_and_tried_again_a_windo
         "True",
         "the topic is as the spec says"
     );
+
+    // Not asked again before another window of rising lag.
+    h.ctx.kafka.take_calls();
+    age(&h, 300);
+    h.ctx.kafka.set_lag(Some(2200));
+    h.calls().await;
+    assert_eq!(
+        h.ctx.kafka.take_calls(),
+        [
+            "ensure events",
+            "ensure events-dlq",
+            "lag event-consumers events"
+        ]
+    );
+    age(&h, 300);
+    h.ctx.kafka.set_lag(Some(2300));
+    h.calls().await;
+    let calls = h.ctx.kafka.take_calls();
+    assert_eq!(
+        calls.iter().filter(|c| *c == "ensure events").count(),
+        2,
+        "{calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_scale_is_told_only_once_the_deployment_carries_it() {
+    // Migrations on: the Job runs, so no workload is applied yet.
+    let h = Harness::new(
+        pipeline(|p| {
+            p["spec"]["consumer"] = json!({"scaling": {"maxReplicas": 10, "lagPerReplica": 1200}})
+        }),
+        MemoryBroker::new(true),
+    );
+    h.ctx.kafka.set_lag(Some(400));
+    let (_, calls) = h.calls().await;
+    assert!(h.fake.keys(DEPLOYMENTS).is_empty());
+    assert!(!events(&calls).contains(&event("Normal", "ConsumerScaled")));
+    age(&h, 15);
+    let (_, calls) = h.calls().await;
+    assert!(
+        !events(&calls).contains(&event("Normal", "ConsumerScaled")),
+        "no repeat while held back"
+    );
+    assert!(status(&h)["scaling"]["lastScaleTime"].is_null());
+    // The migration succeeds: the Deployment is applied with the decision.
+    h.complete_job(&h.job_key());
+    age(&h, 15);
+    let (_, calls) = h.calls().await;
+    assert_eq!(patched_consumer_replicas(&calls), Some(4));
+    assert_eq!(status(&h)["consumerReplicas"], 4);
 }
 
 #[tokio::test]

@@ -59,7 +59,8 @@ pub fn policy(spec: &ConsumerScaling) -> Policy {
     }
 }
 
-fn time(second: i64) -> Option<Time> {
+/// Unix second `second` as a Kubernetes time.
+pub fn time(second: i64) -> Option<Time> {
     Timestamp::from_second(second).ok().map(Time)
 }
 
@@ -67,13 +68,21 @@ fn second(t: &Time) -> i64 {
     t.0.as_second()
 }
 
-/// Seconds until the next poll is due (0: now), after the one `previous`
-/// records.
-pub fn due_in(spec: &ConsumerScaling, previous: Option<&ScalingStatus>, now: i64) -> i64 {
+/// Seconds until the next poll is due (0: now), after the last one: the
+/// later of what `previous` records and what this process `remembers`
+/// (the status it reads may predate its own last write).
+pub fn due_in(
+    spec: &ConsumerScaling,
+    previous: Option<&ScalingStatus>,
+    remembered: Option<i64>,
+    now: i64,
+) -> i64 {
     previous
         .and_then(|s| s.last_poll_time.as_ref())
+        .map(second)
+        .max(remembered)
         .map_or(0, |last| {
-            (second(last) + spec.poll_interval_seconds - now).clamp(0, spec.poll_interval_seconds)
+            (last + spec.poll_interval_seconds - now).clamp(0, spec.poll_interval_seconds)
         })
 }
 
@@ -128,7 +137,7 @@ pub fn poll(
         replicas,
         reason,
         history,
-        ..
+        recommendation: _,
     } = decide(
         &policy,
         current,
@@ -137,7 +146,9 @@ pub fn poll(
         &history(previous),
         now,
     );
-    let wanted = reading.map(|r| raw_recommendation(&policy, current, r.total));
+    // What the lag asks for without the tolerance band (which only keeps
+    // the current count from moving): the limits and growth judge this.
+    let wanted = reading.map(|r| raw_recommendation(&policy, 0, r.total));
     let grow = spec.auto_grow_partitions.as_ref().map(|g| {
         growth(
             &GrowPolicy {
@@ -158,7 +169,8 @@ pub fn poll(
     };
     let status = ScalingStatus {
         last_poll_time: time(now),
-        last_scale_time: history.last_scale.and_then(time),
+        // Set by reconcile when the applied replicas change.
+        last_scale_time: previous.and_then(|s| s.last_scale_time.clone()),
         recommendations: history
             .recommendations
             .iter()
@@ -174,7 +186,6 @@ pub fn poll(
             .or_else(|| previous.and_then(|s| s.max_partition_lag)),
         saturated_since: open.and_then(|w| time(w.since)),
         lag_when_saturated: open.map(|w| w.lag),
-        grown_partitions: previous.and_then(|s| s.grown_partitions),
     };
     let polled = reading.zip(wanted).map(|(reading, wanted)| Polled {
         reading,
@@ -230,8 +241,8 @@ mod tests {
         assert_eq!((polled.from, polled.to, first.replicas), (2, 4, 4));
         assert_eq!(polled.reason, Reason::ScaleUp);
         assert_eq!(
-            first.status.last_scale_time.as_ref().map(second),
-            Some(1_000)
+            first.status.last_scale_time, None,
+            "reconcile stamps a scale once it is applied"
         );
         assert_eq!(first.status.recommendations.len(), 1);
         // The dip is held back by the recommendation kept in the status,
@@ -272,15 +283,19 @@ mod tests {
     #[test]
     fn polls_are_due_every_interval() {
         let s = spec(None);
-        assert_eq!(due_in(&s, None, 1_000), 0);
+        assert_eq!(due_in(&s, None, None, 1_000), 0);
         let (p, _) = poll(&s, None, 12, reading(0), None, 1_000);
         assert_eq!(p.replicas, 1, "no replicas yet: the minimum");
-        assert_eq!(due_in(&s, Some(&p.status), 1_000), 15);
-        assert_eq!(due_in(&s, Some(&p.status), 1_010), 5);
-        assert_eq!(due_in(&s, Some(&p.status), 1_015), 0);
-        assert_eq!(due_in(&s, Some(&p.status), 5_000), 0);
+        assert_eq!(due_in(&s, Some(&p.status), None, 1_000), 15);
+        assert_eq!(due_in(&s, Some(&p.status), None, 1_010), 5);
+        assert_eq!(due_in(&s, Some(&p.status), None, 1_015), 0);
+        assert_eq!(due_in(&s, Some(&p.status), None, 5_000), 0);
         // A clock that went back never waits longer than one interval.
-        assert_eq!(due_in(&s, Some(&p.status), 0), 15);
+        assert_eq!(due_in(&s, Some(&p.status), None, 0), 15);
+        // A later poll this process remembers counts even when the status
+        // read back is older.
+        assert_eq!(due_in(&s, Some(&p.status), Some(1_010), 1_015), 10);
+        assert_eq!(due_in(&s, None, Some(1_010), 1_015), 10);
         assert_eq!(between_polls(&s, Some(30), 12), 12);
         assert_eq!(between_polls(&s, None, 12), 1);
     }

@@ -60,6 +60,8 @@ pub struct Context<T> {
     pub schema_version: u32,
     /// Consecutive failures per pipeline (namespace, name), for backoff.
     failures: Mutex<HashMap<(String, String), u32>>,
+    /// The unix second of each pipeline's last lag poll by this process.
+    polls: Mutex<HashMap<(String, String), i64>>,
 }
 
 impl<T: Kafka> Context<T> {
@@ -71,14 +73,27 @@ impl<T: Kafka> Context<T> {
             metrics,
             schema_version: tributary_core::schema::clickhouse_schema_version(),
             failures: Mutex::new(HashMap::new()),
+            polls: Mutex::new(HashMap::new()),
         }
     }
 
-    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u32>> {
-        self.failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// When this process last polled `p`'s lag.
+    pub fn last_poll(&self, p: &AnalyticsPipeline) -> Option<i64> {
+        lock(&self.polls).get(&key(p)).copied()
     }
+
+    /// Notes a poll of `p`'s lag at unix second `at`.
+    pub fn polled(&self, p: &AnalyticsPipeline, at: i64) {
+        lock(&self.polls).insert(key(p), at);
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u32>> {
+        lock(&self.failures)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +223,7 @@ fn carried_over(p: &AnalyticsPipeline) -> Observed {
         consumer_lag: previous.consumer_lag,
         schema_version: previous.schema_version,
         endpoints: previous.endpoints,
+        grown_partitions: previous.grown_partitions,
         // What the autoscaler remembers stands until its next poll.
         scaling: p
             .spec
@@ -263,16 +279,17 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
         .first()
         .map_or(p.spec.kafka.events.partitions, |o| o.partitions);
     let mut topic_events = events::topic_events(&outcomes);
-    let mut scaled = match &p.spec.consumer.scaling {
+    let scaled = match &p.spec.consumer.scaling {
         Some(spec) => Some(scale::scale(ctx, p, spec, partitions).await),
         None => {
             ctx.metrics.forget(&scale::labels(p), true);
             None
         }
     };
-    if let Some(s) = scaled.as_mut() {
+    if let Some(s) = &scaled {
         if let Some(grown) = &s.grown {
             partitions = grown.partitions;
+            observed.grown_partitions = Some(grown.partitions);
             topic_events.extend(events::topic_events(std::slice::from_ref(grown)));
             if let Some(events_topic) = outcomes.first_mut() {
                 *events_topic = grown.clone();
@@ -280,7 +297,6 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
         }
         observed.consumer_lag = s.lag.or(observed.consumer_lag);
         observed.scaling = Some(s.observed.clone());
-        topic_events.append(&mut s.events);
     }
     observed.topics = Some(Ok(outcomes));
     observed.partitions = Some(partitions);
@@ -299,6 +315,23 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
         }
     };
     let applied = apply_children(ctx, p, &children, &mut observed).await;
+    let before = p.status.as_ref().and_then(|s| s.consumer_replicas);
+    if let (Some(scaling), Some(from), Some(to)) = (
+        observed.scaling.as_mut(),
+        before,
+        observed.consumer_replicas,
+    ) && from != to
+    {
+        // A scale is told and stamped once the Deployment carries it, not
+        // when decided (a migration may hold the rollout back).
+        scaling.status.last_scale_time = Some(now());
+        topic_events.push(scale::scaled_event(
+            from,
+            to,
+            observed.consumer_lag,
+            partitions,
+        ));
+    }
     if let Err(e) = &applied {
         // The status says what failed (naming the object) before the
         // retry; an earlier `Ready` must not stand.

@@ -10,7 +10,6 @@
 
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::events::{Event, EventType};
@@ -33,7 +32,6 @@ pub struct Scaled {
     pub lag: Option<i64>,
     /// The events topic after partitions were added this time.
     pub grown: Option<TopicOutcome>,
-    pub events: Vec<Event>,
     /// When the next poll is due.
     pub next_poll: Duration,
 }
@@ -45,21 +43,11 @@ pub fn labels(p: &AnalyticsPipeline) -> PipelineLabels {
     }
 }
 
-/// The events topic as reconcile ensures it: with `autoGrowPartitions`,
-/// the partitions the operator added stand (the spec's lower count is not
-/// a shrink to refuse).
+/// The events topic as reconcile ensures it: partitions the operator
+/// added stand (the spec's lower count is not a shrink to refuse).
 pub fn events_topic(p: &AnalyticsPipeline) -> TopicSpec {
     let mut topic = p.spec.kafka.events.clone();
-    let grown = p
-        .spec
-        .consumer
-        .scaling
-        .as_ref()
-        .filter(|s| s.auto_grow_partitions.is_some())
-        .and(p.status.as_ref())
-        .and_then(|s| s.scaling.as_ref())
-        .and_then(|s| s.grown_partitions);
-    if let Some(grown) = grown {
+    if let Some(grown) = p.status.as_ref().and_then(|s| s.grown_partitions) {
         topic.partitions = topic.partitions.max(grown);
     }
     topic
@@ -76,7 +64,8 @@ pub async fn scale<T: Kafka>(
     let previous = p.status.as_ref().and_then(|s| s.scaling.as_ref());
     let current = p.status.as_ref().and_then(|s| s.consumer_replicas);
     let max_partitions = spec.auto_grow_partitions.as_ref().map(|g| g.max_partitions);
-    let wait = poll::due_in(spec, previous, now);
+    let remembered = ctx.last_poll(p);
+    let wait = poll::due_in(spec, previous, remembered, now);
     if wait > 0 {
         return Scaled {
             replicas: poll::between_polls(spec, current, partitions),
@@ -88,10 +77,10 @@ pub async fn scale<T: Kafka>(
             },
             lag: None,
             grown: None,
-            events: Vec::new(),
             next_poll: seconds(wait),
         };
     }
+    ctx.polled(p, now);
 
     let kafka = &p.spec.kafka;
     let labels = labels(p);
@@ -131,21 +120,6 @@ pub async fn scale<T: Kafka>(
         max_partitions,
         growth_blocked: None,
     };
-    let mut events = Vec::new();
-    if let Some(polled) = &polled
-        && polled.from != polled.to
-    {
-        events.push(Event {
-            type_: EventType::Normal,
-            reason: "ConsumerScaled".into(),
-            note: Some(format!(
-                "consumer {} -> {} replicas: lag {} messages over {partitions} partitions, {} per replica",
-                polled.from, polled.to, polled.reading.total, spec.lag_per_replica
-            )),
-            action: "Scale".into(),
-            secondary: None,
-        });
-    }
     let grow_to = polled.as_ref().and_then(|p| p.grow_to);
     let grown = match (grow_to, reading) {
         (Some(to), Some(reading)) => {
@@ -158,7 +132,6 @@ pub async fn scale<T: Kafka>(
         observed,
         lag: reading.map(|r| r.total),
         grown,
-        events,
         next_poll: seconds(spec.poll_interval_seconds),
     }
 }
@@ -193,10 +166,9 @@ async fn grow<T: Kafka>(
     match outcome {
         Ok(o) if o.partitions >= to => {
             tracing::info!(pipeline = %p.name_any(), topic = %o.name, from = partitions, to = o.partitions, "added partitions to the events topic");
-            status.grown_partitions = Some(o.partitions);
             status.saturated_since = None;
             status.lag_when_saturated = None;
-            return matches!(o.change, TopicChange::Grown { .. }).then_some(o);
+            return Some(o);
         }
         Ok(o) => {
             let why = match &o.change {
@@ -209,11 +181,27 @@ async fn grow<T: Kafka>(
             observed.growth_blocked = Some(blocked("PartitionGrowthFailed", e.to_string()));
         }
     }
-    status.saturated_since = Timestamp::from_second(now).ok().map(Time);
+    status.saturated_since = poll::time(now);
     status.lag_when_saturated = Some(lag);
     None
 }
 
 fn seconds(s: i64) -> Duration {
     Duration::from_secs(u64::try_from(s).unwrap_or(0))
+}
+
+/// The `ConsumerScaled` Event for applied replicas that moved `from` `to`,
+/// with the lag that moved them.
+pub fn scaled_event(from: i32, to: i32, lag: Option<i64>, partitions: i32) -> Event {
+    let why = lag.map_or_else(
+        || format!("bounds over {partitions} partitions"),
+        |lag| format!("lag {lag} messages over {partitions} partitions"),
+    );
+    Event {
+        type_: EventType::Normal,
+        reason: "ConsumerScaled".into(),
+        note: Some(format!("consumer {from} -> {to} replicas: {why}")),
+        action: "Scale".into(),
+        secondary: None,
+    }
 }
