@@ -157,7 +157,8 @@ pub fn decide(
     let (replicas, reason) = if current > upper || (current < lower && recommendation <= lower) {
         (current.clamp(lower, upper), Reason::Bounded)
     } else if recommendation > current {
-        let limit = scale_up_limit(current);
+        // Never below the bounds, whatever the rate limit says.
+        let limit = scale_up_limit(current).max(lower);
         if recommendation > limit {
             (limit, Reason::ScaleUpLimited)
         } else {

@@ -210,3 +210,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_count_below_the_minimum_rises_at_least_to_it_whatever_the_rate_limit() {
+    let p = Policy {
+        min_replicas: 7,
+        max_replicas: 8,
+        lag_per_replica: 1000,
+        window_seconds: 0,
+    };
+    // The lag asks for 8; the rate limit from 1 would give only 5: the
+    // minimum wins, the rest waits for the next poll.
+    let d = decide(&p, 1, 12, Some(8_000), &History::default(), 0);
+    assert_eq!((d.replicas, d.reason), (7, Reason::ScaleUpLimited));
+    let d = decide(&p, 1, 12, Some(0), &History::default(), 0);
+    assert_eq!((d.replicas, d.reason), (7, Reason::Bounded));
+}
