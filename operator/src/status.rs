@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::autoscale::Reason;
 use crate::autoscale::poll::{Limited, Polled};
-use crate::crd::{AnalyticsPipelineStatus, ScalingStatus};
+use crate::crd::{AnalyticsPipelineStatus, ConsumerScaling, ScalingStatus};
 use crate::topics::{TopicChange, TopicError, TopicOutcome};
 
 pub const READY: &str = "Ready";
@@ -81,6 +81,19 @@ pub struct ScalingObserved {
     pub max_partitions: Option<i32>,
     /// Partitions were due to be added and were not: `(reason, message)`.
     pub growth_blocked: Option<(&'static str, String)>,
+}
+
+impl ScalingObserved {
+    /// What `status` remembers for `spec`, with no poll this time: the
+    /// conditions stand.
+    pub fn kept(spec: &ConsumerScaling, status: ScalingStatus) -> Self {
+        Self {
+            status,
+            poll: None,
+            max_partitions: spec.auto_grow_partitions.as_ref().map(|g| g.max_partitions),
+            growth_blocked: None,
+        }
+    }
 }
 
 /// A condition's status: `Unknown` when it was not observed.

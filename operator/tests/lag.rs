@@ -58,15 +58,17 @@ fn per_partition(lag: &GroupLag) -> Vec<i64> {
     lag.partitions.iter().map(|p| p.lag).collect()
 }
 
-/// Reads until the lag is `expected` per partition (commits and
-/// watermarks may take a moment to show), failing with the last reading.
-async fn await_lag(reader: &LagReader, topic: &str, expected: &[i64]) -> GroupLag {
+/// Reads with `read` until the lag is `expected` per partition (commits
+/// and watermarks may take a moment to show), failing with the last
+/// reading.
+async fn await_lag<F, R>(read: F, expected: &[i64]) -> GroupLag
+where
+    F: Fn() -> R,
+    R: Future<Output = GroupLag>,
+{
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     loop {
-        let lag = reader
-            .read(topic, i32::try_from(expected.len()).unwrap())
-            .await
-            .unwrap();
+        let lag = read().await;
         if per_partition(&lag) == expected {
             return lag;
         }
@@ -77,6 +79,17 @@ async fn await_lag(reader: &LagReader, topic: &str, expected: &[i64]) -> GroupLa
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// [`await_lag`] through a `LagReader` of the topic's `expected.len()`
+/// partitions.
+async fn await_reader(reader: &LagReader, topic: &str, expected: &[i64]) -> GroupLag {
+    let partitions = i32::try_from(expected.len()).unwrap();
+    await_lag(
+        || async { reader.read(topic, partitions).await.unwrap() },
+        expected,
+    )
+    .await
 }
 
 #[tokio::test]
@@ -92,14 +105,14 @@ async fn lag_is_produced_minus_committed_per_partition() {
 
     // Nothing committed yet: the consumer would start at the earliest
     // offset, so everything kept counts.
-    let lag = await_lag(&reader, &topic, &produced).await;
+    let lag = await_reader(&reader, &topic, &produced).await;
     assert_eq!(lag.total(), 22);
     assert!(lag.partitions.iter().all(|p| p.committed.is_none()));
 
     // Committed 4 of 10 on partition 0 and all 7 on partition 1;
     // partition 2 never committed.
     commit(bootstrap, &group, &topic, &[(0, 4), (1, 7)]);
-    let lag = await_lag(&reader, &topic, &[6, 0, 5]).await;
+    let lag = await_reader(&reader, &topic, &[6, 0, 5]).await;
     assert_eq!(lag.total(), 11);
     assert_eq!(lag.max_partition(), 6);
     let committed: Vec<Option<i64>> = lag.partitions.iter().map(|p| p.committed).collect();
@@ -109,11 +122,11 @@ async fn lag_is_produced_minus_committed_per_partition() {
 
     // More messages arrive: lag grows by exactly as many.
     produce(bootstrap, &topic, &[0, 3, 0]).await;
-    await_lag(&reader, &topic, &[6, 3, 5]).await;
+    await_reader(&reader, &topic, &[6, 3, 5]).await;
 
     // Another group's commits are its own.
     let other = LagReader::new(bootstrap, &unique_name("operator_lag_other"), TIMEOUT).unwrap();
-    await_lag(&other, &topic, &[10, 10, 5]).await;
+    await_reader(&other, &topic, &[10, 10, 5]).await;
 }
 
 /// What reconcile calls: `Brokers`, one reader per bootstrap list and group.
@@ -127,19 +140,8 @@ async fn reconcile_reads_lag_through_brokers() {
     produce(bootstrap, &topic, &[4, 2]).await;
     commit(bootstrap, &group, &topic, &[(0, 1)]);
     let brokers = Brokers::new(TIMEOUT);
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let lag = brokers.lag(bootstrap, &group, &topic, 2).await.unwrap();
-        if per_partition(&lag) == [3, 2] {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "lag stayed {:?}",
-            per_partition(&lag)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let read = || async { brokers.lag(bootstrap, &group, &topic, 2).await.unwrap() };
+    await_lag(read, &[3, 2]).await;
 }
 
 #[tokio::test]

@@ -247,17 +247,28 @@ async fn an_invalid_spec_is_a_condition_and_nothing_is_applied() {
     assert!(calls.is_empty(), "{:#?}", lines(&calls));
 }
 
-#[tokio::test]
-async fn a_topic_shrink_is_refused_with_a_condition_and_the_pipeline_keeps_running() {
-    let broker = MemoryBroker::new(true);
-    broker.topics.lock().unwrap().insert("events".into(), 24);
-    let h = Harness::new(
+/// A pipeline without migrations asking for `consumers` replicas, on a
+/// broker (that can grow topics or not) already holding an events topic of
+/// `partitions`.
+fn with_events_topic(partitions: i32, can_grow: bool, consumers: i32) -> Harness {
+    let broker = MemoryBroker::new(can_grow);
+    broker
+        .topics
+        .lock()
+        .unwrap()
+        .insert("events".into(), partitions);
+    Harness::new(
         pipeline(|p| {
             p["spec"]["migrations"] = json!(false);
-            p["spec"]["consumer"] = json!({"replicas": 30});
+            p["spec"]["consumer"] = json!({"replicas": consumers});
         }),
         broker,
-    );
+    )
+}
+
+#[tokio::test]
+async fn a_topic_shrink_is_refused_with_a_condition_and_the_pipeline_keeps_running() {
+    let h = with_events_topic(24, true, 30);
     let (_, calls) = h.calls().await;
     assert_eq!(
         lines(&calls),
@@ -301,15 +312,7 @@ async fn a_topic_shrink_is_refused_with_a_condition_and_the_pipeline_keeps_runni
 
 #[tokio::test]
 async fn a_broker_that_cannot_grow_partitions_is_a_condition_not_an_error_loop() {
-    let broker = MemoryBroker::new(false);
-    broker.topics.lock().unwrap().insert("events".into(), 6);
-    let h = Harness::new(
-        pipeline(|p| {
-            p["spec"]["migrations"] = json!(false);
-            p["spec"]["consumer"] = json!({"replicas": 12});
-        }),
-        broker,
-    );
+    let h = with_events_topic(6, false, 12);
     let (action, _) = h.calls().await;
     let (status, reason, message) = h.condition("TopicsReady");
     assert_eq!(

@@ -34,7 +34,7 @@ use kube::{Client, Resource, ResourceExt};
 use crate::build::{self, Children, Component, Sizing, meta};
 use crate::crd::{AnalyticsPipeline, AnalyticsPipelineStatus};
 use crate::kafka::Kafka;
-use crate::metrics::{ErrorLabels, Metrics};
+use crate::metrics::{ErrorLabels, Metrics, PipelineLabels};
 use crate::status::{self, Migration, Observed, ScalingObserved};
 use crate::topics::{TopicError, TopicOutcome};
 
@@ -58,10 +58,10 @@ pub struct Context<T> {
     pub metrics: Metrics,
     /// The ClickHouse schema version this build migrates to.
     pub schema_version: u32,
-    /// Consecutive failures per pipeline (namespace, name), for backoff.
-    failures: Mutex<HashMap<(String, String), u32>>,
+    /// Consecutive failures per pipeline, for backoff.
+    failures: Mutex<HashMap<PipelineLabels, u32>>,
     /// The unix second of each pipeline's last lag poll by this process.
-    polls: Mutex<HashMap<(String, String), i64>>,
+    polls: Mutex<HashMap<PipelineLabels, i64>>,
 }
 
 impl<T: Kafka> Context<T> {
@@ -87,7 +87,7 @@ impl<T: Kafka> Context<T> {
         lock(&self.polls).insert(key(p), at);
     }
 
-    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u32>> {
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<PipelineLabels, u32>> {
         lock(&self.failures)
     }
 }
@@ -136,8 +136,13 @@ async fn put<T: Kafka, K: apply::Child>(
         })
 }
 
-fn key(p: &AnalyticsPipeline) -> (String, String) {
-    (meta::namespace(p), p.name_any())
+/// A pipeline's namespace and name: the key of the per-pipeline state
+/// and the labels of its metrics.
+pub fn key(p: &AnalyticsPipeline) -> PipelineLabels {
+    PipelineLabels {
+        namespace: meta::namespace(p),
+        pipeline: p.name_any(),
+    }
 }
 
 /// Reconciles `p`, counting and timing it.
@@ -201,7 +206,8 @@ pub fn backoff(failures: u32) -> Duration {
 fn now() -> Time {
     // Whole seconds: what the API server keeps, so a status read back
     // compares equal to the one written.
-    Time(Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH))
+    crate::autoscale::poll::time(Timestamp::now().as_second())
+        .unwrap_or(Time(Timestamp::UNIX_EPOCH))
 }
 
 /// What the previous status knew, as the starting point of this
@@ -230,12 +236,7 @@ fn carried_over(p: &AnalyticsPipeline) -> Observed {
             .consumer
             .scaling
             .as_ref()
-            .map(|spec| ScalingObserved {
-                status: previous.scaling.unwrap_or_default(),
-                poll: None,
-                max_partitions: spec.auto_grow_partitions.as_ref().map(|g| g.max_partitions),
-                growth_blocked: None,
-            }),
+            .map(|spec| ScalingObserved::kept(spec, previous.scaling.unwrap_or_default())),
     }
 }
 
@@ -244,7 +245,7 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
         // Being deleted: the garbage collector removes the children through
         // their owner references; re-applying them would fight it. Topics
         // and data are kept.
-        ctx.metrics.forget(&scale::labels(p), false);
+        ctx.metrics.forget(&key(p), false);
         return Ok(Action::await_change());
     }
     if p.spec.paused {
@@ -282,7 +283,7 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
     let scaled = match &p.spec.consumer.scaling {
         Some(spec) => Some(scale::scale(ctx, p, spec, partitions).await),
         None => {
-            ctx.metrics.forget(&scale::labels(p), true);
+            ctx.metrics.forget(&key(p), true);
             None
         }
     };
@@ -296,7 +297,9 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
             }
         }
         observed.consumer_lag = s.lag.or(observed.consumer_lag);
-        observed.scaling = Some(s.observed.clone());
+        if let Some(polled) = &s.observed {
+            observed.scaling = Some(polled.clone());
+        }
     }
     observed.topics = Some(Ok(outcomes));
     observed.partitions = Some(partitions);
@@ -420,7 +423,7 @@ async fn roll_out<T: Kafka>(
         let applied = put(ctx, namespace, deployment).await?;
         if component == &Component::Consumer {
             observed.consumer_replicas = applied.spec.as_ref().and_then(|s| s.replicas);
-            let labels = scale::labels(p);
+            let labels = key(p);
             let running = applied.status.as_ref().and_then(|s| s.replicas);
             for (gauge, value) in [
                 (

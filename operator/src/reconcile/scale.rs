@@ -16,10 +16,8 @@ use kube::runtime::events::{Event, EventType};
 
 use super::Context;
 use crate::autoscale::poll::{self, Reading};
-use crate::build::meta;
 use crate::crd::{AnalyticsPipeline, ConsumerScaling, TopicSpec};
 use crate::kafka::Kafka;
-use crate::metrics::PipelineLabels;
 use crate::status::ScalingObserved;
 use crate::topics::{TopicChange, TopicOutcome};
 
@@ -27,20 +25,15 @@ use crate::topics::{TopicChange, TopicOutcome};
 pub struct Scaled {
     /// Consumer replicas to ask for.
     pub replicas: i32,
-    pub observed: ScalingObserved,
+    /// What this poll saw; `None` between polls (what the status kept
+    /// stands).
+    pub observed: Option<ScalingObserved>,
     /// The group's total lag, when read this time.
     pub lag: Option<i64>,
     /// The events topic after partitions were added this time.
     pub grown: Option<TopicOutcome>,
     /// When the next poll is due.
     pub next_poll: Duration,
-}
-
-pub fn labels(p: &AnalyticsPipeline) -> PipelineLabels {
-    PipelineLabels {
-        namespace: meta::namespace(p),
-        pipeline: p.name_any(),
-    }
 }
 
 /// The events topic as reconcile ensures it: partitions the operator
@@ -63,18 +56,12 @@ pub async fn scale<T: Kafka>(
     let now = Timestamp::now().as_second();
     let previous = p.status.as_ref().and_then(|s| s.scaling.as_ref());
     let current = p.status.as_ref().and_then(|s| s.consumer_replicas);
-    let max_partitions = spec.auto_grow_partitions.as_ref().map(|g| g.max_partitions);
     let remembered = ctx.last_poll(p);
     let wait = poll::due_in(spec, previous, remembered, now);
     if wait > 0 {
         return Scaled {
             replicas: poll::between_polls(spec, current, partitions),
-            observed: ScalingObserved {
-                status: previous.cloned().unwrap_or_default(),
-                poll: None,
-                max_partitions,
-                growth_blocked: None,
-            },
+            observed: None,
             lag: None,
             grown: None,
             next_poll: seconds(wait),
@@ -83,7 +70,7 @@ pub async fn scale<T: Kafka>(
     ctx.polled(p, now);
 
     let kafka = &p.spec.kafka;
-    let labels = labels(p);
+    let labels = super::key(p);
     let read = ctx
         .kafka
         .lag(
@@ -110,15 +97,13 @@ pub async fn scale<T: Kafka>(
     };
     let (decided, polled) = poll::poll(spec, current, partitions, reading, previous, now);
     let mut observed = ScalingObserved {
-        status: decided.status,
         poll: Some(match (&read, &polled) {
             (Ok(_), Some(polled)) => Ok(polled.clone()),
             (Err(e), _) => Err(e.to_string()),
             // A reading always gives a poll outcome.
             (Ok(_), None) => Err("the lag was read but not judged".to_owned()),
         }),
-        max_partitions,
-        growth_blocked: None,
+        ..ScalingObserved::kept(spec, decided.status)
     };
     let grow_to = polled.as_ref().and_then(|p| p.grow_to);
     let grown = match (grow_to, reading) {
@@ -129,7 +114,7 @@ pub async fn scale<T: Kafka>(
     };
     Scaled {
         replicas: decided.replicas,
-        observed,
+        observed: Some(observed),
         lag: reading.map(|r| r.total),
         grown,
         next_poll: seconds(spec.poll_interval_seconds),
