@@ -94,7 +94,9 @@ pub struct SecretRef {
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaSpec {
-    /// Comma-separated `host:port` list of brokers.
+    /// Comma-separated `host:port` list of brokers. A host without a dot
+    /// (`kafka:9092`) is a Service in the pipeline's namespace, for the
+    /// workloads and the operator alike.
     #[schemars(length(min = 1))]
     pub bootstrap_servers: String,
     /// The topic capture writes events to, keyed by distinct id.

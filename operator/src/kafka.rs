@@ -31,6 +31,35 @@ pub trait Kafka: Send + Sync + 'static {
     ) -> impl Future<Output = Result<GroupLag, LagError>> + Send;
 }
 
+/// `bootstrap` as the pipeline's pods resolve it. A host without a dot
+/// (`kafka:9092`) names a Service in the pipeline's namespace, where the
+/// workloads run; the operator runs in another, so it qualifies such hosts
+/// (`kafka.analytics.svc:9092`). Qualified names, IP addresses and
+/// `localhost` are kept as written (and all of it, without a namespace).
+pub fn in_namespace(bootstrap: &str, namespace: &str) -> String {
+    bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let (host, port) = match entry.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (entry, None),
+            };
+            let short = !namespace.is_empty()
+                && !host.is_empty()
+                && host != "localhost"
+                && !host.contains(['.', ':', '[']);
+            match (short, port) {
+                (true, Some(port)) => format!("{host}.{namespace}.svc:{port}"),
+                (true, None) => format!("{host}.{namespace}.svc"),
+                (false, _) => entry.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Clients made on first use and kept (each holds its broker connections):
 /// an admin client per bootstrap list, a lag reader per list and group.
 pub struct Brokers {
@@ -88,5 +117,35 @@ impl Kafka for Brokers {
             || LagReader::new(bootstrap, group, self.timeout),
         )?;
         reader.read(topic, partitions).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_namespace;
+
+    #[test]
+    fn short_hosts_are_qualified_with_the_pipelines_namespace() {
+        assert_eq!(
+            in_namespace("kafka:9092", "analytics"),
+            "kafka.analytics.svc:9092"
+        );
+        assert_eq!(
+            in_namespace("kafka-0.kafka:9092, kafka-1:9092,kafka", "a"),
+            "kafka-0.kafka:9092,kafka-1.a.svc:9092,kafka.a.svc"
+        );
+    }
+
+    #[test]
+    fn qualified_names_addresses_and_localhost_are_kept() {
+        for kept in [
+            "kafka.other.svc.cluster.local:9092",
+            "10.0.0.7:9092",
+            "[::1]:9092",
+            "localhost:9092",
+            "broker.example.com",
+        ] {
+            assert_eq!(in_namespace(kept, "analytics"), kept);
+        }
     }
 }

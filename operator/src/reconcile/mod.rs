@@ -33,7 +33,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use crate::build::{self, Children, Component, Sizing, meta};
 use crate::crd::{AnalyticsPipeline, AnalyticsPipelineStatus};
-use crate::kafka::Kafka;
+use crate::kafka::{self, Kafka};
 use crate::metrics::{ErrorLabels, Metrics, PipelineLabels};
 use crate::status::{self, Migration, Observed, ScalingObserved};
 use crate::topics::{TopicError, TopicOutcome};
@@ -378,15 +378,22 @@ pub fn next_action(o: &Observed, next_poll: Option<Duration>) -> Action {
     Action::requeue(next_poll.map_or(wait, |poll| poll.min(wait)))
 }
 
+/// The pipeline's brokers as its pods reach them (see [`kafka::in_namespace`]).
+fn bootstrap(p: &AnalyticsPipeline) -> String {
+    kafka::in_namespace(
+        &p.spec.kafka.bootstrap_servers,
+        &p.namespace().unwrap_or_default(),
+    )
+}
+
 /// The events topic, then the dead-letter topic.
 async fn ensure_topics<T: Kafka>(
     ctx: &Context<T>,
     p: &AnalyticsPipeline,
 ) -> Result<Vec<TopicOutcome>, TopicError> {
-    let kafka = &p.spec.kafka;
     let mut outcomes = Vec::with_capacity(2);
-    for spec in [&scale::events_topic(p), &kafka.dlq] {
-        outcomes.push(ctx.kafka.ensure(&kafka.bootstrap_servers, spec).await?);
+    for spec in [&scale::events_topic(p), &p.spec.kafka.dlq] {
+        outcomes.push(ctx.kafka.ensure(&bootstrap(p), spec).await?);
     }
     Ok(outcomes)
 }

@@ -74,7 +74,7 @@ pub async fn scale<T: Kafka>(
     let read = ctx
         .kafka
         .lag(
-            &kafka.bootstrap_servers,
+            &super::bootstrap(p),
             &kafka.consumer_group,
             &kafka.events.name,
             partitions,
@@ -143,10 +143,7 @@ async fn grow<T: Kafka>(
             ),
         )
     };
-    let outcome = ctx
-        .kafka
-        .ensure(&p.spec.kafka.bootstrap_servers, &topic)
-        .await;
+    let outcome = ctx.kafka.ensure(&super::bootstrap(p), &topic).await;
     let status = &mut observed.status;
     match outcome {
         Ok(o) if o.partitions >= to => {
