@@ -9,7 +9,7 @@ STACK := infrastructure/local-stack.sh
 # Reproducible builds in CI (the lock file is checked in).
 CARGO_FLAGS := $(if $(CI),--locked,)
 
-.PHONY: up down status test lint fmt build build-deps nextest stack bench-capture bench-consumer bench-query crd
+.PHONY: up down status test lint fmt build build-deps nextest stack bench-capture bench-consumer bench-query crd image kind-up kind-down
 
 ## up: install what is missing, start the stack and the built workloads, show them working
 up: build-deps
@@ -68,3 +68,16 @@ bench-query: build-deps stack
 crd:
 	cargo run -q -p tributary-operator -- crd -o crds/analyticspipeline.yaml
 	cp crds/analyticspipeline.yaml charts/tributary-operator/files/analyticspipeline.yaml
+
+## image: the container image (tributary + tributary-operator), tagged as the chart and examples expect (needs Docker)
+IMAGE := ghcr.io/tributary-dev/tributary:0.1.0
+image:
+	docker build -t $(IMAGE) --build-arg REVISION=$$(git rev-parse HEAD) .
+
+## kind-up: a kind cluster with the dependencies, the operator and the example pipeline, checked with one event (needs Docker, kind, kubectl, helm)
+kind-up:
+	infrastructure/kind/kind.sh up
+
+## kind-down: delete the kind cluster
+kind-down:
+	infrastructure/kind/kind.sh down

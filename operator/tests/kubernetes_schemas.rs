@@ -1,5 +1,6 @@
-//! Everything `render` prints for the example pipelines, and the CRD
-//! itself, validated strictly (unknown fields refused) against the
+//! Everything `render` prints for the example pipelines, the CRD itself,
+//! and the kind workflow's dependencies (`infrastructure/kind/deps/`),
+//! validated strictly (unknown fields refused) against the
 //! Kubernetes schemas of several minor versions, with `kubernetes-validate`
 //! from PyPI (installed into the stack's Python by local-stack.sh).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -71,6 +72,26 @@ fn rendered_examples_and_the_crd_are_valid_on_every_version() {
         for version in VERSIONS {
             if let Err(e) = validate(&yaml, version) {
                 panic!("{what} on Kubernetes {version}:\n{e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_kind_dependencies_are_valid_on_every_version() {
+    let dir = repo().join("infrastructure/kind/deps");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "{files:?}");
+    for file in files {
+        let yaml = std::fs::read_to_string(&file).unwrap();
+        assert!(yaml.contains("kind:"), "{}: empty", file.display());
+        for version in VERSIONS {
+            if let Err(e) = validate(&yaml, version) {
+                panic!("{} on Kubernetes {version}:\n{e}", file.display());
             }
         }
     }

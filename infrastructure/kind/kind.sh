@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# The whole system on a local Kubernetes cluster (kind), the way a cluster
+# admin and a team would run it:
+#
+#   up    create the cluster (cluster.yaml), build the image and load it into
+#         the node, install Kafka, ClickHouse, Postgres and Redis (deps/),
+#         install the operator with its Helm chart, apply the example
+#         pipeline (crds/examples/minimal.yaml), wait until it is Ready, and
+#         send an event through capture over a port-forward until it is in
+#         ClickHouse.
+#   down  delete the cluster.
+#
+# Needs docker, kind, kubectl and helm. Usage: infrastructure/kind/kind.sh up|down
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+CLUSTER=tributary
+NAMESPACE=analytics
+OPERATOR_NAMESPACE=tributary-system
+# The release named like the chart: its objects are named `tributary-operator`.
+RELEASE=tributary-operator
+PIPELINE=analytics
+# The tag the chart (its appVersion) and the example pipeline name, so both
+# run the image built here without pulling.
+IMAGE=ghcr.io/tributary-dev/tributary:0.1.0
+CAPTURE_LOCAL_PORT=${CAPTURE_LOCAL_PORT:-18000}
+
+log() { printf 'kind: %s\n' "$*" >&2; }
+fail() { log "$*"; exit 1; }
+
+need() {
+  local missing=() tool
+  for tool in "$@"; do command -v "$tool" > /dev/null || missing+=("$tool"); done
+  [ ${#missing[@]} -eq 0 ] || fail "missing: ${missing[*]} (install them, then run again)"
+}
+
+kc() { kubectl --context "kind-$CLUSTER" "$@"; }
+
+# On failure, show what the cluster knows before giving up.
+explain() {
+  log "something did not come up; the pipeline and its pods:"
+  kc -n "$NAMESPACE" get analyticspipeline,pods,jobs 2>&1 | sed 's/^/  /' >&2 || true
+  kc -n "$NAMESPACE" describe analyticspipeline "$PIPELINE" 2>&1 | tail -n 30 | sed 's/^/  /' >&2 || true
+  kc -n "$OPERATOR_NAMESPACE" logs "deployment/$RELEASE" --tail 30 2>&1 | sed 's/^/  /' >&2 || true
+}
+
+up() {
+  need docker kind kubectl helm curl
+  if kind get clusters 2> /dev/null | grep -qx "$CLUSTER"; then
+    log "cluster $CLUSTER exists; reusing it"
+  else
+    log "creating cluster $CLUSTER"
+    kind create cluster --config "$HERE/cluster.yaml" --wait 120s
+  fi
+
+  log "building $IMAGE"
+  docker build -t "$IMAGE" --build-arg "REVISION=$(git -C "$REPO" rev-parse HEAD 2> /dev/null || echo unknown)" "$REPO"
+  kind load docker-image "$IMAGE" --name "$CLUSTER"
+
+  log "installing Kafka, ClickHouse, Postgres and Redis in namespace $NAMESPACE"
+  kc apply -f "$HERE/deps/namespace.yaml"
+  kc apply -f "$HERE/deps/"
+  # A random JWT secret, made once: making it again would sign out everyone.
+  if ! kc -n "$NAMESPACE" get secret tributary-jwt > /dev/null 2>&1; then
+    kc -n "$NAMESPACE" create secret generic tributary-jwt \
+      --from-literal=secret="$(head -c 48 /dev/urandom | base64 | tr -d '\n')"
+  fi
+  for workload in statefulset/kafka deployment/clickhouse deployment/postgres deployment/redis; do
+    kc -n "$NAMESPACE" rollout status "$workload" --timeout 5m
+  done
+
+  log "installing the operator (Helm chart charts/tributary-operator)"
+  helm --kube-context "kind-$CLUSTER" upgrade --install "$RELEASE" "$REPO/charts/tributary-operator" \
+    --namespace "$OPERATOR_NAMESPACE" --create-namespace --set replicas=1 --wait --timeout 5m
+
+  kc wait --for=condition=Established crd/analyticspipelines.tributary.dev --timeout 60s
+
+  log "applying crds/examples/minimal.yaml in namespace $NAMESPACE"
+  kc -n "$NAMESPACE" apply -f "$REPO/crds/examples/minimal.yaml"
+  if ! kc -n "$NAMESPACE" wait --for=condition=Ready "analyticspipeline/$PIPELINE" --timeout 10m; then
+    explain
+    fail "pipeline $PIPELINE not Ready after 10 minutes"
+  fi
+  kc -n "$NAMESPACE" get analyticspipeline "$PIPELINE"
+
+  smoke
+}
+
+# One event through capture (port-forwarded), polled for in ClickHouse.
+smoke() {
+  local forward_log pf id deadline count
+  forward_log=$(mktemp)
+  kc -n "$NAMESPACE" port-forward "service/$PIPELINE-capture" "$CAPTURE_LOCAL_PORT:8000" > "$forward_log" 2>&1 &
+  pf=$!
+  # shellcheck disable=SC2064 # expand now: the values are local
+  trap "kill $pf 2> /dev/null || true; rm -f '$forward_log'" EXIT
+  deadline=$((SECONDS + 60))
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$CAPTURE_LOCAL_PORT/ready")" = 200 ]; do
+    [ $SECONDS -lt $deadline ] || { cat "$forward_log" >&2; fail "capture not ready through the port-forward after 60 s"; }
+    sleep 1
+  done
+
+  id="kind-smoke-$(date +%s)"
+  log "sending event kind_smoke for distinct_id $id through capture"
+  curl -fsS -X POST "http://127.0.0.1:$CAPTURE_LOCAL_PORT/capture" -H 'Content-Type: application/json' \
+    -d "{\"event\":\"kind_smoke\",\"distinct_id\":\"$id\",\"properties\":{\"source\":\"kind.sh\"}}"
+  echo
+
+  deadline=$((SECONDS + 120))
+  while :; do
+    count=$(kc -n "$NAMESPACE" exec deployment/clickhouse -- clickhouse-client --query \
+      "SELECT count() FROM tributary.events WHERE distinct_id = '$id'" 2> /dev/null || echo 0)
+    [ "$count" = 1 ] && break
+    [ $SECONDS -lt $deadline ] || { explain; fail "the event is not in ClickHouse after 120 s (count: $count)"; }
+    sleep 2
+  done
+  log "the event went capture -> Kafka -> consumer -> ClickHouse"
+  cat >&2 << MSG
+
+Tributary runs on kind cluster $CLUSTER, pipeline $NAMESPACE/$PIPELINE:
+  kubectl --context kind-$CLUSTER -n $NAMESPACE get analyticspipeline,deployments
+  kubectl --context kind-$CLUSTER -n $NAMESPACE port-forward service/$PIPELINE-capture 8000:8000
+  kubectl --context kind-$CLUSTER -n $NAMESPACE port-forward service/$PIPELINE-query 8001:8001
+  make kind-down    deletes the cluster
+MSG
+}
+
+down() {
+  need kind
+  kind delete cluster --name "$CLUSTER"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  *) fail "usage: $0 up|down" ;;
+esac
