@@ -15,6 +15,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Container, Namespace, Secret, Service};
 use serde::Deserialize;
 use serde_yaml::Value;
+use tributary_operator::build::{Component, meta};
 use tributary_operator::crd::AnalyticsPipeline;
 use tributary_tests::repo_root;
 
@@ -348,4 +349,24 @@ fn the_script_parses_and_the_make_targets_call_it() {
         let first = recipe.lines().nth(1).unwrap().trim();
         assert_eq!(first, format!("infrastructure/kind/kind.sh {verb}"));
     }
+}
+
+#[test]
+fn the_smoke_event_goes_where_the_pipeline_serves_and_stores_it() {
+    let p = example();
+    let capture = Component::Capture;
+    assert!(capture.serves());
+    assert_eq!(script_var("CAPTURE_PORT"), capture.port().to_string());
+    let script = read(&kind_dir().join("kind.sh"));
+    let service = format!("service/$PIPELINE-{}", capture.name());
+    assert!(script.contains(&service), "no port-forward to {service}");
+    assert_eq!(
+        meta::child_name(&p, capture.name()),
+        format!("{}-{}", script_var("PIPELINE"), capture.name())
+    );
+    let table = format!("{}.events", p.spec.clickhouse.database);
+    assert_eq!(script_var("EVENTS_TABLE"), table);
+    let schema = read(&repo_root().join("workloads/core/migrations/clickhouse/0001_events.sql"));
+    assert!(schema.contains("{db}.events"), "the events table moved");
+    assert!(schema.contains("distinct_id "), "no distinct_id column");
 }
