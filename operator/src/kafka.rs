@@ -101,7 +101,7 @@ impl Kafka for Brokers {
         let admin = cached(&self.admins, bootstrap.to_owned(), || {
             KafkaAdmin::new(bootstrap, self.timeout)
         })?;
-        admin.ensure(spec).await
+        admin.ensure(&spec.topic()).await
     }
 
     async fn lag(

@@ -1,4 +1,5 @@
-//! The operator's topic management against the stack's real broker
+//! The operator's topic management (`tributary_core::topics`, fed from the
+//! resource's `TopicSpec`) against the stack's real broker
 //! (tansu, which cannot add partitions: that must come back as a report,
 //! not an error).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -26,7 +27,7 @@ async fn topics_are_created_kept_never_shrunk_and_growth_is_reported() {
     let name = unique_name("operator_topic");
     assert_eq!(admin.partitions(&name).await.unwrap(), None);
 
-    let created = admin.ensure(&spec(&name, 3)).await.unwrap();
+    let created = admin.ensure(&spec(&name, 3).topic()).await.unwrap();
     assert_eq!(
         created.change,
         TopicChange::Created,
@@ -43,11 +44,11 @@ async fn topics_are_created_kept_never_shrunk_and_growth_is_reported() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let again = admin.ensure(&spec(&name, 3)).await.unwrap();
+    let again = admin.ensure(&spec(&name, 3).topic()).await.unwrap();
     assert_eq!(again.change, TopicChange::Unchanged);
     assert!(again.as_specified());
 
-    let shrink = admin.ensure(&spec(&name, 2)).await.unwrap();
+    let shrink = admin.ensure(&spec(&name, 2).topic()).await.unwrap();
     assert_eq!(shrink.change, TopicChange::ShrinkRefused { wanted: 2 });
     assert_eq!(shrink.partitions, 3);
     assert_eq!(
@@ -57,7 +58,7 @@ async fn topics_are_created_kept_never_shrunk_and_growth_is_reported() {
     );
 
     // Growing: done where the broker can, reported where it cannot.
-    let grow = admin.ensure(&spec(&name, 5)).await.unwrap();
+    let grow = admin.ensure(&spec(&name, 5).topic()).await.unwrap();
     match &grow.change {
         TopicChange::Grown { from: 3 } => {
             assert_eq!(admin.partitions(&name).await.unwrap(), Some(5));
@@ -74,7 +75,7 @@ async fn topics_are_created_kept_never_shrunk_and_growth_is_reported() {
 #[tokio::test]
 async fn an_unreachable_broker_is_an_error_naming_it() {
     let admin = KafkaAdmin::new("127.0.0.1:1", Duration::from_secs(2)).unwrap();
-    let e = admin.ensure(&spec("events", 3)).await.unwrap_err();
+    let e = admin.ensure(&spec("events", 3).topic()).await.unwrap_err();
     assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
 }
 

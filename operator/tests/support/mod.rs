@@ -449,7 +449,8 @@ impl Kafka for MemoryBroker {
             });
         }
         let mut topics = self.topics.lock().unwrap();
-        let step = plan(spec, topics.get(&spec.name).copied());
+        let topic = spec.topic();
+        let step = plan(&topic, topics.get(&spec.name).copied());
         let grown = match step {
             TopicStep::Create => {
                 topics.insert(spec.name.clone(), spec.partitions);
@@ -462,6 +463,6 @@ impl Kafka for MemoryBroker {
             TopicStep::Grow { .. } => Err("UnsupportedFeature".to_owned()),
             TopicStep::RefuseShrink { .. } | TopicStep::Keep => Ok(()),
         };
-        Ok(step.outcome(spec, grown))
+        Ok(step.outcome(&topic, grown))
     }
 }

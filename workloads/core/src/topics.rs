@@ -1,0 +1,399 @@
+//! Kafka topics brought to a [`Topic`]: what to do (pure [`plan`]), and
+//! doing it through the broker's admin API ([`KafkaAdmin`]). The operator
+//! keeps a pipeline's topics with it, `tributary dev` the local ones.
+//!
+//! Topics are created with the spec's partitions, replication and
+//! retention; partitions grow where the broker supports it and never shrink
+//! (Kafka cannot): a lower value in the spec is reported, not applied.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+/// A topic as wanted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub retention_hours: i64,
+}
+
+/// What a topic needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicStep {
+    Create,
+    Grow {
+        from: i32,
+    },
+    /// The spec asks for fewer partitions than the topic has.
+    RefuseShrink {
+        have: i32,
+    },
+    Keep,
+}
+
+impl TopicStep {
+    /// How the topic stands once this step was taken. `grown` says how a
+    /// `Grow` went (`Err`: the broker's reason it cannot add partitions);
+    /// other steps ignore it.
+    pub fn outcome(self, spec: &Topic, grown: Result<(), String>) -> TopicOutcome {
+        let (partitions, change) = match (self, grown) {
+            (TopicStep::Create, _) => (spec.partitions, TopicChange::Created),
+            (TopicStep::Grow { from }, Ok(())) => (spec.partitions, TopicChange::Grown { from }),
+            (TopicStep::Grow { from }, Err(reason)) => (
+                from,
+                TopicChange::GrowUnsupported {
+                    wanted: spec.partitions,
+                    reason,
+                },
+            ),
+            (TopicStep::RefuseShrink { have }, _) => (
+                have,
+                TopicChange::ShrinkRefused {
+                    wanted: spec.partitions,
+                },
+            ),
+            (TopicStep::Keep, _) => (spec.partitions, TopicChange::Unchanged),
+        };
+        TopicOutcome {
+            name: spec.name.clone(),
+            partitions,
+            change,
+        }
+    }
+}
+
+/// The step that brings a topic with `observed` partitions (`None`: no
+/// such topic) to `desired`.
+pub fn plan(desired: &Topic, observed: Option<i32>) -> TopicStep {
+    match observed {
+        None => TopicStep::Create,
+        Some(have) if have < desired.partitions => TopicStep::Grow { from: have },
+        Some(have) if have > desired.partitions => TopicStep::RefuseShrink { have },
+        Some(_) => TopicStep::Keep,
+    }
+}
+
+/// How a topic stands after [`ensure`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicOutcome {
+    pub name: String,
+    /// Partitions it has now.
+    pub partitions: i32,
+    pub change: TopicChange,
+}
+
+/// What [`ensure`] did or could not do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicChange {
+    Created,
+    Grown {
+        from: i32,
+    },
+    Unchanged,
+    /// The spec asks for fewer partitions; Kafka cannot remove any.
+    ShrinkRefused {
+        wanted: i32,
+    },
+    /// The broker does not support adding partitions.
+    GrowUnsupported {
+        wanted: i32,
+        reason: String,
+    },
+}
+
+impl TopicOutcome {
+    /// Whether the topic is as the spec wants it.
+    pub fn as_specified(&self) -> bool {
+        matches!(
+            self.change,
+            TopicChange::Created | TopicChange::Grown { .. } | TopicChange::Unchanged
+        )
+    }
+
+    /// How the topic stands, whatever was done to it: "topic events has
+    /// 12 partitions" (a condition that only says this does not change
+    /// when a reconcile created or grew the topic).
+    pub fn state(&self) -> String {
+        format!("topic {} has {}", self.name, partitions(self.partitions))
+    }
+
+    /// One line for a condition or an Event: what was done, or what could
+    /// not be.
+    pub fn message(&self) -> String {
+        let n = &self.name;
+        match &self.change {
+            TopicChange::Created => {
+                format!("created topic {n} with {}", partitions(self.partitions))
+            }
+            TopicChange::Grown { from } => {
+                format!(
+                    "grew topic {n} from {from} to {}",
+                    partitions(self.partitions)
+                )
+            }
+            TopicChange::Unchanged => self.state(),
+            TopicChange::ShrinkRefused { wanted } => format!(
+                "topic {n} has {} partitions and the spec asks for {wanted}: Kafka cannot remove partitions; set {} or more",
+                self.partitions, self.partitions
+            ),
+            TopicChange::GrowUnsupported { wanted, reason } => format!(
+                "topic {n} has {} partitions and the spec asks for {wanted}, but the broker cannot add partitions ({reason})",
+                self.partitions
+            ),
+        }
+    }
+}
+
+/// "1 partition", "12 partitions".
+fn partitions(n: i32) -> String {
+    if n == 1 {
+        "1 partition".to_owned()
+    } else {
+        format!("{n} partitions")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    #[error("Kafka at {bootstrap} did not answer: {message}")]
+    Unreachable { bootstrap: String, message: String },
+    #[error("creating topic {topic}: {message}")]
+    Create { topic: String, message: String },
+    #[error("adding partitions to topic {topic}: {message}")]
+    Grow { topic: String, message: String },
+    #[error("reading topic {topic} from the brokers: {message}")]
+    Metadata { topic: String, message: String },
+}
+
+impl TopicError {
+    /// The `TopicsReady` reason for this failure.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TopicError::Unreachable { .. } => "KafkaUnavailable",
+            TopicError::Create { .. } => "TopicCreateFailed",
+            TopicError::Grow { .. } => "TopicGrowFailed",
+            TopicError::Metadata { .. } => "TopicMetadataError",
+        }
+    }
+}
+
+/// A broker's admin API.
+pub struct KafkaAdmin {
+    bootstrap: String,
+    admin: Arc<AdminClient<DefaultClientContext>>,
+    timeout: Duration,
+}
+
+impl KafkaAdmin {
+    pub fn new(bootstrap: &str, timeout: Duration) -> Result<Self, TopicError> {
+        let admin = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .map_err(|e| TopicError::Unreachable {
+                bootstrap: bootstrap.to_owned(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            bootstrap: bootstrap.to_owned(),
+            admin: Arc::new(admin),
+            timeout,
+        })
+    }
+
+    fn options(&self) -> AdminOptions {
+        AdminOptions::new()
+            .request_timeout(Some(self.timeout))
+            .operation_timeout(Some(self.timeout))
+    }
+
+    /// Partitions of `topic`, `None` when it does not exist.
+    pub async fn partitions(&self, name: &str) -> Result<Option<i32>, TopicError> {
+        let admin = Arc::clone(&self.admin);
+        let topic = name.to_owned();
+        let timeout = self.timeout;
+        // The metadata call blocks; keep it off the async threads. All
+        // topics are asked for: asking for one by name lets brokers with
+        // auto-creation on create it.
+        let metadata = tokio::task::spawn_blocking(move || {
+            admin.inner().fetch_metadata(None, timeout).map(|m| {
+                m.topics()
+                    .iter()
+                    .find(|t| t.name() == topic)
+                    .map(|t| (t.error().map(RDKafkaErrorCode::from), t.partitions().len()))
+            })
+        })
+        .await
+        .map_err(|e| self.unreachable(e.to_string()))?
+        .map_err(|e| self.unreachable(e.to_string()))?;
+        match metadata {
+            None | Some((Some(RDKafkaErrorCode::UnknownTopicOrPartition), _)) => Ok(None),
+            // Any other answer (no leader yet, not authorised) says nothing
+            // about whether the topic exists: creating it on that basis
+            // would report a topic that is not there as made.
+            Some((Some(code), _)) => Err(TopicError::Metadata {
+                topic: name.to_owned(),
+                message: code.to_string(),
+            }),
+            Some((None, 0)) => Ok(None),
+            Some((None, n)) => Ok(Some(i32::try_from(n).unwrap_or(i32::MAX))),
+        }
+    }
+
+    fn unreachable(&self, message: String) -> TopicError {
+        TopicError::Unreachable {
+            bootstrap: self.bootstrap.clone(),
+            message,
+        }
+    }
+
+    /// Creates the topic; `Ok(false)` when it already existed (made since
+    /// the metadata was read).
+    async fn create(&self, spec: &Topic) -> Result<bool, TopicError> {
+        let retention_ms = (spec.retention_hours * 3_600_000).to_string();
+        let topic = NewTopic::new(
+            &spec.name,
+            spec.partitions,
+            TopicReplication::Fixed(spec.replication_factor),
+        )
+        .set("retention.ms", &retention_ms);
+        let err = |message: String| TopicError::Create {
+            topic: spec.name.clone(),
+            message,
+        };
+        let results = self
+            .admin
+            .create_topics([&topic], &self.options())
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let mut made = true;
+        for r in results {
+            match r {
+                Ok(_) => {}
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => made = false,
+                Err((_, code)) => return Err(err(code.to_string())),
+            }
+        }
+        Ok(made)
+    }
+
+    /// Adds partitions up to `to`; `Ok(Err(reason))` when the broker does
+    /// not support it.
+    async fn grow(&self, topic: &str, to: i32) -> Result<Result<(), String>, TopicError> {
+        let err = |message: String| TopicError::Grow {
+            topic: topic.to_owned(),
+            message,
+        };
+        let count = usize::try_from(to).unwrap_or(0);
+        let results = match self
+            .admin
+            .create_partitions([&NewPartitions::new(topic, count)], &self.options())
+            .await
+        {
+            Ok(results) => results,
+            Err(KafkaError::AdminOp(code)) if cannot_grow(code) => {
+                return Ok(Err(code.to_string()));
+            }
+            Err(e) => return Err(err(e.to_string())),
+        };
+        for r in results {
+            match r {
+                Ok(_) => {}
+                Err((_, code)) if cannot_grow(code) => return Ok(Err(code.to_string())),
+                Err((_, code)) => return Err(err(code.to_string())),
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Brings `spec`'s topic to its partitions: creates it, grows it, or
+    /// reports what cannot be done.
+    pub async fn ensure(&self, spec: &Topic) -> Result<TopicOutcome, TopicError> {
+        let observed = self.partitions(&spec.name).await?;
+        let step = match plan(spec, observed) {
+            TopicStep::Create if !self.create(spec).await? => {
+                // Someone made it meanwhile: judge it as it is.
+                match self.partitions(&spec.name).await? {
+                    Some(have) => plan(spec, Some(have)),
+                    None => TopicStep::Create,
+                }
+            }
+            other => other,
+        };
+        let grown = match step {
+            TopicStep::Grow { .. } => self.grow(&spec.name, spec.partitions).await?,
+            _ => Ok(()),
+        };
+        Ok(step.outcome(spec, grown))
+    }
+}
+
+/// Answers meaning "this broker will not add partitions" (it lacks the
+/// API, or a policy or the operator's rights forbid it): a lasting state to
+/// report, not an error to retry.
+fn cannot_grow(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::UnsupportedFeature
+            | RDKafkaErrorCode::UnsupportedVersion
+            | RDKafkaErrorCode::InvalidRequest
+            | RDKafkaErrorCode::PolicyViolation
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(partitions: i32) -> Topic {
+        Topic {
+            name: "events".into(),
+            partitions,
+            replication_factor: 1,
+            retention_hours: 168,
+        }
+    }
+
+    #[test]
+    fn topics_are_created_grown_kept_and_never_shrunk() {
+        assert_eq!(plan(&spec(12), None), TopicStep::Create);
+        assert_eq!(plan(&spec(12), Some(6)), TopicStep::Grow { from: 6 });
+        assert_eq!(plan(&spec(12), Some(12)), TopicStep::Keep);
+        assert_eq!(
+            plan(&spec(12), Some(24)),
+            TopicStep::RefuseShrink { have: 24 }
+        );
+    }
+
+    #[test]
+    fn refusals_say_what_to_do() {
+        let o = TopicOutcome {
+            name: "events".into(),
+            partitions: 24,
+            change: TopicChange::ShrinkRefused { wanted: 12 },
+        };
+        assert!(!o.as_specified());
+        assert!(o.message().contains("set 24 or more"), "{}", o.message());
+        let o = TopicOutcome {
+            name: "events".into(),
+            partitions: 12,
+            change: TopicChange::GrowUnsupported {
+                wanted: 24,
+                reason: "UnsupportedVersion".into(),
+            },
+        };
+        assert!(!o.as_specified());
+        assert!(
+            o.message().contains("cannot add partitions"),
+            "{}",
+            o.message()
+        );
+    }
+}
