@@ -9,6 +9,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tributary_cli::{dev, migrate};
 use tributary_core::config::{Env, ProcessEnv};
 use tributary_core::telemetry::{self, LogConfig};
 
@@ -48,7 +49,22 @@ enum Command {
     /// Inspect and replay the dead-letter queue.
     Dlq,
     /// Run the whole pipeline locally against the local stack.
-    Dev,
+    Dev(DevArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DevArgs {
+    /// Once up, make a user, project and keys through auth, send a synthetic
+    /// shop's week through capture, and print a trend and a funnel checked
+    /// against what was sent.
+    #[arg(long)]
+    demo: bool,
+    /// Users in the demo's shop.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    demo_users: u64,
+    /// Seed of the demo's shop (the same seed, the same shop).
+    #[arg(long, default_value_t = 1)]
+    demo_seed: u64,
 }
 
 impl Command {
@@ -60,15 +76,20 @@ impl Command {
             Self::Auth => "auth",
             Self::Migrate => "migrate",
             Self::Dlq => "dlq",
-            Self::Dev => "dev",
+            Self::Dev(_) => "dev",
         }
     }
 
     /// The issue tracking a subcommand that is not built yet.
     fn tracking_issue(&self) -> Option<u32> {
         match self {
-            Self::Capture | Self::Consumer | Self::Migrate | Self::Auth | Self::Query => None,
-            Self::Dlq | Self::Dev => Some(10),
+            Self::Capture
+            | Self::Consumer
+            | Self::Migrate
+            | Self::Auth
+            | Self::Query
+            | Self::Dev(_) => None,
+            Self::Dlq => Some(10),
         }
     }
 }
@@ -82,12 +103,22 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(NOT_BUILT);
     }
-    let env = Env::new(&ProcessEnv);
+    // dev fills in what the environment leaves unset (see dev::env).
+    let dev_env = dev::env::DevEnv::new(&ProcessEnv, random_secret());
+    let env = match cli.command {
+        Command::Dev(_) => Env::new(&dev_env),
+        _ => Env::new(&ProcessEnv),
+    };
     let logs = match LogConfig::from_env(&env) {
         Ok(c) => c,
         Err(e) => return config_error(name, &e),
     };
-    if let Err(e) = telemetry::init(name, &logs) {
+    // dev's stdout is for people (its banner, the demo); its logs go to stderr.
+    let installed = match cli.command {
+        Command::Dev(_) => telemetry::init_with_writer(name, &logs, std::io::stderr),
+        _ => telemetry::init(name, &logs),
+    };
+    if let Err(e) = installed {
         eprintln!("tributary {name}: {e}");
         return ExitCode::FAILURE;
     }
@@ -132,30 +163,10 @@ fn main() -> ExitCode {
                 Err(e) => return config_error(name, &e),
             };
             run_async(name, |_shutdown| async move {
-                if let Some(dsn) = postgres {
-                    let pool = tributary_auth::connect(&dsn)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    tributary_auth::migrate(&pool, &dsn)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    println!(
-                        "Postgres {}: migrations applied",
-                        tributary_auth::dsn_server(&dsn)
-                    );
+                for line in migrate::migrate(&settings, postgres.as_deref()).await? {
+                    println!("{line}");
                 }
-                let report = tributary_core::schema::migrate_clickhouse(&settings)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                println!(
-                    "ClickHouse {} database {}: schema version {} (applied now: {:?}, already applied: {:?})",
-                    settings.url(),
-                    settings.database,
-                    tributary_core::schema::clickhouse_schema_version(),
-                    report.applied,
-                    report.already
-                );
-                Ok::<(), String>(())
+                Ok::<(), migrate::MigrateError>(())
             })
         }
         Command::Query => {
@@ -167,11 +178,37 @@ fn main() -> ExitCode {
                 tributary_query::run(config, shutdown).await
             })
         }
-        Command::Dlq | Command::Dev => {
+        Command::Dev(args) => {
+            let demo = args.demo.then_some(tributary_cli::demo::dataset::Shape {
+                users: usize::try_from(args.demo_users).unwrap_or(usize::MAX),
+                days: 7,
+                seed: args.demo_seed,
+            });
+            let settings = match dev::Settings::from_env(&env) {
+                Ok(s) => s,
+                Err(e) => return config_error(name, &e),
+            };
+            if dev_env.defaulted("JWT_SECRET") {
+                eprintln!(
+                    "tributary dev: JWT_SECRET not set: using a random one for this run (sessions end with it)"
+                );
+            }
+            run_async(name, |shutdown| dev::run(settings, demo, shutdown))
+        }
+        Command::Dlq => {
             eprintln!("tributary {name}: not built yet; nothing was started");
             ExitCode::from(NOT_BUILT)
         }
     }
+}
+
+/// 64 random hex digits.
+fn random_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 fn config_error(name: &str, e: &dyn std::fmt::Display) -> ExitCode {
