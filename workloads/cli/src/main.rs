@@ -2,9 +2,8 @@
 //!
 //! The operator's Deployments all run this binary and differ only by their
 //! arguments. Configuration comes from the environment (see README.md).
-//! Exit status: 0 after a clean shutdown, 1 when the workload failed, 3 when
-//! the subcommand is not built yet (it says so and never pretends to run),
-//! 78 when the configuration is invalid (the message names the variable).
+//! Exit status: 0 after a clean shutdown, 1 when the workload failed, 78
+//! when the configuration is invalid (the message names the variable).
 
 use std::process::ExitCode;
 
@@ -18,8 +17,6 @@ use tributary_core::telemetry::{self, LogConfig};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Exit status of a subcommand whose workload is not built yet.
-const NOT_BUILT: u8 = 3;
 /// Exit status for invalid configuration (EX_CONFIG).
 const BAD_CONFIG: u8 = 78;
 
@@ -46,8 +43,9 @@ enum Command {
     Auth,
     /// Apply ClickHouse and Postgres migrations.
     Migrate,
-    /// Inspect and replay the dead-letter queue.
-    Dlq,
+    /// Inspect, replay and report the dead-letter queue.
+    #[command(subcommand)]
+    Dlq(tributary_cli::dlq::DlqCommand),
     /// Run the whole pipeline locally against the local stack.
     Dev(DevArgs),
 }
@@ -75,21 +73,8 @@ impl Command {
             Self::Query => "query",
             Self::Auth => "auth",
             Self::Migrate => "migrate",
-            Self::Dlq => "dlq",
+            Self::Dlq(_) => "dlq",
             Self::Dev(_) => "dev",
-        }
-    }
-
-    /// The issue tracking a subcommand that is not built yet.
-    fn tracking_issue(&self) -> Option<u32> {
-        match self {
-            Self::Capture
-            | Self::Consumer
-            | Self::Migrate
-            | Self::Auth
-            | Self::Query
-            | Self::Dev(_) => None,
-            Self::Dlq => Some(10),
         }
     }
 }
@@ -97,12 +82,6 @@ impl Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let name = cli.command.name();
-    if let Some(issue) = cli.command.tracking_issue() {
-        eprintln!(
-            "tributary {name}: not built yet (tracked in issue #{issue}); nothing was started"
-        );
-        return ExitCode::from(NOT_BUILT);
-    }
     // dev fills in what the environment leaves unset (see dev::env).
     let dev_env = dev::env::DevEnv::new(&ProcessEnv, random_secret());
     let env = match cli.command {
@@ -113,9 +92,12 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return config_error(name, &e),
     };
-    // dev's stdout is for people (its banner, the demo); its logs go to stderr.
+    // The stdout of dev and dlq is for people (a banner, the demo, tables);
+    // their logs go to stderr.
     let installed = match cli.command {
-        Command::Dev(_) => telemetry::init_with_writer(name, &logs, std::io::stderr),
+        Command::Dev(_) | Command::Dlq(_) => {
+            telemetry::init_with_writer(name, &logs, std::io::stderr)
+        }
         _ => telemetry::init(name, &logs),
     };
     if let Err(e) = installed {
@@ -195,9 +177,14 @@ fn main() -> ExitCode {
             }
             run_async(name, |shutdown| dev::run(settings, demo, shutdown))
         }
-        Command::Dlq => {
-            eprintln!("tributary {name}: not built yet; nothing was started");
-            ExitCode::from(NOT_BUILT)
+        Command::Dlq(command) => {
+            let settings = match tributary_cli::dlq::DlqSettings::from_env(&env) {
+                Ok(s) => s,
+                Err(e) => return config_error(name, &e),
+            };
+            run_async(name, |_shutdown| async move {
+                tributary_cli::dlq::run(command, &settings).await
+            })
         }
     }
 }
@@ -241,12 +228,22 @@ mod tests {
 
     #[test]
     fn every_subcommand_parses() {
-        for name in [
-            "capture", "consumer", "query", "auth", "migrate", "dlq", "dev",
+        for args in [
+            &["capture"][..],
+            &["consumer"],
+            &["query"],
+            &["auth"],
+            &["migrate"],
+            &["dlq", "report"],
+            &["dev", "--demo"],
         ] {
-            let cli = Cli::try_parse_from(["tributary", name]).unwrap();
-            assert_eq!(cli.command.name(), name);
+            let cli = Cli::try_parse_from(std::iter::once("tributary").chain(args.iter().copied()))
+                .unwrap();
+            assert_eq!(cli.command.name(), args[0]);
         }
+        // A replay says which messages.
+        assert!(Cli::try_parse_from(["tributary", "dlq", "replay"]).is_err());
+        assert!(Cli::try_parse_from(["tributary", "dlq", "replay", "--offsets", "1:x"]).is_err());
         assert!(Cli::try_parse_from(["tributary", "frobnicate"]).is_err());
     }
 }

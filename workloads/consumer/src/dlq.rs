@@ -60,6 +60,66 @@ pub fn truncated_record(p: &Poison, topic: &str, now: DateTime<Utc>) -> Value {
     Value::Object(m)
 }
 
+/// A dead-letter record read back: the inverse of [`record`] and
+/// [`truncated_record`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The original message value (only its first bytes when `truncated`).
+    pub raw: Vec<u8>,
+    pub truncated: bool,
+    pub error_kind: String,
+    pub error_message: String,
+    pub dlq_ts: DateTime<Utc>,
+    /// Where the original message was read.
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Why a DLQ message is not a record this consumer wrote.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a dead-letter record: {0}")]
+pub struct NotARecord(String);
+
+/// Reads a DLQ message value back into a [`DeadLetter`].
+pub fn parse(value: &[u8]) -> Result<DeadLetter, NotARecord> {
+    let v: Value = serde_json::from_slice(value).map_err(|e| NotARecord(e.to_string()))?;
+    let text = |field: &str| {
+        v[field]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| NotARecord(format!("{field} is missing or not a string")))
+    };
+    let number = |field: &str| {
+        v[field]
+            .as_i64()
+            .ok_or_else(|| NotARecord(format!("{field} is missing or not a number")))
+    };
+    let raw = text("raw")?;
+    let raw = match v["raw_encoding"].as_str() {
+        Some("utf8") => raw.into_bytes(),
+        Some("base64") => STANDARD
+            .decode(raw.as_bytes())
+            .map_err(|e| NotARecord(format!("raw is not base64: {e}")))?,
+        other => return Err(NotARecord(format!("unknown raw_encoding {other:?}"))),
+    };
+    let dlq_ts = text("dlq_ts")?;
+    let dlq_ts = DateTime::parse_from_rfc3339(&dlq_ts)
+        .map_err(|e| NotARecord(format!("dlq_ts {dlq_ts:?}: {e}")))?
+        .with_timezone(&Utc);
+    Ok(DeadLetter {
+        raw,
+        truncated: v["raw_truncated"].as_bool().unwrap_or(false),
+        error_kind: text("error_kind")?,
+        error_message: text("error_message")?,
+        dlq_ts,
+        topic: text("topic")?,
+        partition: i32::try_from(number("partition")?)
+            .map_err(|e| NotARecord(format!("partition: {e}")))?,
+        offset: number("offset")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +171,49 @@ mod tests {
         assert!(r.to_string().len() < 100_000);
         assert_eq!(r["raw_size"], 3_000_000);
         assert_eq!(r["raw_truncated"], true);
+    }
+
+    #[test]
+    fn records_read_back_as_written() {
+        let now = Utc
+            .timestamp_millis_opt(1_700_000_000_123)
+            .single()
+            .unwrap();
+        for raw in [&b"{bad"[..], &[0xff, 0x00, 0x01][..]] {
+            let back = parse(
+                record(&poison(raw, "invalid_event", "EOF", 3, 42), "events", now)
+                    .to_string()
+                    .as_bytes(),
+            )
+            .unwrap();
+            assert_eq!(back.raw, raw);
+            assert!(!back.truncated);
+            assert_eq!(back.error_kind, "invalid_event");
+            assert_eq!(back.error_message, "EOF");
+            assert_eq!(back.dlq_ts, now);
+            assert_eq!(
+                (back.topic.as_str(), back.partition, back.offset),
+                ("events", 3, 42)
+            );
+        }
+        let big = vec![b'x'; 100_000];
+        let r = truncated_record(
+            &poison(&big, "clickhouse_rejected", "big", 1, 2),
+            "events",
+            now,
+        );
+        let back = parse(r.to_string().as_bytes()).unwrap();
+        assert!(back.truncated);
+        assert_eq!(back.raw.len(), TRUNCATED_PREFIX_BYTES);
+    }
+
+    #[test]
+    fn what_is_not_a_record_says_why() {
+        assert!(parse(b"not json").is_err());
+        let e = parse(br#"{"raw":"x","raw_encoding":"utf8"}"#).unwrap_err();
+        assert!(e.to_string().contains("is missing"), "{e}");
+        let e = parse(br#"{"raw":"x","raw_encoding":"rot13"}"#).unwrap_err();
+        assert!(e.to_string().contains("rot13"), "{e}");
     }
 
     #[test]

@@ -1,20 +1,10 @@
-//! Runs the real binary: subcommands that are not built yet must say so and
-//! exit non-zero rather than pretend to work; bad configuration must name the
-//! variable.
+//! Runs the real binary: bad configuration and unreachable servers stop it
+//! with a message that names the variable or the server.
 
 use std::process::Command;
 
 fn tributary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tributary"))
-}
-
-#[test]
-fn unbuilt_subcommands_fail_loudly() {
-    let out = tributary().arg("dlq").output().unwrap();
-    assert_eq!(out.status.code(), Some(3), "tributary dlq");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("not built yet"), "tributary dlq: {stderr}");
-    assert!(stderr.contains("tributary dlq"), "{stderr}");
 }
 
 #[test]

@@ -1,0 +1,186 @@
+//! The DLQ topic read from start to end (without a consumer group: the tool never
+//! commits, so it neither moves nor competes with anyone), and replays
+//! produced with the original key.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::message::Message as _;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+/// A message of the DLQ topic.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("Kafka at {bootstrap}: {message}")]
+    Unreachable { bootstrap: String, message: String },
+    #[error("topic {topic} does not exist at {bootstrap}")]
+    NoTopic { topic: String, bootstrap: String },
+    #[error("reading {topic}: {message}")]
+    Read { topic: String, message: String },
+    #[error("replaying to {topic}: {message}")]
+    Produce { topic: String, message: String },
+}
+
+/// The reader's context: reaching a partition's end is how the read knows
+/// it is done, not an error to log.
+struct Reader;
+
+impl ClientContext for Reader {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+        let end = matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        );
+        if !end {
+            tracing::warn!(%error, reason, "Kafka client error");
+        }
+    }
+}
+
+impl ConsumerContext for Reader {}
+
+/// Every message of `topic` present when the read began, in partition and
+/// offset order.
+pub async fn read_all(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<Message>, KafkaError> {
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || read_blocking(&bootstrap, &topic, timeout))
+        .await
+        .map_err(|e| KafkaError::Read {
+            topic: String::new(),
+            message: e.to_string(),
+        })?
+}
+
+fn read_blocking(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<Message>, KafkaError> {
+    let unreachable = |e: rdkafka::error::KafkaError| KafkaError::Unreachable {
+        bootstrap: bootstrap.to_owned(),
+        message: e.to_string(),
+    };
+    let consumer: BaseConsumer<Reader> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "tributary-dlq-tool")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
+        .create_with_context(Reader)
+        .map_err(unreachable)?;
+    let metadata = consumer
+        .fetch_metadata(None, timeout)
+        .map_err(unreachable)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    if partitions.is_empty() {
+        return Err(KafkaError::NoTopic {
+            topic: topic.to_owned(),
+            bootstrap: bootstrap.to_owned(),
+        });
+    }
+    // Read each partition from its start until the broker says it is at
+    // the end (end-of-partition events; watermarks listed separately can
+    // lag behind what a fetch sees).
+    let mut assignment = TopicPartitionList::new();
+    for &p in &partitions {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .map_err(unreachable)?;
+    }
+    consumer.assign(&assignment).map_err(unreachable)?;
+    let mut pending: std::collections::BTreeSet<i32> = partitions.into_iter().collect();
+    let mut messages = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while !pending.is_empty() {
+        if Instant::now() >= deadline {
+            return Err(KafkaError::Read {
+                topic: topic.to_owned(),
+                message: format!("partitions {pending:?} not read to their end within {timeout:?}"),
+            });
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                pending.remove(&p);
+            }
+            Some(Err(e)) => {
+                return Err(KafkaError::Read {
+                    topic: topic.to_owned(),
+                    message: e.to_string(),
+                });
+            }
+            Some(Ok(m)) => messages.push(Message {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().unwrap_or_default().to_vec(),
+            }),
+        }
+    }
+    messages.sort_by_key(|m| (m.partition, m.offset));
+    Ok(messages)
+}
+
+/// A message to produce.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+}
+
+/// Produces each record and waits for every acknowledgement.
+pub async fn produce(
+    bootstrap: &str,
+    records: &[Outgoing],
+    timeout: Duration,
+) -> Result<(), KafkaError> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("message.timeout.ms", timeout.as_millis().to_string())
+        .create()
+        .map_err(|e| KafkaError::Unreachable {
+            bootstrap: bootstrap.to_owned(),
+            message: e.to_string(),
+        })?;
+    let sends = records.iter().map(|Outgoing { topic, key, value }| {
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(value.as_slice());
+        if let Some(key) = key {
+            record = record.key(key.as_slice());
+        }
+        let producer = &producer;
+        async move {
+            producer
+                .send(record, timeout)
+                .await
+                .map(|_| ())
+                .map_err(|(e, _)| KafkaError::Produce {
+                    topic: topic.clone(),
+                    message: e.to_string(),
+                })
+        }
+    });
+    futures::future::try_join_all(sends).await.map(|_| ())
+}
