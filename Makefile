@@ -9,7 +9,7 @@ STACK := infrastructure/local-stack.sh
 # Reproducible builds in CI (the lock file is checked in).
 CARGO_FLAGS := $(if $(CI),--locked,)
 
-.PHONY: up down status test lint fmt build build-deps nextest stack bench-capture bench-consumer bench-query crd image kind-up kind-down
+.PHONY: up down status test lint fmt build build-deps nextest stack bench-capture bench-consumer bench-query crd image kind-up kind-down stress-capture stress-query dev
 
 ## up: install what is missing, start the stack and the built workloads, show them working
 up: build-deps
@@ -52,6 +52,23 @@ bench-capture: build-deps stack
 ## bench-consumer: consumer vs a raw ClickHouse insert, and visibility under load (see BENCHMARKS.md)
 bench-consumer: build-deps stack
 	set -a; eval "$$($(STACK) env)"; set +a; cargo bench -p tributary-consumer --bench consumer_vs_raw_insert
+
+## dev: the whole pipeline in one process against the local stack, until Ctrl-C (tributary dev)
+dev: build-deps stack
+	cargo build $(CARGO_FLAGS) -p tributary-cli
+	set -a; eval "$$($(STACK) env)"; set +a; target/debug/tributary dev
+
+## stress-capture: ramp capture load in steps on loopback (release build), then the seed SLO verdicts (STRESS_STEPS, STRESS_STEP_SECS)
+stress-capture: build-deps stack
+	cargo build --release $(CARGO_FLAGS) -p tributary-cli
+	set -a; eval "$$($(STACK) env)"; set +a; TRIBUTARY_BIN=target/release/tributary \
+	  cargo run --release $(CARGO_FLAGS) -q -p tributary-tests --bin stress -- capture
+
+## stress-query: load a month of events, then repeated uncached trends and funnels, then the seed SLO verdicts
+stress-query: build-deps stack
+	cargo build --release $(CARGO_FLAGS) -p tributary-cli
+	set -a; eval "$$($(STACK) env)"; set +a; TRIBUTARY_BIN=target/release/tributary \
+	  cargo run --release $(CARGO_FLAGS) -q -p tributary-tests --bin stress -- query
 
 down:
 	infrastructure/demo.sh stop
