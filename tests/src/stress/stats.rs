@@ -57,13 +57,23 @@ pub fn verdict(holds: bool, measured: &str) -> String {
     }
 }
 
+/// One capture step: its target events/s, what the answered requests
+/// measured, and the requests the generator could not send on time
+/// (every sender busy).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub target: u64,
+    pub summary: Summary,
+    pub shed: u64,
+}
+
 /// The highest step rate at which capture met its SLO (p99 under
-/// `p99_limit`, under 1% errors), if any did.
-pub fn capture_capacity(steps: &[(u64, Summary)], p99_limit: Duration) -> Option<u64> {
+/// `p99_limit`, under 1% errors, nothing shed), if any did.
+pub fn capture_capacity(steps: &[Step], p99_limit: Duration) -> Option<u64> {
     steps
         .iter()
-        .filter(|(_, s)| s.p99 < p99_limit && s.error_rate < 0.01)
-        .map(|(target, _)| *target)
+        .filter(|s| s.summary.p99 < p99_limit && s.summary.error_rate < 0.01 && s.shed == 0)
+        .map(|s| s.target)
         .max()
 }
 
@@ -109,14 +119,20 @@ mod tests {
             p99: ms_(p99),
             error_rate: errors,
         };
+        let at = |target, summary, shed| Step {
+            target,
+            summary,
+            shed,
+        };
         let steps = [
-            (100, step(20, 0.0)),
-            (500, step(150, 0.0)),
-            (1000, step(90, 0.05)),
-            (2000, step(400, 0.0)),
+            at(100, step(20, 0.0), 0),
+            at(500, step(150, 0.0), 0),
+            at(1000, step(90, 0.05), 0),
+            at(1500, step(90, 0.0), 3),
+            at(2000, step(400, 0.0), 0),
         ];
         assert_eq!(capture_capacity(&steps, ms_(200)), Some(500));
-        assert_eq!(capture_capacity(&steps[3..], ms_(200)), None);
+        assert_eq!(capture_capacity(&steps[2..], ms_(200)), None);
         assert!(verdict(false, "x").starts_with("FAILS"));
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod env;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,8 @@ use tributary_core::topics::{KafkaAdmin, Topic, TopicError};
 use crate::demo::{self, DemoError, api::Urls, dataset::Shape};
 use crate::migrate::{MigrateError, migrate};
 
+/// How long the workloads get to stop once asked.
+const DRAIN_WITHIN: Duration = Duration::from_secs(30);
 /// How long the workloads get to answer their readiness checks.
 const READY_WITHIN: Duration = Duration::from_secs(60);
 /// Partitions of the topics dev makes (the operator's defaults).
@@ -38,8 +41,12 @@ pub enum DevError {
     },
     #[error("demo: {0}")]
     Demo(#[from] DemoError),
-    #[error("{workload} did not answer {url} with 200 within {READY_WITHIN:?}")]
-    NotReady { workload: &'static str, url: String },
+    #[error("{workload} did not answer {url} with 200 within {READY_WITHIN:?} (last: {last})")]
+    NotReady {
+        workload: &'static str,
+        url: String,
+        last: String,
+    },
 }
 
 /// The four workloads' settings, read once so a bad value stops dev before
@@ -138,53 +145,34 @@ pub async fn run(
     demo: Option<Shape>,
     shutdown: CancellationToken,
 ) -> Result<(), DevError> {
-    for line in migrate(
-        &settings.consumer.clickhouse,
-        Some(settings.auth.postgres_dsn.as_str()),
-    )
-    .await?
-    {
-        eprintln!("tributary dev: {line}");
+    // Ctrl-C while preparing stops dev before anything started.
+    tokio::select! {
+        biased;
+        () = shutdown.cancelled() => return Ok(()),
+        prepared = prepare(&settings) => prepared?,
     }
-    ensure_topics(&settings).await?;
 
     let endpoints = settings.endpoints();
     let banner = banner(&settings);
     let stop = shutdown.child_token();
-    let mut workloads = JoinSet::new();
+    let mut workloads = Workloads::default();
     let Settings {
         auth,
         capture,
         consumer,
         query,
     } = settings;
-    start(
-        &mut workloads,
-        "auth",
-        tributary_auth::run(auth, stop.clone()),
-    );
-    start(
-        &mut workloads,
-        "capture",
-        tributary_capture::run(capture, stop.clone()),
-    );
-    start(
-        &mut workloads,
-        "consumer",
-        tributary_consumer::run(consumer, stop.clone()),
-    );
-    start(
-        &mut workloads,
-        "query",
-        tributary_query::run(query, stop.clone()),
-    );
+    workloads.start("auth", tributary_auth::run(auth, stop.clone()));
+    workloads.start("capture", tributary_capture::run(capture, stop.clone()));
+    workloads.start("consumer", tributary_consumer::run(consumer, stop.clone()));
+    workloads.start("query", tributary_query::run(query, stop.clone()));
 
     // Biased, shutdown first: once it fires, workloads end on purpose.
     let started = tokio::select! {
         biased;
         () = shutdown.cancelled() => Ok(()),
         ready = all_ready(&endpoints) => ready,
-        Some(ended) = workloads.join_next() => Err(ended_early(ended)),
+        Some(ended) = workloads.set.join_next() => Err(workloads.ended_early(ended)),
     };
     let outcome = match started {
         Err(e) => Err(e),
@@ -199,27 +187,49 @@ pub async fn run(
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => Ok(()),
-                Some(ended) = workloads.join_next() => Err(ended_early(ended)),
+                Some(ended) = workloads.set.join_next() => Err(workloads.ended_early(ended)),
                 shown = show(demo, urls) => match shown {
                     Ok(()) => tokio::select! {
                         biased;
                         () = shutdown.cancelled() => Ok(()),
-                        Some(ended) = workloads.join_next() => Err(ended_early(ended)),
+                        Some(ended) = workloads.set.join_next() => Err(workloads.ended_early(ended)),
                     },
                     Err(e) => Err(e),
                 },
             }
         }
     };
-    // Drain: every workload flushes and stops.
+    // Drain: every workload flushes and stops, within a bound.
     stop.cancel();
     let mut first_failure = outcome.err();
-    while let Some(ended) = workloads.join_next().await {
-        if let Err(e) = ended_early_if_failed(ended) {
-            first_failure.get_or_insert(e);
+    let drained = tokio::time::timeout(DRAIN_WITHIN, async {
+        while let Some(ended) = workloads.set.join_next().await {
+            if let Err(e) = workloads.outcome(ended) {
+                first_failure.get_or_insert(e);
+            }
         }
+    })
+    .await;
+    if drained.is_err() {
+        first_failure.get_or_insert(DevError::Workload {
+            workload: "dev",
+            message: format!("the workloads did not stop within {DRAIN_WITHIN:?}"),
+        });
     }
     first_failure.map_or(Ok(()), Err)
+}
+
+/// Migrations, then topics.
+async fn prepare(settings: &Settings) -> Result<(), DevError> {
+    for line in migrate(
+        &settings.consumer.clickhouse,
+        Some(settings.auth.postgres_dsn.as_str()),
+    )
+    .await?
+    {
+        eprintln!("tributary dev: {line}");
+    }
+    ensure_topics(settings).await
 }
 
 /// Runs the demo, if asked for.
@@ -231,33 +241,48 @@ async fn show(demo: Option<Shape>, urls: Urls) -> Result<(), DevError> {
     Ok(())
 }
 
-/// The events and dead-letter topics, made when missing.
+/// The events and dead-letter topics, made when missing; a topic that
+/// exists is left as it is (dev never grows a shared broker's topics).
 async fn ensure_topics(settings: &Settings) -> Result<(), DevError> {
-    let kafka = &settings.capture.kafka;
-    let admin = KafkaAdmin::new(&kafka.bootstrap_servers, Duration::from_secs(20))?;
+    let capture = &settings.capture.kafka;
+    let consumer = &settings.consumer;
     let wanted = [
-        (kafka.topic.clone(), EVENTS_PARTITIONS),
-        (settings.consumer.topic.clone(), EVENTS_PARTITIONS),
-        (settings.consumer.dlq_topic.clone(), DLQ_PARTITIONS),
+        (
+            &capture.bootstrap_servers,
+            &capture.topic,
+            EVENTS_PARTITIONS,
+        ),
+        (
+            &consumer.bootstrap_servers,
+            &consumer.topic,
+            EVENTS_PARTITIONS,
+        ),
+        (
+            &consumer.bootstrap_servers,
+            &consumer.dlq_topic,
+            DLQ_PARTITIONS,
+        ),
     ];
     let mut seen = Vec::new();
-    for (name, partitions) in wanted {
-        if seen.contains(&name) {
+    for (bootstrap, name, partitions) in wanted {
+        if seen.contains(&(bootstrap, name)) {
             continue;
         }
-        seen.push(name.clone());
-        let topic = Topic {
-            name: name.clone(),
-            partitions,
-            replication_factor: 1,
-            retention_hours: 168,
+        seen.push((bootstrap, name));
+        let admin = KafkaAdmin::new(bootstrap, Duration::from_secs(20))?;
+        let state = match admin.partitions(name).await? {
+            Some(n) => format!("topic {name} has {n} partitions"),
+            None => {
+                let topic = Topic {
+                    name: name.clone(),
+                    partitions,
+                    replication_factor: 1,
+                    retention_hours: 168,
+                };
+                admin.ensure(&topic).await?.message()
+            }
         };
-        let outcome = admin.ensure(&topic).await?;
-        eprintln!(
-            "tributary dev: Kafka {}: {}",
-            kafka.bootstrap_servers,
-            outcome.state()
-        );
+        eprintln!("tributary dev: Kafka {bootstrap}: {state}");
     }
     Ok(())
 }
@@ -279,9 +304,14 @@ async fn all_ready(endpoints: &[(&'static str, String, String)]) -> Result<(), D
                 break;
             }
             if Instant::now() >= deadline {
+                let last = match answered {
+                    Ok(status) => format!("status {status}"),
+                    Err(e) => e.to_string(),
+                };
                 return Err(DevError::NotReady {
                     workload,
                     url: url.clone(),
+                    last,
                 });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -292,36 +322,45 @@ async fn all_ready(endpoints: &[(&'static str, String, String)]) -> Result<(), D
 
 type Ended = Result<(&'static str, Result<(), String>), tokio::task::JoinError>;
 
-/// Runs `workload` as a task of `set`, its outcome named.
-fn start<E, F>(
-    set: &mut JoinSet<(&'static str, Result<(), String>)>,
-    name: &'static str,
-    workload: F,
-) where
-    E: std::fmt::Display,
-    F: std::future::Future<Output = Result<(), E>> + Send + 'static,
-{
-    set.spawn(async move { (name, workload.await.map_err(|e| e.to_string())) });
+/// The running workloads, each task's name kept for a panic's report.
+#[derive(Default)]
+struct Workloads {
+    set: JoinSet<(&'static str, Result<(), String>)>,
+    names: HashMap<tokio::task::Id, &'static str>,
 }
 
-/// A workload that ended before it was asked to: an error either way.
-fn ended_early(ended: Ended) -> DevError {
-    match ended_early_if_failed(ended) {
-        Err(e) => e,
-        Ok(workload) => DevError::Workload {
-            workload,
-            message: "ended without being asked to".to_owned(),
-        },
+impl Workloads {
+    /// Runs `workload` as a task, its outcome named.
+    fn start<E, F>(&mut self, name: &'static str, workload: F)
+    where
+        E: std::fmt::Display,
+        F: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    {
+        let task = self
+            .set
+            .spawn(async move { (name, workload.await.map_err(|e| e.to_string())) });
+        self.names.insert(task.id(), name);
     }
-}
 
-fn ended_early_if_failed(ended: Ended) -> Result<&'static str, DevError> {
-    match ended {
-        Ok((workload, Ok(()))) => Ok(workload),
-        Ok((workload, Err(message))) => Err(DevError::Workload { workload, message }),
-        Err(e) => Err(DevError::Workload {
-            workload: "a workload",
-            message: e.to_string(),
-        }),
+    /// A workload that ended before it was asked to: an error either way.
+    fn ended_early(&self, ended: Ended) -> DevError {
+        match self.outcome(ended) {
+            Err(e) => e,
+            Ok(workload) => DevError::Workload {
+                workload,
+                message: "ended without being asked to".to_owned(),
+            },
+        }
+    }
+
+    fn outcome(&self, ended: Ended) -> Result<&'static str, DevError> {
+        match ended {
+            Ok((workload, Ok(()))) => Ok(workload),
+            Ok((workload, Err(message))) => Err(DevError::Workload { workload, message }),
+            Err(e) => Err(DevError::Workload {
+                workload: self.names.get(&e.id()).copied().unwrap_or("a workload"),
+                message: e.to_string(),
+            }),
+        }
     }
 }

@@ -105,19 +105,24 @@ pub enum DlqError {
     NotFound { at: Locator, topic: String },
     #[error("nothing in {topic} matches the selection; `tributary dlq list` shows what is there")]
     NothingSelected { topic: String },
+    #[error("all {kept} selected message(s) were kept back (see above); nothing was replayed")]
+    NothingReplayable { kept: usize },
+    #[error("interrupted")]
+    Interrupted,
 }
 
 /// Runs `command`, printing its answer.
 pub async fn run(command: DlqCommand, settings: &DlqSettings) -> Result<(), DlqError> {
     let messages = kafka::read_all(&settings.bootstrap, &settings.topic, TIMEOUT).await?;
     let entries: Vec<Entry> = messages
-        .iter()
+        .into_iter()
         .map(|m| Entry {
             at: Locator {
                 partition: m.partition,
                 offset: m.offset,
             },
             letter: dlq::parse(&m.value),
+            key: m.key,
         })
         .collect();
     let now = Utc::now();
@@ -181,7 +186,7 @@ pub async fn run(command: DlqCommand, settings: &DlqSettings) -> Result<(), DlqE
                 to_topic,
                 dry_run,
             };
-            replay(&chosen, &messages, settings, &how).await?;
+            replay(&chosen, settings, &how).await?;
         }
     }
     Ok(())
@@ -206,17 +211,18 @@ struct How {
     dry_run: bool,
 }
 
-async fn replay(
-    chosen: &[&Entry],
-    messages: &[kafka::Message],
-    settings: &DlqSettings,
-    how: &How,
-) -> Result<(), DlqError> {
+async fn replay(chosen: &[&Entry], settings: &DlqSettings, how: &How) -> Result<(), DlqError> {
     let mut records = Vec::new();
     let mut by_target: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut kept_back = Vec::new();
     for entry in chosen {
-        let Ok(letter) = &entry.letter else { continue };
+        let letter = match &entry.letter {
+            Ok(letter) => letter,
+            Err(why) => {
+                kept_back.push(format!("{}: {why}", entry.at));
+                continue;
+            }
+        };
         if letter.truncated {
             kept_back.push(format!(
                 "{}: truncated, the DLQ holds only its first bytes; replay the original ({} {}:{})",
@@ -234,10 +240,7 @@ async fn replay(
                 }
             },
         };
-        let key = messages
-            .iter()
-            .find(|m| m.partition == entry.at.partition && m.offset == entry.at.offset)
-            .and_then(|m| m.key.clone());
+        let key = entry.key.clone();
         let topic = how.to_topic.clone().unwrap_or_else(|| letter.topic.clone());
         *by_target
             .entry((topic.clone(), letter.error_kind.clone()))
@@ -265,6 +268,11 @@ async fn replay(
         for why in &kept_back {
             println!("  {why}");
         }
+    }
+    if records.is_empty() {
+        return Err(DlqError::NothingReplayable {
+            kept: kept_back.len(),
+        });
     }
     Ok(())
 }

@@ -182,8 +182,11 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return config_error(name, &e),
             };
-            run_async(name, |_shutdown| async move {
-                tributary_cli::dlq::run(command, &settings).await
+            run_async(name, |shutdown| async move {
+                tokio::select! {
+                    done = tributary_cli::dlq::run(command, &settings) => done,
+                    () = shutdown.cancelled() => Err(tributary_cli::dlq::DlqError::Interrupted),
+                }
             })
         }
     }

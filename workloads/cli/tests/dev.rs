@@ -6,87 +6,19 @@
 //! stops everything cleanly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use tributary_cli::demo::dataset::{Expected, FUNNEL, Shape, generate};
-use tributary_tests::clickhouse::host_port;
-use tributary_tests::kafka::free_port;
-use tributary_tests::{Stack, unique_name};
+use tributary_tests::Stack;
+use tributary_tests::process::{Dev, Guarded, drain, lines_until};
 
 const USERS: usize = 60;
 const SEED: u64 = 42;
 
-fn dev(stack: &Stack, capture_port: u16) -> Child {
-    let (host, port) = host_port(&stack.clickhouse_url);
-    Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(["dev", "--demo", "--demo-users", &USERS.to_string()])
-        .args(["--demo-seed", &SEED.to_string()])
-        .env("KAFKA_BOOTSTRAP_SERVERS", &stack.kafka_bootstrap)
-        .env("CAPTURE_KAFKA_BOOTSTRAP_SERVERS", &stack.kafka_bootstrap)
-        .env("CONSUMER_KAFKA_BOOTSTRAP_SERVERS", &stack.kafka_bootstrap)
-        .env("POSTGRES_DSN", &stack.postgres_dsn)
-        .env("REDIS_URL", &stack.redis_url)
-        .env("CONSUMER_CLICKHOUSE_HOST", host)
-        .env("CONSUMER_CLICKHOUSE_PORT", port.to_string())
-        .env("CONSUMER_CLICKHOUSE_DATABASE", unique_name("dev"))
-        .env("CAPTURE_KAFKA_TOPIC", unique_name("events"))
-        .env("CONSUMER_DLQ_TOPIC", unique_name("events_dlq"))
-        .env("CONSUMER_KAFKA_GROUP_ID", unique_name("consumers"))
-        .env("CAPTURE_PORT", capture_port.to_string())
-        .env("QUERY_PORT", free_port().to_string())
-        .env("AUTH_PORT", free_port().to_string())
-        .env("CONSUMER_METRICS_PORT", free_port().to_string())
-        .env("CONSUMER_FLUSH_INTERVAL_MS", "200")
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Stdout lines until `last` is printed (or the process ends, or time runs
-/// out), then stderr if it never came.
-fn read_until(child: &mut Child, last: &str, timeout: Duration) -> Vec<String> {
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + timeout;
-    let mut lines = Vec::new();
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                let done = line.starts_with(last);
-                lines.push(line);
-                if done {
-                    return lines;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    let _ = child.kill();
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
-    }
-    panic!(
-        "no line {last:?}; stdout:\n{}\nstderr:\n{stderr}",
-        lines.join("\n")
-    );
-}
-
-/// The numbers of the table rows that start with `label`.
+/// The numbers of the table row that starts with `label`.
 fn row(lines: &[String], label: &str) -> Vec<u64> {
     let line = lines
         .iter()
@@ -101,14 +33,36 @@ fn row(lines: &[String], label: &str) -> Vec<u64> {
 #[tokio::test]
 async fn dev_demo_prints_a_trend_and_funnel_equal_to_the_data_it_sent() {
     let stack = Stack::require();
-    let capture_port = free_port();
-    let mut child = dev(&stack, capture_port);
-    let lines = read_until(&mut child, "demo: done", Duration::from_secs(150));
+    let mut dev = Dev::new(Path::new(env!("CARGO_BIN_EXE_tributary")), &stack);
+    dev.command
+        .args(["--demo", "--demo-users", &USERS.to_string()])
+        .args(["--demo-seed", &SEED.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = Guarded(dev.command.spawn().unwrap());
+    let stderr = drain(child.0.stderr.take().unwrap());
+    let stdout = child.0.stdout.take().unwrap();
+    let lines = match lines_until(
+        stdout,
+        |l| l.starts_with("demo: done"),
+        Duration::from_secs(150),
+    ) {
+        Ok(lines) => lines,
+        Err(lines) => {
+            child.terminate(Duration::from_secs(10));
+            let errors = stderr
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap_or_default();
+            panic!(
+                "the demo did not finish; stdout:\n{}\nstderr:\n{errors}",
+                lines.join("\n")
+            );
+        }
+    };
 
+    let capture = format!("http://127.0.0.1:{}", dev.capture_port);
     assert!(
-        lines
-            .iter()
-            .any(|l| l.contains(&format!("http://127.0.0.1:{capture_port}"))),
+        lines.iter().any(|l| l.contains(&capture)),
         "the banner names capture's URL: {lines:#?}"
     );
     let clock = lines
@@ -154,21 +108,20 @@ async fn dev_demo_prints_a_trend_and_funnel_equal_to_the_data_it_sent() {
             .any(|l| l == "demo: every number above equals what the demo sent")
     );
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "dev exited with {status} after SIGTERM");
+    let status = child.terminate(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "dev exited with {status:?} after SIGTERM"
+    );
 }
 
 #[test]
 fn a_bad_setting_stops_dev_before_anything_starts() {
     let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
         .arg("dev")
+        // Settings read before capture's are valid, whatever the environment.
+        .env("POSTGRES_DSN", "postgres://u:p@127.0.0.1:1/db")
+        .env("JWT_SECRET", "a-secret-of-at-least-thirty-two-bytes-0000")
         .env("CAPTURE_PORT", "eighty")
         .output()
         .unwrap();

@@ -5,7 +5,7 @@
 //! each event once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -13,6 +13,7 @@ use serde_json::Value;
 use tributary_core::Event;
 use tributary_tests::clickhouse::{client, host_port, settings};
 use tributary_tests::kafka::{client_config, create_topic, free_port};
+use tributary_tests::process::{Guarded, metric_values};
 use tributary_tests::{Stack, poll_until, unique_name};
 
 const GOOD: u64 = 30;
@@ -27,7 +28,7 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn consumer(&self) -> Child {
+    fn consumer(&self) -> Guarded {
         let (host, port) = host_port(&self.stack.clickhouse_url);
         Command::new(env!("CARGO_BIN_EXE_tributary"))
             .arg("consumer")
@@ -47,6 +48,7 @@ impl Pipeline {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
+            .map(Guarded)
             .unwrap()
     }
 
@@ -89,10 +91,8 @@ impl Pipeline {
             return 0;
         };
         let text = response.text().await.unwrap_or_default();
-        text.lines()
-            .find_map(|l| l.strip_prefix("consumer_messages_consumed_total "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .map_or(0, |v| v as u64)
+        let consumed = metric_values(&text, "consumer_messages_consumed_total");
+        consumed.first().map_or(0, |v| *v as u64)
     }
 
     async fn scalar(&self, sql: &str) -> u64 {
@@ -256,17 +256,12 @@ async fn poison_events_fixed_and_replayed_are_stored_exactly_once() {
         .and_then(|l| l.split_whitespace().next())
         .unwrap()
         .to_owned();
-    let kept = p.ok(&[
-        "replay",
-        "--offsets",
-        &garbage,
-        "--patch",
-        r#"{"v":1}"#,
-        "--dry-run",
-    ]);
+    let kept = p.dlq(&["replay", "--offsets", &garbage, "--patch", r#"{"v":1}"#]);
+    assert_eq!(kept.status.code(), Some(1), "nothing replayed is a failure");
+    let said = String::from_utf8_lossy(&kept.stdout);
     assert!(
-        kept.contains("kept back 1 message(s)") && kept.contains("cannot be patched"),
-        "{kept}"
+        said.contains("kept back 1 message(s)") && said.contains("cannot be patched"),
+        "{said}"
     );
     let none = p.dlq(&["replay", "--kind", "no_such_kind"]);
     assert_eq!(none.status.code(), Some(1));
@@ -281,10 +276,26 @@ async fn poison_events_fixed_and_replayed_are_stored_exactly_once() {
         "{report}"
     );
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &consumer.id().to_string()])
-        .status();
-    let _ = consumer.wait();
+    let stopped = consumer.terminate(Duration::from_secs(30));
+    assert!(stopped.is_some_and(|s| s.success()), "{stopped:?}");
+}
+
+#[tokio::test]
+async fn an_empty_dlq_reads_as_empty() {
+    let stack = Stack::require();
+    let p = Pipeline {
+        dlq: unique_name("empty_dlq"),
+        topic: String::new(),
+        db: String::new(),
+        metrics_port: 0,
+        stack,
+    };
+    create_topic(&p.stack.kafka_bootstrap, &p.dlq, 3).await;
+    assert_eq!(p.dead_letters(), 0);
+    assert!(p.ok(&["list"]).ends_with("0 message(s)\n"));
+    let replay = p.dlq(&["replay", "--all"]);
+    assert_eq!(replay.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&replay.stderr).contains("nothing in"));
 }
 
 #[test]

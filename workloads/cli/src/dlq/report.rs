@@ -14,6 +14,8 @@ use super::select::Locator;
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub at: Locator,
+    /// The message's key (the original event's key).
+    pub key: Option<Vec<u8>>,
     pub letter: Result<DeadLetter, NotARecord>,
 }
 
@@ -176,6 +178,7 @@ mod tests {
                 partition: 0,
                 offset,
             },
+            key: None,
             letter: Ok(DeadLetter {
                 raw: raw.to_vec(),
                 truncated: false,
@@ -221,6 +224,7 @@ mod tests {
                     partition: 0,
                     offset: 4,
                 },
+                key: None,
                 letter: tributary_consumer::dlq::parse(b"junk"),
             },
         ];

@@ -82,16 +82,19 @@ impl FromStr for Age {
         let bad = || format!("{s:?}: expected a number and m, h or d (30m, 24h, 7d)");
         let unit = s.chars().last().ok_or_else(bad)?;
         let n: i64 = s[..s.len() - unit.len_utf8()].parse().map_err(|_| bad())?;
-        let age = match unit {
-            'm' => Duration::minutes(n),
-            'h' => Duration::hours(n),
-            'd' => Duration::days(n),
-            _ => return Err(bad()),
-        };
         if n <= 0 {
             return Err(bad());
         }
-        Ok(Self(age))
+        let age = match unit {
+            'm' => Duration::try_minutes(n),
+            'h' => Duration::try_hours(n),
+            'd' => Duration::try_days(n),
+            _ => return Err(bad()),
+        };
+        // At most ten years back: further is no window, just a typo.
+        age.filter(|a| *a <= Duration::days(3653))
+            .map(Self)
+            .ok_or_else(|| format!("{s:?}: more than ten years"))
     }
 }
 
@@ -156,7 +159,16 @@ mod tests {
         assert_eq!("30m".parse(), Ok(Age(Duration::minutes(30))));
         assert_eq!("24h".parse(), Ok(Age(Duration::hours(24))));
         assert_eq!("7d".parse(), Ok(Age(Duration::days(7))));
-        for bad in ["", "7", "7w", "-1h", "0d", "h"] {
+        for bad in [
+            "",
+            "7",
+            "7w",
+            "-1h",
+            "0d",
+            "h",
+            "100000000d",
+            "9223372036854775807m",
+        ] {
             assert!(bad.parse::<Age>().is_err(), "{bad}");
         }
     }

@@ -1,0 +1,164 @@
+//! Child processes of the tests and the stress tool: `tributary dev` set up
+//! against the stack on free ports with names of its own, stdout read up to
+//! a line, metrics read off `/metrics`, and children stopped with SIGTERM
+//! when done or when a test fails.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, ExitStatus};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::clickhouse::host_port;
+use crate::kafka::free_port;
+use crate::{Stack, unique_name};
+
+/// A child stopped (SIGTERM, then SIGKILL after 15 s) when dropped, so a
+/// failing test leaves nothing running.
+pub struct Guarded(pub Child);
+
+impl Guarded {
+    /// SIGTERM, and the exit status within `within` (SIGKILL after it).
+    pub fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        None
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            self.terminate(Duration::from_secs(15));
+        }
+    }
+}
+
+/// Stdout lines until one satisfies `last` (included): `Ok` with them, or
+/// `Err` with what came when the process ended or `timeout` passed first.
+pub fn lines_until(
+    stdout: ChildStdout,
+    last: impl Fn(&str) -> bool,
+    timeout: Duration,
+) -> Result<Vec<String>, Vec<String>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    let mut lines = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let done = last(&line);
+                lines.push(line);
+                if done {
+                    return Ok(lines);
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    Err(lines)
+}
+
+/// Reads everything `stream` writes on a thread, so a full pipe never
+/// blocks the child; the text once the stream closes.
+pub fn drain(mut stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        let _ = tx.send(text);
+    });
+    rx
+}
+
+/// The values of metric `name` (every label set) in Prometheus text.
+pub fn metric_values(text: &str, name: &str) -> Vec<f64> {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// `tributary dev` against `stack` with its own topic, dead-letter topic,
+/// consumer group and database, on free loopback ports.
+pub struct Dev {
+    pub command: Command,
+    pub capture_port: u16,
+    pub query_port: u16,
+    pub auth_port: u16,
+    pub metrics_port: u16,
+    pub database: String,
+}
+
+impl Dev {
+    pub fn new(bin: &Path, stack: &Stack) -> Self {
+        let (host, port) = host_port(&stack.clickhouse_url);
+        let (capture_port, query_port, auth_port, metrics_port) =
+            (free_port(), free_port(), free_port(), free_port());
+        let database = unique_name("dev");
+        let mut command = Command::new(bin);
+        command
+            .arg("dev")
+            .env("KAFKA_BOOTSTRAP_SERVERS", &stack.kafka_bootstrap)
+            .env("CAPTURE_KAFKA_BOOTSTRAP_SERVERS", &stack.kafka_bootstrap)
+            .env("CONSUMER_KAFKA_BOOTSTRAP_SERVERS", &stack.kafka_bootstrap)
+            .env("POSTGRES_DSN", &stack.postgres_dsn)
+            .env("REDIS_URL", &stack.redis_url)
+            .env("CONSUMER_CLICKHOUSE_HOST", host)
+            .env("CONSUMER_CLICKHOUSE_PORT", port.to_string())
+            .env("CONSUMER_CLICKHOUSE_DATABASE", &database)
+            .env("CAPTURE_KAFKA_TOPIC", unique_name("events"))
+            .env("CONSUMER_DLQ_TOPIC", unique_name("events_dlq"))
+            .env("CONSUMER_KAFKA_GROUP_ID", unique_name("consumers"))
+            .env("CAPTURE_PORT", capture_port.to_string())
+            .env("QUERY_PORT", query_port.to_string())
+            .env("AUTH_PORT", auth_port.to_string())
+            .env("CONSUMER_METRICS_PORT", metrics_port.to_string())
+            .env("CONSUMER_FLUSH_INTERVAL_MS", "200")
+            .env("LOG_LEVEL", "warn");
+        Self {
+            command,
+            capture_port,
+            query_port,
+            auth_port,
+            metrics_port,
+            database,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_values_read_every_label_set_and_only_that_metric() {
+        let text = "# TYPE consumer_lag gauge\nconsumer_lag{partition=\"0\"} 3\nconsumer_lag{partition=\"1\"} 12\nconsumer_lag_other 9\nconsumer_messages_consumed_total 40\n";
+        assert_eq!(metric_values(text, "consumer_lag"), [3.0, 12.0]);
+        assert_eq!(
+            metric_values(text, "consumer_messages_consumed_total"),
+            [40.0]
+        );
+        assert!(metric_values(text, "absent").is_empty());
+    }
+}
