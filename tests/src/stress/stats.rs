@@ -67,14 +67,17 @@ pub struct Step {
     pub shed: u64,
 }
 
-/// The highest step rate at which capture met its SLO (p99 under
-/// `p99_limit`, under 1% errors, nothing shed), if any did.
+/// The highest step rate up to which capture met its SLO (p99 under
+/// `p99_limit`, under 1% errors, nothing shed) at every step, if the first
+/// step did.
 pub fn capture_capacity(steps: &[Step], p99_limit: Duration) -> Option<u64> {
-    steps
-        .iter()
-        .filter(|s| s.summary.p99 < p99_limit && s.summary.error_rate < 0.01 && s.shed == 0)
+    let mut sorted: Vec<&Step> = steps.iter().collect();
+    sorted.sort_by_key(|s| s.target);
+    sorted
+        .into_iter()
+        .take_while(|s| s.summary.p99 < p99_limit && s.summary.error_rate < 0.01 && s.shed == 0)
         .map(|s| s.target)
-        .max()
+        .last()
 }
 
 #[cfg(test)]
@@ -133,6 +136,9 @@ mod tests {
         ];
         assert_eq!(capture_capacity(&steps, ms_(200)), Some(500));
         assert_eq!(capture_capacity(&steps[2..], ms_(200)), None);
+        // A slow first step means no capacity, whatever holds above it.
+        let late = [at(100, step(300, 0.0), 0), at(500, step(10, 0.0), 0)];
+        assert_eq!(capture_capacity(&late, ms_(200)), None);
         assert!(verdict(false, "x").starts_with("FAILS"));
     }
 }
