@@ -41,6 +41,11 @@ pub enum DevError {
     },
     #[error("demo: {0}")]
     Demo(#[from] DemoError),
+    #[error("demo: {source}; {hint}")]
+    NotDelivered {
+        source: Box<DemoError>,
+        hint: String,
+    },
     #[error("{workload} did not answer {url} with 200 within {READY_WITHIN:?} (last: {last})")]
     NotReady {
         workload: &'static str,
@@ -188,7 +193,7 @@ pub async fn run(
                 biased;
                 () = shutdown.cancelled() => Ok(()),
                 Some(ended) = workloads.set.join_next() => Err(workloads.ended_early(ended)),
-                shown = show(demo, urls) => match shown {
+                shown = show(demo, urls, &endpoints[2].1) => match shown {
                     Ok(()) => tokio::select! {
                         biased;
                         () = shutdown.cancelled() => Ok(()),
@@ -233,12 +238,46 @@ async fn prepare(settings: &Settings) -> Result<(), DevError> {
 }
 
 /// Runs the demo, if asked for.
-async fn show(demo: Option<Shape>, urls: Urls) -> Result<(), DevError> {
+async fn show(demo: Option<Shape>, urls: Urls, consumer: &str) -> Result<(), DevError> {
     if let Some(shape) = demo {
-        demo::run(urls, shape, chrono::Utc::now()).await?;
-        println!("demo: done; the pipeline keeps running (Ctrl-C stops it)");
+        match demo::run(urls, shape, chrono::Utc::now()).await {
+            Ok(_) => println!("demo: done; the pipeline keeps running (Ctrl-C stops it)"),
+            Err(e @ DemoError::NotVisible { .. }) => {
+                return Err(DevError::NotDelivered {
+                    source: Box::new(e),
+                    hint: consumer_hint(consumer).await,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
+}
+
+/// Why events may not arrive, read off the consumer's metrics.
+async fn consumer_hint(consumer: &str) -> String {
+    match reqwest::get(format!("{consumer}/metrics")).await {
+        Ok(r) => hint_from(&r.text().await.unwrap_or_default()),
+        Err(e) => format!("the consumer's metrics did not answer: {e}"),
+    }
+}
+
+/// The hint the consumer's metrics `text` give.
+fn hint_from(text: &str) -> String {
+    let value = |name: &str| {
+        text.lines().find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    match (value("consumer_assigned_partitions"), value("consumer_messages_consumed_total")) {
+        (Some(p), _) if p < 0.5 => "the consumer has no partitions assigned: its group has not settled (a broker that keeps an old member can hold it; set CONSUMER_KAFKA_GROUP_ID to a new group)".to_owned(),
+        (Some(p), Some(c)) => format!("the consumer has {p} partitions and consumed {c} messages; see its log for insert errors"),
+        _ => "the consumer's metrics say nothing of its partitions".to_owned(),
+    }
 }
 
 /// The events and dead-letter topics, made when missing; a topic that
@@ -362,5 +401,19 @@ impl Workloads {
                 message: e.to_string(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hint_from;
+
+    #[test]
+    fn the_hint_says_whether_the_consumer_has_partitions() {
+        let stuck = "consumer_messages_consumed_total 0\nconsumer_assigned_partitions 0\n";
+        assert!(hint_from(stuck).contains("no partitions assigned"));
+        let working = "consumer_messages_consumed_total 40\nconsumer_assigned_partitions 12\n";
+        assert!(hint_from(working).contains("12 partitions and consumed 40"));
+        assert!(hint_from("").contains("say nothing"));
     }
 }
