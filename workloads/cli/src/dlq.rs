@@ -113,6 +113,9 @@ pub enum DlqError {
 
 /// Runs `command`, printing its answer.
 pub async fn run(command: DlqCommand, settings: &DlqSettings) -> Result<(), DlqError> {
+    if let DlqCommand::Inspect { at } = command {
+        return inspect(at, settings).await;
+    }
     let messages = kafka::read_all(&settings.bootstrap, &settings.topic, TIMEOUT).await?;
     let entries: Vec<Entry> = messages
         .into_iter()
@@ -148,16 +151,7 @@ pub async fn run(command: DlqCommand, settings: &DlqSettings) -> Result<(), DlqE
                 );
             }
         }
-        DlqCommand::Inspect { at } => {
-            let entry = entries
-                .iter()
-                .find(|e| e.at == at)
-                .ok_or_else(|| DlqError::NotFound {
-                    at,
-                    topic: settings.topic.clone(),
-                })?;
-            print!("{}", report::inspect(entry));
-        }
+        DlqCommand::Inspect { at } => inspect(at, settings).await?,
         DlqCommand::Report { since: age } => {
             print!("{}", report::report(&entries, now - age.0, now));
         }
@@ -189,6 +183,29 @@ pub async fn run(command: DlqCommand, settings: &DlqSettings) -> Result<(), DlqE
             replay(&chosen, settings, &how).await?;
         }
     }
+    Ok(())
+}
+
+/// One message, read where it is.
+async fn inspect(at: Locator, settings: &DlqSettings) -> Result<(), DlqError> {
+    let message = kafka::read_at(
+        &settings.bootstrap,
+        &settings.topic,
+        at.partition,
+        at.offset,
+        TIMEOUT,
+    )
+    .await?
+    .ok_or_else(|| DlqError::NotFound {
+        at,
+        topic: settings.topic.clone(),
+    })?;
+    let entry = Entry {
+        at,
+        letter: dlq::parse(&message.value),
+        key: message.key,
+    };
+    print!("{}", report::inspect(&entry));
     Ok(())
 }
 

@@ -183,6 +183,9 @@ async fn poison_events_fixed_and_replayed_are_stored_exactly_once() {
         "{one}"
     );
     assert!(one.contains("\"v\": 9"), "{one}");
+    let missing = p.dlq(&["inspect", "0:999999"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no message 0:999999"));
     let only = p.ok(&["list", "--kind", "invalid_event"]);
     assert!(only.ends_with("1 message(s)\n"), "{only}");
 

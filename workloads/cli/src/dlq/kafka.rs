@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -51,6 +52,118 @@ impl ClientContext for Reader {
 
 impl ConsumerContext for Reader {}
 
+/// The partitions of `topic`; an error naming it when it does not exist.
+fn partitions(
+    consumer: &BaseConsumer<Reader>,
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, KafkaError> {
+    let metadata = consumer
+        .fetch_metadata(None, timeout)
+        .map_err(|e| KafkaError::Unreachable {
+            bootstrap: bootstrap.to_owned(),
+            message: e.to_string(),
+        })?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    if partitions.is_empty() {
+        return Err(KafkaError::NoTopic {
+            topic: topic.to_owned(),
+            bootstrap: bootstrap.to_owned(),
+        });
+    }
+    Ok(partitions)
+}
+
+/// A consumer that reads without committing and reports partition ends;
+/// an offset outside the partition is an error, not a jump elsewhere.
+fn reader(bootstrap: &str) -> Result<BaseConsumer<Reader>, rdkafka::error::KafkaError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("auto.offset.reset", "error")
+        .set("group.id", "tributary-dlq-tool")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
+        .create_with_context(Reader)
+}
+
+/// The message at `partition:offset` of `topic`, read directly (`None`
+/// when there is none: past the end, or removed by retention).
+pub async fn read_at(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    timeout: Duration,
+) -> Result<Option<Message>, KafkaError> {
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    let name = topic.clone();
+    tokio::task::spawn_blocking(move || {
+        read_at_blocking(&bootstrap, &topic, partition, offset, timeout)
+    })
+    .await
+    .map_err(|e| KafkaError::Read {
+        topic: name,
+        message: e.to_string(),
+    })?
+}
+
+fn read_at_blocking(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    timeout: Duration,
+) -> Result<Option<Message>, KafkaError> {
+    let unreachable = |e: rdkafka::error::KafkaError| KafkaError::Unreachable {
+        bootstrap: bootstrap.to_owned(),
+        message: e.to_string(),
+    };
+    let consumer = reader(bootstrap).map_err(unreachable)?;
+    if !partitions(&consumer, bootstrap, topic, timeout)?.contains(&partition) {
+        return Ok(None);
+    }
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, partition, Offset::Offset(offset))
+        .map_err(unreachable)?;
+    consumer.assign(&assignment).map_err(unreachable)?;
+    // The broker answered the metadata request, so a fetch that brings
+    // nothing for a while is an offset past the end (some brokers report
+    // that as out of range, some return nothing).
+    let deadline = Instant::now() + timeout.min(Duration::from_secs(5));
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok(None),
+            Some(Err(rdkafka::error::KafkaError::MessageConsumption(
+                RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange,
+            ))) => return Ok(None),
+            Some(Err(e)) => {
+                return Err(KafkaError::Read {
+                    topic: topic.to_owned(),
+                    message: e.to_string(),
+                });
+            }
+            Some(Ok(m)) => {
+                return Ok((m.offset() == offset).then(|| Message {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().unwrap_or_default().to_vec(),
+                }));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Every message of `topic` present when the read began, in partition and
 /// offset order.
 pub async fn read_all(
@@ -78,29 +191,8 @@ fn read_blocking(
         bootstrap: bootstrap.to_owned(),
         message: e.to_string(),
     };
-    let consumer: BaseConsumer<Reader> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "tributary-dlq-tool")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true")
-        .create_with_context(Reader)
-        .map_err(unreachable)?;
-    let metadata = consumer
-        .fetch_metadata(None, timeout)
-        .map_err(unreachable)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
-    if partitions.is_empty() {
-        return Err(KafkaError::NoTopic {
-            topic: topic.to_owned(),
-            bootstrap: bootstrap.to_owned(),
-        });
-    }
+    let consumer = reader(bootstrap).map_err(unreachable)?;
+    let partitions = partitions(&consumer, bootstrap, topic, timeout)?;
     // Read each partition from its start until the broker says it is at
     // the end (end-of-partition events; watermarks listed separately can
     // lag behind what a fetch sees).
