@@ -1,7 +1,6 @@
 //! Child processes of the tests and the stress tool: `tributary dev` set up
 //! against the stack on free ports with names of its own, stdout read up to
-//! a line, metrics read off `/metrics`, and children stopped with SIGTERM
-//! when done or when a test fails.
+//! a line, and children stopped with SIGTERM when done or when a test fails.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -88,17 +87,6 @@ pub fn drain(mut stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     rx
 }
 
-/// The values of metric `name` (every label set) in Prometheus text.
-pub fn metric_values(text: &str, name: &str) -> Vec<f64> {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
-        .collect()
-}
-
 /// `tributary dev` against `stack` with its own topic, dead-letter topic,
 /// consumer group and database, on free loopback ports.
 pub struct Dev {
@@ -144,21 +132,5 @@ impl Dev {
             metrics_port,
             database,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metric_values_read_every_label_set_and_only_that_metric() {
-        let text = "# TYPE consumer_lag gauge\nconsumer_lag{partition=\"0\"} 3\nconsumer_lag{partition=\"1\"} 12\nconsumer_lag_other 9\nconsumer_messages_consumed_total 40\n";
-        assert_eq!(metric_values(text, "consumer_lag"), [3.0, 12.0]);
-        assert_eq!(
-            metric_values(text, "consumer_messages_consumed_total"),
-            [40.0]
-        );
-        assert!(metric_values(text, "absent").is_empty());
     }
 }

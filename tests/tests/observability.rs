@@ -100,6 +100,18 @@ fn metrics_in(expr: &str) -> Vec<String> {
         .collect()
 }
 
+/// Asserts `expr` (of `what`) names our metrics, and only exposed ones.
+fn assert_watches_exposed(exposed: &BTreeSet<String>, what: &str, expr: &str) {
+    let used = metrics_in(expr);
+    assert!(!used.is_empty(), "{what}: {expr}");
+    for metric in used {
+        assert!(
+            exposed.contains(&metric),
+            "{what} uses {metric}, which nothing exposes"
+        );
+    }
+}
+
 fn read(path: &str) -> String {
     std::fs::read_to_string(repo_root().join(path)).unwrap()
 }
@@ -132,14 +144,7 @@ fn the_alerts_watch_real_metrics_with_the_seed_thresholds_and_link_runbooks() {
         for rule in group["rules"].as_sequence().unwrap() {
             let name = rule["alert"].as_str().expect("every rule is an alert");
             let expr = rule["expr"].as_str().unwrap();
-            let used = metrics_in(expr);
-            assert!(!used.is_empty(), "{name}: {expr}");
-            for metric in used {
-                assert!(
-                    exposed.contains(&metric),
-                    "{name} uses {metric}, which nothing exposes"
-                );
-            }
+            assert_watches_exposed(&exposed, name, expr);
             assert!(
                 ["warning", "critical"].contains(&rule["labels"]["severity"].as_str().unwrap()),
                 "{name}"
@@ -200,14 +205,7 @@ fn the_dashboard_has_the_seed_panels_over_real_metrics() {
         assert!(!targets.is_empty(), "{title}");
         for target in targets {
             let expr = target["expr"].as_str().unwrap();
-            let used = metrics_in(expr);
-            assert!(!used.is_empty(), "{title}: {expr}");
-            for metric in used {
-                assert!(
-                    exposed.contains(&metric),
-                    "panel {title:?} uses {metric}, which nothing exposes"
-                );
-            }
+            assert_watches_exposed(&exposed, &format!("panel {title:?}"), expr);
         }
     }
     let titles: Vec<String> = panels

@@ -10,7 +10,7 @@ use tributary_cli::demo::api::{Api, Urls};
 
 use super::StressError;
 use crate::clickhouse::client;
-use crate::process::{Dev, Guarded, lines_until, metric_values};
+use crate::process::{Dev, Guarded, lines_until};
 use crate::{Stack, unique_name};
 
 /// A running `tributary dev`, stopped when dropped.
@@ -102,7 +102,7 @@ impl Pipeline {
     pub async fn max_lag(&self) -> Option<u64> {
         let response = self.http.get(&self.metrics).send().await.ok()?;
         let text = response.text().await.ok()?;
-        let lags = metric_values(&text, "consumer_lag");
+        let lags = tributary_core::metrics::values(&text, "consumer_lag");
         Some(lags.into_iter().fold(0.0, f64::max) as u64)
     }
 

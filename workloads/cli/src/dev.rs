@@ -264,15 +264,7 @@ async fn consumer_hint(consumer: &str) -> String {
 
 /// The hint the consumer's metrics `text` give.
 fn hint_from(text: &str) -> String {
-    let value = |name: &str| {
-        text.lines().find_map(|l| {
-            l.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-    };
+    let value = |name: &str| tributary_core::metrics::values(text, name).first().copied();
     match (value("consumer_assigned_partitions"), value("consumer_messages_consumed_total")) {
         (Some(p), _) if p < 0.5 => "the consumer has no partitions assigned: its group has not settled (a broker that keeps an old member can hold it; set CONSUMER_KAFKA_GROUP_ID to a new group)".to_owned(),
         (Some(p), Some(c)) => format!("the consumer has {p} partitions and consumed {c} messages; see its log for insert errors"),

@@ -111,23 +111,25 @@ pub enum DlqError {
     Interrupted,
 }
 
+/// Every message of the DLQ, read back.
+async fn entries(settings: &DlqSettings) -> Result<Vec<Entry>, DlqError> {
+    let messages = kafka::read_all(&settings.bootstrap, &settings.topic, TIMEOUT).await?;
+    Ok(messages.into_iter().map(entry).collect())
+}
+
+fn entry(m: kafka::Message) -> Entry {
+    Entry {
+        at: Locator {
+            partition: m.partition,
+            offset: m.offset,
+        },
+        letter: dlq::parse(&m.value),
+        key: m.key,
+    }
+}
+
 /// Runs `command`, printing its answer.
 pub async fn run(command: DlqCommand, settings: &DlqSettings) -> Result<(), DlqError> {
-    if let DlqCommand::Inspect { at } = command {
-        return inspect(at, settings).await;
-    }
-    let messages = kafka::read_all(&settings.bootstrap, &settings.topic, TIMEOUT).await?;
-    let entries: Vec<Entry> = messages
-        .into_iter()
-        .map(|m| Entry {
-            at: Locator {
-                partition: m.partition,
-                offset: m.offset,
-            },
-            letter: dlq::parse(&m.value),
-            key: m.key,
-        })
-        .collect();
     let now = Utc::now();
     let since = |age: Option<Age>| age.map(|a| now - a.0);
     match command {
@@ -141,6 +143,7 @@ pub async fn run(command: DlqCommand, settings: &DlqSettings) -> Result<(), DlqE
                 ranges: Vec::new(),
                 since: since(age),
             };
+            let entries = entries(settings).await?;
             let chosen = select(&entries, &selection, true);
             let shown = &chosen[..chosen.len().min(limit)];
             print!("{}", report::list(shown));
@@ -153,6 +156,7 @@ pub async fn run(command: DlqCommand, settings: &DlqSettings) -> Result<(), DlqE
         }
         DlqCommand::Inspect { at } => inspect(at, settings).await?,
         DlqCommand::Report { since: age } => {
+            let entries = entries(settings).await?;
             print!("{}", report::report(&entries, now - age.0, now));
         }
         DlqCommand::Replay {
@@ -169,6 +173,7 @@ pub async fn run(command: DlqCommand, settings: &DlqSettings) -> Result<(), DlqE
                 ranges,
                 since: since(age),
             };
+            let entries = entries(settings).await?;
             let chosen = select(&entries, &selection, false);
             if chosen.is_empty() {
                 return Err(DlqError::NothingSelected {
@@ -200,12 +205,7 @@ async fn inspect(at: Locator, settings: &DlqSettings) -> Result<(), DlqError> {
         at,
         topic: settings.topic.clone(),
     })?;
-    let entry = Entry {
-        at,
-        letter: dlq::parse(&message.value),
-        key: message.key,
-    };
-    print!("{}", report::inspect(&entry));
+    print!("{}", report::inspect(&entry(message)));
     Ok(())
 }
 

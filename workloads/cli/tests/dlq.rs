@@ -13,7 +13,7 @@ use serde_json::Value;
 use tributary_core::Event;
 use tributary_tests::clickhouse::{client, host_port, settings};
 use tributary_tests::kafka::{client_config, create_topic, free_port};
-use tributary_tests::process::{Guarded, metric_values};
+use tributary_tests::process::Guarded;
 use tributary_tests::{Stack, poll_until, unique_name};
 
 const GOOD: u64 = 30;
@@ -91,7 +91,7 @@ impl Pipeline {
             return 0;
         };
         let text = response.text().await.unwrap_or_default();
-        let consumed = metric_values(&text, "consumer_messages_consumed_total");
+        let consumed = tributary_core::metrics::values(&text, "consumer_messages_consumed_total");
         consumed.first().map_or(0, |v| *v as u64)
     }
 

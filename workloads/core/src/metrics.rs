@@ -38,6 +38,18 @@ async fn metrics_handler(State(registry): State<Arc<Registry>>) -> Response {
     }
 }
 
+/// The values of metric `name` (every label set) in Prometheus text, as a
+/// `/metrics` scrape reads them.
+pub fn values(text: &str, name: &str) -> Vec<f64> {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +83,13 @@ mod tests {
             "{text}"
         );
         assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    }
+
+    #[test]
+    fn values_read_every_label_set_and_only_that_metric() {
+        let text = "# TYPE consumer_lag gauge\nconsumer_lag{partition=\"0\"} 3\nconsumer_lag{partition=\"1\"} 12\nconsumer_lag_other 9\nconsumer_messages_consumed_total 40\n";
+        assert_eq!(values(text, "consumer_lag"), [3.0, 12.0]);
+        assert_eq!(values(text, "consumer_messages_consumed_total"), [40.0]);
+        assert!(values(text, "absent").is_empty());
     }
 }

@@ -1,6 +1,6 @@
-//! The DLQ topic read from start to end (without a consumer group: the tool never
-//! commits, so it neither moves nor competes with anyone), and replays
-//! produced with the original key.
+//! The DLQ topic read from start to end, or at one offset (without a
+//! consumer group: the tool never commits, so it neither moves nor competes
+//! with anyone), and replays produced with the original key.
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +8,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::message::Message as _;
+use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
@@ -52,45 +52,103 @@ impl ClientContext for Reader {
 
 impl ConsumerContext for Reader {}
 
-/// The partitions of `topic`; an error naming it when it does not exist.
-fn partitions(
-    consumer: &BaseConsumer<Reader>,
-    bootstrap: &str,
-    topic: &str,
-    timeout: Duration,
-) -> Result<Vec<i32>, KafkaError> {
-    let metadata = consumer
-        .fetch_metadata(None, timeout)
-        .map_err(|e| KafkaError::Unreachable {
-            bootstrap: bootstrap.to_owned(),
-            message: e.to_string(),
-        })?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
-    if partitions.is_empty() {
-        return Err(KafkaError::NoTopic {
-            topic: topic.to_owned(),
-            bootstrap: bootstrap.to_owned(),
-        });
-    }
-    Ok(partitions)
+/// A reader of `topic` that does not commit and reports partition ends;
+/// an offset outside a partition is an error, not a jump elsewhere.
+struct TopicReader<'a> {
+    consumer: BaseConsumer<Reader>,
+    bootstrap: &'a str,
+    topic: &'a str,
 }
 
-/// A consumer that reads without committing and reports partition ends;
-/// an offset outside the partition is an error, not a jump elsewhere.
-fn reader(bootstrap: &str) -> Result<BaseConsumer<Reader>, rdkafka::error::KafkaError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("auto.offset.reset", "error")
-        .set("group.id", "tributary-dlq-tool")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true")
-        .create_with_context(Reader)
+impl<'a> TopicReader<'a> {
+    fn new(bootstrap: &'a str, topic: &'a str) -> Result<Self, KafkaError> {
+        let consumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("auto.offset.reset", "error")
+            .set("group.id", "tributary-dlq-tool")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .create_with_context(Reader)
+            .map_err(|e| unreachable(bootstrap, e))?;
+        Ok(Self {
+            consumer,
+            bootstrap,
+            topic,
+        })
+    }
+
+    /// The topic's partitions; an error naming it when it does not exist.
+    fn partitions(&self, timeout: Duration) -> Result<Vec<i32>, KafkaError> {
+        let metadata = self
+            .consumer
+            .fetch_metadata(None, timeout)
+            .map_err(|e| unreachable(self.bootstrap, e))?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == self.topic && t.error().is_none())
+            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+            .unwrap_or_default();
+        if partitions.is_empty() {
+            return Err(KafkaError::NoTopic {
+                topic: self.topic.to_owned(),
+                bootstrap: self.bootstrap.to_owned(),
+            });
+        }
+        Ok(partitions)
+    }
+
+    /// Reads `partitions` from `offset` on.
+    fn assign(&self, partitions: &[i32], offset: Offset) -> Result<(), KafkaError> {
+        let mut assignment = TopicPartitionList::new();
+        for &p in partitions {
+            assignment
+                .add_partition_offset(self.topic, p, offset)
+                .map_err(|e| unreachable(self.bootstrap, e))?;
+        }
+        self.consumer
+            .assign(&assignment)
+            .map_err(|e| unreachable(self.bootstrap, e))
+    }
+
+    fn failed(&self, message: String) -> KafkaError {
+        KafkaError::Read {
+            topic: self.topic.to_owned(),
+            message,
+        }
+    }
+}
+
+fn unreachable(bootstrap: &str, e: rdkafka::error::KafkaError) -> KafkaError {
+    KafkaError::Unreachable {
+        bootstrap: bootstrap.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+impl Message {
+    fn owned(m: &BorrowedMessage<'_>) -> Self {
+        Self {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().unwrap_or_default().to_vec(),
+        }
+    }
+}
+
+/// Runs the blocking `read` of `topic` off the async threads.
+async fn blocking<T: Send + 'static>(
+    topic: &str,
+    read: impl FnOnce() -> Result<T, KafkaError> + Send + 'static,
+) -> Result<T, KafkaError> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|e| KafkaError::Read {
+            topic: topic.to_owned(),
+            message: e.to_string(),
+        })?
 }
 
 /// The message at `partition:offset` of `topic`, read directly (`None`
@@ -102,16 +160,11 @@ pub async fn read_at(
     offset: i64,
     timeout: Duration,
 ) -> Result<Option<Message>, KafkaError> {
-    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
-    let name = topic.clone();
-    tokio::task::spawn_blocking(move || {
-        read_at_blocking(&bootstrap, &topic, partition, offset, timeout)
+    let (b, t) = (bootstrap.to_owned(), topic.to_owned());
+    blocking(topic, move || {
+        read_at_blocking(&b, &t, partition, offset, timeout)
     })
     .await
-    .map_err(|e| KafkaError::Read {
-        topic: name,
-        message: e.to_string(),
-    })?
 }
 
 fn read_at_blocking(
@@ -121,44 +174,24 @@ fn read_at_blocking(
     offset: i64,
     timeout: Duration,
 ) -> Result<Option<Message>, KafkaError> {
-    let unreachable = |e: rdkafka::error::KafkaError| KafkaError::Unreachable {
-        bootstrap: bootstrap.to_owned(),
-        message: e.to_string(),
-    };
-    let consumer = reader(bootstrap).map_err(unreachable)?;
-    if !partitions(&consumer, bootstrap, topic, timeout)?.contains(&partition) {
+    let reader = TopicReader::new(bootstrap, topic)?;
+    if !reader.partitions(timeout)?.contains(&partition) {
         return Ok(None);
     }
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, partition, Offset::Offset(offset))
-        .map_err(unreachable)?;
-    consumer.assign(&assignment).map_err(unreachable)?;
+    reader.assign(&[partition], Offset::Offset(offset))?;
     // The broker answered the metadata request, so a fetch that brings
     // nothing for a while is an offset past the end (some brokers report
     // that as out of range, some return nothing).
     let deadline = Instant::now() + timeout.min(Duration::from_secs(5));
     while Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(200)) {
+        match reader.consumer.poll(Duration::from_millis(200)) {
             None => {}
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok(None),
             Some(Err(rdkafka::error::KafkaError::MessageConsumption(
                 RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange,
             ))) => return Ok(None),
-            Some(Err(e)) => {
-                return Err(KafkaError::Read {
-                    topic: topic.to_owned(),
-                    message: e.to_string(),
-                });
-            }
-            Some(Ok(m)) => {
-                return Ok((m.offset() == offset).then(|| Message {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    value: m.payload().unwrap_or_default().to_vec(),
-                }));
-            }
+            Some(Err(e)) => return Err(reader.failed(e.to_string())),
+            Some(Ok(m)) => return Ok((m.offset() == offset).then(|| Message::owned(&m))),
         }
     }
     Ok(None)
@@ -171,15 +204,8 @@ pub async fn read_all(
     topic: &str,
     timeout: Duration,
 ) -> Result<Vec<Message>, KafkaError> {
-    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
-    let name = topic.clone();
-    let topic_name = move || name.clone();
-    tokio::task::spawn_blocking(move || read_blocking(&bootstrap, &topic, timeout))
-        .await
-        .map_err(|e| KafkaError::Read {
-            topic: topic_name(),
-            message: e.to_string(),
-        })?
+    let (b, t) = (bootstrap.to_owned(), topic.to_owned());
+    blocking(topic, move || read_blocking(&b, &t, timeout)).await
 }
 
 fn read_blocking(
@@ -187,22 +213,12 @@ fn read_blocking(
     topic: &str,
     timeout: Duration,
 ) -> Result<Vec<Message>, KafkaError> {
-    let unreachable = |e: rdkafka::error::KafkaError| KafkaError::Unreachable {
-        bootstrap: bootstrap.to_owned(),
-        message: e.to_string(),
-    };
-    let consumer = reader(bootstrap).map_err(unreachable)?;
-    let partitions = partitions(&consumer, bootstrap, topic, timeout)?;
+    let reader = TopicReader::new(bootstrap, topic)?;
+    let partitions = reader.partitions(timeout)?;
     // Read each partition from its start until the broker says it is at
     // the end (end-of-partition events; watermarks listed separately can
     // lag behind what a fetch sees).
-    let mut assignment = TopicPartitionList::new();
-    for &p in &partitions {
-        assignment
-            .add_partition_offset(topic, p, Offset::Beginning)
-            .map_err(unreachable)?;
-    }
-    consumer.assign(&assignment).map_err(unreachable)?;
+    reader.assign(&partitions, Offset::Beginning)?;
     let mut pending: std::collections::BTreeSet<i32> = partitions.into_iter().collect();
     let mut messages = Vec::new();
     // However large the topic, the read fails only when it stops making
@@ -210,14 +226,11 @@ fn read_blocking(
     let mut progress = Instant::now();
     while !pending.is_empty() {
         if progress.elapsed() >= timeout {
-            return Err(KafkaError::Read {
-                topic: topic.to_owned(),
-                message: format!(
-                    "partitions {pending:?} gave nothing and did not report their end for {timeout:?}"
-                ),
-            });
+            return Err(reader.failed(format!(
+                "partitions {pending:?} gave nothing and did not report their end for {timeout:?}"
+            )));
         }
-        let polled = consumer.poll(Duration::from_millis(200));
+        let polled = reader.consumer.poll(Duration::from_millis(200));
         if polled.is_some() {
             progress = Instant::now();
         }
@@ -226,18 +239,8 @@ fn read_blocking(
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
                 pending.remove(&p);
             }
-            Some(Err(e)) => {
-                return Err(KafkaError::Read {
-                    topic: topic.to_owned(),
-                    message: e.to_string(),
-                });
-            }
-            Some(Ok(m)) => messages.push(Message {
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key().map(<[u8]>::to_vec),
-                value: m.payload().unwrap_or_default().to_vec(),
-            }),
+            Some(Err(e)) => return Err(reader.failed(e.to_string())),
+            Some(Ok(m)) => messages.push(Message::owned(&m)),
         }
     }
     messages.sort_by_key(|m| (m.partition, m.offset));
@@ -263,10 +266,7 @@ pub async fn produce(
         .set("acks", "all")
         .set("message.timeout.ms", timeout.as_millis().to_string())
         .create()
-        .map_err(|e| KafkaError::Unreachable {
-            bootstrap: bootstrap.to_owned(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| unreachable(bootstrap, e))?;
     let sends = records.iter().map(|Outgoing { topic, key, value }| {
         let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(value.as_slice());
         if let Some(key) = key {
