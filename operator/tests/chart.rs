@@ -306,3 +306,95 @@ async fn every_call_the_mocked_api_records_is_in_the_rbac_table() {
         }
     }
 }
+
+/// Waits for `child` to exit within `within`; kills it and fails otherwise.
+fn exit_within(mut child: std::process::Child, within: Duration, what: &str) -> (i32, String) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            return (status.code().unwrap_or(-1), err);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("{what}: still running after {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The contract between the chart and the binary: for the chart's own
+/// defaults and every values file in `ci/`, the operator container exactly
+/// as Helm's SDK renders it (command, args, env) is started the way a
+/// kubelet would start it (`tributary_tests::kubelet`: the downward API
+/// filled in, an empty `value` set as an empty variable, the namespace's
+/// Service links), with no cluster reachable. It must get past its
+/// settings to the "no cluster" exit (1), never 78.
+///
+/// What it cannot show: the image's own environment beyond `PATH` and a
+/// `HOME` without a kubeconfig (distroless sets nothing else the operator
+/// reads).
+#[test]
+fn the_operator_gets_past_its_settings_with_the_default_values_and_every_ci_file() {
+    use tributary_tests::kubelet::{Namespace, Pod};
+    let operator = Path::new(env!("CARGO_BIN_EXE_tributary-operator"));
+    let renders = report()["renders"].as_object().unwrap();
+    assert!(renders.contains_key("chart-defaults"), "{:?}", renders.keys());
+    for (name, objects) in renders {
+        let objects = objects.as_array().unwrap();
+        let deployments = of_kind(objects, "Deployment");
+        assert_eq!(deployments.len(), 1, "{name}");
+        let deployment = deployments[0];
+        let spec = &deployment["spec"]["template"]["spec"];
+        let container = spec["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "operator")
+            .unwrap_or_else(|| panic!("{name}: no operator container"));
+        assert_eq!(container["command"], json!(["tributary-operator"]), "{name}");
+        let namespace = Namespace {
+            name: "tributary-system".into(),
+            services: of_kind(objects, "Service").into_iter().cloned().collect(),
+            ..Namespace::default()
+        };
+        let pod = Pod {
+            name: format!(
+                "{}-7d9f5c-x2k4q",
+                deployment["metadata"]["name"].as_str().unwrap()
+            ),
+            ip: "10.244.0.17".into(),
+            spec,
+        };
+        let env = namespace
+            .container_env(&pod, container)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let home = std::env::temp_dir().join(tributary_tests::unique_name("operator-home"));
+        std::fs::create_dir_all(&home).unwrap();
+        let args: Vec<&str> = container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let child = Command::new(operator)
+            .args(&args)
+            .env_clear()
+            .envs(&env)
+            .env("HOME", &home)
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (code, stderr) = exit_within(child, Duration::from_secs(30), name);
+        let _ = std::fs::remove_dir_all(&home);
+        assert_ne!(code, 78, "{name}: the operator refused its settings: {stderr}");
+        assert_eq!(code, 1, "{name}: {stderr}");
+        assert!(
+            stderr.contains("no Kubernetes configuration"),
+            "{name}: expected the no-cluster exit, got: {stderr}"
+        );
+    }
+}

@@ -47,9 +47,12 @@ def main():
     versions = sys.argv[2:]
     chart = helm_python.Chart.load(str(chart_dir))
     out = {"lint": {}, "renders": {}, "notes": {}, "invalid": {}, "refused": {}}
+    # The chart's own defaults (no values at all: what `helm install`
+    # without -f gives), then every values file in ci/.
+    sources = [("chart-defaults", {})]
     for values_file in sorted((chart_dir / "ci").glob("*.yaml")):
-        values = yaml.safe_load(values_file.read_text()) or {}
-        name = values_file.stem
+        sources.append((values_file.stem, yaml.safe_load(values_file.read_text()) or {}))
+    for name, values in sources:
         out["lint"][name] = helm_python.lint(str(chart_dir), values, strict=True, namespace="tributary-system")
         objects, notes = render(chart, values)
         out["renders"][name] = objects
