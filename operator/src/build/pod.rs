@@ -44,6 +44,10 @@ pub fn pod(container: Container, workload: Option<&WorkloadSpec>, restart_policy
             .filter(|w| !w.tolerations.is_empty())
             .map(|w| w.tolerations.clone()),
         automount_service_account_token: Some(false),
+        // Settings come from the ConfigMap and the spec only: a Service of
+        // the namespace named `auth` or `query` would otherwise link
+        // `AUTH_PORT=tcp://...` into every pod and stop the workload.
+        enable_service_links: Some(false),
         ..PodSpec::default()
     }
 }

@@ -110,6 +110,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return config_error(name, &e),
             };
+            accepted(name);
             run_async(name, |shutdown| async move {
                 tributary_capture::run(config, shutdown).await
             })
@@ -119,6 +120,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return config_error(name, &e),
             };
+            accepted(name);
             run_async(name, |shutdown| async move {
                 tributary_consumer::run(config, shutdown).await
             })
@@ -128,6 +130,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return config_error(name, &e),
             };
+            accepted(name);
             run_async(name, |shutdown| async move {
                 tributary_auth::run(config, shutdown).await
             })
@@ -144,6 +147,7 @@ fn main() -> ExitCode {
                 Ok(dsn) => dsn,
                 Err(e) => return config_error(name, &e),
             };
+            accepted(name);
             run_async(name, |_shutdown| async move {
                 for line in migrate::migrate(&settings, postgres.as_deref()).await? {
                     println!("{line}");
@@ -156,6 +160,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return config_error(name, &e),
             };
+            accepted(name);
             run_async(name, |shutdown| async move {
                 tributary_query::run(config, shutdown).await
             })
@@ -170,6 +175,7 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return config_error(name, &e),
             };
+            accepted(name);
             if dev_env.defaulted("JWT_SECRET") {
                 eprintln!(
                     "tributary dev: JWT_SECRET not set: using a random one for this run (sessions end with it)"
@@ -182,6 +188,7 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return config_error(name, &e),
             };
+            accepted(name);
             run_async(name, |shutdown| async move {
                 tokio::select! {
                     done = tributary_cli::dlq::run(command, &settings) => done,
@@ -199,6 +206,13 @@ fn random_secret() -> String {
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     )
+}
+
+/// Logged once a subcommand's settings parsed: from here on a failure is
+/// the workload's, not its configuration's (tests of rendered pods wait
+/// for this line).
+fn accepted(name: &str) {
+    tracing::info!(subcommand = name, "settings accepted");
 }
 
 fn config_error(name: &str, e: &dyn std::fmt::Display) -> ExitCode {
