@@ -22,6 +22,15 @@ use serde::{Deserialize, Serialize};
     shortname = "ap",
     namespaced,
     status = "AnalyticsPipelineStatus",
+    // The name becomes Service names (`{name}-capture`: a DNS-1035 label
+    // of at most 63 characters) and label values: refused here, at
+    // admission, rather than found out at the Service's apply.
+    validation = Rule::new("size(self.metadata.name) <= 55").message(
+        "metadata.name: at most 55 characters (the operator names Services {name}-capture, which must fit in 63)"
+    ),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message(
+        "metadata.name: lowercase letters, digits and '-', starting with a letter and ending with a letter or digit (it names Services, which allow no dots)"
+    ),
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Partitions","type":"integer","jsonPath":".status.partitions"}"#,
     printcolumn = r#"{"name":"Consumers","type":"integer","jsonPath":".status.consumerReplicas"}"#,
@@ -354,8 +363,9 @@ pub struct AnalyticsPipelineStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Ready`, `TopicsReady`, `MigrationsComplete`, `Progressing` and
-    /// `Degraded`, each with a reason and a message.
+    /// `Degraded`, each with a reason and a message; one per type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
     /// Partitions of the events topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -340,7 +340,11 @@ fn the_operator_gets_past_its_settings_with_the_default_values_and_every_ci_file
     use tributary_tests::kubelet::{Namespace, Pod};
     let operator = Path::new(env!("CARGO_BIN_EXE_tributary-operator"));
     let renders = report()["renders"].as_object().unwrap();
-    assert!(renders.contains_key("chart-defaults"), "{:?}", renders.keys());
+    assert!(
+        renders.contains_key("chart-defaults"),
+        "{:?}",
+        renders.keys()
+    );
     for (name, objects) in renders {
         let objects = objects.as_array().unwrap();
         let deployments = of_kind(objects, "Deployment");
@@ -353,7 +357,11 @@ fn the_operator_gets_past_its_settings_with_the_default_values_and_every_ci_file
             .iter()
             .find(|c| c["name"] == "operator")
             .unwrap_or_else(|| panic!("{name}: no operator container"));
-        assert_eq!(container["command"], json!(["tributary-operator"]), "{name}");
+        assert_eq!(
+            container["command"],
+            json!(["tributary-operator"]),
+            "{name}"
+        );
         let namespace = Namespace {
             name: "tributary-system".into(),
             services: of_kind(objects, "Service").into_iter().cloned().collect(),
@@ -390,7 +398,10 @@ fn the_operator_gets_past_its_settings_with_the_default_values_and_every_ci_file
             .unwrap();
         let (code, stderr) = exit_within(child, Duration::from_secs(30), name);
         let _ = std::fs::remove_dir_all(&home);
-        assert_ne!(code, 78, "{name}: the operator refused its settings: {stderr}");
+        assert_ne!(
+            code, 78,
+            "{name}: the operator refused its settings: {stderr}"
+        );
         assert_eq!(code, 1, "{name}: {stderr}");
         assert!(
             stderr.contains("no Kubernetes configuration"),

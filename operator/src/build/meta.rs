@@ -17,6 +17,35 @@ pub fn namespace(p: &AnalyticsPipeline) -> String {
     p.namespace().unwrap_or_else(|| "default".to_owned())
 }
 
+/// Longest pipeline name: `{name}-capture` names a Service, a DNS-1035
+/// label of at most 63 characters. The CRD refuses longer names at
+/// admission with the same rule (see `crd.rs`).
+pub const MAX_PIPELINE_NAME: usize = 55;
+
+/// Whether `name` makes valid child names: at most [`MAX_PIPELINE_NAME`]
+/// characters, lowercase letters, digits and `-`, starting with a letter
+/// and ending with a letter or digit (a DNS-1035 label). `Err` says why.
+pub fn check_pipeline_name(name: &str) -> Result<(), String> {
+    if name.len() > MAX_PIPELINE_NAME {
+        return Err(format!(
+            "{name:?} has {} characters; at most {MAX_PIPELINE_NAME} (Services are named {{name}}-capture, at most 63)",
+            name.len()
+        ));
+    }
+    let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?}: use lowercase letters, digits and '-', starting with a letter and ending with a letter or digit (it names Services, which allow no dots)"
+        ))
+    }
+}
+
 /// `{pipeline}-{suffix}`.
 pub fn child_name(p: &AnalyticsPipeline, suffix: &str) -> String {
     format!("{}-{suffix}", p.name_any())

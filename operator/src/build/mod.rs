@@ -78,6 +78,14 @@ impl Sizing {
 
 /// The objects of `p`, sized by `sizing`.
 pub fn children(p: &AnalyticsPipeline, sizing: Sizing) -> Result<Children, BuildError> {
+    // The CRD refuses such names at admission; a cluster that skipped the
+    // rule (or a file rendered locally) gets the same answer here.
+    meta::check_pipeline_name(&kube::ResourceExt::name_any(p)).map_err(|message| {
+        BuildError::Invalid {
+            field: "metadata.name",
+            message,
+        }
+    })?;
     if p.spec.kafka.sasl_secret_ref.is_some() {
         return Err(BuildError::Unsupported {
             field: "spec.kafka.saslSecretRef",

@@ -422,3 +422,102 @@ fn user_env_overrides_the_operators() {
     assert_eq!(env.len(), 1, "one variable of a name");
     assert!(env[0].value_from.is_none(), "the user's wins");
 }
+
+/// A DNS-1035 label (Service names): `[a-z]([-a-z0-9]*[a-z0-9])?`, ≤ 63.
+fn dns_label(s: &str) -> bool {
+    s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// A DNS-1123 subdomain (other object names), ≤ 253.
+fn dns_subdomain(s: &str) -> bool {
+    s.len() <= 253
+        && s.split('.').all(|part| {
+            !part.is_empty()
+                && part.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && part.ends_with(|c: char| c.is_ascii_alphanumeric())
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
+}
+
+/// A label value: ≤ 63, alphanumerics with `-_.` inside.
+fn label_value(s: &str) -> bool {
+    s.is_empty()
+        || (s.len() <= 63
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+}
+
+fn named(name: &str) -> AnalyticsPipeline {
+    let mut p = full();
+    p.metadata.name = Some(name.to_owned());
+    p
+}
+
+/// Every name and label value of `c` as the API server checks them.
+fn names_the_cluster_accepts(c: &Children) -> Result<(), String> {
+    let mut metas: Vec<(&str, &ObjectMeta)> = vec![("ConfigMap", &c.config_map.metadata)];
+    metas.extend(c.migration_job.iter().map(|j| ("Job", &j.metadata)));
+    metas.extend(c.deployments.iter().map(|d| ("Deployment", &d.metadata)));
+    metas.extend(c.services.iter().map(|s| ("Service", &s.metadata)));
+    metas.extend(
+        c.disruption_budgets
+            .iter()
+            .map(|b| ("PodDisruptionBudget", &b.metadata)),
+    );
+    for (kind, m) in metas {
+        let name = m.name.as_deref().unwrap_or_default();
+        let ok = if kind == "Service" || kind == "Job" {
+            dns_label(name)
+        } else {
+            dns_subdomain(name)
+        };
+        if !ok {
+            return Err(format!("{kind} name {name:?}"));
+        }
+        for (k, v) in m.labels.iter().flatten() {
+            if !label_value(v) {
+                return Err(format!("{kind} {name} label {k}={v:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn names_the_crd_admits_make_children_the_cluster_accepts_and_others_are_refused() {
+    assert!(names_the_cluster_accepts(&built(&named(&"a".repeat(55)))).is_ok());
+    for bad in [
+        "a".repeat(56),
+        "shop.eu".to_owned(),
+        "1shop".to_owned(),
+        "shop-".to_owned(),
+        "Shop".to_owned(),
+    ] {
+        let e = children(&named(&bad), sized(12, 2))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.starts_with("metadata.name: "), "{bad}: {e}");
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_admitted_name_makes_valid_children(name in "[a-z0-9.-]{1,70}") {
+        match children(&named(&name), sized(12, 2)) {
+            Ok(c) => {
+                proptest::prop_assert!(meta::check_pipeline_name(&name).is_ok());
+                proptest::prop_assert_eq!(names_the_cluster_accepts(&c), Ok(()));
+            }
+            Err(e) => proptest::prop_assert!(e.to_string().starts_with("metadata.name")),
+        }
+    }
+}

@@ -161,7 +161,9 @@ fn every_container_the_operator_renders_for_the_examples_accepts_its_settings() 
                 );
                 if let Err(lines) = seen {
                     let status = child.terminate(Duration::from_secs(5));
-                    let err = stderr.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+                    let err = stderr
+                        .recv_timeout(Duration::from_secs(5))
+                        .unwrap_or_default();
                     panic!(
                         "{what}: settings not accepted (exit {status:?}):\n{err}\n{}",
                         lines.join("\n")
