@@ -11,8 +11,9 @@ pub const PIPELINE_NAMESPACES: &[(&str, &str, &[&str])] = &[
         "analyticspipelines",
         &["get", "list", "watch"],
     ),
-    // The status, by server-side apply.
-    ("tributary.dev", "analyticspipelines/status", &["patch"]),
+    // The status, replaced with the resourceVersion reconcile read (a
+    // conflict means the pipeline changed since).
+    ("tributary.dev", "analyticspipelines/status", &["update"]),
     // Children: watched (owned), server-side applied (create on first
     // apply, patch after), read (the Job), listed and deleted (prune).
     ("", "configmaps", CHILD),

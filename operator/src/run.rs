@@ -30,6 +30,10 @@ use crate::metrics::Metrics;
 use crate::reconcile::apply::Child;
 use crate::reconcile::{self, Context};
 
+/// How long the controller waits for more events of a pipeline before
+/// reconciling it.
+pub const DEBOUNCE: Duration = Duration::from_secs(1);
+
 /// Settings of `run`, from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunConfig {
@@ -250,7 +254,11 @@ fn controller(
     c = owned::<Deployment>(c, client, namespace);
     c = owned::<Service>(c, client, namespace);
     c = owned::<PodDisruptionBudget>(c, client, namespace);
-    c.graceful_shutdown_on(stop.cancelled_owned())
+    // Events that arrive together (a Deployment's rollout steps, the
+    // operator's own writes coming back) make one reconcile, and give the
+    // cache time to catch up with the writes before it runs.
+    c.with_config(controller::Config::default().debounce(DEBOUNCE))
+        .graceful_shutdown_on(stop.cancelled_owned())
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .map(|result| match result {
             Ok((object, _)) => tracing::debug!(pipeline = %object, "reconciled"),

@@ -26,7 +26,7 @@ async fn first_creation_makes_topics_and_starts_the_migration_before_any_workloa
             &format!("PATCH {CONFIG_MAP}"),
             &format!("GET {job}"),
             &format!("PATCH {job}"),
-            &format!("PATCH {PIPELINE}/status"),
+            &format!("PUT {PIPELINE}/status"),
             &format!("POST {EVENTS}"),
             &format!("POST {EVENTS}"),
         ])
@@ -111,10 +111,7 @@ async fn workloads_roll_out_in_order_after_the_migration_and_a_settled_pipeline_
             &strings(&[&format!("PATCH {CONFIG_MAP}"), &format!("GET {job}")]),
             &workload_applies(),
             &prune_lists(),
-            &strings(&[
-                &format!("PATCH {PIPELINE}/status"),
-                &format!("POST {EVENTS}")
-            ]),
+            &strings(&[&format!("PUT {PIPELINE}/status"), &format!("POST {EVENTS}")]),
         ])
     );
     assert_eq!(events(&calls), [event("Normal", "MigrationSucceeded")]);
@@ -181,7 +178,7 @@ async fn a_spec_change_migrates_the_new_image_first_then_rolls_and_deletes_the_o
             &format!("PATCH {CONFIG_MAP}"),
             &format!("GET {new_job}"),
             &format!("PATCH {new_job}"),
-            &format!("PATCH {PIPELINE}/status"),
+            &format!("PUT {PIPELINE}/status"),
             // The second MigrationStarted within minutes joins the first's series.
             &format!("PATCH {EVENTS}/*"),
         ])
@@ -226,10 +223,7 @@ async fn an_invalid_spec_is_a_condition_and_nothing_is_applied() {
     let (action, calls) = h.calls().await;
     assert_eq!(
         lines(&calls),
-        strings(&[
-            &format!("PATCH {PIPELINE}/status"),
-            &format!("POST {EVENTS}")
-        ])
+        strings(&[&format!("PUT {PIPELINE}/status"), &format!("POST {EVENTS}")])
     );
     assert_eq!(events(&calls), [event("Warning", "InvalidSpec")]);
     let (status, reason, message) = h.condition("Degraded");
@@ -277,7 +271,7 @@ async fn a_topic_shrink_is_refused_with_a_condition_and_the_pipeline_keeps_runni
             &workload_applies(),
             &prune_lists(),
             &strings(&[
-                &format!("PATCH {PIPELINE}/status"),
+                &format!("PUT {PIPELINE}/status"),
                 &format!("POST {EVENTS}"),
                 &format!("POST {EVENTS}"),
             ]),
@@ -346,7 +340,7 @@ async fn a_failed_migration_is_a_condition_with_the_jobs_reason_and_nothing_roll
         strings(&[
             &format!("PATCH {CONFIG_MAP}"),
             &format!("GET {job}"),
-            &format!("PATCH {PIPELINE}/status"),
+            &format!("PUT {PIPELINE}/status"),
             &format!("POST {EVENTS}"),
         ])
     );
@@ -376,7 +370,7 @@ async fn kafka_unreachable_is_reported_and_retried_with_a_growing_backoff() {
     assert_eq!(kafka_errors, 1);
     assert_eq!(h.ctx.metrics.reconciles.get(), 1);
     let calls = h.fake.take_calls();
-    assert_eq!(lines(&calls)[0], format!("PATCH {PIPELINE}/status"));
+    assert_eq!(lines(&calls)[0], format!("PUT {PIPELINE}/status"));
     assert_eq!(events(&calls), [event("Warning", "KafkaUnavailable")]);
     assert!(h.fake.get(CONFIG_MAP).is_none(), "nothing applied");
     let (status, reason, message) = h.condition("TopicsReady");
@@ -414,10 +408,7 @@ async fn a_paused_pipeline_is_left_alone() {
         MemoryBroker::new(true),
     );
     let (action, calls) = h.calls().await;
-    assert_eq!(
-        lines(&calls),
-        strings(&[&format!("PATCH {PIPELINE}/status")])
-    );
+    assert_eq!(lines(&calls), strings(&[&format!("PUT {PIPELINE}/status")]));
     assert_eq!(h.condition("Progressing").1, "Paused");
     assert!(h.ctx.kafka.calls.lock().unwrap().is_empty());
     assert_eq!(action, Action::await_change());

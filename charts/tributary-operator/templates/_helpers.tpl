@@ -40,10 +40,10 @@ operator/tests/rbac.rs, which checks this list against the calls).
 - apiGroups: [tributary.dev]
   resources: [analyticspipelines]
   verbs: [get, list, watch]
-# Write the status (server-side apply of the status subresource).
+# Write the status (a replace, conditional on the version read).
 - apiGroups: [tributary.dev]
   resources: [analyticspipelines/status]
-  verbs: [patch]
+  verbs: [update]
 # The pipeline's settings (ConfigMap) and in-cluster Services: watched,
 # server-side applied (create and patch), deleted when no longer wanted.
 - apiGroups: [""]

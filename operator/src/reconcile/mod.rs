@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
@@ -50,6 +50,9 @@ pub const RESYNC: Duration = Duration::from_secs(300);
 /// besides the watches on its Job and Deployments.
 pub const WHILE_PROGRESSING: Duration = Duration::from_secs(30);
 
+/// How soon a reconcile whose status write conflicted runs again.
+pub const AFTER_CONFLICT: Duration = Duration::from_secs(1);
+
 /// What reconcile works with.
 pub struct Context<T> {
     pub client: Client,
@@ -62,6 +65,16 @@ pub struct Context<T> {
     failures: Mutex<HashMap<PipelineLabels, u32>>,
     /// The unix second of each pipeline's last lag poll by this process.
     polls: Mutex<HashMap<PipelineLabels, i64>>,
+    /// The last status this process wrote for each pipeline.
+    written: Mutex<HashMap<PipelineLabels, Written>>,
+}
+
+/// A status this process wrote, and the object version the write made.
+#[derive(Debug, Clone)]
+struct Written {
+    uid: Option<String>,
+    resource_version: Option<String>,
+    status: AnalyticsPipelineStatus,
 }
 
 impl<T: Kafka> Context<T> {
@@ -74,7 +87,46 @@ impl<T: Kafka> Context<T> {
             schema_version: tributary_core::schema::clickhouse_schema_version(),
             failures: Mutex::new(HashMap::new()),
             polls: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Takes `p`'s status as the last one this process wrote (tests that
+    /// move time by rewriting the status make it the operator's own).
+    pub fn remember_status(&self, p: &AnalyticsPipeline) {
+        if let Some(status) = &p.status {
+            lock(&self.written).insert(
+                key(p),
+                Written {
+                    uid: p.metadata.uid.clone(),
+                    resource_version: p.metadata.resource_version.clone(),
+                    status: status.clone(),
+                },
+            );
+        }
+    }
+
+    /// `p` with the status reconcile should start from. The controller
+    /// hands reconcile the object from its watch cache, which lags this
+    /// process's own writes: right after a status write, the next event (a
+    /// Deployment this reconcile patched) usually brings the object as it
+    /// was before the write. When `p` is not the version this process
+    /// last wrote and carries another status, that status is taken to be
+    /// stale and the one written stands in for it (no one else writes it).
+    /// `p`'s `resourceVersion` is kept: the status write is conditional on
+    /// it, so a stale object can never overwrite a newer status.
+    pub fn in_effect(&self, p: &AnalyticsPipeline) -> AnalyticsPipeline {
+        let written = lock(&self.written).get(&key(p)).cloned();
+        let mut p = p.clone();
+        if let Some(w) = written
+            && w.uid == p.metadata.uid
+            && w.resource_version != p.metadata.resource_version
+            && p.status.as_ref() != Some(&w.status)
+        {
+            tracing::debug!(pipeline = %p.name_any(), cached = ?p.metadata.resource_version, written = ?w.resource_version, "the cached pipeline predates this process's last status write; starting from that status");
+            p.status = Some(w.status);
+        }
+        p
     }
 
     /// When this process last polled `p`'s lag.
@@ -109,13 +161,17 @@ pub enum Error {
     },
     #[error(transparent)]
     Kafka(#[from] TopicError),
+    /// The status write found a newer object than the one reconcile read
+    /// (409): reconcile again from the newer one.
+    #[error("the pipeline changed since it was read; reconciling again")]
+    StatusConflict,
 }
 
 impl Error {
     /// The `kind` label of the error metric.
     pub fn kind(&self) -> &'static str {
         match self {
-            Error::Kube(_) | Error::Apply { .. } => "kubernetes",
+            Error::Kube(_) | Error::Apply { .. } | Error::StatusConflict => "kubernetes",
             Error::Kafka(_) => "kafka",
         }
     }
@@ -152,7 +208,14 @@ pub async fn reconcile<T: Kafka>(
 ) -> Result<Action, Error> {
     let started = Instant::now();
     ctx.metrics.reconciles.inc();
-    let result = run(&p, &ctx).await;
+    let result = match run(&p, &ctx).await {
+        // Not a failure: the newer object is on its way.
+        Err(Error::StatusConflict) => {
+            tracing::debug!(pipeline = %p.name_any(), "status write conflicted; reconciling again");
+            Ok(Action::requeue(AFTER_CONFLICT))
+        }
+        other => other,
+    };
     ctx.metrics
         .duration
         .observe(started.elapsed().as_secs_f64());
@@ -248,6 +311,7 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
         ctx.metrics.forget(&key(p), false);
         return Ok(Action::await_change());
     }
+    let p = &ctx.in_effect(p);
     if p.spec.paused {
         let next = status::paused(p.status.as_ref(), p.metadata.generation, &now());
         settle(ctx, p, next, &[]).await?;
@@ -276,6 +340,12 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
         }
     };
     let mut outcomes = outcomes;
+    if let Some(events_topic) = outcomes.first_mut()
+        && let Some(grown) = scale::grown_observed(p, events_topic)
+    {
+        observed.grown_partitions = Some(grown.partitions);
+        *events_topic = grown;
+    }
     let mut partitions = outcomes
         .first()
         .map_or(p.spec.kafka.events.partitions, |o| o.partitions);
@@ -521,17 +591,29 @@ async fn settle<T: Kafka>(
     let previous = p.status.as_ref();
     if previous != Some(&next) {
         let api: Api<AnalyticsPipeline> = Api::namespaced(ctx.client.clone(), &meta::namespace(p));
-        let patch = serde_json::json!({
-            "apiVersion": AnalyticsPipeline::api_version(&()),
-            "kind": AnalyticsPipeline::kind(&()),
-            "status": next,
-        });
-        api.patch_status(
-            &p.name_any(),
-            &PatchParams::apply(meta::MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        // A replace of the status carries the resourceVersion reconcile
+        // read: if the pipeline changed since (a stale cache, a spec
+        // edit), the API server answers 409 and reconcile runs again from
+        // the newer object, so an old view never overwrites a newer one.
+        let mut object = p.clone();
+        object.status = Some(next.clone());
+        object.metadata.managed_fields = None;
+        let stored = match api
+            .replace_status(&p.name_any(), &PostParams::default(), &object)
+            .await
+        {
+            Ok(stored) => stored,
+            Err(kube::Error::Api(e)) if e.code == 409 => return Err(Error::StatusConflict),
+            Err(e) => return Err(e.into()),
+        };
+        lock(&ctx.written).insert(
+            key(p),
+            Written {
+                uid: p.metadata.uid.clone(),
+                resource_version: stored.metadata.resource_version,
+                status: next.clone(),
+            },
+        );
     }
     let reference = p.object_ref(&());
     let transitions = events::transition_events(previous, &next);

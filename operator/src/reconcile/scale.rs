@@ -46,6 +46,31 @@ pub fn events_topic(p: &AnalyticsPipeline) -> TopicSpec {
     topic
 }
 
+/// The events topic as observed, with partitions the operator may have
+/// added read as grown rather than as a shrink of the spec: with
+/// `autoGrowPartitions`, a topic above the spec's count but within
+/// `maxPartitions` is what the autoscaler made, whatever the status says
+/// (a status read from a stale cache, or lost in a backup's restore, does
+/// not remember the growth). `None`: the outcome stands as it is.
+pub fn grown_observed(p: &AnalyticsPipeline, outcome: &TopicOutcome) -> Option<TopicOutcome> {
+    let growth = p
+        .spec
+        .consumer
+        .scaling
+        .as_ref()?
+        .auto_grow_partitions
+        .as_ref()?;
+    match outcome.change {
+        TopicChange::ShrinkRefused { .. } if outcome.partitions <= growth.max_partitions => {
+            Some(TopicOutcome {
+                change: TopicChange::Unchanged,
+                ..outcome.clone()
+            })
+        }
+        _ => None,
+    }
+}
+
 /// The step for `p`, whose events topic has `partitions`.
 pub async fn scale<T: Kafka>(
     ctx: &Context<T>,

@@ -195,6 +195,29 @@ impl FakeApi {
                     return failure(StatusCode::NOT_FOUND, "NotFound", &key);
                 };
                 object["status"] = body.unwrap_or_default()["status"].clone();
+                object["metadata"]["resourceVersion"] = json!(version.to_string());
+                reply(StatusCode::OK, object)
+            }
+            // A status replace: only the status changes, and a
+            // resourceVersion in the body is a precondition (409 when the
+            // object changed since it was read), as on a real API server.
+            ("PUT", Target::Status(key)) => {
+                let body = body.unwrap_or_default();
+                let Some(object) = state.objects.get_mut(&key) else {
+                    return failure(StatusCode::NOT_FOUND, "NotFound", &key);
+                };
+                let wanted = &body["metadata"]["resourceVersion"];
+                if !wanted.is_null() && wanted != &object["metadata"]["resourceVersion"] {
+                    return failure(
+                        StatusCode::CONFLICT,
+                        "Conflict",
+                        &format!(
+                            "{key}: the object has been modified; please apply your changes to the latest version and try again"
+                        ),
+                    );
+                }
+                object["status"] = body["status"].clone();
+                object["metadata"]["resourceVersion"] = json!(version.to_string());
                 reply(StatusCode::OK, object)
             }
             ("PATCH", Target::Item(key)) => {
@@ -305,12 +328,12 @@ impl FakeApi {
 
     /// Puts `object` at `key` (a path without query), as another actor in
     /// the cluster would.
-    pub fn put(&self, key: &str, object: Value) {
-        self.state
-            .lock()
-            .unwrap()
-            .objects
-            .insert(key.to_owned(), object);
+    /// Every stored object has a resourceVersion, new with each write.
+    pub fn put(&self, key: &str, mut object: Value) {
+        let mut state = self.state.lock().unwrap();
+        state.version += 1;
+        object["metadata"]["resourceVersion"] = json!(state.version.to_string());
+        state.objects.insert(key.to_owned(), object);
     }
 
     /// Refuse writes to `key` with 422 and `message`.
