@@ -23,7 +23,7 @@ async fn first_creation_makes_topics_and_starts_the_migration_before_any_workloa
     assert_eq!(
         lines(&calls),
         strings(&[
-            &format!("PATCH {CONFIG_MAP}"),
+            &format!("PATCH {}", h.config_map_key()),
             &format!("GET {job}"),
             &format!("PATCH {job}"),
             &format!("PUT {PIPELINE}/status"),
@@ -90,7 +90,10 @@ async fn first_creation_makes_topics_and_starts_the_migration_before_any_workloa
     let (_, calls) = h.calls().await;
     assert_eq!(
         lines(&calls),
-        strings(&[&format!("PATCH {CONFIG_MAP}"), &format!("GET {job}")])
+        strings(&[
+            &format!("PATCH {}", h.config_map_key()),
+            &format!("GET {job}")
+        ])
     );
 }
 
@@ -108,7 +111,10 @@ async fn workloads_roll_out_in_order_after_the_migration_and_a_settled_pipeline_
     assert_eq!(
         lines(&calls),
         concat(&[
-            &strings(&[&format!("PATCH {CONFIG_MAP}"), &format!("GET {job}")]),
+            &strings(&[
+                &format!("PATCH {}", h.config_map_key()),
+                &format!("GET {job}")
+            ]),
             &workload_applies(),
             &prune_lists(),
             &strings(&[&format!("PUT {PIPELINE}/status"), &format!("POST {EVENTS}")]),
@@ -147,9 +153,13 @@ async fn workloads_roll_out_in_order_after_the_migration_and_a_settled_pipeline_
     assert_eq!(
         lines(&calls),
         concat(&[
-            &strings(&[&format!("PATCH {CONFIG_MAP}"), &format!("GET {job}")]),
+            &strings(&[
+                &format!("PATCH {}", h.config_map_key()),
+                &format!("GET {job}")
+            ]),
             &workload_applies(),
             &prune_lists(),
+            &strings(&[&format!("GET {CONFIG_MAPS}")]),
         ])
     );
 }
@@ -175,7 +185,7 @@ async fn a_spec_change_migrates_the_new_image_first_then_rolls_and_deletes_the_o
     assert_eq!(
         lines(&calls),
         strings(&[
-            &format!("PATCH {CONFIG_MAP}"),
+            &format!("PATCH {}", h.config_map_key()),
             &format!("GET {new_job}"),
             &format!("PATCH {new_job}"),
             &format!("PUT {PIPELINE}/status"),
@@ -267,7 +277,7 @@ async fn a_topic_shrink_is_refused_with_a_condition_and_the_pipeline_keeps_runni
     assert_eq!(
         lines(&calls),
         concat(&[
-            &strings(&[&format!("PATCH {CONFIG_MAP}")]),
+            &strings(&[&format!("PATCH {}", h.config_map_key())]),
             &workload_applies(),
             &prune_lists(),
             &strings(&[
@@ -338,7 +348,7 @@ async fn a_failed_migration_is_a_condition_with_the_jobs_reason_and_nothing_roll
     assert_eq!(
         lines(&calls),
         strings(&[
-            &format!("PATCH {CONFIG_MAP}"),
+            &format!("PATCH {}", h.config_map_key()),
             &format!("GET {job}"),
             &format!("PUT {PIPELINE}/status"),
             &format!("POST {EVENTS}"),
@@ -372,7 +382,7 @@ async fn kafka_unreachable_is_reported_and_retried_with_a_growing_backoff() {
     let calls = h.fake.take_calls();
     assert_eq!(lines(&calls)[0], format!("PUT {PIPELINE}/status"));
     assert_eq!(events(&calls), [event("Warning", "KafkaUnavailable")]);
-    assert!(h.fake.get(CONFIG_MAP).is_none(), "nothing applied");
+    assert!(h.fake.keys(CONFIG_MAPS).is_empty(), "nothing applied");
     let (status, reason, message) = h.condition("TopicsReady");
     assert_eq!(
         (status.as_str(), reason.as_str()),
@@ -513,4 +523,93 @@ async fn a_refused_write_degrades_the_pipeline_naming_the_object_and_is_retried(
         "False",
         "an earlier Ready must not stand"
     );
+}
+
+/// The ConfigMap name each Deployment's pods read their settings from.
+fn config_read_by_deployments(h: &Harness) -> Vec<String> {
+    h.fake
+        .keys(DEPLOYMENTS)
+        .iter()
+        .map(|k| {
+            h.fake.get(k).unwrap()["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]
+                ["configMapRef"]["name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn name_of(key: &str) -> String {
+    key.rsplit('/').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn new_settings_reach_no_running_pod_before_their_migration_and_old_ones_go_after_the_rollout()
+ {
+    let h = Harness::new(pipeline(|_| {}), MemoryBroker::new(true));
+    h.calls().await;
+    h.complete_job(&h.job_key());
+    h.calls().await;
+    h.roll_out_deployments();
+    h.calls().await;
+    let old = h.config_map_key();
+    let old_data = h.fake.get(&old).unwrap()["data"].clone();
+    assert_eq!(h.fake.get(&old).unwrap()["immutable"], true);
+    assert!(
+        config_read_by_deployments(&h)
+            .iter()
+            .all(|n| *n == name_of(&old))
+    );
+
+    // A setting changes (the database): a new ConfigMap, read by the new
+    // migration Job only. A pod of the running version that restarts now
+    // still reads what it was started with.
+    let mut p = h.fake.get(PIPELINE).unwrap();
+    p["spec"]["clickhouse"]["database"] = json!("shop");
+    p["metadata"]["generation"] = json!(2);
+    h.fake.put(PIPELINE, p);
+    let new = h.config_map_key();
+    assert_ne!(new, old);
+    h.calls().await;
+    assert_eq!(h.fake.get(&old).unwrap()["data"], old_data, "untouched");
+    assert_eq!(
+        h.fake.get(&new).unwrap()["data"]["QUERY_CLICKHOUSE_DATABASE"],
+        "shop"
+    );
+    assert!(
+        config_read_by_deployments(&h)
+            .iter()
+            .all(|n| *n == name_of(&old)),
+        "not before the migration: {:?}",
+        config_read_by_deployments(&h)
+    );
+    let job = h.fake.get(&h.job_key()).unwrap();
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRef"]["name"],
+        name_of(&new)
+    );
+
+    // Migrated: the pods roll to the new settings; the old ConfigMap
+    // stays while pods of the old version may still run.
+    h.complete_job(&h.job_key());
+    h.calls().await;
+    assert!(
+        config_read_by_deployments(&h)
+            .iter()
+            .all(|n| *n == name_of(&new))
+    );
+    assert!(h.fake.get(&old).is_some(), "old pods still read it");
+
+    // Rolled out: the old ConfigMap goes, the new one stays.
+    h.roll_out_deployments();
+    let (_, calls) = h.calls().await;
+    assert!(
+        lines(&calls).contains(&format!("DELETE {old}")),
+        "{:#?}",
+        lines(&calls)
+    );
+    assert!(h.fake.get(&old).is_none());
+    assert!(h.fake.get(&new).is_some());
+    assert_eq!(h.fake.keys(CONFIG_MAPS), [new]);
 }

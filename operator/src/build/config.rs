@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, EnvVar, EnvVarSource, SecretKeySelector};
+use sha2::{Digest, Sha256};
 
 use super::BuildError;
 use super::component::Component;
 use super::meta;
 use crate::crd::{AnalyticsPipeline, SecretKeyRef};
 
-/// Name suffix of the ConfigMap.
+/// Name suffix of the ConfigMaps (and their component label).
 pub const CONFIG: &str = "config";
 
 /// Where ClickHouse listens, as the workloads' `*_CLICKHOUSE_*` variables
@@ -106,12 +107,37 @@ pub fn config_data(p: &AnalyticsPipeline) -> Result<BTreeMap<String, String>, Bu
     Ok(data)
 }
 
+/// The settings as an immutable ConfigMap named after a digest of its
+/// data, `{pipeline}-config-{digest}`: a change of settings is a new
+/// ConfigMap, which only the new migration Job and, once it succeeded, the
+/// new pods read. Pods of the running version keep reading theirs (a
+/// restart included) until the rollout replaced them; reconcile deletes old
+/// ones after that.
 pub fn config_map(p: &AnalyticsPipeline) -> Result<ConfigMap, BuildError> {
+    let data = config_data(p)?;
+    let name = meta::child_name(p, &format!("{CONFIG}-{}", data_digest(&data)));
     Ok(ConfigMap {
-        metadata: meta::meta(p, meta::child_name(p, CONFIG), CONFIG),
-        data: Some(config_data(p)?),
+        metadata: meta::meta(p, name, CONFIG),
+        data: Some(data),
+        immutable: Some(true),
         ..ConfigMap::default()
     })
+}
+
+/// 16 hex digits of a digest of `data` (sorted keys: stable across runs).
+pub fn data_digest(data: &BTreeMap<String, String>) -> String {
+    let mut hash = Sha256::new();
+    for (k, v) in data {
+        hash.update(k.as_bytes());
+        hash.update([0]);
+        hash.update(v.as_bytes());
+        hash.update([0]);
+    }
+    hash.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// An environment variable read from a Secret key.

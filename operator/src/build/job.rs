@@ -33,20 +33,19 @@ pub fn migration_job_name(
     format!("{}{suffix}", cut.trim_end_matches('-'))
 }
 
-/// The Job migrating ClickHouse and Postgres to `schema_version`;
-/// `config_digest` is the digest of the ConfigMap it reads.
-pub fn migration_job(p: &AnalyticsPipeline, schema_version: u32, config_digest: &str) -> Job {
-    let container = pod::container(p, "migrate", secret_env(p, Reader::Migrate));
+/// The Job migrating ClickHouse and Postgres to `schema_version`, reading
+/// the ConfigMap `config`.
+pub fn migration_job(p: &AnalyticsPipeline, schema_version: u32, config: &str) -> Job {
+    let container = pod::container(p, "migrate", config, secret_env(p, Reader::Migrate));
     let mut labels = meta::labels(p, "migrate");
     labels.insert(
         "tributary.dev/schema-version".to_owned(),
         schema_version.to_string(),
     );
     let pod_spec = pod::pod(container, None, "Never");
-    // The pod spec holds the image and the Secret references; the digest
-    // stands for the ConfigMap's settings.
-    let mut fingerprint = serde_json::to_vec(&pod_spec).unwrap_or_default();
-    fingerprint.extend_from_slice(config_digest.as_bytes());
+    // The pod spec holds the image, the Secret references and the
+    // ConfigMap's name (a digest of the settings).
+    let fingerprint = serde_json::to_vec(&pod_spec).unwrap_or_default();
     let mut metadata = meta::meta(
         p,
         migration_job_name(p, schema_version, &fingerprint),

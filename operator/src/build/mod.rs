@@ -7,7 +7,6 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::crd::AnalyticsPipeline;
 
@@ -99,15 +98,15 @@ pub fn children(p: &AnalyticsPipeline, sizing: Sizing) -> Result<Children, Build
         });
     }
     let config_map = config::config_map(p)?;
-    let digest = data_digest(&config_map);
+    let config = config_map.metadata.name.clone().unwrap_or_default();
     Ok(Children {
         migration_job: p
             .spec
             .migrations
-            .then(|| job::migration_job(p, sizing.schema_version, &digest)),
+            .then(|| job::migration_job(p, sizing.schema_version, &config)),
         deployments: Component::ALL
             .iter()
-            .map(|&c| workload::deployment(p, c, &sizing, &digest))
+            .map(|&c| workload::deployment(p, c, &sizing, &config))
             .collect(),
         services: Component::ALL
             .iter()
@@ -120,22 +119,6 @@ pub fn children(p: &AnalyticsPipeline, sizing: Sizing) -> Result<Children, Build
             .collect(),
         config_map,
     })
-}
-
-/// A digest of the ConfigMap's data (sorted keys: stable across runs).
-fn data_digest(config_map: &ConfigMap) -> String {
-    let mut hash = Sha256::new();
-    for (k, v) in config_map.data.iter().flatten() {
-        hash.update(k.as_bytes());
-        hash.update([0]);
-        hash.update(v.as_bytes());
-        hash.update([0]);
-    }
-    hash.finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Why objects could not be printed.

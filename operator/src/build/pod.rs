@@ -7,8 +7,6 @@ use k8s_openapi::api::core::v1::{
     PodSecurityContext, PodSpec, SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
 
-use super::config::CONFIG;
-use super::meta;
 use crate::crd::{AnalyticsPipeline, WorkloadSpec};
 
 /// The user and group the pods run as (not root).
@@ -52,15 +50,21 @@ pub fn pod(container: Container, workload: Option<&WorkloadSpec>, restart_policy
     }
 }
 
-/// The `tributary` container: image, subcommand, settings and secrets.
-pub fn container(p: &AnalyticsPipeline, subcommand: &str, env: Vec<EnvVar>) -> Container {
+/// The `tributary` container: image, subcommand, settings (the ConfigMap
+/// named `config`) and secrets.
+pub fn container(
+    p: &AnalyticsPipeline,
+    subcommand: &str,
+    config: &str,
+    env: Vec<EnvVar>,
+) -> Container {
     Container {
         name: "tributary".to_owned(),
         image: Some(p.spec.image.clone()),
         args: Some(vec![subcommand.to_owned()]),
         env_from: Some(vec![EnvFromSource {
             config_map_ref: Some(ConfigMapEnvSource {
-                name: meta::child_name(p, CONFIG),
+                name: config.to_owned(),
                 optional: Some(false),
             }),
             ..EnvFromSource::default()

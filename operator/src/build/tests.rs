@@ -75,9 +75,12 @@ fn a_pipeline_becomes_its_objects_in_apply_order() {
         ["analytics-auth", "analytics-capture", "analytics-query"]
     );
     assert_eq!(c.disruption_budgets.len(), 4);
-    assert_eq!(
-        c.config_map.metadata.name.as_deref(),
-        Some("analytics-config")
+    assert!(
+        c.config_map
+            .metadata
+            .name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("analytics-config-"))
     );
     assert!(c.migration_job.is_some());
     let mut off = minimal();
@@ -325,21 +328,57 @@ fn children_carry_labels_and_their_owner() {
 }
 
 #[test]
-fn a_settings_change_rolls_the_pods() {
-    let digest = |p: &AnalyticsPipeline| {
-        built(p).deployments[0]
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.metadata.as_ref())
-            .and_then(|m| m.annotations.as_ref())
-            .and_then(|a| a.get(workload::CONFIG_DIGEST).cloned())
+fn a_settings_change_is_a_new_immutable_config_map_the_pods_and_the_job_read() {
+    let config_of = |c: &Children| -> Vec<String> {
+        let mut names: Vec<String> = c
+            .deployments
+            .iter()
+            .map(|d| {
+                container(d).env_from.as_ref().unwrap()[0]
+                    .config_map_ref
+                    .as_ref()
+                    .unwrap()
+                    .name
+                    .clone()
+            })
+            .collect();
+        let job = c.migration_job.as_ref().unwrap();
+        let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        names.push(
+            pod.containers[0].env_from.as_ref().unwrap()[0]
+                .config_map_ref
+                .as_ref()
+                .unwrap()
+                .name
+                .clone(),
+        );
+        names
     };
-    let p = minimal();
+    let p = built(&minimal());
+    let name = p.config_map.metadata.name.clone().unwrap();
+    assert!(name.starts_with("analytics-config-"), "{name}");
+    assert_eq!(p.config_map.immutable, Some(true));
+    assert!(
+        config_of(&p).iter().all(|n| *n == name),
+        "{:?}",
+        config_of(&p)
+    );
+    assert_eq!(
+        built(&minimal()).config_map.metadata.name.as_deref(),
+        Some(name.as_str()),
+        "stable"
+    );
     let mut q = minimal();
     q.spec.query.require_api_key = true;
-    assert!(digest(&p).is_some());
-    assert_eq!(digest(&p), digest(&minimal()), "stable");
-    assert_ne!(digest(&p), digest(&q));
+    let q = built(&q);
+    let other = q.config_map.metadata.name.clone().unwrap();
+    assert_ne!(other, name, "new settings, a new ConfigMap");
+    assert!(config_of(&q).iter().all(|n| *n == other));
+    assert_ne!(
+        q.migration_job.as_ref().unwrap().metadata.name,
+        p.migration_job.as_ref().unwrap().metadata.name,
+        "and a new migration"
+    );
 }
 
 fn job_name(p: &AnalyticsPipeline, version: u32) -> String {

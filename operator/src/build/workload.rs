@@ -1,7 +1,5 @@
 //! A workload's Deployment, Service and PodDisruptionBudget.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     ContainerPort, HTTPGetAction, PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec,
@@ -14,10 +12,6 @@ use super::component::Component;
 use super::config::{Reader, merge_env, secret_env};
 use super::{Sizing, meta, pod};
 use crate::crd::AnalyticsPipeline;
-
-/// Annotation of the pod template holding a digest of the ConfigMap's
-/// data, so a settings change rolls the pods.
-pub const CONFIG_DIGEST: &str = "tributary.dev/config-digest";
 
 /// Consumer replicas: the autoscaler's, else `minReplicas` with scaling
 /// on, else the spec's (or the default); never more than the events
@@ -47,12 +41,13 @@ fn http_probe(path: &str, port: i32, period: i32) -> Probe {
 }
 
 /// The Deployment of `component`, `sizing` deciding the consumer's
-/// replicas; `config_digest` of the ConfigMap's data.
+/// replicas, its pods reading the ConfigMap `config` (its name changes
+/// with the settings, so a settings change rolls the pods).
 pub fn deployment(
     p: &AnalyticsPipeline,
     component: Component,
     sizing: &Sizing,
-    config_digest: &str,
+    config: &str,
 ) -> Deployment {
     let spec = component.spec(&p.spec);
     let replicas = match component {
@@ -60,7 +55,7 @@ pub fn deployment(
         _ => spec.replicas.unwrap_or(component.default_replicas()),
     };
     let env = merge_env(secret_env(p, Reader::Workload(component)), &spec.env);
-    let mut container = pod::container(p, component.name(), env);
+    let mut container = pod::container(p, component.name(), config, env);
     container.ports = Some(vec![ContainerPort {
         name: Some("http".to_owned()),
         container_port: component.port(),
@@ -87,10 +82,6 @@ pub fn deployment(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
-                    annotations: Some(BTreeMap::from([(
-                        CONFIG_DIGEST.to_owned(),
-                        config_digest.to_owned(),
-                    )])),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(pod::pod(container, Some(spec), "Always")),

@@ -534,16 +534,21 @@ async fn roll_out<T: Kafka>(
     }
     observed.workloads_observed = true;
     observed.endpoints = observe::endpoints(p);
-    prune(ctx, p, namespace, children).await
+    // Pods of the previous version read the previous ConfigMap (a restart
+    // too) until the rollout replaced them all.
+    let rolled_out = observed.workloads_pending.is_empty();
+    prune(ctx, p, namespace, children, rolled_out).await
 }
 
 /// Deletes the pipeline's children that `children` no longer holds: old
-/// migration Jobs, and workloads, Services or budgets of removed parts.
+/// migration Jobs, workloads, Services or budgets of removed parts, and,
+/// once every workload `rolled_out`, ConfigMaps of earlier settings.
 async fn prune<T: Kafka>(
     ctx: &Context<T>,
     p: &AnalyticsPipeline,
     namespace: &str,
     children: &Children,
+    rolled_out: bool,
 ) -> Result<(), Error> {
     let Some(owner) = p.uid() else {
         return Ok(());
@@ -562,6 +567,13 @@ async fn prune<T: Kafka>(
     deleted.extend(owned.prune(&children.deployments).await?);
     deleted.extend(owned.prune(&children.services).await?);
     deleted.extend(owned.prune(&children.disruption_budgets).await?);
+    if rolled_out {
+        deleted.extend(
+            owned
+                .prune(std::slice::from_ref(&children.config_map))
+                .await?,
+        );
+    }
     if !deleted.is_empty() {
         tracing::info!(pipeline = %p.name_any(), namespace, ?deleted, "deleted children no longer wanted");
     }

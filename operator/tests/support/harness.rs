@@ -17,7 +17,7 @@ use super::{Call, FakeApi, MemoryBroker};
 pub const NS: &str = "analytics";
 pub const PIPELINE: &str =
     "/apis/tributary.dev/v1alpha1/namespaces/analytics/analyticspipelines/shop";
-pub const CONFIG_MAP: &str = "/api/v1/namespaces/analytics/configmaps/shop-config";
+pub const CONFIG_MAPS: &str = "/api/v1/namespaces/analytics/configmaps";
 pub const JOBS: &str = "/apis/batch/v1/namespaces/analytics/jobs";
 pub const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/analytics/deployments";
 pub const SERVICES: &str = "/api/v1/namespaces/analytics/services";
@@ -76,6 +76,21 @@ impl Harness {
             .unwrap_or_else(|| panic!("no condition {type_} in {status}"));
         let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
         (s("status"), s("reason"), s("message"))
+    }
+
+    /// The ConfigMap of the stored pipeline's settings.
+    pub fn config_map_key(&self) -> String {
+        let p = self.stored();
+        let sizing = build::Sizing {
+            partitions: 12,
+            consumer_replicas: None,
+            schema_version: self.ctx.schema_version,
+        };
+        let c = build::children(&p, sizing).expect("a valid pipeline");
+        format!(
+            "{CONFIG_MAPS}/{}",
+            c.config_map.metadata.name.expect("named")
+        )
     }
 
     pub fn job_key(&self) -> String {
@@ -165,6 +180,7 @@ pub fn workload_applies() -> Vec<String> {
     v
 }
 
+/// The lists prune makes; ConfigMaps too once every workload rolled out.
 pub fn prune_lists() -> Vec<String> {
     [JOBS, DEPLOYMENTS, SERVICES, BUDGETS]
         .iter()

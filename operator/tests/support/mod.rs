@@ -228,6 +228,18 @@ impl FakeApi {
                 }
                 // What the real API server refuses to change.
                 if let Some(old) = &old {
+                    if key.contains("/configmaps/")
+                        && old["immutable"] == json!(true)
+                        && (new["data"] != old["data"] || new["immutable"] != json!(true))
+                    {
+                        return failure(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "Invalid",
+                            &format!(
+                                "{key}: data: Forbidden: field is immutable when `immutable` is set"
+                            ),
+                        );
+                    }
                     let immutable = if key.contains("/jobs/") {
                         Some((
                             "spec.template",
