@@ -16,6 +16,7 @@ pub mod kafka;
 pub mod kubelet;
 pub mod process;
 pub mod stress;
+pub mod tcp_proxy;
 
 /// Connection settings of the running local stack.
 #[derive(Debug, Clone)]

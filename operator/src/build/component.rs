@@ -53,12 +53,15 @@ impl Component {
         self != Component::Consumer
     }
 
-    /// Readiness path: capture is ready while Kafka answers; the others
-    /// report their own health.
+    /// Readiness path, where the binary checks what the workload serves
+    /// with: capture's `/ready` is 503 while Kafka does not answer, query's
+    /// while ClickHouse does not, auth's while Postgres does not. The
+    /// consumer serves no one (no Service): its health is enough, and its
+    /// lag tells when it cannot work.
     pub fn readiness_path(self) -> &'static str {
         match self {
-            Component::Capture => "/ready",
-            _ => "/health",
+            Component::Capture | Component::Query | Component::Auth => "/ready",
+            Component::Consumer => "/health",
         }
     }
 

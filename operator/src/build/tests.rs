@@ -261,10 +261,10 @@ fn every_container_is_locked_down_and_probed() {
             Some("/health"),
             "{name}"
         );
-        let ready = if name.ends_with("capture") {
-            "/ready"
-        } else {
+        let ready = if name.ends_with("consumer") {
             "/health"
+        } else {
+            "/ready"
         };
         assert_eq!(path(&ctr.readiness_probe).as_deref(), Some(ready), "{name}");
     }

@@ -51,6 +51,9 @@ impl ApiError {
             retry_after: None,
         }
     }
+    fn not_ready(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message)
+    }
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
@@ -119,8 +122,28 @@ pub fn routes(state: Arc<AppState>) -> Router {
             delete(revoke_key),
         )
         .route("/api/keys/validate", post(validate_key))
+        .route("/ready", get(ready))
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+/// Readiness: 200 while Postgres answers a query within 2 s, else 503
+/// naming the failure (the pod leaves its Service until it answers).
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        sqlx::query("SELECT 1").execute(&state.pool),
+    )
+    .await;
+    match answer {
+        Ok(Ok(_)) => (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "postgres": "ok"})),
+        )
+            .into_response(),
+        Ok(Err(e)) => ApiError::not_ready(format!("Postgres: {e}")).into_response(),
+        Err(_) => ApiError::not_ready("Postgres did not answer within 2 s").into_response(),
+    }
 }
 
 /// Counts and times every request by its route template.

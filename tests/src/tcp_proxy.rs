@@ -1,0 +1,104 @@
+//! A TCP proxy on loopback between a client under test and a real server:
+//! it can be cut (every connection dropped, new ones refused) to make the
+//! server unreachable without stopping it, and it can show a tap the bytes
+//! clients send (to count a protocol's requests).
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Bytes clients send, per connection: `(connection number, bytes)`.
+pub type Tap = Arc<dyn Fn(usize, &[u8]) + Send + Sync>;
+
+pub struct TcpProxy {
+    addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl TcpProxy {
+    /// Listens on a free loopback port and forwards to `upstream`.
+    pub fn start(upstream: SocketAddr, tap: Option<Tap>) -> std::io::Result<Self> {
+        Self::on(TcpListener::bind(("127.0.0.1", 0))?, upstream, tap)
+    }
+
+    /// Forwards what `listener` accepts to `upstream`.
+    pub fn on(
+        listener: TcpListener,
+        upstream: SocketAddr,
+        tap: Option<Tap>,
+    ) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let cut = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
+        let (stop, streams) = (Arc::clone(&cut), Arc::clone(&open));
+        std::thread::spawn(move || {
+            for (n, client) in listener.incoming().enumerate() {
+                let Ok(client) = client else { continue };
+                if stop.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect_timeout(&upstream, Duration::from_secs(5))
+                else {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                };
+                let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                if let Ok(mut all) = streams.lock() {
+                    all.extend(
+                        [client.try_clone(), server.try_clone()]
+                            .into_iter()
+                            .flatten(),
+                    );
+                }
+                let tap = tap.clone();
+                std::thread::spawn(move || pump(client, s2, tap.map(|t| (t, n))));
+                std::thread::spawn(move || pump(server, c2, None));
+            }
+        });
+        Ok(Self { addr, cut, open })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Drops every connection and refuses (closes at once) new ones.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        if let Ok(mut all) = self.open.lock() {
+            for s in all.drain(..) {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, tap: Option<(Tap, usize)>) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if let Some((tap, connection)) = &tap {
+                    tap(*connection, &buf[..n]);
+                }
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
