@@ -70,6 +70,10 @@ pub struct AnalyticsPipelineSpec {
     /// Postgres schemas) in a Job before rolling the workloads.
     #[serde(default = "yes")]
     pub migrations: bool,
+    /// The migration Job's pod: its resources, more env, and where it may
+    /// run (by default where the consumer may).
+    #[serde(default, skip_serializing_if = "MigrationJobSpec::is_empty")]
+    pub migration_job: MigrationJobSpec,
     /// While true, the operator changes nothing: no topic, Job or workload
     /// is created, updated or deleted.
     #[serde(default)]
@@ -247,6 +251,31 @@ pub struct WorkloadSpec {
     /// Taints the pods tolerate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
+}
+
+/// The migration Job's pod.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationJobSpec {
+    /// CPU and memory; default 50m-500m CPU, 64Mi-256Mi (a namespace with
+    /// a ResourceQuota and no LimitRange admits no pod without them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// More environment variables (they win over the operator's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Node labels the pod must run on; the consumer's when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints the pod tolerates; the consumer's when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+}
+
+impl MigrationJobSpec {
+    fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// The capture workload.

@@ -21,6 +21,9 @@ pub const PIPELINE_NAMESPACES: &[(&str, &str, &[&str])] = &[
     ("apps", "deployments", CHILD),
     ("batch", "jobs", CHILD),
     ("policy", "poddisruptionbudgets", CHILD),
+    // The migration Job's pods, listed while it runs to tell why one
+    // cannot start (unschedulable, a missing Secret).
+    ("", "pods", &["list"]),
     // Events; a repeat within the recorder's window patches the series.
     ("events.k8s.io", "events", &["create", "patch"]),
 ];

@@ -30,11 +30,24 @@ pub enum Migration {
     Waiting,
     /// Created and not finished.
     Running,
+    /// Created, and its pod cannot start: `reason` (`Unschedulable`,
+    /// `PodNotStarting`, `NoPod`) and what Kubernetes says.
+    Pending {
+        reason: &'static str,
+        message: String,
+    },
     Succeeded,
     /// Out of retries; the Job's reason.
     Failed {
         reason: String,
     },
+}
+
+impl Migration {
+    /// Whether the Job has yet to finish (running or stuck before it runs).
+    pub fn in_progress(&self) -> bool {
+        matches!(self, Migration::Running | Migration::Pending { .. })
+    }
 }
 
 /// What one reconcile saw.
@@ -219,6 +232,12 @@ fn migration_verdict(m: &Migration) -> Verdict {
             "Running",
             "the migration Job is running; workloads roll after it".into(),
         ),
+        Migration::Pending { reason, message } => verdict(
+            MIGRATIONS_COMPLETE,
+            false,
+            reason,
+            format!("the migration Job's pod cannot start: {message}"),
+        ),
         Migration::Succeeded => verdict(
             MIGRATIONS_COMPLETE,
             true,
@@ -359,8 +378,10 @@ fn verdicts(o: &Observed) -> Vec<Verdict> {
     let topics = topics_verdict(&o.topics);
     let migration = migration_verdict(&o.migration);
     let failing = failures(o, &topics, &migration);
-    let progressing = o.migration == Migration::Running || !o.workloads_pending.is_empty();
-    let progress = if o.migration == Migration::Running {
+    let progressing = o.migration.in_progress() || !o.workloads_pending.is_empty();
+    let progress = if let Migration::Pending { .. } = o.migration {
+        format!("waiting for the migration Job; {}", migration.message)
+    } else if o.migration == Migration::Running {
         "waiting for the migration Job".to_owned()
     } else if o.workloads_pending.is_empty() {
         "every workload is up to date".to_owned()
@@ -381,7 +402,7 @@ fn verdicts(o: &Observed) -> Vec<Verdict> {
         if progressing { "RollingOut" } else { "Stable" },
         progress,
     );
-    if !o.workloads_observed && o.migration != Migration::Running {
+    if !o.workloads_observed && !o.migration.in_progress() {
         progressing_verdict = progressing_verdict.unless_known();
     }
     let mut all = vec![

@@ -26,10 +26,23 @@ async fn first_creation_makes_topics_and_starts_the_migration_before_any_workloa
             &format!("PATCH {}", h.config_map_key()),
             &format!("GET {job}"),
             &format!("PATCH {job}"),
+            // Running: whether its pod can start.
+            &format!("GET {PODS}"),
             &format!("PUT {PIPELINE}/status"),
             &format!("POST {EVENTS}"),
             &format!("POST {EVENTS}"),
         ])
+    );
+    let pods = calls.iter().find(|c| c.path == PODS).unwrap();
+    assert_eq!(
+        pods.query.get("labelSelector").map(String::as_str),
+        Some(
+            format!(
+                "batch.kubernetes.io/job-name={}",
+                job.rsplit('/').next().unwrap()
+            )
+            .as_str()
+        )
     );
     // Every write is a forced server-side apply by the operator.
     for c in calls.iter().filter(|c| c.method == "PATCH") {
@@ -64,7 +77,7 @@ async fn first_creation_makes_topics_and_starts_the_migration_before_any_workloa
             event("Normal", "MigrationStarted")
         ]
     );
-    let topic_note = calls[4].body.as_ref().unwrap()["note"]
+    let topic_note = calls[5].body.as_ref().unwrap()["note"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -86,13 +99,15 @@ async fn first_creation_makes_topics_and_starts_the_migration_before_any_workloa
         "no workload before the migration"
     );
 
-    // While the Job runs, the Job is only read and nothing else moves.
+    // While the Job runs, the Job and its pods are only read and nothing
+    // else moves.
     let (_, calls) = h.calls().await;
     assert_eq!(
         lines(&calls),
         strings(&[
             &format!("PATCH {}", h.config_map_key()),
-            &format!("GET {job}")
+            &format!("GET {job}"),
+            &format!("GET {PODS}"),
         ])
     );
 }
@@ -188,6 +203,7 @@ async fn a_spec_change_migrates_the_new_image_first_then_rolls_and_deletes_the_o
             &format!("PATCH {}", h.config_map_key()),
             &format!("GET {new_job}"),
             &format!("PATCH {new_job}"),
+            &format!("GET {PODS}"),
             &format!("PUT {PIPELINE}/status"),
             // The second MigrationStarted within minutes joins the first's series.
             &format!("PATCH {EVENTS}/*"),
@@ -612,4 +628,100 @@ async fn new_settings_reach_no_running_pod_before_their_migration_and_old_ones_g
     assert!(h.fake.get(&old).is_none());
     assert!(h.fake.get(&new).is_some());
     assert_eq!(h.fake.keys(CONFIG_MAPS), [new]);
+}
+
+#[tokio::test]
+async fn the_migration_runs_where_the_consumer_may_with_its_own_resources_and_a_stuck_pod_is_told()
+{
+    let h = Harness::new(
+        pipeline(|p| {
+            p["spec"]["consumer"] = json!({
+                "nodeSelector": {"pool": "analytics"},
+                "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "analytics",
+                    "effect": "NoSchedule"}],
+            });
+            p["spec"]["migrationJob"] = json!({
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                    "limits": {"cpu": "1", "memory": "512Mi"}},
+                "env": [{"name": "LOG_LEVEL", "value": "debug"}],
+            });
+        }),
+        MemoryBroker::new(true),
+    );
+    h.calls().await;
+    let job = h.job_key();
+    let pod = &h.fake.get(&job).unwrap()["spec"]["template"]["spec"];
+    assert_eq!(pod["nodeSelector"], json!({"pool": "analytics"}));
+    assert_eq!(pod["tolerations"][0]["value"], "analytics");
+    let container = &pod["containers"][0];
+    assert_eq!(container["resources"]["limits"]["memory"], "512Mi");
+    assert!(
+        container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "LOG_LEVEL" && e["value"] == "debug"),
+        "{container}"
+    );
+    assert_eq!(h.condition("MigrationsComplete").1, "Running");
+
+    // The scheduler cannot place the pod: told at the next look, with the
+    // scheduler's words, and looked at again while progressing.
+    let job_name = job.rsplit('/').next().unwrap();
+    h.fake.put(
+        &format!("{PODS}/{job_name}-x7k2p"),
+        json!({"metadata": {"name": format!("{job_name}-x7k2p"), "namespace": NS,
+            "labels": {"batch.kubernetes.io/job-name": job_name}},
+        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/3 nodes are available: 3 node(s) had untolerated taint {gpu: true}."}]}}),
+    );
+    let (action, calls) = h.calls().await;
+    let (status, reason, message) = h.condition("MigrationsComplete");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "Unschedulable")
+    );
+    assert!(
+        message.contains("untolerated taint {gpu: true}"),
+        "{message}"
+    );
+    assert!(
+        h.condition("Ready").2.contains("untolerated taint"),
+        "{:?}",
+        h.condition("Ready")
+    );
+    assert_eq!(events(&calls), [event("Warning", "MigrationPending")]);
+    assert_eq!(action, Action::requeue(WHILE_PROGRESSING));
+    assert!(h.fake.keys(DEPLOYMENTS).is_empty(), "nothing rolls");
+
+    // Another pipeline's pod, or a pod of another Job, does not count.
+    h.fake.put(
+        &format!("{PODS}/{job_name}-x7k2p"),
+        json!({"metadata": {"name": format!("{job_name}-x7k2p"), "namespace": NS,
+            "labels": {"batch.kubernetes.io/job-name": "someone-elses-job"}},
+        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "message": "0/3 nodes are available"}]}}),
+    );
+    h.calls().await;
+    assert_eq!(h.condition("MigrationsComplete").1, "Running");
+
+    // No pod at all a minute after the Job was made (a quota refused it).
+    let mut stored = h.fake.get(&job).unwrap();
+    stored["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+    h.fake.put(&job, stored);
+    h.fake.put(
+        &format!("{PODS}/{job_name}-x7k2p"),
+        json!({"metadata": {"name": "x"}}),
+    );
+    let (_, _) = h.calls().await;
+    let (status, reason, message) = h.condition("MigrationsComplete");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "NoPod"));
+    assert!(message.contains("kubectl describe job"), "{message}");
+
+    // Once it completes, the workloads roll.
+    h.complete_job(&job);
+    h.calls().await;
+    assert_eq!(h.condition("MigrationsComplete").1, "Succeeded");
+    assert_eq!(h.fake.keys(DEPLOYMENTS).len(), 4);
 }

@@ -62,6 +62,11 @@ operator/tests/rbac.rs, which checks this list against the calls).
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, list, watch, create, patch, delete]
+# The migration Job's pods: listed while it runs, to tell why one cannot
+# start (unschedulable, a missing Secret).
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 # Events on pipelines (a repeat is a patch of the first).
 - apiGroups: [events.k8s.io]
   resources: [events]

@@ -9,9 +9,14 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sha2::{Digest, Sha256};
 
-use super::config::{Reader, secret_env};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use super::config::{Reader, merge_env, secret_env};
 use super::{meta, pod};
-use crate::crd::AnalyticsPipeline;
+use crate::crd::{AnalyticsPipeline, WorkloadSpec};
 
 /// Longest name a Job may have (its pods' `job-name` label holds it).
 const MAX_NAME: usize = 63;
@@ -33,16 +38,55 @@ pub fn migration_job_name(
     format!("{}{suffix}", cut.trim_end_matches('-'))
 }
 
+/// Requests and limits of a migration: it sends DDL and waits.
+fn default_resources() -> ResourceRequirements {
+    let pair = |cpu: &str, mem: &str| {
+        BTreeMap::from([
+            ("cpu".to_owned(), Quantity(cpu.to_owned())),
+            ("memory".to_owned(), Quantity(mem.to_owned())),
+        ])
+    };
+    ResourceRequirements {
+        requests: Some(pair("50m", "64Mi")),
+        limits: Some(pair("500m", "256Mi")),
+        ..ResourceRequirements::default()
+    }
+}
+
+/// Where the migration may run: its own node selector and tolerations,
+/// each defaulting to the consumer's (the Job writes the schema the
+/// consumer writes to, from the same nodes).
+fn scheduling(p: &AnalyticsPipeline) -> WorkloadSpec {
+    let own = &p.spec.migration_job;
+    let consumer = &p.spec.consumer.workload;
+    WorkloadSpec {
+        node_selector: if own.node_selector.is_empty() {
+            consumer.node_selector.clone()
+        } else {
+            own.node_selector.clone()
+        },
+        tolerations: if own.tolerations.is_empty() {
+            consumer.tolerations.clone()
+        } else {
+            own.tolerations.clone()
+        },
+        ..WorkloadSpec::default()
+    }
+}
+
 /// The Job migrating ClickHouse and Postgres to `schema_version`, reading
 /// the ConfigMap `config`.
 pub fn migration_job(p: &AnalyticsPipeline, schema_version: u32, config: &str) -> Job {
-    let container = pod::container(p, "migrate", config, secret_env(p, Reader::Migrate));
+    let spec = &p.spec.migration_job;
+    let env = merge_env(secret_env(p, Reader::Migrate), &spec.env);
+    let mut container = pod::container(p, "migrate", config, env);
+    container.resources = Some(spec.resources.clone().unwrap_or_else(default_resources));
     let mut labels = meta::labels(p, "migrate");
     labels.insert(
         "tributary.dev/schema-version".to_owned(),
         schema_version.to_string(),
     );
-    let pod_spec = pod::pod(container, None, "Never");
+    let pod_spec = pod::pod(container, Some(&scheduling(p)), "Never");
     // The pod spec holds the image, the Secret references and the
     // ConfigMap's name (a digest of the settings).
     let fingerprint = serde_json::to_vec(&pod_spec).unwrap_or_default();

@@ -76,6 +76,9 @@ fn condition_event(c: &Condition) -> Option<Event> {
         (MIGRATIONS_COMPLETE, "False", "Running") => {
             (EventType::Normal, "MigrationStarted", "Migrate")
         }
+        (MIGRATIONS_COMPLETE, "False", "Unschedulable" | "PodNotStarting" | "NoPod") => {
+            (EventType::Warning, "MigrationPending", "Migrate")
+        }
         (MIGRATIONS_COMPLETE, "False", _) => (EventType::Warning, "MigrationFailed", "Migrate"),
         (MIGRATIONS_COMPLETE, "True", "Succeeded") => {
             (EventType::Normal, "MigrationSucceeded", "Migrate")

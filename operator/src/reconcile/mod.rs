@@ -24,9 +24,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
@@ -440,7 +441,7 @@ async fn apply_children<T: Kafka>(
 /// When to look again after a reconcile that observed `o`: at the latest
 /// when the next lag poll is due (`next_poll`, scaling on).
 pub fn next_action(o: &Observed, next_poll: Option<Duration>) -> Action {
-    let wait = if o.migration == Migration::Running || !o.workloads_pending.is_empty() {
+    let wait = if o.migration.in_progress() || !o.workloads_pending.is_empty() {
         WHILE_PROGRESSING
     } else {
         RESYNC
@@ -478,13 +479,24 @@ async fn migrate<T: Kafka>(
     let Some(job) = &children.migration_job else {
         return Ok(Migration::Disabled);
     };
-    match apply::get::<Job>(&ctx.client, namespace, &job.name_any()).await? {
-        Some(existing) => Ok(observe::migration(&existing)),
-        None => {
-            let created = put(ctx, namespace, job).await?;
-            Ok(observe::migration(&created))
-        }
+    let job = match apply::get::<Job>(&ctx.client, namespace, &job.name_any()).await? {
+        Some(existing) => existing,
+        None => put(ctx, namespace, job).await?,
+    };
+    let state = observe::migration(&job);
+    if state != Migration::Running {
+        return Ok(state);
     }
+    // Running, as the Job says; whether its pod can start, its pod says.
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let selector = format!("batch.kubernetes.io/job-name={}", job.name_any());
+    let pods = pods.list(&ListParams::default().labels(&selector)).await?;
+    Ok(
+        match observe::migration_pending(&job, &pods.items, Timestamp::now()) {
+            Some((reason, message)) => Migration::Pending { reason, message },
+            None => Migration::Running,
+        },
+    )
 }
 
 /// Applies the workloads in order, notes which have rolled out, and

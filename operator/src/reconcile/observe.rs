@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::build::{Component, meta};
 use crate::crd::AnalyticsPipeline;
@@ -36,6 +38,83 @@ pub fn migration(job: &Job) -> Migration {
         },
         None => Migration::Running,
     }
+}
+
+/// How long a Job may have no pod before that is reported: the Job
+/// controller makes one within seconds unless admission refuses it (a
+/// ResourceQuota, a policy), which it tells only in the Job's Events.
+pub const NO_POD_AFTER: SignedDuration = SignedDuration::from_secs(60);
+
+/// Container waiting reasons that keep a pod from starting until someone
+/// acts (the image, a missing Secret or ConfigMap key).
+const STUCK: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
+/// Why the running Job `job`'s pod cannot start, from its `pods`, at `now`:
+/// `(reason, message)` with what the scheduler or the kubelet says, `None`
+/// while it runs or may yet start. A pod that ran and failed is the Job's
+/// to retry and report.
+pub fn migration_pending(
+    job: &Job,
+    pods: &[Pod],
+    now: Timestamp,
+) -> Option<(&'static str, String)> {
+    let waiting = |pod: &Pod| {
+        let status = pod.status.as_ref()?;
+        if status.phase.as_deref() != Some("Pending") {
+            return None;
+        }
+        if let Some(c) = status.conditions.iter().flatten().find(|c| {
+            c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+        }) {
+            return Some((
+                "Unschedulable",
+                c.message
+                    .clone()
+                    .unwrap_or_else(|| "the scheduler found no node".to_owned()),
+            ));
+        }
+        status
+            .container_statuses
+            .iter()
+            .flatten()
+            .chain(status.init_container_statuses.iter().flatten())
+            .filter_map(|c| c.state.as_ref()?.waiting.as_ref())
+            .find(|w| w.reason.as_deref().is_some_and(|r| STUCK.contains(&r)))
+            .map(|w| {
+                let reason = w.reason.clone().unwrap_or_default();
+                (
+                    "PodNotStarting",
+                    match w.message.as_deref() {
+                        Some(m) if !m.is_empty() => format!("{reason}: {m}"),
+                        _ => reason,
+                    },
+                )
+            })
+    };
+    if let Some(found) = pods.iter().find_map(waiting) {
+        return Some(found);
+    }
+    let created = job.metadata.creation_timestamp.as_ref()?.0;
+    let old = now.duration_since(created) >= NO_POD_AFTER;
+    (pods.is_empty() && old).then(|| {
+        (
+            "NoPod",
+            format!(
+                "Job {} has made no pod in {}s; `kubectl describe job {}` shows why (a ResourceQuota or an admission policy refusing it)",
+                job.metadata.name.as_deref().unwrap_or_default(),
+                now.duration_since(created).as_secs(),
+                job.metadata.name.as_deref().unwrap_or_default(),
+            ),
+        )
+    })
 }
 
 /// Whether the Deployment the API server returned has rolled out: the
@@ -145,6 +224,61 @@ mod tests {
                 reason: "BackoffLimitExceeded: Job has reached the specified backoff limit".into()
             }
         );
+    }
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({"status": status})).unwrap_or_default()
+    }
+
+    fn created_at(secs: i64) -> Job {
+        serde_json::from_value(serde_json::json!({"metadata": {
+            "name": "shop-migrate-v2-abcd1234",
+            "creationTimestamp": Timestamp::from_second(secs).unwrap_or_default().to_string(),
+        }}))
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_migration_pod_that_cannot_start_is_told_with_what_kubernetes_says() {
+        let job = created_at(1_000);
+        let at = |s| Timestamp::from_second(s).unwrap_or_default();
+        let unschedulable = pod(serde_json::json!({
+            "phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/3 nodes are available: 3 node(s) had untolerated taint {dedicated: analytics}."}]
+        }));
+        let (reason, message) =
+            migration_pending(&job, &[unschedulable], at(1_005)).unwrap_or_default();
+        assert_eq!(reason, "Unschedulable");
+        assert!(message.contains("untolerated taint"), "{message}");
+
+        let secret_missing = pod(serde_json::json!({
+            "phase": "Pending",
+            "containerStatuses": [{"name": "tributary", "image": "x", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"waiting": {"reason": "CreateContainerConfigError",
+                "message": "secret \"tributary-postgres\" not found"}}}]
+        }));
+        let (reason, message) =
+            migration_pending(&job, &[secret_missing], at(1_005)).unwrap_or_default();
+        assert_eq!(reason, "PodNotStarting");
+        assert!(
+            message.starts_with("CreateContainerConfigError: secret"),
+            "{message}"
+        );
+
+        // Starting up (pulling the image, no verdict yet) or running.
+        let creating = pod(serde_json::json!({"phase": "Pending",
+            "containerStatuses": [{"name": "tributary", "image": "x", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]}));
+        assert_eq!(migration_pending(&job, &[creating], at(2_000)), None);
+        let running = pod(serde_json::json!({"phase": "Running"}));
+        assert_eq!(migration_pending(&job, &[running], at(2_000)), None);
+
+        // No pod: told once the Job controller had time to make one.
+        assert_eq!(migration_pending(&job, &[], at(1_059)), None);
+        let (reason, message) = migration_pending(&job, &[], at(1_060)).unwrap_or_default();
+        assert_eq!(reason, "NoPod");
+        assert!(message.contains("ResourceQuota"), "{message}");
     }
 
     fn deployment(generation: i64, replicas: i32, status: DeploymentStatus) -> Deployment {

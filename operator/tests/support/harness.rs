@@ -22,6 +22,7 @@ pub const JOBS: &str = "/apis/batch/v1/namespaces/analytics/jobs";
 pub const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/analytics/deployments";
 pub const SERVICES: &str = "/api/v1/namespaces/analytics/services";
 pub const BUDGETS: &str = "/apis/policy/v1/namespaces/analytics/poddisruptionbudgets";
+pub const PODS: &str = "/api/v1/namespaces/analytics/pods";
 pub const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/analytics/events";
 pub const UID: &str = "3f0c1b9e-pipeline";
 

@@ -29,6 +29,7 @@ const PLURALS: &[&str] = &[
     "events",
     "analyticspipelines",
     "leases",
+    "pods",
 ];
 
 /// One request as the server saw it.
@@ -282,6 +283,12 @@ impl FakeApi {
                     .and_then(|o| o["metadata"]["uid"].as_str().map(str::to_owned))
                     .unwrap_or_else(|| format!("uid-{version}"));
                 new["metadata"]["uid"] = json!(uid);
+                let created = old
+                    .as_ref()
+                    .map(|o| o["metadata"]["creationTimestamp"].clone())
+                    .filter(|t| !t.is_null())
+                    .unwrap_or_else(|| json!(k8s_openapi::jiff::Timestamp::now().to_string()));
+                new["metadata"]["creationTimestamp"] = created;
                 new["metadata"]["generation"] = json!(generation);
                 new["metadata"]["resourceVersion"] = json!(version.to_string());
                 if let Some(status) = old.and_then(|o| o.get("status").cloned()) {
