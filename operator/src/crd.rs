@@ -232,7 +232,10 @@ pub struct RedisSpec {
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadSpec {
     /// Pods to run; the defaults are 2 for capture and query, 1 for auth
-    /// and the consumer.
+    /// and the consumer. The operator owns the Deployment's replicas: an
+    /// HPA or `kubectl scale` pointed at it is undone at the next
+    /// reconcile. Scale capture and query with their `autoscaling`, the
+    /// consumer with its `scaling`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 1000))]
     pub replicas: Option<i32>,
@@ -281,6 +284,7 @@ impl MigrationJobSpec {
 /// The capture workload.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.replicas) || !has(self.autoscaling)").message("give replicas or autoscaling, not both: with autoscaling, minReplicas and maxReplicas bound the replicas"))]
 pub struct CaptureSpec {
     #[serde(flatten)]
     pub workload: WorkloadSpec,
@@ -288,11 +292,16 @@ pub struct CaptureSpec {
     /// (`CAPTURE_REQUIRE_API_KEY`).
     #[serde(default)]
     pub require_api_key: bool,
+    /// Scaling on CPU by a HorizontalPodAutoscaler the operator owns; the
+    /// Deployment's replicas are then the autoscaler's. Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<CpuAutoscaling>,
 }
 
 /// The query workload.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.replicas) || !has(self.autoscaling)").message("give replicas or autoscaling, not both: with autoscaling, minReplicas and maxReplicas bound the replicas"))]
 pub struct QuerySpec {
     #[serde(flatten)]
     pub workload: WorkloadSpec,
@@ -300,6 +309,38 @@ pub struct QuerySpec {
     /// (`QUERY_REQUIRE_API_KEY`).
     #[serde(default)]
     pub require_api_key: bool,
+    /// Scaling on CPU by a HorizontalPodAutoscaler the operator owns; the
+    /// Deployment's replicas are then the autoscaler's. Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<CpuAutoscaling>,
+}
+
+/// A HorizontalPodAutoscaler (`autoscaling/v2`) on CPU for a stateless
+/// workload. Utilisation is measured against the CPU requests.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas"))]
+pub struct CpuAutoscaling {
+    /// Fewest replicas.
+    #[serde(default = "two_replicas")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub min_replicas: i32,
+    /// Most replicas.
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_replicas: i32,
+    /// Average CPU use, in percent of the requests, the autoscaler keeps
+    /// the pods at.
+    #[serde(default = "cpu_target", rename = "targetCPUUtilizationPercentage")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization_percentage: i32,
+}
+
+fn two_replicas() -> i32 {
+    2
+}
+
+fn cpu_target() -> i32 {
+    70
 }
 
 /// The consumer workload. Its replicas never exceed the events topic's

@@ -21,6 +21,7 @@ pub const PIPELINE_NAMESPACES: &[(&str, &str, &[&str])] = &[
     ("apps", "deployments", CHILD),
     ("batch", "jobs", CHILD),
     ("policy", "poddisruptionbudgets", CHILD),
+    ("autoscaling", "horizontalpodautoscalers", CHILD),
     // The migration Job's pods, listed while it runs to tell why one
     // cannot start (unschedulable, a missing Secret).
     ("", "pods", &["list"]),

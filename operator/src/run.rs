@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -254,6 +255,7 @@ fn controller(
     c = owned::<Deployment>(c, client, namespace);
     c = owned::<Service>(c, client, namespace);
     c = owned::<PodDisruptionBudget>(c, client, namespace);
+    c = owned::<HorizontalPodAutoscaler>(c, client, namespace);
     // Events that arrive together (a Deployment's rollout steps, the
     // operator's own writes coming back) make one reconcile, and give the
     // cache time to catch up with the writes before it runs.

@@ -115,6 +115,20 @@ fn each_field_rule_refuses_what_it_is_for_with_its_message() {
             }),
             "minReplicas must not exceed maxReplicas",
         ),
+        (
+            "capture replicas and autoscaling",
+            with(|p| {
+                p["spec"]["capture"] = json!({"replicas": 2, "autoscaling": {"maxReplicas": 4}})
+            }),
+            "give replicas or autoscaling, not both",
+        ),
+        (
+            "query autoscaling min above max",
+            with(|p| {
+                p["spec"]["query"] = json!({"autoscaling": {"minReplicas": 5, "maxReplicas": 4}})
+            }),
+            "minReplicas must not exceed maxReplicas",
+        ),
     ];
     for (what, object, message) in cases {
         let refusals = admit(&object).expect_err(what);

@@ -725,3 +725,102 @@ async fn the_migration_runs_where_the_consumer_may_with_its_own_resources_and_a_
     assert_eq!(h.condition("MigrationsComplete").1, "Succeeded");
     assert_eq!(h.fake.keys(DEPLOYMENTS).len(), 4);
 }
+
+fn replicas_of(h: &Harness, component: &str) -> i64 {
+    h.fake
+        .get(&format!("{DEPLOYMENTS}/shop-{component}"))
+        .unwrap()["spec"]["replicas"]
+        .as_i64()
+        .unwrap()
+}
+
+/// The mocked API server keeps server-side apply's ownership of
+/// `spec.replicas` (a field its only owner stops applying is removed, and
+/// the Deployment defaults to 1; `kubectl scale` takes the field over), so
+/// the hand-over to an autoscaler is exercised as a real server would
+/// answer it. What it cannot show: the HPA controller itself (here, its
+/// writes are made by the test).
+#[tokio::test]
+async fn with_autoscaling_an_hpa_or_kubectl_scale_owns_capture_and_query_replicas_without_a_fight()
+{
+    let h = Harness::new(
+        pipeline(|p| p["spec"]["migrations"] = json!(false)),
+        MemoryBroker::new(true),
+    );
+    h.calls().await;
+    let capture = format!("{DEPLOYMENTS}/shop-capture");
+    let query = format!("{DEPLOYMENTS}/shop-query");
+    assert_eq!(replicas_of(&h, "capture"), 2);
+
+    // Without autoscaling the operator owns the replicas (documented).
+    h.fake.scale(&capture, 5, "kubectl");
+    h.calls().await;
+    assert_eq!(replicas_of(&h, "capture"), 2, "the spec's replicas");
+
+    // Autoscaling on: an HPA each, and the replicas are handed over as
+    // they are, not dropped to the Deployment's default of 1.
+    let mut p = h.fake.get(PIPELINE).unwrap();
+    p["spec"]["capture"]["autoscaling"] =
+        json!({"minReplicas": 2, "maxReplicas": 8, "targetCPUUtilizationPercentage": 60});
+    p["spec"]["query"]["autoscaling"] = json!({"maxReplicas": 4});
+    p["metadata"]["generation"] = json!(2);
+    h.fake.put(PIPELINE, p);
+    let (_, calls) = h.calls().await;
+    let applied = calls
+        .iter()
+        .find(|c| {
+            c.method == "PATCH"
+                && c.path == capture
+                && c.query["fieldManager"] == "tributary-operator"
+        })
+        .unwrap();
+    assert!(
+        applied.body.as_ref().unwrap()["spec"]
+            .get("replicas")
+            .is_none(),
+        "the operator leaves the replicas out"
+    );
+    assert_eq!(replicas_of(&h, "capture"), 2, "handed over, not reset");
+    assert_eq!(replicas_of(&h, "query"), 2);
+    let hpa = h.fake.get(&format!("{AUTOSCALERS}/shop-capture")).unwrap();
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "shop-capture");
+    assert_eq!(hpa["spec"]["minReplicas"], 2);
+    assert_eq!(hpa["spec"]["maxReplicas"], 8);
+    assert_eq!(
+        hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        60
+    );
+    assert_eq!(hpa["metadata"]["ownerReferences"][0]["uid"], UID);
+    let hpa = h.fake.get(&format!("{AUTOSCALERS}/shop-query")).unwrap();
+    assert_eq!(
+        hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        70
+    );
+    assert!(h.fake.get(&format!("{AUTOSCALERS}/shop-auth")).is_none());
+
+    // The HPA scales capture, someone scales query by hand: both stand.
+    h.fake.scale(&capture, 6, "kube-controller-manager");
+    h.fake.scale(&query, 3, "kubectl");
+    h.calls().await;
+    h.calls().await;
+    assert_eq!(replicas_of(&h, "capture"), 6);
+    assert_eq!(replicas_of(&h, "query"), 3);
+
+    // Autoscaling off: the HPAs go and the operator's replicas return.
+    let mut p = h.fake.get(PIPELINE).unwrap();
+    p["spec"]["capture"]
+        .as_object_mut()
+        .unwrap()
+        .remove("autoscaling");
+    p["spec"]["query"]
+        .as_object_mut()
+        .unwrap()
+        .remove("autoscaling");
+    p["metadata"]["generation"] = json!(3);
+    h.fake.put(PIPELINE, p);
+    h.roll_out_deployments();
+    h.calls().await;
+    assert!(h.fake.keys(AUTOSCALERS).is_empty());
+    assert_eq!(replicas_of(&h, "capture"), 2);
+    assert_eq!(replicas_of(&h, "query"), 2);
+}

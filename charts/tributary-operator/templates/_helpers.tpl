@@ -62,6 +62,10 @@ operator/tests/rbac.rs, which checks this list against the calls).
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, list, watch, create, patch, delete]
+# A HorizontalPodAutoscaler for capture and query when their spec asks.
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list, watch, create, patch, delete]
 # The migration Job's pods: listed while it runs, to tell why one cannot
 # start (unschedulable, a missing Secret).
 - apiGroups: [""]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::crd::{AnalyticsPipelineSpec, WorkloadSpec};
+use crate::crd::{AnalyticsPipelineSpec, CpuAutoscaling, WorkloadSpec};
 
 /// A workload of the pipeline, in the order Deployments are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -71,6 +71,15 @@ impl Component {
             Component::Capture => &spec.capture.workload,
             Component::Consumer => &spec.consumer.workload,
             Component::Query => &spec.query.workload,
+        }
+    }
+
+    /// The HorizontalPodAutoscaler `spec` asks for this workload, if any.
+    pub fn autoscaling(self, spec: &AnalyticsPipelineSpec) -> Option<&CpuAutoscaling> {
+        match self {
+            Component::Capture => spec.capture.autoscaling.as_ref(),
+            Component::Query => spec.query.autoscaling.as_ref(),
+            Component::Auth | Component::Consumer => None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! `tributary-operator render` prints it.
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -50,6 +51,8 @@ pub struct Children {
     pub deployments: Vec<Deployment>,
     pub services: Vec<Service>,
     pub disruption_budgets: Vec<PodDisruptionBudget>,
+    /// HorizontalPodAutoscalers of the workloads that ask for one.
+    pub autoscalers: Vec<HorizontalPodAutoscaler>,
 }
 
 /// What the objects depend on besides the spec.
@@ -117,6 +120,10 @@ pub fn children(p: &AnalyticsPipeline, sizing: Sizing) -> Result<Children, Build
             .iter()
             .map(|&c| workload::disruption_budget(p, c))
             .collect(),
+        autoscalers: Component::ALL
+            .iter()
+            .filter_map(|&c| workload::autoscaler(p, c))
+            .collect(),
         config_map,
     })
 }
@@ -150,6 +157,9 @@ pub fn render(p: &AnalyticsPipeline) -> Result<String, RenderError> {
     }
     for b in &c.disruption_budgets {
         docs.push(document(b)?);
+    }
+    for a in &c.autoscalers {
+        docs.push(document(a)?);
     }
     Ok(docs.join("---\n"))
 }

@@ -105,7 +105,19 @@ fn defaults_and_spec_values_set_replicas_and_resources() {
         "seed default for the consumer"
     );
     let c = built(&full());
-    assert_eq!(replicas(deployment(&c, "analytics-capture")), 3);
+    assert_eq!(
+        replicas(deployment(&c, "analytics-capture")),
+        -1,
+        "autoscaled: the HPA's, left out of the apply"
+    );
+    assert_eq!(replicas(deployment(&c, "analytics-query")), 2);
+    let hpas: Vec<&str> = c
+        .autoscalers
+        .iter()
+        .filter_map(|a| a.metadata.name.as_deref())
+        .collect();
+    assert_eq!(hpas, ["analytics-capture"]);
+    assert!(built(&minimal()).autoscalers.is_empty());
     let cpu = container(deployment(&c, "analytics-capture"))
         .resources
         .as_ref()

@@ -1,6 +1,10 @@
 //! A workload's Deployment, Service and PodDisruptionBudget.
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::autoscaling::v2::{
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
+    MetricTarget, ResourceMetricSource,
+};
 use k8s_openapi::api::core::v1::{
     ContainerPort, HTTPGetAction, PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec,
 };
@@ -50,9 +54,12 @@ pub fn deployment(
     config: &str,
 ) -> Deployment {
     let spec = component.spec(&p.spec);
+    // With an autoscaler, the replicas are its own: left out of the apply,
+    // so the operator neither sets nor owns them.
     let replicas = match component {
-        Component::Consumer => consumer_replicas(p, sizing),
-        _ => spec.replicas.unwrap_or(component.default_replicas()),
+        _ if component.autoscaling(&p.spec).is_some() => None,
+        Component::Consumer => Some(consumer_replicas(p, sizing)),
+        _ => Some(spec.replicas.unwrap_or(component.default_replicas())),
     };
     let env = merge_env(secret_env(p, Reader::Workload(component)), &spec.env);
     let mut container = pod::container(p, component.name(), config, env);
@@ -74,7 +81,7 @@ pub fn deployment(
     Deployment {
         metadata: meta::meta(p, meta::child_name(p, component.name()), component.name()),
         spec: Some(DeploymentSpec {
-            replicas: Some(replicas),
+            replicas,
             selector: LabelSelector {
                 match_labels: Some(selector),
                 ..LabelSelector::default()
@@ -90,6 +97,38 @@ pub fn deployment(
         }),
         ..Deployment::default()
     }
+}
+
+/// The HorizontalPodAutoscaler of `component`, when its spec asks for one.
+pub fn autoscaler(p: &AnalyticsPipeline, component: Component) -> Option<HorizontalPodAutoscaler> {
+    let scaling = component.autoscaling(&p.spec)?;
+    let name = meta::child_name(p, component.name());
+    Some(HorizontalPodAutoscaler {
+        metadata: meta::meta(p, name.clone(), component.name()),
+        spec: Some(HorizontalPodAutoscalerSpec {
+            scale_target_ref: CrossVersionObjectReference {
+                api_version: Some("apps/v1".to_owned()),
+                kind: "Deployment".to_owned(),
+                name,
+            },
+            min_replicas: Some(scaling.min_replicas),
+            max_replicas: scaling.max_replicas,
+            metrics: Some(vec![MetricSpec {
+                type_: "Resource".to_owned(),
+                resource: Some(ResourceMetricSource {
+                    name: "cpu".to_owned(),
+                    target: MetricTarget {
+                        type_: "Utilization".to_owned(),
+                        average_utilization: Some(scaling.target_cpu_utilization_percentage),
+                        ..MetricTarget::default()
+                    },
+                }),
+                ..MetricSpec::default()
+            }]),
+            ..HorizontalPodAutoscalerSpec::default()
+        }),
+        ..HorizontalPodAutoscaler::default()
+    })
 }
 
 /// The ClusterIP Service of a component that serves HTTP.

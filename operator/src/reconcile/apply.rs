@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -48,6 +49,49 @@ pub async fn apply<K: Child>(client: &Client, namespace: &str, object: &K) -> ku
         &Patch::Apply(object),
     )
     .await
+}
+
+/// The field manager that keeps a Deployment's replicas while the
+/// operator lets go of them for an autoscaler.
+pub const HANDOVER: &str = "tributary-operator-handover";
+
+/// Whether `manager` owns `d`'s `spec.replicas` by apply.
+pub fn owns_replicas(d: &Deployment, manager: &str) -> bool {
+    d.metadata.managed_fields.iter().flatten().any(|m| {
+        m.manager.as_deref() == Some(manager)
+            && m.operation.as_deref() == Some("Apply")
+            && m.fields_v1
+                .as_ref()
+                .and_then(|f| f.0.get("f:spec")?.get("f:replicas"))
+                .is_some()
+    })
+}
+
+/// Before the operator's apply leaves out the replicas of Deployment
+/// `name` (an autoscaler takes them over), another field manager applies
+/// their current value: server-side apply removes a field its only owner
+/// stops applying (the Deployment would drop to 1 replica), so someone
+/// else must co-own it first.
+pub async fn hand_over_replicas(client: &Client, namespace: &str, name: &str) -> kube::Result<()> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let Some(current) = api.get_opt(name).await? else {
+        return Ok(());
+    };
+    if !owns_replicas(&current, MANAGER) {
+        return Ok(());
+    }
+    let Some(replicas) = current.spec.as_ref().and_then(|s| s.replicas) else {
+        return Ok(());
+    };
+    let keep = serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {"replicas": replicas},
+    });
+    api.patch(name, &PatchParams::apply(HANDOVER), &Patch::Apply(&keep))
+        .await
+        .map(|_| ())
 }
 
 /// The object `name`, `None` when there is none.

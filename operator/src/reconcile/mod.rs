@@ -509,6 +509,15 @@ async fn roll_out<T: Kafka>(
     observed: &mut Observed,
 ) -> Result<(), Error> {
     for (component, deployment) in Component::ALL.iter().zip(&children.deployments) {
+        if component.autoscaling(&p.spec).is_some() {
+            apply::hand_over_replicas(&ctx.client, namespace, &deployment.name_any())
+                .await
+                .map_err(|source| Error::Apply {
+                    kind: "Deployment".to_owned(),
+                    name: deployment.name_any(),
+                    source,
+                })?;
+        }
         let applied = put(ctx, namespace, deployment).await?;
         if component == &Component::Consumer {
             observed.consumer_replicas = applied.spec.as_ref().and_then(|s| s.replicas);
@@ -543,6 +552,9 @@ async fn roll_out<T: Kafka>(
     }
     for budget in &children.disruption_budgets {
         put(ctx, namespace, budget).await?;
+    }
+    for autoscaler in &children.autoscalers {
+        put(ctx, namespace, autoscaler).await?;
     }
     observed.workloads_observed = true;
     observed.endpoints = observe::endpoints(p);
@@ -579,6 +591,7 @@ async fn prune<T: Kafka>(
     deleted.extend(owned.prune(&children.deployments).await?);
     deleted.extend(owned.prune(&children.services).await?);
     deleted.extend(owned.prune(&children.disruption_budgets).await?);
+    deleted.extend(owned.prune(&children.autoscalers).await?);
     if rolled_out {
         deleted.extend(
             owned

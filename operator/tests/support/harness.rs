@@ -21,6 +21,7 @@ pub const CONFIG_MAPS: &str = "/api/v1/namespaces/analytics/configmaps";
 pub const JOBS: &str = "/apis/batch/v1/namespaces/analytics/jobs";
 pub const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/analytics/deployments";
 pub const SERVICES: &str = "/api/v1/namespaces/analytics/services";
+pub const AUTOSCALERS: &str = "/apis/autoscaling/v2/namespaces/analytics/horizontalpodautoscalers";
 pub const BUDGETS: &str = "/apis/policy/v1/namespaces/analytics/poddisruptionbudgets";
 pub const PODS: &str = "/api/v1/namespaces/analytics/pods";
 pub const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/analytics/events";
@@ -183,7 +184,7 @@ pub fn workload_applies() -> Vec<String> {
 
 /// The lists prune makes; ConfigMaps too once every workload rolled out.
 pub fn prune_lists() -> Vec<String> {
-    [JOBS, DEPLOYMENTS, SERVICES, BUDGETS]
+    [JOBS, DEPLOYMENTS, SERVICES, BUDGETS, AUTOSCALERS]
         .iter()
         .map(|c| format!("GET {c}"))
         .collect()

@@ -30,6 +30,7 @@ const PLURALS: &[&str] = &[
     "analyticspipelines",
     "leases",
     "pods",
+    "horizontalpodautoscalers",
 ];
 
 /// One request as the server saw it.
@@ -61,6 +62,66 @@ struct State {
     /// Writes to these keys are refused with this message (422), as an
     /// admission webhook or a quota would.
     refused: BTreeMap<String, String>,
+    /// Who owns each Deployment's `spec.replicas`: manager → `Apply` or
+    /// `Update` (server-side apply's field ownership, for that one field).
+    replica_owners: BTreeMap<String, BTreeMap<String, &'static str>>,
+}
+
+/// The operator's field manager.
+const OPERATOR: &str = "tributary-operator";
+
+/// A Deployment's `spec.replicas` after an apply of `new` by `manager`, as
+/// server-side apply decides it, with `owners` updated and written into
+/// `metadata.managedFields`:
+/// - the operator's applies are whole objects: a `replicas` in them is set
+///   (forced: its value taken over from other owners unless equal, when
+///   they share it); one left out is released, and removed (the
+///   Deployment's default, 1) when nobody else owns it;
+/// - another manager's apply (a hand-over) carries only `replicas`: it is
+///   merged into the live object.
+fn apply_replicas(
+    old: Option<&Value>,
+    mut new: Value,
+    manager: &str,
+    owners: &mut BTreeMap<String, &'static str>,
+) -> Value {
+    let current = old
+        .map(|o| o["spec"]["replicas"].clone())
+        .unwrap_or(Value::Null);
+    let asked = new["spec"]["replicas"].clone();
+    if manager != OPERATOR {
+        let mut merged = old.cloned().unwrap_or_else(|| json!({}));
+        if !asked.is_null() {
+            if asked != current {
+                owners.clear();
+            }
+            owners.insert(manager.to_owned(), "Apply");
+            merged["spec"]["replicas"] = asked;
+        }
+        new = merged;
+    } else if asked.is_null() {
+        owners.remove(manager);
+        new["spec"]["replicas"] = if owners.is_empty() { json!(1) } else { current };
+    } else {
+        if asked != current {
+            owners.clear();
+        }
+        owners.insert(manager.to_owned(), "Apply");
+    }
+    new["metadata"]["managedFields"] = managed_fields(owners);
+    new
+}
+
+fn managed_fields(owners: &BTreeMap<String, &'static str>) -> Value {
+    Value::Array(
+        owners
+            .iter()
+            .map(|(manager, operation)| {
+                json!({"manager": manager, "operation": operation, "apiVersion": "apps/v1",
+                    "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}})
+            })
+            .collect(),
+    )
 }
 
 #[derive(Default)]
@@ -267,6 +328,11 @@ impl FakeApi {
                         );
                     }
                 }
+                if key.contains("/deployments/") {
+                    let manager = query.get("fieldManager").cloned().unwrap_or_default();
+                    let owners = state.replica_owners.entry(key.clone()).or_default();
+                    new = apply_replicas(old.as_ref(), new, &manager, owners);
+                }
                 let generation = match &old {
                     None => 1,
                     Some(old) => {
@@ -353,6 +419,27 @@ impl FakeApi {
         state.version += 1;
         object["metadata"]["resourceVersion"] = json!(state.version.to_string());
         state.objects.insert(key.to_owned(), object);
+    }
+
+    /// `kubectl scale` (or an HPA) sets a Deployment's replicas through the
+    /// scale subresource: an update that takes the field's ownership.
+    pub fn scale(&self, key: &str, replicas: i64, manager: &str) {
+        let mut state = self.state.lock().unwrap();
+        state.version += 1;
+        let version = state.version;
+        let owners = state.replica_owners.entry(key.to_owned()).or_default();
+        owners.clear();
+        owners.insert(manager.to_owned(), "Update");
+        let fields = managed_fields(owners);
+        let object = state
+            .objects
+            .get_mut(key)
+            .unwrap_or_else(|| panic!("no object at {key}"));
+        object["spec"]["replicas"] = json!(replicas);
+        object["metadata"]["managedFields"] = fields;
+        object["metadata"]["resourceVersion"] = json!(version.to_string());
+        let g = object["metadata"]["generation"].as_i64().unwrap_or(1);
+        object["metadata"]["generation"] = json!(g + 1);
     }
 
     /// Refuse writes to `key` with 422 and `message`.
