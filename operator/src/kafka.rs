@@ -29,6 +29,10 @@ pub trait Kafka: Send + Sync + 'static {
         topic: &str,
         partitions: i32,
     ) -> impl Future<Output = Result<GroupLag, LagError>> + Send;
+
+    /// Drops what is kept for brokers and groups no pipeline uses any more:
+    /// `in_use` holds every pipeline's `(bootstrap, group)`.
+    fn retain(&self, in_use: &[(String, String)]);
 }
 
 /// `bootstrap` as the pipeline's pods resolve it. A host without a dot
@@ -96,7 +100,23 @@ fn cached<K: Eq + Hash, V, E>(
     Ok(client)
 }
 
+impl Brokers {
+    /// Clients kept: admin clients, lag readers.
+    pub fn cached(&self) -> (usize, usize) {
+        (lock(&self.admins).len(), lock(&self.readers).len())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Kafka for Brokers {
+    fn retain(&self, in_use: &[(String, String)]) {
+        lock(&self.admins).retain(|bootstrap, _| in_use.iter().any(|(b, _)| b == bootstrap));
+        lock(&self.readers).retain(|key, _| in_use.contains(key));
+    }
+
     async fn ensure(&self, bootstrap: &str, spec: &TopicSpec) -> Result<TopicOutcome, TopicError> {
         let admin = cached(&self.admins, bootstrap.to_owned(), || {
             KafkaAdmin::new(bootstrap, self.timeout)

@@ -15,8 +15,9 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams};
-use kube::runtime::controller::{self, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::Reporter;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource};
 use prometheus_client::registry::Registry;
@@ -25,9 +26,9 @@ use tributary_core::config::{ConfigError, Env};
 
 use crate::build::meta::MANAGER;
 use crate::crd::AnalyticsPipeline;
-use crate::kafka::Brokers;
+use crate::kafka::{Brokers, Kafka};
 use crate::lease::{Kept, LeaseLock};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PipelineLabels};
 use crate::reconcile::apply::Child;
 use crate::reconcile::{self, Context};
 
@@ -259,16 +260,35 @@ fn controller(
     // Events that arrive together (a Deployment's rollout steps, the
     // operator's own writes coming back) make one reconcile, and give the
     // cache time to catch up with the writes before it runs.
+    let seen = Arc::clone(&ctx);
     c.with_config(controller::Config::default().debounce(DEBOUNCE))
         .graceful_shutdown_on(stop.cancelled_owned())
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .map(|result| match result {
-            Ok((object, _)) => tracing::debug!(pipeline = %object, "reconciled"),
-            // error_policy has logged it.
-            Err(controller::Error::ReconcilerFailed(_, _)) => {}
-            Err(e) => tracing::warn!(error = %e, "controller"),
-        })
+        .map(move |result| outcome(&seen, result))
         .boxed()
+}
+
+/// What one controller step's `result` means beyond the reconcile: a
+/// pipeline the controller no longer finds was deleted (without a
+/// finalizer, a delete never reaches reconcile: a requeue, or its children
+/// going, ask for it and find nothing), so what is kept for it goes.
+pub fn outcome<T: Kafka>(
+    ctx: &Context<T>,
+    result: Result<
+        (ObjectRef<AnalyticsPipeline>, Action),
+        controller::Error<reconcile::Error, watcher::Error>,
+    >,
+) {
+    match result {
+        Ok((object, _)) => tracing::debug!(pipeline = %object, "reconciled"),
+        Err(controller::Error::ObjectNotFound(object)) => ctx.forget(&PipelineLabels {
+            namespace: object.namespace.clone().unwrap_or_default(),
+            pipeline: object.name.clone(),
+        }),
+        // error_policy has logged it.
+        Err(controller::Error::ReconcilerFailed(_, _)) => {}
+        Err(e) => tracing::warn!(error = %e, "controller"),
+    }
 }
 
 #[cfg(test)]

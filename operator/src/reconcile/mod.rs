@@ -68,6 +68,8 @@ pub struct Context<T> {
     polls: Mutex<HashMap<PipelineLabels, i64>>,
     /// The last status this process wrote for each pipeline.
     written: Mutex<HashMap<PipelineLabels, Written>>,
+    /// The brokers and consumer group each pipeline uses.
+    kafka_uses: Mutex<HashMap<PipelineLabels, (String, String)>>,
 }
 
 /// A status this process wrote, and the object version the write made.
@@ -89,6 +91,48 @@ impl<T: Kafka> Context<T> {
             failures: Mutex::new(HashMap::new()),
             polls: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
+            kafka_uses: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Drops everything this process keeps for the pipeline `key` (its
+    /// backoff, poll and status memory, its metric series, and the Kafka
+    /// clients no other pipeline uses): it was deleted. A pipeline deleted
+    /// without a finalizer never reaches reconcile again; the controller
+    /// reports it as not found, and `run` calls this.
+    pub fn forget(&self, key: &PipelineLabels) {
+        lock(&self.failures).remove(key);
+        lock(&self.polls).remove(key);
+        lock(&self.written).remove(key);
+        self.metrics.forget(key, false);
+        let in_use: Vec<(String, String)> = {
+            let mut uses = lock(&self.kafka_uses);
+            uses.remove(key);
+            uses.values().cloned().collect()
+        };
+        self.kafka.retain(&in_use);
+        tracing::info!(pipeline = %key.pipeline, namespace = %key.namespace, "pipeline gone; its state, metrics and unused Kafka clients are dropped");
+    }
+
+    /// Whether this process keeps anything for `key` (tests).
+    pub fn remembers(&self, key: &PipelineLabels) -> bool {
+        lock(&self.failures).contains_key(key)
+            || lock(&self.polls).contains_key(key)
+            || lock(&self.written).contains_key(key)
+            || lock(&self.kafka_uses).contains_key(key)
+    }
+
+    /// Notes the brokers and group `p` uses now, dropping clients of ones
+    /// it used before and no one uses any more.
+    fn uses_kafka(&self, p: &AnalyticsPipeline) {
+        let now = (bootstrap(p), p.spec.kafka.consumer_group.clone());
+        let in_use: Option<Vec<(String, String)>> = {
+            let mut uses = lock(&self.kafka_uses);
+            let before = uses.insert(key(p), now.clone());
+            (before.is_some_and(|b| b != now)).then(|| uses.values().cloned().collect())
+        };
+        if let Some(in_use) = in_use {
+            self.kafka.retain(&in_use);
         }
     }
 
@@ -309,7 +353,7 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
         // Being deleted: the garbage collector removes the children through
         // their owner references; re-applying them would fight it. Topics
         // and data are kept.
-        ctx.metrics.forget(&key(p), false);
+        ctx.forget(&key(p));
         return Ok(Action::await_change());
     }
     let p = &ctx.in_effect(p);
@@ -332,6 +376,7 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
         return Ok(Action::await_change());
     }
 
+    ctx.uses_kafka(p);
     let outcomes = match ensure_topics(ctx, p).await {
         Ok(outcomes) => outcomes,
         Err(e) => {
@@ -641,6 +686,11 @@ async fn settle<T: Kafka>(
         {
             Ok(stored) => stored,
             Err(kube::Error::Api(e)) if e.code == 409 => return Err(Error::StatusConflict),
+            // Deleted meanwhile.
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                ctx.forget(&key(p));
+                return Ok(());
+            }
             Err(e) => return Err(e.into()),
         };
         lock(&ctx.written).insert(

@@ -442,6 +442,11 @@ impl FakeApi {
         object["metadata"]["generation"] = json!(g + 1);
     }
 
+    /// Deletes the object at `key`, as another actor would.
+    pub fn delete(&self, key: &str) {
+        self.state.lock().unwrap().objects.remove(key);
+    }
+
     /// Refuse writes to `key` with 422 and `message`.
     pub fn refuse(&self, key: &str, message: &str) {
         self.state
@@ -509,6 +514,8 @@ pub struct MemoryBroker {
     pub lag_per_partition: Mutex<Option<i64>>,
     /// `ensure <topic>` and `lag <group> <topic>`, in order.
     pub calls: Mutex<Vec<String>>,
+    /// What the last `retain` kept.
+    pub kept: Mutex<Option<Vec<(String, String)>>>,
 }
 
 impl MemoryBroker {
@@ -519,6 +526,7 @@ impl MemoryBroker {
             reachable: Mutex::new(true),
             lag_per_partition: Mutex::new(Some(0)),
             calls: Mutex::new(Vec::new()),
+            kept: Mutex::new(None),
         }
     }
 }
@@ -535,6 +543,10 @@ impl MemoryBroker {
 }
 
 impl Kafka for MemoryBroker {
+    fn retain(&self, in_use: &[(String, String)]) {
+        *self.kept.lock().unwrap() = Some(in_use.to_vec());
+    }
+
     async fn lag(
         &self,
         _bootstrap: &str,
