@@ -2,7 +2,8 @@
 //! replicas never reconcile at once.
 //!
 //! The leader renews the Lease every third of its duration and steps down
-//! when it could not renew within two thirds of it. A candidate takes the
+//! when no renewal succeeded within two thirds of it (client-go's
+//! RenewDeadline), the whole retry effort included. A candidate takes the
 //! Lease over once it has seen no renewal for a whole duration, timed by
 //! its own clock from when it saw the last change (as client-go does), so
 //! clocks that disagree cannot make it take over early. Writes carry the
@@ -18,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
 use kube::api::{Api, PostParams};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// What a candidate does with the Lease as it stands.
@@ -82,6 +84,8 @@ pub struct LeaseLock {
     identity: String,
     duration: Duration,
     seen: Mutex<Option<Seen>>,
+    /// When the last successful take or renewal started.
+    renewed: Mutex<Option<Instant>>,
 }
 
 impl LeaseLock {
@@ -100,6 +104,7 @@ impl LeaseLock {
             identity: identity.to_owned(),
             duration,
             seen: Mutex::new(None),
+            renewed: Mutex::new(None),
         }
     }
 
@@ -178,14 +183,47 @@ impl LeaseLock {
         )
     }
 
-    /// One [`try_hold`](Self::try_hold) bounded by a third of the Lease's
-    /// duration (the client itself has no read timeout).
-    async fn try_hold_in_time(&self) -> Result<bool, String> {
-        match tokio::time::timeout(self.duration / 3, self.try_hold(Timestamp::now())).await {
+    /// One [`try_hold`](Self::try_hold), given up at `deadline` (the client
+    /// itself has no read timeout).
+    async fn try_hold_until(&self, deadline: Instant) -> Result<bool, String> {
+        match tokio::time::timeout_at(deadline, self.try_hold(Timestamp::now())).await {
             Ok(Ok(held)) => Ok(held),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("the API server did not answer in time".to_owned()),
         }
+    }
+
+    /// How long after the start of its last successful renewal the leader
+    /// gives up (client-go's RenewDeadline: two thirds of the duration). A
+    /// standby takes over no sooner than a whole duration after it saw that
+    /// renewal, which was written after it started: the leader has stopped
+    /// a third of a duration before.
+    pub fn renew_deadline(&self) -> Duration {
+        self.duration * 2 / 3
+    }
+
+    /// Between successful renewals.
+    fn renew_every(&self) -> Duration {
+        self.duration / 3
+    }
+
+    /// Between attempts after a failed one (client-go's RetryPeriod).
+    fn retry_every(&self) -> Duration {
+        self.duration / 15
+    }
+
+    fn renewed_at(&self) -> Option<Instant> {
+        *self
+            .renewed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_renewed(&self, at: Instant) {
+        *self
+            .renewed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(at);
     }
 
     /// Waits until this replica holds the Lease (`true`) or `shutdown`
@@ -193,8 +231,12 @@ impl LeaseLock {
     pub async fn acquire(&self, shutdown: &CancellationToken) -> bool {
         let mut told = false;
         loop {
-            match self.try_hold_in_time().await {
-                Ok(true) => return true,
+            let started = Instant::now();
+            match self.try_hold_until(started + self.renew_every()).await {
+                Ok(true) => {
+                    self.set_renewed(started);
+                    return true;
+                }
                 Ok(false) if !told => {
                     tracing::info!(identity = %self.identity, "another replica leads; standing by");
                     told = true;
@@ -204,34 +246,48 @@ impl LeaseLock {
             }
             tokio::select! {
                 () = shutdown.cancelled() => return false,
-                () = tokio::time::sleep(self.duration / 3) => {}
+                () = tokio::time::sleep(self.renew_every()) => {}
             }
         }
     }
 
-    /// Renews the Lease every third of its duration until `shutdown`
-    /// fires or the Lease is lost: another replica holds it, or no renewal
-    /// succeeded for two thirds of the duration (a standby may take over
-    /// after a whole one, so the leader has stopped by then).
+    /// Renews the Lease every third of its duration until `shutdown` fires
+    /// or the Lease is lost: another replica holds it, or no renewal
+    /// succeeded within [`renew_deadline`](Self::renew_deadline) of the
+    /// start of the last one that did. The whole effort (waits and
+    /// attempts, however slow the API server) is bounded by that deadline,
+    /// so the leader has stepped down before a standby may take over.
     pub async fn keep(&self, shutdown: &CancellationToken) -> Kept {
-        let deadline = self.duration * 2 / 3;
-        let mut renewed = tokio::time::Instant::now();
+        let mut last = self.renewed_at().unwrap_or_else(Instant::now);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return Kept::Shutdown,
-                () = tokio::time::sleep(self.duration / 3) => {}
+                () = tokio::time::sleep_until(last + self.renew_every()) => {}
             }
-            match self.try_hold_in_time().await {
-                Ok(true) => renewed = tokio::time::Instant::now(),
-                Ok(false) => {
-                    tracing::error!("another replica holds the leader Lease; stepping down");
+            let deadline = last + self.renew_deadline();
+            loop {
+                let started = Instant::now();
+                if started >= deadline {
+                    tracing::error!("could not renew the leader Lease in time; stepping down");
                     return Kept::Lost;
                 }
-                Err(e) if renewed.elapsed() >= deadline => {
-                    tracing::error!(error = %e, "could not renew the leader Lease in time; stepping down");
-                    return Kept::Lost;
+                match self.try_hold_until(deadline).await {
+                    Ok(true) => {
+                        last = started;
+                        self.set_renewed(started);
+                        break;
+                    }
+                    Ok(false) => {
+                        tracing::error!("another replica holds the leader Lease; stepping down");
+                        return Kept::Lost;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot renew the leader Lease; retrying"),
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot renew the leader Lease; retrying"),
+                let next = (Instant::now() + self.retry_every()).min(deadline);
+                tokio::select! {
+                    () = shutdown.cancelled() => return Kept::Shutdown,
+                    () = tokio::time::sleep_until(next) => {}
+                }
             }
         }
     }

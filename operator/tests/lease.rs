@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
-use support::FakeApi;
+use support::{FakeApi, Fault};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tributary_operator::lease::{Kept, LeaseLock};
 
@@ -108,37 +109,98 @@ async fn a_leader_steps_down_when_another_replica_holds_the_lease() {
     assert_eq!(kept, Kept::Lost);
 }
 
-#[tokio::test]
-async fn a_leader_that_cannot_renew_steps_down_before_a_standby_may_take_over() {
+/// Runs a leader of a 15 s Lease against `faults` (after it acquired the
+/// Lease) until it steps down; returns how long after the last write of
+/// the Lease the server made it stopped, and its renew deadline.
+async fn stopped_after_last_write(faults: &[Fault]) -> (Duration, Duration) {
     let fake = FakeApi::new();
-    let duration = Duration::from_millis(600);
-    let a = lock(&fake, "a", duration);
+    let a = lock(&fake, "a", Duration::from_secs(15));
     let shutdown = CancellationToken::new();
     assert!(a.acquire(&shutdown).await);
-    fake.set_unavailable(true);
-    let started = tokio::time::Instant::now();
-    let kept = tokio::time::timeout(Duration::from_secs(5), a.keep(&shutdown))
+    fake.script(faults);
+    let kept = tokio::time::timeout(Duration::from_secs(3600), a.keep(&shutdown))
         .await
         .expect("keep returns once renewals fail for too long");
+    let stopped = Instant::now();
     assert_eq!(kept, Kept::Lost);
-    assert!(
-        started.elapsed() < duration + duration / 3,
-        "stepped down after {:?}; a standby may lead after {duration:?}",
-        started.elapsed()
-    );
+    let last_write = *fake.lease_writes().last().unwrap();
+    (stopped - last_write, a.renew_deadline())
+}
 
-    // While renewals succeed, keep holds until shutdown.
-    fake.set_unavailable(false);
-    let b = lock(&fake, "b", duration);
+const HANG: Fault = Fault {
+    before: Duration::from_secs(3600),
+    after: Duration::ZERO,
+    unavailable: false,
+};
+
+/// A standby takes over a whole duration (15 s) after it saw the last
+/// renewal, which it can see no sooner than the server wrote it. The
+/// leader must have stopped before that, however slow its attempts: within
+/// the renew deadline (10 s) of that write. Time is tokio's, paused: the
+/// waits are exact and take no real time.
+#[tokio::test(start_paused = true)]
+async fn a_leader_steps_down_within_the_renew_deadline_however_slow_its_renewals() {
+    let slow = |before: u64, after: u64, unavailable: bool| Fault {
+        before: Duration::from_millis(before),
+        after: Duration::from_millis(after),
+        unavailable,
+    };
+    let cases: Vec<(&str, Vec<Fault>)> = vec![
+        ("every renewal hangs", vec![HANG; 64]),
+        ("every renewal fails fast", vec![slow(0, 0, true); 64]),
+        (
+            "every renewal fails after 4.9 s",
+            vec![slow(4_900, 0, true); 64],
+        ),
+        (
+            // Written at once, answered late; then a fast failure, then
+            // attempts that hang: each step alone stays within a third of
+            // the duration.
+            "a late success, a fast failure, then hanging renewals",
+            [slow(0, 4_900, false), slow(0, 0, true)]
+                .into_iter()
+                .chain([HANG; 64])
+                .collect(),
+        ),
+        (
+            "answers later than the deadline",
+            vec![slow(0, 11_000, false); 64],
+        ),
+    ];
+    for (what, faults) in cases {
+        let (stopped, deadline) = stopped_after_last_write(&faults).await;
+        assert!(
+            stopped <= deadline,
+            "{what}: stepped down {stopped:?} after the last write; a standby may lead 15 s after it, and the leader must be gone {deadline:?} after it"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_healthy_leader_keeps_the_lease_until_the_api_server_goes_away() {
+    let fake = FakeApi::new();
+    let duration = Duration::from_secs(15);
+    let a = lock(&fake, "a", duration);
     let stop = CancellationToken::new();
-    assert!(b.acquire(&stop).await, "a stopped renewing: b takes over");
+    assert!(a.acquire(&stop).await);
     let keeping = tokio::spawn({
         let stop = stop.clone();
-        async move { b.keep(&stop).await }
+        async move { a.keep(&stop).await }
     });
-    tokio::time::sleep(duration * 2).await;
+    tokio::time::sleep(duration * 4).await;
     assert!(!keeping.is_finished(), "a healthy leader keeps the Lease");
-    assert_eq!(fake.get(LEASE).unwrap()["spec"]["holderIdentity"], "b");
-    stop.cancel();
-    assert_eq!(keeping.await.unwrap(), Kept::Shutdown);
+    assert!(
+        fake.lease_writes().len() >= 12,
+        "renewed every 5 s: {}",
+        fake.lease_writes().len()
+    );
+    assert_eq!(fake.get(LEASE).unwrap()["spec"]["holderIdentity"], "a");
+
+    // The API server goes away: a steps down within its renew deadline
+    // (when a standby takes over is `decide`'s, by the clock it reads; see
+    // the first test).
+    fake.set_unavailable(true);
+    let down = Instant::now();
+    assert_eq!(keeping.await.unwrap(), Kept::Lost);
+    assert!(down.elapsed() <= duration * 2 / 3, "{:?}", down.elapsed());
 }

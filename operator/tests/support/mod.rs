@@ -65,6 +65,22 @@ struct State {
     /// Who owns each Deployment's `spec.replicas`: manager → `Apply` or
     /// `Update` (server-side apply's field ownership, for that one field).
     replica_owners: BTreeMap<String, BTreeMap<String, &'static str>>,
+    /// How long the server takes before it handles a request, and after
+    /// (the write is made between the two).
+    latency: (std::time::Duration, std::time::Duration),
+    /// When each write to a Lease was made (the server's clock).
+    lease_writes: Vec<tokio::time::Instant>,
+    /// How the next requests go, one each, before `latency` applies again.
+    faults: std::collections::VecDeque<Fault>,
+}
+
+/// How one request goes: a wait before it is handled, a wait before the
+/// answer is sent, or 503 instead of an answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fault {
+    pub before: std::time::Duration,
+    pub after: std::time::Duration,
+    pub unavailable: bool,
 }
 
 /// The operator's field manager.
@@ -190,8 +206,31 @@ impl FakeApi {
         let fake = Arc::clone(self);
         tokio::spawn(async move {
             while let Some((request, send)) = handle.next_request().await {
-                let response = fake.answer(request).await;
-                send.send_response(response);
+                let fake = Arc::clone(&fake);
+                // Each request on its own, so a slow one (latency) does
+                // not hold up the others, as on a real server.
+                tokio::spawn(async move {
+                    let fault = {
+                        let mut state = fake.state.lock().unwrap();
+                        state.faults.pop_front().unwrap_or(Fault {
+                            before: state.latency.0,
+                            after: state.latency.1,
+                            unavailable: false,
+                        })
+                    };
+                    tokio::time::sleep(fault.before).await;
+                    let response = if fault.unavailable {
+                        failure(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "ServiceUnavailable",
+                            "the fake API is down",
+                        )
+                    } else {
+                        fake.answer(request).await
+                    };
+                    tokio::time::sleep(fault.after).await;
+                    send.send_response(response);
+                });
             }
         });
         Client::new(service, "default")
@@ -217,6 +256,9 @@ impl FakeApi {
                 "ServiceUnavailable",
                 "the fake API is down",
             );
+        }
+        if method != "GET" && path.contains("/leases") {
+            state.lease_writes.push(tokio::time::Instant::now());
         }
         state.calls.push(Call {
             method: method.clone(),
@@ -454,6 +496,28 @@ impl FakeApi {
             .unwrap()
             .refused
             .insert(key.to_owned(), message.to_owned());
+    }
+
+    /// The next requests go as `faults` say, one each.
+    pub fn script(&self, faults: &[Fault]) {
+        self.state
+            .lock()
+            .unwrap()
+            .faults
+            .extend(faults.iter().copied());
+    }
+
+    /// Every request waits `before` to be handled and `after` to be
+    /// answered.
+    pub fn set_latency(&self, before: std::time::Duration, after: std::time::Duration) {
+        self.state.lock().unwrap().latency = (before, after);
+    }
+
+    /// When writes to a Lease were made, oldest first (attempts included:
+    /// a refused one changes nothing, so only the last successful one
+    /// counts; the tests make failing writes fail before this point).
+    pub fn lease_writes(&self) -> Vec<tokio::time::Instant> {
+        self.state.lock().unwrap().lease_writes.clone()
     }
 
     /// Answer every request with 503 (`true`) or as usual.
