@@ -9,6 +9,7 @@
 //! by the consumer, so it counts from the low watermark too; a commit above
 //! the high watermark (a truncated topic) counts as no lag.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,11 +74,16 @@ pub enum LagError {
         partition: i32,
         message: String,
     },
+    #[error("reading the offsets of topic {topic}: {message}")]
+    Offsets { topic: String, message: String },
 }
 
 /// Reads one consumer group's offsets. It never joins the group: it asks
-/// the group coordinator for the commits and each partition's leader for
-/// its watermarks, so the consumers are not rebalanced.
+/// the group coordinator for the commits (one OffsetFetch) and each
+/// partition leader for the watermarks of all its partitions at once (one
+/// ListOffsets per broker for the ends, one for the beginnings), so the
+/// consumers are not rebalanced and a topic's size does not multiply the
+/// requests.
 pub struct LagReader {
     bootstrap: String,
     group: String,
@@ -142,15 +148,21 @@ fn read_blocking(
                 topic: topic.to_owned(),
                 message: e.to_string(),
             })?;
+    let high = offsets_at(consumer, topic, partitions, Offset::End, timeout)?;
+    let low = offsets_at(consumer, topic, partitions, Offset::Beginning, timeout)?;
     let mut out = GroupLag::default();
     for partition in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, timeout)
-            .map_err(|e| LagError::Watermarks {
-                topic: topic.to_owned(),
-                partition,
-                message: e.to_string(),
-            })?;
+        let at = |offsets: &HashMap<i32, i64>| {
+            offsets
+                .get(&partition)
+                .copied()
+                .ok_or_else(|| LagError::Watermarks {
+                    topic: topic.to_owned(),
+                    partition,
+                    message: "the broker did not answer for it".to_owned(),
+                })
+        };
+        let (low, high) = (at(&low)?, at(&high)?);
         let committed = match committed
             .find_partition(topic, partition)
             .map(|e| e.offset())
@@ -165,6 +177,56 @@ fn read_blocking(
             committed,
             lag: partition_lag(low, high, committed),
         });
+    }
+    Ok(out)
+}
+
+/// Every partition's offset at `position` (the end: the high watermark;
+/// the beginning: the low one), in one ListOffsets request per leader.
+fn offsets_at(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: i32,
+    position: Offset,
+    timeout: Duration,
+) -> Result<HashMap<i32, i64>, LagError> {
+    let mut asked = TopicPartitionList::new();
+    for partition in 0..partitions {
+        asked
+            .add_partition_offset(topic, partition, position)
+            .map_err(|e| LagError::Offsets {
+                topic: topic.to_owned(),
+                message: e.to_string(),
+            })?;
+    }
+    let answered = consumer
+        .offsets_for_times(asked, timeout)
+        .map_err(|e| LagError::Offsets {
+            topic: topic.to_owned(),
+            message: e.to_string(),
+        })?;
+    let mut out = HashMap::new();
+    for element in answered.elements_for_topic(topic) {
+        let partition = element.partition();
+        if let Err(e) = element.error() {
+            return Err(LagError::Watermarks {
+                topic: topic.to_owned(),
+                partition,
+                message: e.to_string(),
+            });
+        }
+        match element.offset() {
+            Offset::Offset(o) => {
+                out.insert(partition, o);
+            }
+            other => {
+                return Err(LagError::Watermarks {
+                    topic: topic.to_owned(),
+                    partition,
+                    message: format!("the broker answered {other:?}"),
+                });
+            }
+        }
     }
     Ok(out)
 }

@@ -198,11 +198,21 @@ fn topics_verdict(topics: &Option<Result<Vec<TopicOutcome>, TopicError>>) -> Ver
                 Some(first) => {
                     let reason = match first.change {
                         TopicChange::ShrinkRefused { .. } => "ShrinkRefused",
-                        _ => "GrowUnsupported",
+                        TopicChange::GrowUnsupported { .. } => "GrowUnsupported",
+                        _ => "RetentionUnsupported",
                     };
                     let message = problems
                         .iter()
-                        .map(|o| o.message())
+                        .flat_map(|o| {
+                            let partitions = (!matches!(
+                                o.change,
+                                TopicChange::Created
+                                    | TopicChange::Grown { .. }
+                                    | TopicChange::Unchanged
+                            ))
+                            .then(|| o.message());
+                            partitions.into_iter().chain(o.retention_message())
+                        })
                         .collect::<Vec<_>>()
                         .join("; ");
                     verdict(TOPICS_READY, false, reason, message)
@@ -516,6 +526,7 @@ pub fn paused(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topics::Retention;
     use k8s_openapi::jiff::Timestamp;
 
     fn at(secs: i64) -> Time {
@@ -527,6 +538,7 @@ mod tests {
             name: "events".into(),
             partitions,
             change,
+            retention: Retention::AsSpecified,
         }
     }
 
@@ -657,6 +669,39 @@ mod tests {
                 .contains("BackoffLimitExceeded")
         );
         assert_eq!(condition(&s, READY).status, "False");
+    }
+
+    #[test]
+    fn a_retention_the_broker_will_not_change_is_reported_and_a_change_is_not_a_state() {
+        let mut o = healthy();
+        let mut events = topic(TopicChange::Unchanged, 12);
+        events.retention = Retention::Unsupported {
+            have_ms: Some(604_800_000),
+            wanted_ms: 86_400_000,
+            reason: "PolicyViolation: retention is fixed".into(),
+        };
+        o.topics = Some(Ok(vec![events.clone()]));
+        let s = next_status(None, &o, &at(1));
+        let c = condition(&s, TOPICS_READY);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "RetentionUnsupported")
+        );
+        assert!(
+            c.message.contains("for 168 h") && c.message.contains("asks for 24 h"),
+            "{}",
+            c.message
+        );
+        assert!(c.message.contains("PolicyViolation"), "{}", c.message);
+        assert_eq!(condition(&s, DEGRADED).status, "True");
+
+        events.retention = Retention::Changed {
+            from_ms: Some(604_800_000),
+            to_ms: 86_400_000,
+        };
+        o.topics = Some(Ok(vec![events]));
+        let before = next_status(None, &healthy(), &at(1));
+        assert_eq!(next_status(Some(&before), &o, &at(2)), before);
     }
 
     #[test]

@@ -4,12 +4,14 @@
 
 use std::time::Duration;
 
+use kafka_protocol::messages::ApiKey;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tributary_operator::kafka::{Brokers, Kafka};
 use tributary_operator::lag::{GroupLag, LagReader};
 use tributary_tests::kafka::{client_config, create_topic};
+use tributary_tests::kafka_tap::TappedBroker;
 use tributary_tests::{Stack, unique_name};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -155,5 +157,40 @@ async fn an_unreachable_broker_is_an_error_naming_the_group_or_topic() {
     assert!(
         text.contains("event-consumers") || text.contains("events"),
         "{text}"
+    );
+}
+
+/// Every request the lag reader sends, seen by a proxy in front of a
+/// broker of the test's own: the offsets of a 12-partition topic cost one
+/// OffsetFetch and one ListOffsets per position asked (the ends, the
+/// beginnings) per broker, not requests per partition.
+#[tokio::test]
+async fn the_lag_of_many_partitions_is_read_in_one_request_per_broker() {
+    let stack = Stack::require();
+    let tansu = stack.tansu_bin.expect("TANSU_BIN set by local-stack.sh");
+    let broker = TappedBroker::start(&tansu);
+    let bootstrap = broker.bootstrap();
+    let topic = unique_name("operator_lag_requests");
+    let group = unique_name("operator_lag_requests_group");
+    create_topic(&bootstrap, &topic, 12).await;
+    let produced: Vec<i64> = (1..=12).collect();
+    produce(&bootstrap, &topic, &produced).await;
+    let reader = LagReader::new(&bootstrap, &group, TIMEOUT).unwrap();
+    // A first read connects and learns the leaders.
+    await_reader(&reader, &topic, &produced).await;
+
+    broker.take();
+    let lag = reader.read(&topic, 12).await.unwrap();
+    assert_eq!(per_partition(&lag), produced);
+    let seen = broker.take();
+    let list_offsets = TappedBroker::count(&seen, ApiKey::ListOffsets);
+    assert!(
+        (1..=2).contains(&list_offsets),
+        "{list_offsets} ListOffsets requests for 12 partitions on one broker: {seen:?}"
+    );
+    assert_eq!(
+        TappedBroker::count(&seen, ApiKey::OffsetFetch),
+        1,
+        "{seen:?}"
     );
 }

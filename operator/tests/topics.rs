@@ -6,9 +6,11 @@
 
 use std::time::Duration;
 
+use kafka_protocol::messages::ApiKey;
 use tributary_operator::crd::TopicSpec;
 use tributary_operator::kafka::{Brokers, Kafka};
-use tributary_operator::topics::{KafkaAdmin, TopicChange};
+use tributary_operator::topics::{KafkaAdmin, Retention, TopicChange};
+use tributary_tests::kafka_tap::TappedBroker;
 use tributary_tests::{Stack, unique_name};
 
 fn spec(name: &str, partitions: i32) -> TopicSpec {
@@ -46,7 +48,7 @@ async fn topics_are_created_kept_never_shrunk_and_growth_is_reported() {
 
     let again = admin.ensure(&spec(&name, 3).topic()).await.unwrap();
     assert_eq!(again.change, TopicChange::Unchanged);
-    assert!(again.as_specified());
+    assert!(again.as_specified(), "{again:?}");
 
     let shrink = admin.ensure(&spec(&name, 2).topic()).await.unwrap();
     assert_eq!(shrink.change, TopicChange::ShrinkRefused { wanted: 2 });
@@ -106,4 +108,107 @@ async fn reconcile_reaches_the_broker_through_brokers() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The topic's `retention.ms` as librdkafka's DescribeConfigs reads it: a
+/// client apart from the operator's own wire code.
+async fn retention_seen_by_librdkafka(bootstrap: &str, topic: &str) -> Option<String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = tributary_tests::kafka::client_config(bootstrap)
+        .create()
+        .unwrap();
+    let results = admin
+        .describe_configs(
+            &[ResourceSpecifier::Topic(topic)],
+            &AdminOptions::new().request_timeout(Some(Duration::from_secs(20))),
+        )
+        .await
+        .unwrap();
+    let resource = results.into_iter().next().unwrap().unwrap();
+    resource.get("retention.ms").and_then(|e| e.value.clone())
+}
+
+#[tokio::test]
+async fn a_changed_retention_reaches_the_existing_topic_and_only_that_setting_changes() {
+    let stack = Stack::require();
+    let bootstrap = &stack.kafka_bootstrap;
+    let admin = KafkaAdmin::new(bootstrap, Duration::from_secs(20)).unwrap();
+    let name = unique_name("operator_retention");
+    let created = admin.ensure(&spec(&name, 2).topic()).await.unwrap();
+    assert_eq!(created.change, TopicChange::Created);
+    assert_eq!(
+        retention_seen_by_librdkafka(bootstrap, &name)
+            .await
+            .as_deref(),
+        Some("86400000"),
+        "created with the spec's 24 h"
+    );
+
+    let mut longer = spec(&name, 2);
+    longer.retention_hours = 72;
+    let changed = admin.ensure(&longer.topic()).await.unwrap();
+    assert_eq!(
+        changed.retention,
+        Retention::Changed {
+            from_ms: Some(86_400_000),
+            to_ms: 259_200_000
+        },
+        "{changed:?}"
+    );
+    assert!(changed.as_specified());
+    assert_eq!(changed.change, TopicChange::Unchanged);
+    assert!(
+        changed
+            .retention_message()
+            .is_some_and(|m| m.contains("from 24 h to 72 h")),
+        "{:?}",
+        changed.retention_message()
+    );
+    assert_eq!(
+        retention_seen_by_librdkafka(bootstrap, &name)
+            .await
+            .as_deref(),
+        Some("259200000")
+    );
+    let again = admin.ensure(&longer.topic()).await.unwrap();
+    assert_eq!(again.retention, Retention::AsSpecified, "once");
+}
+
+/// Every request the admin client sends, seen by a proxy in front of a
+/// broker of the test's own: metadata is asked for the pipeline's topic
+/// only, never for every topic of the cluster.
+#[tokio::test]
+async fn metadata_is_asked_for_the_pipelines_topics_only() {
+    let stack = Stack::require();
+    let tansu = stack.tansu_bin.expect("TANSU_BIN set by local-stack.sh");
+    let broker = TappedBroker::start(&tansu);
+    let bootstrap = broker.bootstrap();
+    // Someone else's topic on the same cluster.
+    tributary_tests::kafka::create_topic(&bootstrap, "someone-elses", 1).await;
+    broker.take();
+
+    let admin = KafkaAdmin::new(&bootstrap, Duration::from_secs(20)).unwrap();
+    let outcome = admin.ensure(&spec("events", 3).topic()).await.unwrap();
+    assert_eq!(outcome.change, TopicChange::Created);
+    admin.ensure(&spec("events", 3).topic()).await.unwrap();
+    let seen = broker.take();
+    let metadata: Vec<&Option<Vec<String>>> = seen
+        .iter()
+        .filter(|s| s.api == Some(ApiKey::Metadata))
+        .map(|s| &s.topics)
+        .collect();
+    assert!(!metadata.is_empty(), "{seen:?}");
+    for topics in metadata {
+        let topics = topics
+            .as_ref()
+            .unwrap_or_else(|| panic!("a Metadata request for every topic: {seen:?}"));
+        assert!(topics.iter().all(|t| t == "events"), "asked for {topics:?}");
+    }
+    assert_eq!(
+        admin.partitions("no-such-topic").await.unwrap(),
+        None,
+        "asking by name creates nothing"
+    );
+    assert_eq!(admin.partitions("no-such-topic").await.unwrap(), None);
 }

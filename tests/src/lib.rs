@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 pub mod chdb;
 pub mod clickhouse;
 pub mod kafka;
+pub mod kafka_tap;
 pub mod kubelet;
 pub mod process;
 pub mod stress;

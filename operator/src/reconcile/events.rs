@@ -9,7 +9,7 @@ use crate::crd::AnalyticsPipelineStatus;
 use crate::status::{
     DEGRADED, MIGRATIONS_COMPLETE, READY, SCALING_ACTIVE, SCALING_LIMITED, TOPICS_READY,
 };
-use crate::topics::{TopicChange, TopicOutcome};
+use crate::topics::{Retention, TopicChange, TopicOutcome};
 
 /// Longest note the Events API takes (1 kB).
 const MAX_NOTE: usize = 1024;
@@ -33,21 +33,24 @@ fn event(type_: EventType, reason: &str, action: &str, note: &str) -> Event {
     }
 }
 
-/// `TopicCreated` / `TopicGrown` for what the reconcile did to topics: one
-/// Event per reason naming every topic (the recorder folds Events of the
-/// same reason into one series, so one per topic would hide all but one).
+/// `TopicCreated` / `TopicGrown` / `TopicRetentionChanged` for what the
+/// reconcile did to topics: one Event per reason naming every topic (the
+/// recorder folds Events of the same reason into one series, so one per
+/// topic would hide all but one).
 pub fn topic_events(outcomes: &[TopicOutcome]) -> Vec<Event> {
-    ["TopicCreated", "TopicGrown"]
+    ["TopicCreated", "TopicGrown", "TopicRetentionChanged"]
         .into_iter()
         .filter_map(|reason| {
             let notes: Vec<String> = outcomes
                 .iter()
-                .filter(|o| match o.change {
-                    TopicChange::Created => reason == "TopicCreated",
-                    TopicChange::Grown { .. } => reason == "TopicGrown",
-                    _ => false,
+                .filter_map(|o| match (&o.change, &o.retention) {
+                    (_, Retention::Changed { .. }) if reason == "TopicRetentionChanged" => {
+                        o.retention_message()
+                    }
+                    (TopicChange::Created, _) if reason == "TopicCreated" => Some(o.message()),
+                    (TopicChange::Grown { .. }, _) if reason == "TopicGrown" => Some(o.message()),
+                    _ => None,
                 })
-                .map(TopicOutcome::message)
                 .collect();
             (!notes.is_empty())
                 .then(|| event(EventType::Normal, reason, "EnsureTopics", &notes.join("; ")))
@@ -171,13 +174,36 @@ mod tests {
                 name: "events".into(),
                 partitions: 12,
                 change: TopicChange::Created,
+                retention: Retention::AsSpecified,
             },
             TopicOutcome {
                 name: "events-dlq".into(),
                 partitions: 3,
                 change: TopicChange::Unchanged,
+                retention: Retention::AsSpecified,
             },
         ];
+        let mut retained = outcomes.clone();
+        retained[1].retention = Retention::Changed {
+            from_ms: None,
+            to_ms: 3_600_000,
+        };
+        let events = topic_events(&retained);
+        assert_eq!(
+            reasons(&events),
+            [
+                (EventType::Normal, "TopicCreated"),
+                (EventType::Normal, "TopicRetentionChanged")
+            ]
+        );
+        assert!(
+            events[1]
+                .note
+                .as_deref()
+                .is_some_and(|n| n.contains("events-dlq from the broker's default to 1 h")),
+            "{:?}",
+            events[1].note
+        );
         let mut grown = outcomes.clone();
         grown[1].change = TopicChange::Grown { from: 1 };
         let events = topic_events(&grown);

@@ -22,6 +22,7 @@ pub mod schema;
 pub mod shutdown;
 pub mod telemetry;
 mod timestamp;
+pub mod topic_config;
 pub mod topics;
 
 pub use config::{ConfigError, Env, EnvSource, ProcessEnv};

@@ -4,7 +4,9 @@
 //!
 //! Topics are created with the spec's partitions, replication and
 //! retention; partitions grow where the broker supports it and never shrink
-//! (Kafka cannot): a lower value in the spec is reported, not applied.
+//! (Kafka cannot): a lower value in the spec is reported, not applied. A
+//! changed retention reaches the existing topic ([`crate::topic_config`]),
+//! or is reported where the broker will not change it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +15,8 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicRe
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+use crate::topic_config::{ConfigError, TopicConfigs};
 
 /// A topic as wanted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,8 +68,25 @@ impl TopicStep {
             name: spec.name.clone(),
             partitions,
             change,
+            retention: Retention::AsSpecified,
         }
     }
+}
+
+/// What became of a topic's retention.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Retention {
+    /// The broker keeps messages as long as the spec asks.
+    #[default]
+    AsSpecified,
+    /// Changed now from `from_ms` (`None`: the broker's default).
+    Changed { from_ms: Option<i64>, to_ms: i64 },
+    /// The broker will not change it (`reason`), and keeps `have_ms`.
+    Unsupported {
+        have_ms: Option<i64>,
+        wanted_ms: i64,
+        reason: String,
+    },
 }
 
 /// The step that brings a topic with `observed` partitions (`None`: no
@@ -86,6 +107,7 @@ pub struct TopicOutcome {
     /// Partitions it has now.
     pub partitions: i32,
     pub change: TopicChange,
+    pub retention: Retention,
 }
 
 /// What [`ensure`] did or could not do.
@@ -113,7 +135,33 @@ impl TopicOutcome {
         matches!(
             self.change,
             TopicChange::Created | TopicChange::Grown { .. } | TopicChange::Unchanged
-        )
+        ) && !matches!(self.retention, Retention::Unsupported { .. })
+    }
+
+    /// What was done to the retention, or why it could not be: `None` when
+    /// it is as specified and was not touched.
+    pub fn retention_message(&self) -> Option<String> {
+        let n = &self.name;
+        match &self.retention {
+            Retention::AsSpecified => None,
+            Retention::Changed { from_ms, to_ms } => Some(format!(
+                "changed the retention of topic {n} from {} to {}",
+                from_ms.map_or("the broker's default".to_owned(), hours),
+                hours(*to_ms)
+            )),
+            Retention::Unsupported {
+                have_ms,
+                wanted_ms,
+                reason,
+            } => Some(format!(
+                "topic {n} keeps messages {} and the spec asks for {}, but the broker will not change it ({reason})",
+                have_ms.map_or("as the broker's default says".to_owned(), |ms| format!(
+                    "for {}",
+                    hours(ms)
+                )),
+                hours(*wanted_ms)
+            )),
+        }
     }
 
     /// How the topic stands, whatever was done to it: "topic events has
@@ -150,6 +198,15 @@ impl TopicOutcome {
     }
 }
 
+/// "168 h" (or milliseconds where not whole hours).
+fn hours(ms: i64) -> String {
+    if ms % 3_600_000 == 0 {
+        format!("{} h", ms / 3_600_000)
+    } else {
+        format!("{ms} ms")
+    }
+}
+
 /// "1 partition", "12 partitions".
 fn partitions(n: i32) -> String {
     if n == 1 {
@@ -169,6 +226,8 @@ pub enum TopicError {
     Grow { topic: String, message: String },
     #[error("reading topic {topic} from the brokers: {message}")]
     Metadata { topic: String, message: String },
+    #[error("changing the settings of topic {topic}: {message}")]
+    Config { topic: String, message: String },
 }
 
 impl TopicError {
@@ -179,14 +238,27 @@ impl TopicError {
             TopicError::Create { .. } => "TopicCreateFailed",
             TopicError::Grow { .. } => "TopicGrowFailed",
             TopicError::Metadata { .. } => "TopicMetadataError",
+            TopicError::Config { .. } => "TopicConfigFailed",
         }
     }
+}
+
+/// The request and operation timeouts of admin requests for a `timeout`:
+/// the broker gives up on the operation (creating a topic) before the
+/// client gives up on the request, so a slow creation comes back as the
+/// broker's answer, not as a client timeout while the topic is made.
+pub fn admin_timeouts(timeout: Duration) -> (Duration, Duration) {
+    let operation = timeout
+        .saturating_sub(Duration::from_secs(1))
+        .max(timeout * 3 / 4);
+    (timeout, operation)
 }
 
 /// A broker's admin API.
 pub struct KafkaAdmin {
     bootstrap: String,
     admin: Arc<AdminClient<DefaultClientContext>>,
+    configs: TopicConfigs,
     timeout: Duration,
 }
 
@@ -194,6 +266,9 @@ impl KafkaAdmin {
     pub fn new(bootstrap: &str, timeout: Duration) -> Result<Self, TopicError> {
         let admin = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
+            // Metadata is asked for the pipeline's topics by name; a broker
+            // with auto-creation on must not create them on that request.
+            .set("allow.auto.create.topics", "false")
             .create()
             .map_err(|e| TopicError::Unreachable {
                 bootstrap: bootstrap.to_owned(),
@@ -202,14 +277,16 @@ impl KafkaAdmin {
         Ok(Self {
             bootstrap: bootstrap.to_owned(),
             admin: Arc::new(admin),
+            configs: TopicConfigs::new(bootstrap, timeout),
             timeout,
         })
     }
 
     fn options(&self) -> AdminOptions {
+        let (request, operation) = admin_timeouts(self.timeout);
         AdminOptions::new()
-            .request_timeout(Some(self.timeout))
-            .operation_timeout(Some(self.timeout))
+            .request_timeout(Some(request))
+            .operation_timeout(Some(operation))
     }
 
     /// Partitions of `topic`, `None` when it does not exist.
@@ -217,16 +294,18 @@ impl KafkaAdmin {
         let admin = Arc::clone(&self.admin);
         let topic = name.to_owned();
         let timeout = self.timeout;
-        // The metadata call blocks; keep it off the async threads. All
-        // topics are asked for: asking for one by name lets brokers with
-        // auto-creation on create it.
+        // The metadata call blocks; keep it off the async threads. Only
+        // this topic is asked for (auto-creation is off for this client).
         let metadata = tokio::task::spawn_blocking(move || {
-            admin.inner().fetch_metadata(None, timeout).map(|m| {
-                m.topics()
-                    .iter()
-                    .find(|t| t.name() == topic)
-                    .map(|t| (t.error().map(RDKafkaErrorCode::from), t.partitions().len()))
-            })
+            admin
+                .inner()
+                .fetch_metadata(Some(&topic), timeout)
+                .map(|m| {
+                    m.topics()
+                        .iter()
+                        .find(|t| t.name() == topic)
+                        .map(|t| (t.error().map(RDKafkaErrorCode::from), t.partitions().len()))
+                })
         })
         .await
         .map_err(|e| self.unreachable(e.to_string()))?
@@ -329,7 +408,58 @@ impl KafkaAdmin {
             TopicStep::Grow { .. } => self.grow(&spec.name, spec.partitions).await?,
             _ => Ok(()),
         };
-        Ok(step.outcome(spec, grown))
+        let created = step == TopicStep::Create;
+        let mut outcome = step.outcome(spec, grown);
+        if !created {
+            outcome.retention = self.retention(spec).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Brings an existing topic's retention to the spec's: read, set where
+    /// it differs, read back.
+    async fn retention(&self, spec: &Topic) -> Result<Retention, TopicError> {
+        const KEY: &str = "retention.ms";
+        let wanted = spec.retention_hours.saturating_mul(3_600_000);
+        let failed = |e: ConfigError, have: Option<i64>| match e {
+            ConfigError::Unreachable { bootstrap, message } => {
+                Err(TopicError::Unreachable { bootstrap, message })
+            }
+            ConfigError::Refused(reason) => Ok(Retention::Unsupported {
+                have_ms: have,
+                wanted_ms: wanted,
+                reason,
+            }),
+            ConfigError::Failed(message) => Err(TopicError::Config {
+                topic: spec.name.clone(),
+                message,
+            }),
+        };
+        let parse = |v: Option<String>| v.and_then(|v| v.parse::<i64>().ok());
+        let have = match self.configs.get(&spec.name, KEY).await {
+            Ok(v) => parse(v),
+            Err(e) => return failed(e, None),
+        };
+        if have == Some(wanted) {
+            return Ok(Retention::AsSpecified);
+        }
+        if let Err(e) = self.configs.set(&spec.name, KEY, &wanted.to_string()).await {
+            return failed(e, have);
+        }
+        match self.configs.get(&spec.name, KEY).await {
+            Ok(after) if parse(after.clone()) == Some(wanted) => Ok(Retention::Changed {
+                from_ms: have,
+                to_ms: wanted,
+            }),
+            Ok(after) => Err(TopicError::Config {
+                topic: spec.name.clone(),
+                message: format!(
+                    "set {KEY} to {wanted}, and the broker then reported {}",
+                    after.unwrap_or_else(|| "none".to_owned())
+                ),
+            }),
+            Err(e) => failed(e, have),
+        }
     }
 }
 
@@ -373,11 +503,25 @@ mod tests {
     }
 
     #[test]
+    fn the_broker_gives_up_on_an_operation_before_the_client_gives_up_on_the_request() {
+        for secs in [1, 2, 5, 10, 30, 120] {
+            let t = Duration::from_secs(secs);
+            let (request, operation) = admin_timeouts(t);
+            assert_eq!(request, t);
+            assert!(operation < request, "{secs}s: {operation:?} vs {request:?}");
+            assert!(operation >= request * 3 / 4, "{secs}s: {operation:?}");
+        }
+        let (request, operation) = admin_timeouts(Duration::from_millis(100));
+        assert!(operation < request);
+    }
+
+    #[test]
     fn refusals_say_what_to_do() {
         let o = TopicOutcome {
             name: "events".into(),
             partitions: 24,
             change: TopicChange::ShrinkRefused { wanted: 12 },
+            retention: Retention::AsSpecified,
         };
         assert!(!o.as_specified());
         assert!(o.message().contains("set 24 or more"), "{}", o.message());
@@ -388,6 +532,7 @@ mod tests {
                 wanted: 24,
                 reason: "UnsupportedVersion".into(),
             },
+            retention: Retention::AsSpecified,
         };
         assert!(!o.as_specified());
         assert!(

@@ -1,0 +1,168 @@
+//! A private broker whose every request is seen on the way in: tansu
+//! advertises a proxy's address as its own, so clients reach it only
+//! through [`crate::tcp_proxy`], which decodes each request's header (and a
+//! Metadata request's topics) with `kafka-protocol`. Tests count what a
+//! client asks, per API, instead of trusting what it says it asks.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, MetadataRequest, RequestHeader};
+use kafka_protocol::protocol::{Decodable, HeaderVersion};
+
+use crate::kafka::free_port;
+use crate::tcp_proxy::TcpProxy;
+
+/// One request a client sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub api: Option<ApiKey>,
+    pub version: i16,
+    /// For Metadata: `None` asks for every topic, else the names asked.
+    pub topics: Option<Vec<String>>,
+}
+
+#[derive(Default)]
+struct Frames {
+    /// Bytes of an unfinished request, per connection.
+    partial: HashMap<usize, Vec<u8>>,
+    seen: Vec<Seen>,
+}
+
+impl Frames {
+    fn take(&mut self, connection: usize, bytes: &[u8]) {
+        let buffer = self.partial.entry(connection).or_default();
+        buffer.extend_from_slice(bytes);
+        let mut done = Vec::new();
+        loop {
+            if buffer.len() < 4 {
+                break;
+            }
+            let size = i32::from_be_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]);
+            let Ok(size) = usize::try_from(size) else {
+                buffer.clear();
+                break;
+            };
+            if buffer.len() < 4 + size {
+                break;
+            }
+            let frame: Vec<u8> = buffer.drain(..4 + size).skip(4).collect();
+            done.push(decode(&frame));
+        }
+        self.seen.extend(done.into_iter().flatten());
+    }
+}
+
+fn decode(frame: &[u8]) -> Option<Seen> {
+    if frame.len() < 4 {
+        return None;
+    }
+    let key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let api = ApiKey::try_from(key).ok();
+    let topics = if api == Some(ApiKey::Metadata) {
+        let mut buf = Bytes::copy_from_slice(frame);
+        RequestHeader::decode(&mut buf, MetadataRequest::header_version(version))
+            .and_then(|_| MetadataRequest::decode(&mut buf, version))
+            .ok()
+            .and_then(|m| {
+                m.topics.map(|ts| {
+                    ts.into_iter()
+                        .filter_map(|t| t.name.map(|n| n.to_string()))
+                        .collect()
+                })
+            })
+    } else {
+        None
+    };
+    Some(Seen {
+        api,
+        version,
+        topics,
+    })
+}
+
+/// A tansu broker of its own, reachable only through a counting proxy.
+pub struct TappedBroker {
+    child: Child,
+    proxy: TcpProxy,
+    frames: Arc<Mutex<Frames>>,
+}
+
+impl TappedBroker {
+    pub fn start(tansu: &Path) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap_or_else(|e| panic!("{e}"));
+        let advertised = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let port = free_port();
+        let child = Command::new(tansu)
+            .args([
+                "broker",
+                "--listener-url",
+                &format!("tcp://127.0.0.1:{port}"),
+                "--advertised-listener-url",
+                &format!("tcp://{advertised}"),
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", tansu.display()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the tapped broker did not listen within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let frames = Arc::new(Mutex::new(Frames::default()));
+        let sink = Arc::clone(&frames);
+        let upstream = SocketAddr::from(([127, 0, 0, 1], port));
+        let proxy = TcpProxy::on(
+            listener,
+            upstream,
+            Some(Arc::new(move |connection, bytes: &[u8]| {
+                if let Ok(mut f) = sink.lock() {
+                    f.take(connection, bytes);
+                }
+            })),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            child,
+            proxy,
+            frames,
+        }
+    }
+
+    /// The address clients use (the proxy's).
+    pub fn bootstrap(&self) -> String {
+        self.proxy.addr().to_string()
+    }
+
+    /// Every request seen since the last call.
+    pub fn take(&self) -> Vec<Seen> {
+        self.frames
+            .lock()
+            .map(|mut f| std::mem::take(&mut f.seen))
+            .unwrap_or_default()
+    }
+
+    /// How many of `seen` were `api`.
+    pub fn count(seen: &[Seen], api: ApiKey) -> usize {
+        seen.iter().filter(|s| s.api == Some(api)).count()
+    }
+}
+
+impl Drop for TappedBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
