@@ -22,8 +22,10 @@ struct Cli {
 enum Command {
     /// Run the controller against the cluster (settings from the
     /// environment: OPERATOR_WATCH_NAMESPACES, OPERATOR_METRICS_PORT,
-    /// OPERATOR_LEADER_ELECTION, OPERATOR_LEASE_NAME, POD_NAMESPACE,
-    /// POD_NAME, LOG_LEVEL, LOG_FORMAT).
+    /// OPERATOR_LEADER_ELECTION, OPERATOR_LEASE_NAME,
+    /// OPERATOR_LEASE_DURATION_MS, OPERATOR_KAFKA_TIMEOUT_MS,
+    /// OPERATOR_CLUSTER_DOMAIN, POD_NAMESPACE, POD_NAME, LOG_LEVEL,
+    /// LOG_FORMAT).
     Run,
     /// Print the AnalyticsPipeline CRD as YAML (`kubectl apply -f -`).
     Crd {

@@ -26,7 +26,7 @@ use tributary_core::config::{ConfigError, Env};
 
 use crate::build::meta::MANAGER;
 use crate::crd::AnalyticsPipeline;
-use crate::kafka::{Brokers, Kafka};
+use crate::kafka::{Brokers, Kafka, SystemDns};
 use crate::lease::{Kept, LeaseLock};
 use crate::metrics::{Metrics, PipelineLabels};
 use crate::reconcile::apply::Child;
@@ -58,6 +58,9 @@ pub struct RunConfig {
     pub lease_duration: Duration,
     /// `OPERATOR_KAFKA_TIMEOUT_MS` (10000): Kafka admin requests.
     pub kafka_timeout: Duration,
+    /// `OPERATOR_CLUSTER_DOMAIN` (`cluster.local`): the cluster's DNS
+    /// domain, to resolve a pipeline's broker names as its pods do.
+    pub cluster_domain: String,
 }
 
 impl RunConfig {
@@ -80,6 +83,10 @@ impl RunConfig {
             identity,
             lease_duration: env.duration_ms("OPERATOR_LEASE_DURATION_MS", 15_000, 3_000)?,
             kafka_timeout: env.duration_ms("OPERATOR_KAFKA_TIMEOUT_MS", 10_000, 100)?,
+            cluster_domain: env
+                .string("OPERATOR_CLUSTER_DOMAIN", "cluster.local")?
+                .trim_matches('.')
+                .to_owned(),
         })
     }
 }
@@ -159,7 +166,13 @@ pub async fn run(config: RunConfig, shutdown: CancellationToken) -> Result<(), R
     };
     let ctx = Arc::new(Context::new(
         client.clone(),
-        Brokers::new(config.kafka_timeout),
+        Brokers::new(
+            config.kafka_timeout,
+            &config.cluster_domain,
+            Box::new(SystemDns {
+                timeout: Duration::from_secs(2),
+            }),
+        ),
         reporter,
         metrics.clone(),
     ));

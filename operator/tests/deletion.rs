@@ -21,7 +21,7 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use serde_json::json;
 use support::MemoryBroker;
 use support::harness::*;
-use tributary_operator::kafka::{Brokers, Kafka};
+use tributary_operator::kafka::{Bootstrap, Brokers, Kafka, SystemDns};
 use tributary_operator::metrics::PipelineLabels;
 use tributary_operator::reconcile::{error_policy, reconcile};
 use tributary_operator::run::outcome;
@@ -116,16 +116,23 @@ async fn a_deleted_pipeline_leaves_no_metric_series_state_or_kafka_clients_behin
 /// `Brokers` drops the clients of brokers and groups no pipeline uses.
 #[tokio::test]
 async fn brokers_drop_the_clients_no_pipeline_uses() {
-    let brokers = Brokers::new(Duration::from_millis(200));
+    let brokers = Brokers::new(
+        Duration::from_millis(200),
+        "cluster.local",
+        Box::new(SystemDns {
+            timeout: Duration::from_secs(2),
+        }),
+    );
     // Clients are made on first use, whether or not the broker answers.
     for (bootstrap, group) in [("127.0.0.1:1", "a"), ("127.0.0.1:2", "b")] {
-        let _ = brokers.lag(bootstrap, group, "events", 1).await;
+        let bootstrap = Bootstrap::new(bootstrap, "analytics");
+        let _ = brokers.lag(&bootstrap, group, "events", 1).await;
         let spec: tributary_operator::crd::TopicSpec =
             serde_json::from_value(json!({"name": "events", "partitions": 1})).unwrap();
-        let _ = brokers.ensure(bootstrap, &spec).await;
+        let _ = brokers.ensure(&bootstrap, &spec).await;
     }
     assert_eq!(brokers.cached(), (2, 2));
-    brokers.retain(&[("127.0.0.1:2".into(), "b".into())]);
+    brokers.retain(&[(Bootstrap::new("127.0.0.1:2", "analytics"), "b".into())]);
     assert_eq!(brokers.cached(), (1, 1));
     brokers.retain(&[]);
     assert_eq!(brokers.cached(), (0, 0));

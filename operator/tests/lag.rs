@@ -8,7 +8,7 @@ use kafka_protocol::messages::ApiKey;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use tributary_operator::kafka::{Brokers, Kafka};
+use tributary_operator::kafka::{Bootstrap, Brokers, Kafka, SystemDns};
 use tributary_operator::lag::{GroupLag, LagReader};
 use tributary_tests::kafka::{client_config, create_topic};
 use tributary_tests::kafka_tap::TappedBroker;
@@ -141,16 +141,34 @@ async fn reconcile_reads_lag_through_brokers() {
     create_topic(bootstrap, &topic, 2).await;
     produce(bootstrap, &topic, &[4, 2]).await;
     commit(bootstrap, &group, &topic, &[(0, 1)]);
-    let brokers = Brokers::new(TIMEOUT);
-    let read = || async { brokers.lag(bootstrap, &group, &topic, 2).await.unwrap() };
+    let brokers = Brokers::new(
+        TIMEOUT,
+        "cluster.local",
+        Box::new(SystemDns {
+            timeout: Duration::from_secs(2),
+        }),
+    );
+    let bootstrap = Bootstrap::new(bootstrap, "analytics");
+    let read = || async { brokers.lag(&bootstrap, &group, &topic, 2).await.unwrap() };
     await_lag(read, &[3, 2]).await;
 }
 
 #[tokio::test]
 async fn an_unreachable_broker_is_an_error_naming_the_group_or_topic() {
-    let brokers = Brokers::new(Duration::from_secs(2));
+    let brokers = Brokers::new(
+        Duration::from_secs(2),
+        "cluster.local",
+        Box::new(SystemDns {
+            timeout: Duration::from_secs(2),
+        }),
+    );
     let e = brokers
-        .lag("127.0.0.1:1", "event-consumers", "events", 2)
+        .lag(
+            &Bootstrap::new("127.0.0.1:1", "analytics"),
+            "event-consumers",
+            "events",
+            2,
+        )
         .await
         .unwrap_err();
     let text = e.to_string();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kafka_protocol::messages::ApiKey;
 use tributary_operator::crd::TopicSpec;
-use tributary_operator::kafka::{Brokers, Kafka};
+use tributary_operator::kafka::{Bootstrap, Brokers, Kafka, SystemDns};
 use tributary_operator::topics::{KafkaAdmin, Retention, TopicChange};
 use tributary_tests::kafka_tap::TappedBroker;
 use tributary_tests::{Stack, unique_name};
@@ -85,17 +85,29 @@ async fn an_unreachable_broker_is_an_error_naming_it() {
 #[tokio::test]
 async fn reconcile_reaches_the_broker_through_brokers() {
     let stack = Stack::require();
-    let brokers = Brokers::new(Duration::from_secs(20));
+    let brokers = Brokers::new(
+        Duration::from_secs(20),
+        "cluster.local",
+        Box::new(SystemDns {
+            timeout: Duration::from_secs(2),
+        }),
+    );
     let name = unique_name("operator_brokers");
     let first = brokers
-        .ensure(&stack.kafka_bootstrap, &spec(&name, 2))
+        .ensure(
+            &Bootstrap::new(&stack.kafka_bootstrap, "analytics"),
+            &spec(&name, 2),
+        )
         .await
         .unwrap();
     assert_eq!(first.change, TopicChange::Created);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let again = brokers
-            .ensure(&stack.kafka_bootstrap, &spec(&name, 2))
+            .ensure(
+                &Bootstrap::new(&stack.kafka_bootstrap, "analytics"),
+                &spec(&name, 2),
+            )
             .await
             .unwrap();
         if again.change == TopicChange::Unchanged {

@@ -69,7 +69,7 @@ pub struct Context<T> {
     /// The last status this process wrote for each pipeline.
     written: Mutex<HashMap<PipelineLabels, Written>>,
     /// The brokers and consumer group each pipeline uses.
-    kafka_uses: Mutex<HashMap<PipelineLabels, (String, String)>>,
+    kafka_uses: Mutex<HashMap<PipelineLabels, (kafka::Bootstrap, String)>>,
 }
 
 /// A status this process wrote, and the object version the write made.
@@ -105,7 +105,7 @@ impl<T: Kafka> Context<T> {
         lock(&self.polls).remove(key);
         lock(&self.written).remove(key);
         self.metrics.forget(key, false);
-        let in_use: Vec<(String, String)> = {
+        let in_use: Vec<(kafka::Bootstrap, String)> = {
             let mut uses = lock(&self.kafka_uses);
             uses.remove(key);
             uses.values().cloned().collect()
@@ -126,7 +126,7 @@ impl<T: Kafka> Context<T> {
     /// it used before and no one uses any more.
     fn uses_kafka(&self, p: &AnalyticsPipeline) {
         let now = (bootstrap(p), p.spec.kafka.consumer_group.clone());
-        let in_use: Option<Vec<(String, String)>> = {
+        let in_use: Option<Vec<(kafka::Bootstrap, String)>> = {
             let mut uses = lock(&self.kafka_uses);
             let before = uses.insert(key(p), now.clone());
             (before.is_some_and(|b| b != now)).then(|| uses.values().cloned().collect())
@@ -494,12 +494,13 @@ pub fn next_action(o: &Observed, next_poll: Option<Duration>) -> Action {
     Action::requeue(next_poll.map_or(wait, |poll| poll.min(wait)))
 }
 
-/// The pipeline's brokers as its pods reach them (see [`kafka::in_namespace`]).
-fn bootstrap(p: &AnalyticsPipeline) -> String {
-    kafka::in_namespace(
-        &p.spec.kafka.bootstrap_servers,
-        &p.namespace().unwrap_or_default(),
-    )
+/// The pipeline's brokers as its spec names them, resolved as its pods
+/// resolve them (see [`kafka::resolve_bootstrap`]).
+fn bootstrap(p: &AnalyticsPipeline) -> kafka::Bootstrap {
+    kafka::Bootstrap {
+        servers: p.spec.kafka.bootstrap_servers.clone(),
+        namespace: p.namespace().unwrap_or_default(),
+    }
 }
 
 /// The events topic, then the dead-letter topic.

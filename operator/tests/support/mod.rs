@@ -13,7 +13,7 @@ use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
 use tributary_operator::crd::{AnalyticsPipeline, TopicSpec};
-use tributary_operator::kafka::Kafka;
+use tributary_operator::kafka::{Bootstrap, Kafka};
 use tributary_operator::lag::{GroupLag, LagError, PartitionLag};
 use tributary_operator::topics::{TopicError, TopicOutcome, TopicStep, plan};
 
@@ -607,13 +607,18 @@ impl MemoryBroker {
 }
 
 impl Kafka for MemoryBroker {
-    fn retain(&self, in_use: &[(String, String)]) {
-        *self.kept.lock().unwrap() = Some(in_use.to_vec());
+    fn retain(&self, in_use: &[(Bootstrap, String)]) {
+        *self.kept.lock().unwrap() = Some(
+            in_use
+                .iter()
+                .map(|(b, g)| (b.servers.clone(), g.clone()))
+                .collect(),
+        );
     }
 
     async fn lag(
         &self,
-        _bootstrap: &str,
+        _bootstrap: &Bootstrap,
         group: &str,
         topic: &str,
         partitions: i32,
@@ -642,14 +647,18 @@ impl Kafka for MemoryBroker {
         })
     }
 
-    async fn ensure(&self, bootstrap: &str, spec: &TopicSpec) -> Result<TopicOutcome, TopicError> {
+    async fn ensure(
+        &self,
+        bootstrap: &Bootstrap,
+        spec: &TopicSpec,
+    ) -> Result<TopicOutcome, TopicError> {
         self.calls
             .lock()
             .unwrap()
             .push(format!("ensure {}", spec.name));
         if !*self.reachable.lock().unwrap() {
             return Err(TopicError::Unreachable {
-                bootstrap: bootstrap.to_owned(),
+                bootstrap: bootstrap.servers.clone(),
                 message: "connection refused".into(),
             });
         }
