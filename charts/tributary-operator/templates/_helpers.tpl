@@ -32,7 +32,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/*
 The rules the operator needs where it reconciles pipelines: one per kind,
-each verb a call the operator makes (see README "Reconcile" and
+each verb a call the operator makes (see docs/operator.md "Reconcile" and
 operator/tests/rbac.rs, which checks this list against the calls).
 */}}
 {{- define "tributary-operator.pipelineRules" -}}
