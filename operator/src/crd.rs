@@ -385,8 +385,11 @@ pub struct ConsumerScaling {
     /// Adding partitions to the events topic when the replicas sit at the
     /// partition count and lag keeps rising; off when absent. Where the
     /// broker cannot add partitions, the `ScalingLimited` condition says
-    /// so. New partitions change which partition a distinct id maps to, so
-    /// one user's events may briefly be read out of order.
+    /// so. With it, `spec.kafka.events.partitions` is a floor: a topic with
+    /// more partitions, up to `maxPartitions`, counts as grown by the
+    /// operator, not as a shrink to refuse. New partitions change which
+    /// partition a distinct id maps to, so one user's events may briefly be
+    /// read out of order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_grow_partitions: Option<PartitionGrowth>,
 }

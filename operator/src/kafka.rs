@@ -137,7 +137,14 @@ pub async fn resolve_bootstrap(
     let mut out = Vec::new();
     for entry in servers.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let (host, port) = match entry.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') || h.starts_with('[') => (h, p.parse::<u16>().ok()),
+            Some((h, p)) if !h.contains(':') || h.starts_with('[') => match p.parse::<u16>() {
+                Ok(port) => (h, Some(port)),
+                // Not a port: left for the client to refuse, as written.
+                Err(_) => {
+                    out.push(entry.to_owned());
+                    continue;
+                }
+            },
             _ => (entry, None),
         };
         let literal = host == "localhost"
@@ -229,6 +236,8 @@ impl Brokers {
     }
 
     /// `bootstrap` as the operator reaches it (see [`resolve_bootstrap`]).
+    /// When it resolves otherwise than before, the clients of the old
+    /// address go unless another pipeline's bootstrap still leads there.
     pub async fn address(&self, bootstrap: &Bootstrap) -> String {
         let resolved = resolve_bootstrap(
             &bootstrap.servers,
@@ -237,7 +246,15 @@ impl Brokers {
             self.dns.as_ref(),
         )
         .await;
-        lock(&self.resolved).insert(bootstrap.clone(), resolved.clone());
+        let superseded = {
+            let mut all = lock(&self.resolved);
+            let before = all.insert(bootstrap.clone(), resolved.clone());
+            before.filter(|old| *old != resolved && !all.values().any(|a| a == old))
+        };
+        if let Some(old) = superseded {
+            lock(&self.admins).remove(&old);
+            lock(&self.readers).retain(|(address, _), _| *address != old);
+        }
         resolved
     }
 }

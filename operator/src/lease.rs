@@ -148,11 +148,16 @@ impl LeaseLock {
     /// Takes or renews the Lease at `now`; `Ok(true)` while we hold it.
     /// Losing a race to another candidate is `Ok(false)`, not an error.
     pub async fn try_hold(&self, now: Timestamp) -> kube::Result<bool> {
+        self.attempt(now).await.map(|hold| hold == Hold::Held)
+    }
+
+    /// One take or renewal at `now`, saying why it did not hold.
+    async fn attempt(&self, now: Timestamp) -> kube::Result<Hold> {
         let current = self.api.get_opt(&self.name).await?;
         let spec = current.as_ref().and_then(|l| l.spec.as_ref());
         let seen = self.seen_since(spec, now);
         let next = match decide(spec, &self.identity, now, seen) {
-            Decision::Wait { .. } => return Ok(false),
+            Decision::Wait { .. } => return Ok(Hold::Other),
             Decision::Create => {
                 let lease = Lease {
                     metadata: ObjectMeta {
@@ -171,7 +176,7 @@ impl LeaseLock {
             Decision::TakeOver => self.spec(now, None, transitions(spec).saturating_add(1)),
         };
         let Some(mut lease) = current else {
-            return Ok(false);
+            return Ok(Hold::Raced);
         };
         lease.spec = Some(next);
         // `replace` sends the resourceVersion read above: a concurrent
@@ -183,11 +188,11 @@ impl LeaseLock {
         )
     }
 
-    /// One [`try_hold`](Self::try_hold), given up at `deadline` (the client
-    /// itself has no read timeout).
-    async fn try_hold_until(&self, deadline: Instant) -> Result<bool, String> {
-        match tokio::time::timeout_at(deadline, self.try_hold(Timestamp::now())).await {
-            Ok(Ok(held)) => Ok(held),
+    /// One attempt, given up at `deadline` (the client itself has no read
+    /// timeout).
+    async fn try_hold_until(&self, deadline: Instant) -> Result<Hold, String> {
+        match tokio::time::timeout_at(deadline, self.attempt(Timestamp::now())).await {
+            Ok(Ok(hold)) => Ok(hold),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("the API server did not answer in time".to_owned()),
         }
@@ -233,15 +238,15 @@ impl LeaseLock {
         loop {
             let started = Instant::now();
             match self.try_hold_until(started + self.renew_every()).await {
-                Ok(true) => {
+                Ok(Hold::Held) => {
                     self.set_renewed(started);
                     return true;
                 }
-                Ok(false) if !told => {
+                Ok(_) if !told => {
                     tracing::info!(identity = %self.identity, "another replica leads; standing by");
                     told = true;
                 }
-                Ok(false) => {}
+                Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot read the leader Lease; retrying"),
             }
             tokio::select! {
@@ -272,14 +277,22 @@ impl LeaseLock {
                     return Kept::Lost;
                 }
                 match self.try_hold_until(deadline).await {
-                    Ok(true) => {
+                    Ok(Hold::Held) => {
                         last = started;
                         self.set_renewed(started);
                         break;
                     }
-                    Ok(false) => {
+                    Ok(Hold::Other) => {
                         tracing::error!("another replica holds the leader Lease; stepping down");
                         return Kept::Lost;
+                    }
+                    // The write met a newer version (an earlier attempt
+                    // that seemed to fail had landed): read it again; it is
+                    // ours unless another holder shows.
+                    Ok(Hold::Raced) => {
+                        tracing::warn!(
+                            "the leader Lease changed under a renewal; reading it again"
+                        );
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot renew the leader Lease; retrying"),
                 }
@@ -320,10 +333,20 @@ fn transitions(spec: Option<&LeaseSpec>) -> i32 {
 
 /// A write that lost a race (409 Conflict, 409 AlreadyExists) means
 /// another candidate holds the Lease.
-fn settle(result: kube::Result<Lease>) -> kube::Result<bool> {
+/// How one attempt on the Lease went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    Held,
+    /// Another replica holds it.
+    Other,
+    /// The write lost a race (409): the Lease changed since it was read.
+    Raced,
+}
+
+fn settle(result: kube::Result<Lease>) -> kube::Result<Hold> {
     match result {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Ok(_) => Ok(Hold::Held),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(Hold::Raced),
         Err(e) => Err(e),
     }
 }

@@ -21,7 +21,12 @@ pub const PIPELINE_NAMESPACES: &[(&str, &str, &[&str])] = &[
     ("apps", "deployments", CHILD),
     ("batch", "jobs", CHILD),
     ("policy", "poddisruptionbudgets", CHILD),
-    ("autoscaling", "horizontalpodautoscalers", CHILD),
+    // Autoscalers: applied, listed and deleted (prune); not watched.
+    (
+        "autoscaling",
+        "horizontalpodautoscalers",
+        &["list", "create", "patch", "delete"],
+    ),
     // The migration Job's pods, listed while it runs to tell why one
     // cannot start (unschedulable, a missing Secret).
     ("", "pods", &["list"]),

@@ -10,7 +10,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -269,7 +268,9 @@ fn controller(
     c = owned::<Deployment>(c, client, namespace);
     c = owned::<Service>(c, client, namespace);
     c = owned::<PodDisruptionBudget>(c, client, namespace);
-    c = owned::<HorizontalPodAutoscaler>(c, client, namespace);
+    // HorizontalPodAutoscalers are not watched: their status changes with
+    // every metrics read, and nothing in it matters to reconcile (the
+    // replicas they set show on the Deployments).
     // Events that arrive together (a Deployment's rollout steps, the
     // operator's own writes coming back) make one reconcile, and give the
     // cache time to catch up with the writes before it runs.

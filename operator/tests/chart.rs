@@ -269,6 +269,28 @@ async fn every_call_the_mocked_api_records_is_in_the_rbac_table() {
     h.complete_job(&h.job_key());
     calls.extend(h.calls().await.1);
     assert!(calls.iter().any(|c| c.method == "DELETE"), "pruned");
+    // Autoscaling on (the hand-over, an HPA), then off (the HPA deleted).
+    for (generation, autoscaling) in [(3, json!({"maxReplicas": 6})), (4, Value::Null)] {
+        let mut p = h.fake.get(PIPELINE).unwrap();
+        p["spec"]["capture"]["autoscaling"] = autoscaling;
+        p["metadata"]["generation"] = json!(generation);
+        h.fake.put(PIPELINE, p);
+        h.roll_out_deployments();
+        calls.extend(h.calls().await.1);
+    }
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.method == "DELETE" && c.path.contains("horizontalpodautoscalers")),
+        "the HPA applied and deleted"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.query.get("fieldManager").map(String::as_str)
+                == Some("tributary-operator-handover")),
+        "the replicas handed over"
+    );
 
     // Leader election: create, renew, take over, release.
     let fake = FakeApi::new();

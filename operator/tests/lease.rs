@@ -204,3 +204,26 @@ async fn a_healthy_leader_keeps_the_lease_until_the_api_server_goes_away() {
     assert_eq!(keeping.await.unwrap(), Kept::Lost);
     assert!(down.elapsed() <= duration * 2 / 3, "{:?}", down.elapsed());
 }
+
+/// A renewal that meets a newer version of the Lease (409: an earlier
+/// attempt that seemed to fail had landed) is not a lost Lease: the leader
+/// reads it again and keeps it, as client-go does, stepping down only when
+/// another holder shows.
+#[tokio::test(start_paused = true)]
+async fn a_renewal_that_loses_a_write_race_to_itself_keeps_the_lease() {
+    let fake = FakeApi::new();
+    let duration = Duration::from_secs(15);
+    let a = lock(&fake, "a", duration);
+    let stop = CancellationToken::new();
+    assert!(a.acquire(&stop).await);
+    fake.conflict_next_replace();
+    let keeping = tokio::spawn({
+        let stop = stop.clone();
+        async move { a.keep(&stop).await }
+    });
+    tokio::time::sleep(duration * 2).await;
+    assert!(!keeping.is_finished(), "a conflict is not a lost Lease");
+    assert_eq!(fake.get(LEASE).unwrap()["spec"]["holderIdentity"], "a");
+    stop.cancel();
+    assert_eq!(keeping.await.unwrap(), Kept::Shutdown);
+}

@@ -589,3 +589,40 @@ async fn partitions_the_operator_added_are_not_a_shrink_whatever_status_reconcil
     assert_eq!(status(&restarted)["grownPartitions"], 24);
     assert_eq!(status(&restarted)["partitions"], 24);
 }
+
+/// A reconcile whose status write conflicts (the pipeline changed since it
+/// was read) still tells what it did to the topics: the next reconcile
+/// finds them as they are and has nothing to tell.
+#[tokio::test]
+async fn what_a_reconcile_did_is_told_even_when_its_status_write_conflicts() {
+    let h = Harness::new(growing(), MemoryBroker::new(true));
+    h.ctx.kafka.set_lag(Some(2000));
+    h.calls().await;
+    age(&h, 300);
+    h.ctx.kafka.set_lag(Some(2050));
+    h.calls().await;
+    age(&h, 300);
+    h.ctx.kafka.set_lag(Some(2100));
+    let read = h.stored();
+    // Someone labels the pipeline meanwhile: a newer version, the same
+    // status.
+    let mut p = h.fake.get(PIPELINE).unwrap();
+    p["metadata"]["labels"] = json!({"team": "shop"});
+    h.fake.put(PIPELINE, p);
+
+    let action = reconcile(Arc::new(read), Arc::clone(&h.ctx))
+        .await
+        .expect("a conflict is not a failure");
+    let calls = h.fake.take_calls();
+    assert_eq!(action, Action::requeue(Duration::from_secs(1)), "conflict");
+    assert_eq!(h.ctx.kafka.topics.lock().unwrap().get("events"), Some(&24));
+    assert!(
+        events(&calls).contains(&event("Normal", "TopicGrown")),
+        "{:?}",
+        events(&calls)
+    );
+    let (_, calls) = h.calls().await;
+    assert!(wrote_status(&calls));
+    assert!(!events(&calls).contains(&event("Normal", "TopicGrown")));
+    assert_eq!(status(&h)["grownPartitions"], 24);
+}

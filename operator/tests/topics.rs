@@ -10,7 +10,7 @@ use kafka_protocol::messages::ApiKey;
 use tributary_operator::crd::TopicSpec;
 use tributary_operator::kafka::{Bootstrap, Brokers, Kafka, SystemDns};
 use tributary_operator::topics::{KafkaAdmin, Retention, TopicChange};
-use tributary_tests::kafka_tap::TappedBroker;
+use tributary_tests::kafka_tap::{Seen, TappedBroker};
 use tributary_tests::{Stack, unique_name};
 
 fn spec(name: &str, partitions: i32) -> TopicSpec {
@@ -177,12 +177,20 @@ async fn a_changed_retention_reaches_the_existing_topic_and_only_that_setting_ch
         "{:?}",
         changed.retention_message()
     );
-    assert_eq!(
-        retention_seen_by_librdkafka(bootstrap, &name)
-            .await
-            .as_deref(),
-        Some("259200000")
-    );
+    // Brokers serve configs from metadata that may catch up a moment after
+    // the change is committed.
+    tributary_tests::poll_until(
+        "librdkafka reading the new retention",
+        Duration::from_secs(20),
+        || async {
+            (retention_seen_by_librdkafka(bootstrap, &name)
+                .await
+                .as_deref()
+                == Some("259200000"))
+            .then_some(())
+        },
+    )
+    .await;
     let again = admin.ensure(&longer.topic()).await.unwrap();
     assert_eq!(again.retention, Retention::AsSpecified, "once");
 }
@@ -205,22 +213,43 @@ async fn metadata_is_asked_for_the_pipelines_topics_only() {
     assert_eq!(outcome.change, TopicChange::Created);
     admin.ensure(&spec("events", 3).topic()).await.unwrap();
     let seen = broker.take();
-    let metadata: Vec<&Option<Vec<String>>> = seen
-        .iter()
-        .filter(|s| s.api == Some(ApiKey::Metadata))
-        .map(|s| &s.topics)
-        .collect();
+    let asked = |seen: &[Seen]| {
+        let metadata: Vec<Seen> = seen
+            .iter()
+            .filter(|s| s.api == Some(ApiKey::Metadata))
+            .cloned()
+            .collect();
+        for request in &metadata {
+            let topics = request
+                .topics
+                .as_ref()
+                .unwrap_or_else(|| panic!("a Metadata request for every topic: {seen:?}"));
+            if !topics.is_empty() {
+                assert_eq!(
+                    request.auto_create,
+                    Some(false),
+                    "a request by name that lets the broker create the topic: {request:?}"
+                );
+            }
+        }
+        metadata
+    };
+    let metadata = asked(&seen);
     assert!(!metadata.is_empty(), "{seen:?}");
-    for topics in metadata {
-        let topics = topics
-            .as_ref()
-            .unwrap_or_else(|| panic!("a Metadata request for every topic: {seen:?}"));
+    for request in &metadata {
+        let topics = request.topics.as_ref().unwrap();
         assert!(topics.iter().all(|t| t == "events"), "asked for {topics:?}");
     }
+    assert_eq!(admin.partitions("no-such-topic").await.unwrap(), None);
+    assert!(
+        asked(&broker.take())
+            .iter()
+            .any(|r| r.topics.as_deref() == Some(&["no-such-topic".to_owned()][..])),
+        "asked by name"
+    );
     assert_eq!(
         admin.partitions("no-such-topic").await.unwrap(),
         None,
-        "asking by name creates nothing"
+        "and not created"
     );
-    assert_eq!(admin.partitions("no-such-topic").await.unwrap(), None);
 }

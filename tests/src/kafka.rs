@@ -100,12 +100,30 @@ pub async fn read_topic(
     out
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released).
+/// Ports handed out by [`free_port`]: below Linux's ephemeral range
+/// (32768-60999), so no outgoing connection of another test takes one
+/// between the check and the child process binding it (which happened with
+/// ports from `bind(:0)`, themselves ephemeral), and above the local
+/// stack's.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A free TCP port on 127.0.0.1 (bound then released), for a child process
+/// to listen on.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Each process starts somewhere else in the range and walks on, so
+    // parallel test processes rarely try the same port.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    let start = u16::try_from(std::process::id() % u32::from(span)).unwrap_or(0);
+    for _ in 0..span {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = TEST_PORTS.start + offset;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {TEST_PORTS:?}")
 }
 
 /// A tansu broker of the test's own, on its own port, killed on drop.

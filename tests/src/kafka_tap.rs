@@ -25,6 +25,8 @@ pub struct Seen {
     pub version: i16,
     /// For Metadata: `None` asks for every topic, else the names asked.
     pub topics: Option<Vec<String>>,
+    /// For Metadata: whether it lets the broker create the topics asked.
+    pub auto_create: Option<bool>,
 }
 
 #[derive(Default)]
@@ -65,25 +67,28 @@ fn decode(frame: &[u8]) -> Option<Seen> {
     let key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let api = ApiKey::try_from(key).ok();
-    let topics = if api == Some(ApiKey::Metadata) {
-        let mut buf = Bytes::copy_from_slice(frame);
-        RequestHeader::decode(&mut buf, MetadataRequest::header_version(version))
-            .and_then(|_| MetadataRequest::decode(&mut buf, version))
-            .ok()
-            .and_then(|m| {
-                m.topics.map(|ts| {
-                    ts.into_iter()
-                        .filter_map(|t| t.name.map(|n| n.to_string()))
-                        .collect()
-                })
-            })
-    } else {
-        None
-    };
+    let metadata = (api == Some(ApiKey::Metadata))
+        .then(|| {
+            let mut buf = Bytes::copy_from_slice(frame);
+            RequestHeader::decode(&mut buf, MetadataRequest::header_version(version))
+                .and_then(|_| MetadataRequest::decode(&mut buf, version))
+                .ok()
+        })
+        .flatten();
     Some(Seen {
         api,
         version,
-        topics,
+        topics: metadata.as_ref().and_then(|m| {
+            m.topics.as_ref().map(|ts| {
+                ts.iter()
+                    .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+                    .collect()
+            })
+        }),
+        // Versions below 4 carry no flag: brokers may auto-create.
+        auto_create: metadata
+            .as_ref()
+            .map(|m| version < 4 || m.allow_auto_topic_creation),
     })
 }
 

@@ -33,7 +33,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/*
 The rules the operator needs where it reconciles pipelines: one per kind,
 each verb a call the operator makes (see docs/operator.md "Reconcile" and
-operator/tests/rbac.rs, which checks this list against the calls).
+operator/tests/chart.rs, which checks this list against operator/src/rbac.rs
+and the calls).
 */}}
 {{- define "tributary-operator.pipelineRules" -}}
 # Watch pipelines, and read one on startup to check the CRD is installed.
@@ -62,10 +63,11 @@ operator/tests/rbac.rs, which checks this list against the calls).
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, list, watch, create, patch, delete]
-# A HorizontalPodAutoscaler for capture and query when their spec asks.
+# A HorizontalPodAutoscaler for capture and query when their spec asks:
+# applied, listed and deleted when no longer wanted (not watched).
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [list, create, patch, delete]
 # The migration Job's pods: listed while it runs, to tell why one cannot
 # start (unschedulable, a missing Secret).
 - apiGroups: [""]

@@ -118,6 +118,15 @@ impl Owned<'_> {
     /// Deletes the children of kind `K` not among `keep`, returning the
     /// names deleted. Objects the owner does not control are never touched.
     pub async fn prune<K: Child>(&self, keep: &[K]) -> kube::Result<Vec<String>> {
+        self.prune_unless(keep, |_| false).await
+    }
+
+    /// [`prune`](Self::prune), sparing the objects `spare` says to keep.
+    pub async fn prune_unless<K: Child>(
+        &self,
+        keep: &[K],
+        spare: impl Fn(&K) -> bool,
+    ) -> kube::Result<Vec<String>> {
         let api: Api<K> = Api::namespaced(self.client.clone(), self.namespace);
         let keep: BTreeSet<String> = keep.iter().map(ResourceExt::name_any).collect();
         let mut deleted = Vec::new();
@@ -130,7 +139,7 @@ impl Owned<'_> {
                 .iter()
                 .any(|o| o.controller == Some(true) && o.uid == self.owner);
             let name = object.name_any();
-            if controlled && !keep.contains(&name) {
+            if controlled && !keep.contains(&name) && !spare(&object) {
                 match api.delete(&name, &DeleteParams::background()).await {
                     Ok(_) => deleted.push(name),
                     // Someone else deleted it first.

@@ -470,7 +470,7 @@ async fn apply_children<T: Kafka>(
 ) -> Result<(), Error> {
     let namespace = meta::namespace(p);
     put(ctx, &namespace, &children.config_map).await?;
-    observed.migration = migrate(ctx, &namespace, children).await?;
+    observed.migration = migrate(ctx, p, &namespace, children).await?;
     if matches!(observed.migration, Migration::Succeeded) {
         observed.schema_version = Some(ctx.schema_version.to_string());
     }
@@ -517,8 +517,13 @@ async fn ensure_topics<T: Kafka>(
 
 /// Where this schema version's migration stands, creating its Job the
 /// first time. An existing Job is only read: its pod template cannot change.
+/// While it has not succeeded, earlier Jobs of the pipeline that never
+/// finished (a pod that could not start, before the spec was fixed) are
+/// deleted: their pods would hold the namespace's quota and run a second
+/// migration at once. Finished ones stay until the rollout (see [`prune`]).
 async fn migrate<T: Kafka>(
     ctx: &Context<T>,
+    p: &AnalyticsPipeline,
     namespace: &str,
     children: &Children,
 ) -> Result<Migration, Error> {
@@ -530,19 +535,57 @@ async fn migrate<T: Kafka>(
         None => put(ctx, namespace, job).await?,
     };
     let state = observe::migration(&job);
+    if state != Migration::Succeeded
+        && let Some(owned) = owned(ctx, p, namespace)
+    {
+        let unfinished = owned
+            .prune_unless(std::slice::from_ref(&job), |old: &Job| {
+                observe::migration(old) == Migration::Succeeded
+            })
+            .await?;
+        if !unfinished.is_empty() {
+            tracing::info!(pipeline = %p.name_any(), namespace, ?unfinished, "deleted migration Jobs that never finished; this spec's Job replaces them");
+        }
+    }
     if state != Migration::Running {
         return Ok(state);
     }
-    // Running, as the Job says; whether its pod can start, its pod says.
+    // Running, as the Job says; whether its pod can start, its pod says
+    // (telling only: a failed read leaves it Running).
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     let selector = format!("batch.kubernetes.io/job-name={}", job.name_any());
-    let pods = pods.list(&ListParams::default().labels(&selector)).await?;
+    let pods = match pods.list(&ListParams::default().labels(&selector)).await {
+        Ok(pods) => pods.items,
+        Err(e) => {
+            tracing::warn!(pipeline = %p.name_any(), namespace, error = %e, "cannot list the migration Job's pods; its progress is told without them");
+            return Ok(Migration::Running);
+        }
+    };
     Ok(
-        match observe::migration_pending(&job, &pods.items, Timestamp::now()) {
+        match observe::migration_pending(&job, &pods, Timestamp::now()) {
             Some((reason, message)) => Migration::Pending { reason, message },
             None => Migration::Running,
         },
     )
+}
+
+/// The children `p` controls in `namespace` (`None` before the pipeline
+/// has a uid, as when rendered without a cluster).
+fn owned<'a, T: Kafka>(
+    ctx: &'a Context<T>,
+    p: &AnalyticsPipeline,
+    namespace: &'a str,
+) -> Option<apply::Owned<'a>> {
+    Some(apply::Owned {
+        client: &ctx.client,
+        namespace,
+        selector: format!(
+            "app.kubernetes.io/instance={},app.kubernetes.io/managed-by={}",
+            p.name_any(),
+            meta::MANAGER
+        ),
+        owner: p.uid()?,
+    })
 }
 
 /// Applies the workloads in order, notes which have rolled out, and
@@ -620,18 +663,8 @@ async fn prune<T: Kafka>(
     children: &Children,
     rolled_out: bool,
 ) -> Result<(), Error> {
-    let Some(owner) = p.uid() else {
+    let Some(owned) = owned(ctx, p, namespace) else {
         return Ok(());
-    };
-    let owned = apply::Owned {
-        client: &ctx.client,
-        namespace,
-        selector: format!(
-            "app.kubernetes.io/instance={},app.kubernetes.io/managed-by={}",
-            p.name_any(),
-            meta::MANAGER
-        ),
-        owner,
     };
     let mut deleted = owned.prune(children.migration_job.as_slice()).await?;
     deleted.extend(owned.prune(&children.deployments).await?);
@@ -686,7 +719,15 @@ async fn settle<T: Kafka>(
             .await
         {
             Ok(stored) => stored,
-            Err(kube::Error::Api(e)) if e.code == 409 => return Err(Error::StatusConflict),
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                // What was done (a topic created, grown, its retention
+                // changed) will not show as a change to the next
+                // reconcile: tell it now. Condition changes are told by
+                // the reconcile whose status write lands.
+                let told: Vec<&Event> = extra_events.iter().collect();
+                publish(ctx, p, &told).await;
+                return Err(Error::StatusConflict);
+            }
             // Deleted meanwhile.
             Err(kube::Error::Api(e)) if e.code == 404 => {
                 ctx.forget(&key(p));
@@ -703,14 +744,20 @@ async fn settle<T: Kafka>(
             },
         );
     }
-    let reference = p.object_ref(&());
     let transitions = events::transition_events(previous, &next);
-    for event in extra_events.iter().chain(&transitions) {
+    let all: Vec<&Event> = extra_events.iter().chain(&transitions).collect();
+    publish(ctx, p, &all).await;
+    Ok(())
+}
+
+/// Publishes `events` on `p`; a failed Event is logged, not retried.
+async fn publish<T: Kafka>(ctx: &Context<T>, p: &AnalyticsPipeline, events: &[&Event]) {
+    let reference = p.object_ref(&());
+    for event in events {
         if let Err(e) = ctx.recorder.publish(event, &reference).await {
             tracing::warn!(pipeline = %p.name_any(), reason = %event.reason, error = %e, "cannot publish an Event");
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -104,14 +104,16 @@ pub fn migration_pending(
     }
     let created = job.metadata.creation_timestamp.as_ref()?.0;
     let old = now.duration_since(created) >= NO_POD_AFTER;
+    // The message stays the same from one look to the next: a status
+    // that changes with the clock would be written, and wake reconcile,
+    // every time.
     (pods.is_empty() && old).then(|| {
+        let name = job.metadata.name.as_deref().unwrap_or_default();
         (
             "NoPod",
             format!(
-                "Job {} has made no pod in {}s; `kubectl describe job {}` shows why (a ResourceQuota or an admission policy refusing it)",
-                job.metadata.name.as_deref().unwrap_or_default(),
-                now.duration_since(created).as_secs(),
-                job.metadata.name.as_deref().unwrap_or_default(),
+                "Job {name} has made no pod for over {}s; `kubectl describe job {name}` shows why (a ResourceQuota or an admission policy refusing it)",
+                NO_POD_AFTER.as_secs(),
             ),
         )
     })
@@ -279,6 +281,11 @@ mod tests {
         let (reason, message) = migration_pending(&job, &[], at(1_060)).unwrap_or_default();
         assert_eq!(reason, "NoPod");
         assert!(message.contains("ResourceQuota"), "{message}");
+        assert_eq!(
+            migration_pending(&job, &[], at(1_060)),
+            migration_pending(&job, &[], at(9_000)),
+            "the same at every look: a status that moves with the clock is rewritten each time"
+        );
     }
 
     fn deployment(generation: i64, replicas: i32, status: DeploymentStatus) -> Deployment {

@@ -6,9 +6,12 @@
 //! offers only the legacy AlterConfigs, which replaces every setting of the
 //! topic (those not sent revert to the broker's defaults) and drops each
 //! resource's error; some brokers (tansu) do not implement it at all.
-//! Requests go to the first bootstrap broker that answers; brokers forward
-//! topic config changes to the controller themselves. Plaintext only, as
-//! the rest of Tributary's Kafka use today.
+//! Requests go to the first bootstrap broker that answers (port 9092 when
+//! none is given, as librdkafka defaults); brokers forward topic config
+//! changes to the controller themselves. Whether a broker supports a
+//! request is asked first (ApiVersions), so a broker lacking it is told
+//! apart from one that went away. Plaintext only, as the rest of
+//! Tributary's Kafka use today.
 
 use std::time::Duration;
 
@@ -19,8 +22,9 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::{
-    ApiKey, DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse, RequestHeader, ResponseHeader,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -104,7 +108,8 @@ impl TopicConfigs {
         }
     }
 
-    /// One request to the first broker that takes the connection.
+    /// One request to the first broker that takes the connection, once it
+    /// said it supports `key` at `version`.
     async fn call<Req, Resp>(
         &self,
         key: ApiKey,
@@ -122,7 +127,9 @@ impl TopicConfigs {
             .map(str::trim)
             .filter(|b| !b.is_empty())
         {
-            let connected = tokio::time::timeout(self.timeout, TcpStream::connect(broker)).await;
+            let broker = with_port(broker);
+            let connected =
+                tokio::time::timeout(self.timeout, TcpStream::connect(broker.as_str())).await;
             let mut stream = match connected {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -134,16 +141,34 @@ impl TopicConfigs {
                     continue;
                 }
             };
-            return tokio::time::timeout(self.timeout, exchange(&mut stream, key, version, request))
+            let asked = async {
+                let versions: ApiVersionsResponse = exchange(
+                    &mut stream,
+                    ApiKey::ApiVersions,
+                    0,
+                    &ApiVersionsRequest::default(),
+                )
+                .await?;
+                let supported = versions.api_keys.iter().any(|k| {
+                    k.api_key == key as i16 && (k.min_version..=k.max_version).contains(&version)
+                });
+                if !supported {
+                    return Ok(Err(ConfigError::Refused(format!(
+                        "{broker} does not support {key:?} version {version}"
+                    ))));
+                }
+                exchange(&mut stream, key, version, request).await.map(Ok)
+            };
+            return tokio::time::timeout(self.timeout, asked)
                 .await
-                .map_err(|_| self.unreachable(format!("{broker}: no answer within {:?}", self.timeout)))?
+                .map_err(|_| {
+                    self.unreachable(format!("{broker}: no answer within {:?}", self.timeout))
+                })?
                 .map_err(|e| match e {
-                    Exchange::Closed => ConfigError::Refused(format!(
-                        "{broker} closed the connection instead of answering {key:?} v{version} (not supported)"
-                    )),
+                    Exchange::Closed => self.unreachable(format!("{broker} closed the connection")),
                     Exchange::Io(m) => self.unreachable(format!("{broker}: {m}")),
                     Exchange::Protocol(m) => ConfigError::Failed(format!("{broker}: {m}")),
-                });
+                })?;
         }
         Err(self.unreachable(last))
     }
@@ -206,6 +231,22 @@ impl TopicConfigs {
     }
 }
 
+/// `host:port`, with Kafka's port where `broker` gives none.
+fn with_port(broker: &str) -> String {
+    let has_port = match broker.rsplit_once(':') {
+        // `[::1]:9092`, `host:9092`; a bare IPv6 address has no port.
+        Some((host, port)) => {
+            (host.ends_with(']') || !host.contains(':')) && port.parse::<u16>().is_ok()
+        }
+        None => false,
+    };
+    if has_port {
+        broker.to_owned()
+    } else {
+        format!("{broker}:9092")
+    }
+}
+
 enum Exchange {
     /// Closed before an answer: what brokers do with a request they do not
     /// know.
@@ -224,11 +265,11 @@ where
     Req: Encodable + HeaderVersion,
     Resp: Decodable + HeaderVersion,
 {
-    const CORRELATION: i32 = 1;
+    let correlation = key as i32 + 1;
     let header = RequestHeader::default()
         .with_request_api_key(key as i16)
         .with_request_api_version(version)
-        .with_correlation_id(CORRELATION)
+        .with_correlation_id(correlation)
         .with_client_id(Some(StrBytes::from_static_str("tributary")));
     let mut body = BytesMut::new();
     header
@@ -263,9 +304,9 @@ where
     let mut answer = bytes::Bytes::from(answer);
     let header = ResponseHeader::decode(&mut answer, Resp::header_version(version))
         .map_err(|e| Exchange::Protocol(format!("decoding the answer's header: {e}")))?;
-    if header.correlation_id != CORRELATION {
+    if header.correlation_id != correlation {
         return Err(Exchange::Protocol(format!(
-            "an answer to request {} instead of {CORRELATION}",
+            "an answer to request {} instead of {correlation}",
             header.correlation_id
         )));
     }
@@ -278,4 +319,16 @@ where
         )));
     }
     Ok(decoded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn brokers_without_a_port_get_kafkas() {
+        assert_eq!(with_port("kafka"), "kafka:9092");
+        assert_eq!(with_port("kafka:9093"), "kafka:9093");
+        assert_eq!(with_port("[::1]:9093"), "[::1]:9093");
+    }
 }
