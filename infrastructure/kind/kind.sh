@@ -31,6 +31,8 @@ VERSION=${IMAGE##*:}
 # The capture Service's port, and where it is forwarded to on this machine.
 CAPTURE_PORT=8000
 CAPTURE_LOCAL_PORT=${CAPTURE_LOCAL_PORT:-18000}
+AUTH_PORT=8002
+AUTH_LOCAL_PORT=${AUTH_LOCAL_PORT:-18002}
 
 log() { printf 'kind: %s\n' "$*" >&2; }
 fail() { log "$*"; exit 1; }
@@ -116,25 +118,54 @@ up() {
   smoke
 }
 
-# One event through capture (port-forwarded), polled for in ClickHouse.
+# The value of "field" in the one-line JSON object on stdin (a string or a
+# number), for the answers of auth below.
+json_field() {
+  sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p"
+}
+
+# Keys are required: a user, a project and a capture key through auth.
+capture_key() {
+  local base=http://127.0.0.1:$AUTH_LOCAL_PORT email token project user
+  email="kind-smoke-$(date +%s)@example.test"
+  user="{\"email\":\"$email\",\"password\":\"kind-smoke-password\"}"
+  curl -fsS --max-time 10 -X POST "$base/api/signup" -H 'Content-Type: application/json' -d "$user" > /dev/null
+  token=$(curl -fsS --max-time 10 -X POST "$base/api/login" -H 'Content-Type: application/json' -d "$user" | json_field token)
+  [ -n "$token" ] || fail "auth gave no login token"
+  project=$(curl -fsS --max-time 10 -X POST "$base/api/projects" -H "Authorization: Bearer $token" \
+    -H 'Content-Type: application/json' -d '{"name":"kind smoke"}' | json_field id)
+  [ -n "$project" ] || fail "auth made no project"
+  curl -fsS --max-time 10 -X POST "$base/api/projects/$project/api-keys" -H "Authorization: Bearer $token" \
+    -H 'Content-Type: application/json' -d '{"name":"kind smoke","scope":"capture"}' | json_field api_key
+}
+
+# One event through capture (port-forwarded) with a key made through auth,
+# polled for in ClickHouse.
 smoke() {
-  local forward_log pf id deadline count
+  local forward_log pf pf_auth id deadline count key
   forward_log=$(mktemp)
   # kubectl itself, not the kc function: $! must be the process to stop.
   kubectl --context "kind-$CLUSTER" -n "$NAMESPACE" port-forward "service/$PIPELINE-capture" \
     "$CAPTURE_LOCAL_PORT:$CAPTURE_PORT" > "$forward_log" 2>&1 &
   pf=$!
+  kubectl --context "kind-$CLUSTER" -n "$NAMESPACE" port-forward "service/$PIPELINE-auth" \
+    "$AUTH_LOCAL_PORT:$AUTH_PORT" >> "$forward_log" 2>&1 &
+  pf_auth=$!
   # shellcheck disable=SC2064 # expand now: the values are local
-  trap "kill $pf 2> /dev/null || true; rm -f '$forward_log'" EXIT
+  trap "kill $pf $pf_auth 2> /dev/null || true; rm -f '$forward_log'" EXIT
   deadline=$((SECONDS + 60))
-  until [ "$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$CAPTURE_LOCAL_PORT/ready")" = 200 ]; do
-    [ $SECONDS -lt $deadline ] || { cat "$forward_log" >&2; fail "capture not ready through the port-forward after 60 s"; }
+  until [ "$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$CAPTURE_LOCAL_PORT/ready")" = 200 ] \
+    && [ "$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$AUTH_LOCAL_PORT/ready")" = 200 ]; do
+    [ $SECONDS -lt $deadline ] || { cat "$forward_log" >&2; fail "capture and auth not ready through the port-forwards after 60 s"; }
     sleep 1
   done
+  key=$(capture_key)
+  [ -n "$key" ] || fail "auth made no capture key"
 
   id="kind-smoke-$(date +%s)"
-  log "sending event kind_smoke for distinct_id $id through capture"
+  log "sending event kind_smoke for distinct_id $id through capture, with a key made through auth"
   curl -fsS --max-time 10 -X POST "http://127.0.0.1:$CAPTURE_LOCAL_PORT/capture" -H 'Content-Type: application/json' \
+    -H "X-API-Key: $key" \
     -d "{\"event\":\"kind_smoke\",\"distinct_id\":\"$id\",\"properties\":{\"source\":\"kind.sh\"}}"
   echo
 

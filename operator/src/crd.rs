@@ -282,16 +282,23 @@ impl MigrationJobSpec {
 }
 
 /// The capture workload.
-#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.replicas) || !has(self.autoscaling)").message("give replicas or autoscaling, not both: with autoscaling, minReplicas and maxReplicas bound the replicas"))]
+#[x_kube(validation = Rule::new("self.requireApiKey != has(self.keylessProjectId)").message("keylessProjectId goes with requireApiKey: false, and only with it: events without a key go to that project, made for them in auth"))]
 pub struct CaptureSpec {
     #[serde(flatten)]
     pub workload: WorkloadSpec,
-    /// Refuse events without a valid project API key
-    /// (`CAPTURE_REQUIRE_API_KEY`).
-    #[serde(default)]
+    /// Refuse events without a project API key (`CAPTURE_REQUIRE_API_KEY`).
+    /// An unknown or revoked key is refused whatever this says.
+    #[serde(default = "yes")]
     pub require_api_key: bool,
+    /// With `requireApiKey: false`, the project events without a key go
+    /// to: make one for them in auth (`POST /api/projects`); it is never
+    /// another project's (`CAPTURE_KEYLESS_PROJECT_ID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keyless_project_id: Option<i64>,
     /// Scaling on CPU by a HorizontalPodAutoscaler the operator owns; the
     /// Deployment's replicas are then the autoscaler's. Off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -299,20 +306,51 @@ pub struct CaptureSpec {
 }
 
 /// The query workload.
-#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.replicas) || !has(self.autoscaling)").message("give replicas or autoscaling, not both: with autoscaling, minReplicas and maxReplicas bound the replicas"))]
+#[x_kube(validation = Rule::new("self.requireApiKey != has(self.keylessProjectId)").message("keylessProjectId goes with requireApiKey: false, and only with it: queries without a key read that project"))]
 pub struct QuerySpec {
     #[serde(flatten)]
     pub workload: WorkloadSpec,
-    /// Refuse queries without a valid project API key
-    /// (`QUERY_REQUIRE_API_KEY`).
-    #[serde(default)]
+    /// Refuse queries without a project API key of scope `query`
+    /// (`QUERY_REQUIRE_API_KEY`). An unknown or revoked key is refused
+    /// whatever this says.
+    #[serde(default = "yes")]
     pub require_api_key: bool,
+    /// With `requireApiKey: false`, the project queries without a key
+    /// read (`QUERY_KEYLESS_PROJECT_ID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keyless_project_id: Option<i64>,
     /// Scaling on CPU by a HorizontalPodAutoscaler the operator owns; the
     /// Deployment's replicas are then the autoscaler's. Off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<CpuAutoscaling>,
+}
+
+impl Default for CaptureSpec {
+    /// Keys required, as when the field is left out.
+    fn default() -> Self {
+        Self {
+            workload: WorkloadSpec::default(),
+            require_api_key: true,
+            keyless_project_id: None,
+            autoscaling: None,
+        }
+    }
+}
+
+impl Default for QuerySpec {
+    /// Keys required, as when the field is left out.
+    fn default() -> Self {
+        Self {
+            workload: WorkloadSpec::default(),
+            require_api_key: true,
+            keyless_project_id: None,
+            autoscaling: None,
+        }
+    }
 }
 
 /// A HorizontalPodAutoscaler (`autoscaling/v2`) on CPU for a stateless

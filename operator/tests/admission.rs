@@ -116,6 +116,16 @@ fn each_field_rule_refuses_what_it_is_for_with_its_message() {
             "minReplicas must not exceed maxReplicas",
         ),
         (
+            "keyless capture without its project",
+            with(|p| p["spec"]["capture"] = json!({"requireApiKey": false})),
+            "keylessProjectId goes with requireApiKey: false",
+        ),
+        (
+            "a keyless project while keys are required",
+            with(|p| p["spec"]["query"] = json!({"keylessProjectId": 7})),
+            "keylessProjectId goes with requireApiKey: false",
+        ),
+        (
             "capture replicas and autoscaling",
             with(|p| {
                 p["spec"]["capture"] = json!({"replicas": 2, "autoscaling": {"maxReplicas": 4}})
@@ -137,6 +147,13 @@ fn each_field_rule_refuses_what_it_is_for_with_its_message() {
             "{what}: {refusals:?}"
         );
     }
+    assert_eq!(
+        admit(&with(|p| {
+            p["spec"]["capture"] = json!({"requireApiKey": false, "keylessProjectId": 7})
+        })),
+        Ok(()),
+        "keyless capture into its own project"
+    );
     // A default fills what a rule reads: minReplicas defaults to 1.
     assert_eq!(
         admit(&with(

@@ -58,6 +58,37 @@ pub fn service_url(p: &AnalyticsPipeline, component: Component) -> String {
 /// The non-secret settings of every workload.
 pub fn config_data(p: &AnalyticsPipeline) -> Result<BTreeMap<String, String>, BuildError> {
     let spec = &p.spec;
+    // What the CRD's rules refuse at admission, refused here too.
+    for (field, require, keyless) in [
+        (
+            "spec.capture.keylessProjectId",
+            spec.capture.require_api_key,
+            spec.capture.keyless_project_id,
+        ),
+        (
+            "spec.query.keylessProjectId",
+            spec.query.require_api_key,
+            spec.query.keyless_project_id,
+        ),
+    ] {
+        match (require, keyless) {
+            (false, None) => {
+                return Err(BuildError::Invalid {
+                    field,
+                    message:
+                        "requireApiKey is false: name the project made for traffic without a key"
+                            .into(),
+                });
+            }
+            (true, Some(_)) => {
+                return Err(BuildError::Invalid {
+                    field,
+                    message: "set only with requireApiKey: false".into(),
+                });
+            }
+            _ => {}
+        }
+    }
     let ch = clickhouse_address(&spec.clickhouse.url)?;
     let kafka = &spec.kafka;
     let mut data = BTreeMap::new();
@@ -75,6 +106,9 @@ pub fn config_data(p: &AnalyticsPipeline) -> Result<BTreeMap<String, String>, Bu
         spec.capture.require_api_key.to_string(),
     );
     set("CAPTURE_AUTH_URL", service_url(p, Component::Auth));
+    if let Some(project) = spec.capture.keyless_project_id {
+        set("CAPTURE_KEYLESS_PROJECT_ID", project.to_string());
+    }
     set(
         "CONSUMER_KAFKA_BOOTSTRAP_SERVERS",
         kafka.bootstrap_servers.clone(),
@@ -99,6 +133,9 @@ pub fn config_data(p: &AnalyticsPipeline) -> Result<BTreeMap<String, String>, Bu
         spec.query.require_api_key.to_string(),
     );
     set("QUERY_AUTH_URL", service_url(p, Component::Auth));
+    if let Some(project) = spec.query.keyless_project_id {
+        set("QUERY_KEYLESS_PROJECT_ID", project.to_string());
+    }
     if let Some(url) = &spec.redis.url {
         set("REDIS_URL", url.clone());
     }

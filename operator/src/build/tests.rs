@@ -381,7 +381,7 @@ fn a_settings_change_is_a_new_immutable_config_map_the_pods_and_the_job_read() {
         "stable"
     );
     let mut q = minimal();
-    q.spec.query.require_api_key = true;
+    q.spec.clickhouse.database = "shop".to_owned();
     let q = built(&q);
     let other = q.config_map.metadata.name.clone().unwrap();
     assert_ne!(other, name, "new settings, a new ConfigMap");
@@ -571,4 +571,33 @@ proptest::proptest! {
             Err(e) => proptest::prop_assert!(e.to_string().starts_with("metadata.name")),
         }
     }
+}
+
+#[test]
+fn keys_are_required_unless_keyless_traffic_names_its_project() {
+    let data = |p: &AnalyticsPipeline| built(p).config_map.data.unwrap_or_default();
+    let d = data(&minimal());
+    assert_eq!(d["CAPTURE_REQUIRE_API_KEY"], "true", "the minimal example");
+    assert_eq!(d["QUERY_REQUIRE_API_KEY"], "true");
+    assert_eq!(
+        d["CAPTURE_AUTH_URL"],
+        "http://analytics-auth.default.svc:8002"
+    );
+    assert!(!d.contains_key("CAPTURE_KEYLESS_PROJECT_ID"));
+
+    let mut p = minimal();
+    p.spec.capture.require_api_key = false;
+    p.spec.capture.keyless_project_id = Some(7);
+    let d = data(&p);
+    assert_eq!(d["CAPTURE_REQUIRE_API_KEY"], "false");
+    assert_eq!(d["CAPTURE_KEYLESS_PROJECT_ID"], "7");
+    assert_eq!(d["QUERY_REQUIRE_API_KEY"], "true");
+
+    p.spec.capture.keyless_project_id = None;
+    let e = children(&p, sized(12, 2)).err().map(|e| e.to_string());
+    assert!(
+        e.as_deref()
+            .is_some_and(|e| e.starts_with("spec.capture.keylessProjectId")),
+        "{e:?}"
+    );
 }

@@ -58,6 +58,10 @@ fn serve_capture(bootstrap: &str, topic: &str) {
     // Other CAPTURE_* settings (e.g. CAPTURE_KAFKA_LINGER_MS) pass through.
     let linger = std::env::var("CAPTURE_KAFKA_LINGER_MS").unwrap_or_else(|_| "5".into());
     let vars = [
+        // Keyless events into one project (the explicit opt-in): the
+        // bench measures ingestion, not the key cache.
+        ("CAPTURE_REQUIRE_API_KEY", "false"),
+        ("CAPTURE_KEYLESS_PROJECT_ID", "1"),
         ("CAPTURE_KAFKA_LINGER_MS", linger.as_str()),
         ("CAPTURE_HOST", "127.0.0.1"),
         ("CAPTURE_KAFKA_BOOTSTRAP_SERVERS", bootstrap),

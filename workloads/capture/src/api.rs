@@ -21,15 +21,15 @@ use crate::kafka::{EventProducer, ProduceError};
 use crate::metrics::{CaptureMetrics, RequestLabels, RouteLabels};
 use crate::normalize::{self, Context, PayloadError};
 use tributary_core::http::client_ip;
-use tributary_core::keys::{KeyRefusal, KeyValidator, project_for};
+use tributary_core::keys::{KeyRefusal, KeyValidator, Keyless, project_for};
 
 /// Shared state of the handlers.
 pub struct AppState {
     pub producer: EventProducer,
     pub keys: Arc<dyn KeyValidator>,
     pub metrics: CaptureMetrics,
-    pub require_api_key: bool,
-    pub default_project_id: u64,
+    /// What becomes of events without a key.
+    pub keyless: Keyless,
     pub max_event_body_bytes: usize,
     pub max_batch_body_bytes: usize,
     pub trust_forwarded_for: bool,
@@ -331,8 +331,7 @@ async fn accept(
         ),
         None => None,
     };
-    let project_id = project_for(state.require_api_key, check, state.default_project_id)
-        .map_err(|e| (ApiError::Key(e), count))?;
+    let project_id = project_for(state.keyless, check).map_err(|e| (ApiError::Key(e), count))?;
     tracing::Span::current().record("project_id", project_id);
 
     let ctx = Context {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tributary_core::config::{ConfigError, Env};
 use tributary_core::key_service::CachePolicy;
-use tributary_core::keys::api_keys_from_env;
+use tributary_core::keys::{Keyless, api_keys_from_env, check_validator, keyless_from_env};
 
 /// Everything capture needs to run. See [`CaptureConfig::from_env`] for the
 /// variables and their defaults.
@@ -15,14 +15,14 @@ pub struct CaptureConfig {
     /// `CAPTURE_HOST` (`0.0.0.0`) and `CAPTURE_PORT` (`8000`).
     pub listen: SocketAddr,
     pub kafka: KafkaSettings,
-    /// `CAPTURE_REQUIRE_API_KEY` (`false`): refuse requests without a valid key.
-    pub require_api_key: bool,
+    /// `CAPTURE_REQUIRE_API_KEY` (`true`) and `CAPTURE_KEYLESS_PROJECT_ID`:
+    /// events without a key are refused (401), unless keys are not required
+    /// and the project made for keyless events is named. An unknown or
+    /// revoked key is refused either way.
+    pub keyless: Keyless,
     /// `CAPTURE_API_KEYS`: static keys, `key=project_id` pairs separated by
-    /// commas. Used until the auth service validates keys.
+    /// commas, when `CAPTURE_AUTH_URL` is unset.
     pub api_keys: HashMap<String, u64>,
-    /// `CAPTURE_DEFAULT_PROJECT_ID` (`1`): project of events sent without a
-    /// known key while keys are not required.
-    pub default_project_id: u64,
     /// `CAPTURE_MAX_EVENT_BODY_BYTES` (1 MiB): body limit of the event routes,
     /// and limit of the decoded payload (gzip bombs stop here).
     pub max_event_body_bytes: usize,
@@ -103,12 +103,14 @@ impl CaptureConfig {
             )?,
         };
         let api_keys = api_keys_from_env(env, "CAPTURE_API_KEYS")?;
+        let keyless = keyless_from_env(env, "CAPTURE")?;
+        let auth_url = env.optional_string("CAPTURE_AUTH_URL")?;
+        check_validator(keyless, "CAPTURE", auth_url.as_deref(), &api_keys)?;
         Ok(Self {
             listen: SocketAddr::new(host, port),
             kafka,
-            require_api_key: env.bool("CAPTURE_REQUIRE_API_KEY", false)?,
+            keyless,
             api_keys,
-            default_project_id: env.int_in("CAPTURE_DEFAULT_PROJECT_ID", 1u64, 1, u64::MAX)?,
             max_event_body_bytes: env.int_in(
                 "CAPTURE_MAX_EVENT_BODY_BYTES",
                 MIB,
@@ -129,7 +131,7 @@ impl CaptureConfig {
                 1,
                 1_000_000,
             )?,
-            auth_url: env.optional_string("CAPTURE_AUTH_URL")?,
+            auth_url,
             auth_cache: CachePolicy::from_env(env, "CAPTURE")?,
         })
     }
@@ -141,13 +143,18 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let src: [(&str, &str); 0] = [];
+        // Keys are required: something must check them.
+        let src = [("CAPTURE_AUTH_URL", "http://auth:8002")];
         let c = CaptureConfig::from_env(&Env::new(&src)).unwrap();
+        assert_eq!(c.keyless, Keyless::Refused);
+        let none: [(&str, &str); 0] = [];
+        let e = CaptureConfig::from_env(&Env::new(&none)).unwrap_err();
+        assert_eq!(e.var(), "CAPTURE_REQUIRE_API_KEY", "{e}");
+        assert!(e.to_string().contains("CAPTURE_AUTH_URL"), "{e}");
         assert_eq!(c.listen, "0.0.0.0:8000".parse().unwrap());
         assert_eq!(c.kafka.bootstrap_servers, "localhost:9092");
         assert_eq!(c.kafka.topic, "events");
         assert_eq!(c.kafka.produce_timeout, Duration::from_secs(10));
-        assert!(!c.require_api_key);
         assert!(c.api_keys.is_empty());
         assert_eq!(c.max_event_body_bytes, 1024 * 1024);
         assert_eq!(c.max_batch_body_bytes, 20 * 1024 * 1024);
@@ -162,23 +169,23 @@ mod tests {
             ("CAPTURE_KAFKA_TOPIC", "ev"),
             ("CAPTURE_KAFKA_PRODUCE_TIMEOUT_MS", "2500"),
             ("CAPTURE_KAFKA_COMPRESSION", "LZ4"),
-            ("CAPTURE_REQUIRE_API_KEY", "true"),
+            ("CAPTURE_REQUIRE_API_KEY", "false"),
             ("CAPTURE_API_KEYS", "phc_a=1, phc_b=22"),
-            ("CAPTURE_DEFAULT_PROJECT_ID", "7"),
+            ("CAPTURE_KEYLESS_PROJECT_ID", "7"),
         ];
         let c = CaptureConfig::from_env(&Env::new(&src)).unwrap();
         assert_eq!(c.listen, "127.0.0.1:18000".parse().unwrap());
         assert_eq!(c.kafka.topic, "ev");
         assert_eq!(c.kafka.produce_timeout, Duration::from_millis(2500));
         assert_eq!(c.kafka.compression, "lz4");
-        assert!(c.require_api_key);
+        assert_eq!(c.keyless, Keyless::Project(7));
         assert_eq!(c.api_keys["phc_b"], 22);
-        assert_eq!(c.default_project_id, 7);
     }
 
     #[test]
     fn bad_values_name_their_variable() {
         for (var, value) in [
+            ("CAPTURE_DEFAULT_PROJECT_ID", "1"),
             ("CAPTURE_PORT", "http"),
             ("CAPTURE_HOST", "local host"),
             ("CAPTURE_REQUIRE_API_KEY", "sometimes"),
@@ -188,7 +195,7 @@ mod tests {
             ("CAPTURE_API_KEYS", "phc_secret_value"),
             ("CAPTURE_API_KEYS", "phc_secret_value=zero"),
         ] {
-            let src = [(var, value)];
+            let src = [(var, value), ("CAPTURE_AUTH_URL", "http://auth:8002")];
             let err = CaptureConfig::from_env(&Env::new(&src)).unwrap_err();
             assert_eq!(err.var(), var, "{err}");
             if var == "CAPTURE_API_KEYS" {

@@ -85,8 +85,7 @@ impl Capture {
             producer: producer.clone(),
             keys,
             metrics,
-            require_api_key: config.require_api_key,
-            default_project_id: config.default_project_id,
+            keyless: config.keyless,
             max_event_body_bytes: config.max_event_body_bytes,
             max_batch_body_bytes: config.max_batch_body_bytes,
             trust_forwarded_for: config.trust_forwarded_for,
@@ -154,7 +153,7 @@ pub async fn run(config: CaptureConfig, shutdown: CancellationToken) -> Result<(
         listen = %capture.local_addr()?,
         topic = %config.kafka.topic,
         brokers = %config.kafka.bootstrap_servers,
-        require_api_key = config.require_api_key,
+        keyless = ?config.keyless,
         "capture listening"
     );
     capture.serve(shutdown).await

@@ -105,10 +105,11 @@ fn reachable(listen: SocketAddr) -> SocketAddr {
 pub fn banner(s: &Settings) -> String {
     let [auth, capture, consumer, query] = s.endpoints();
     let mut out = String::from("tributary dev: the pipeline is up (Ctrl-C stops it)\n");
-    let keys = if s.capture.require_api_key {
-        "project API key required"
-    } else {
-        "no key required"
+    let keys = match s.capture.keyless {
+        tributary_core::keys::Keyless::Refused => "project API key required".to_owned(),
+        tributary_core::keys::Keyless::Project(p) => {
+            format!("events without a key go to project {p}")
+        }
     };
     let rows = [
         (

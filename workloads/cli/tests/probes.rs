@@ -57,8 +57,11 @@ fn declared() -> BTreeMap<String, (String, String, i32)> {
 
 /// The port each binary listens on when its port variable is unset.
 fn default_port(workload: &str) -> u16 {
-    let none: [(&str, &str); 0] = [];
-    let env = Env::new(&none);
+    let keyed = [
+        ("CAPTURE_AUTH_URL", "http://auth:8002"),
+        ("QUERY_AUTH_URL", "http://auth:8002"),
+    ];
+    let env = Env::new(&keyed);
     match workload {
         "capture" => tributary_capture::CaptureConfig::from_env(&env)
             .unwrap()
@@ -215,6 +218,11 @@ async fn every_declared_probe_is_served_and_readiness_follows_the_server_each_wo
     let mut up: Vec<(&str, String)> = kafka(&stack.kafka_bootstrap);
     up.extend(clickhouse.clone());
     up.extend([
+        // Keyless traffic (the explicit opt-in): the probes are the point.
+        ("CAPTURE_REQUIRE_API_KEY", "false".to_owned()),
+        ("CAPTURE_KEYLESS_PROJECT_ID", "1".to_owned()),
+        ("QUERY_REQUIRE_API_KEY", "false".to_owned()),
+        ("QUERY_KEYLESS_PROJECT_ID", "1".to_owned()),
         ("REDIS_URL", stack.redis_url.clone()),
         ("POSTGRES_DSN", dsn),
         ("JWT_SECRET", "0123456789abcdef0123456789abcdef".to_owned()),

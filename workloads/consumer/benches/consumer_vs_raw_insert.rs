@@ -281,6 +281,8 @@ async fn main() {
     vis_config.flush_interval = Duration::from_millis(1000);
     let consumer = common::start(vis_config);
     let capture_vars = env_map(&[
+        ("CAPTURE_REQUIRE_API_KEY", "false".to_owned()),
+        ("CAPTURE_KEYLESS_PROJECT_ID", "1".to_owned()),
         ("CAPTURE_HOST", "127.0.0.1".to_owned()),
         (
             "CAPTURE_KAFKA_BOOTSTRAP_SERVERS",

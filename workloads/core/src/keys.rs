@@ -59,21 +59,103 @@ pub enum KeyRefusal {
     Invalid,
 }
 
-/// The project of a request, by the rules of `CAPTURE_REQUIRE_API_KEY` and
-/// `QUERY_REQUIRE_API_KEY`:
-/// with keys required, a missing or unknown key is refused; otherwise a valid
-/// key still picks its project and anything else goes to the default project.
-pub fn project_for(
-    require: bool,
-    key: Option<KeyCheck>,
-    default_project: u64,
-) -> Result<u64, KeyRefusal> {
-    match (key, require) {
+/// What becomes of a request without a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keyless {
+    /// Refused with 401 (the default: `*_REQUIRE_API_KEY=true`).
+    Refused,
+    /// Taken into this project, one made for keyless traffic
+    /// (`*_REQUIRE_API_KEY=false` with `*_KEYLESS_PROJECT_ID`).
+    Project(u64),
+}
+
+/// The project of a request. A valid key picks its project; an unknown,
+/// revoked or wrong-scope key is refused whatever the mode (it never falls
+/// back to a project); a request without a key is refused, unless keyless
+/// traffic was opted into, when it goes to the project made for it.
+pub fn project_for(keyless: Keyless, key: Option<KeyCheck>) -> Result<u64, KeyRefusal> {
+    match (key, keyless) {
         (Some(KeyCheck::Valid { project_id }), _) => Ok(project_id),
-        (None, true) => Err(KeyRefusal::Missing),
-        (Some(KeyCheck::Unknown), true) => Err(KeyRefusal::Invalid),
-        (_, false) => Ok(default_project),
+        (Some(KeyCheck::Unknown), _) => Err(KeyRefusal::Invalid),
+        (None, Keyless::Project(project_id)) => Ok(project_id),
+        (None, Keyless::Refused) => Err(KeyRefusal::Missing),
     }
+}
+
+/// `{prefix}_REQUIRE_API_KEY` (`true`) and `{prefix}_KEYLESS_PROJECT_ID`:
+/// keyless traffic is an explicit opt-in that names the project made for
+/// it. The `{prefix}_DEFAULT_PROJECT_ID` of earlier versions, which sent
+/// keyless and unknown-key traffic to project 1 (a real tenant's), is
+/// refused with what replaces it.
+pub fn keyless_from_env(env: &Env<'_>, prefix: &str) -> Result<Keyless, ConfigError> {
+    let require_var = format!("{prefix}_REQUIRE_API_KEY");
+    let project_var = format!("{prefix}_KEYLESS_PROJECT_ID");
+    let old_var = format!("{prefix}_DEFAULT_PROJECT_ID");
+    if let Some(old) = env.optional_string(&old_var)? {
+        return Err(ConfigError::Invalid {
+            var: old_var,
+            value: old,
+            reason: format!(
+                "no longer read: requests without a key are refused; to take them, set \
+                 {require_var}=false and {project_var} to a project made for keyless traffic"
+            ),
+        });
+    }
+    let require = env.bool(&require_var, true)?;
+    let project: Option<u64> = match env.optional_string(&project_var)? {
+        None => None,
+        Some(raw) => {
+            Some(
+                raw.parse()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| ConfigError::Invalid {
+                        var: project_var.clone(),
+                        value: raw.clone(),
+                        reason: "expected a project id (a positive integer)".to_owned(),
+                    })?,
+            )
+        }
+    };
+    match (require, project) {
+        (true, None) => Ok(Keyless::Refused),
+        (true, Some(p)) => Err(ConfigError::Invalid {
+            var: project_var,
+            value: p.to_string(),
+            reason: format!(
+                "set, but {require_var} is true: requests without a key are refused; set {require_var}=false to take them into this project"
+            ),
+        }),
+        (false, Some(p)) => Ok(Keyless::Project(p)),
+        (false, None) => Err(ConfigError::Invalid {
+            var: require_var,
+            value: "false".to_owned(),
+            reason: format!(
+                "keyless traffic needs {project_var}: the id of a project made for it in auth (it never goes to another project)"
+            ),
+        }),
+    }
+}
+
+/// Keys required, and nothing that could check one: refused at start,
+/// since every request would be.
+pub fn check_validator(
+    keyless: Keyless,
+    prefix: &str,
+    auth_url: Option<&str>,
+    static_keys: &HashMap<String, u64>,
+) -> Result<(), ConfigError> {
+    if keyless == Keyless::Refused && auth_url.is_none() && static_keys.is_empty() {
+        return Err(ConfigError::Invalid {
+            var: format!("{prefix}_REQUIRE_API_KEY"),
+            value: "true".to_owned(),
+            reason: format!(
+                "keys are required (the default) but nothing can check one: set {prefix}_AUTH_URL \
+                 (the auth service) or {prefix}_API_KEYS"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Parses `key=project_id,key=project_id` from `var`. Keys are secrets:
@@ -137,11 +219,61 @@ mod tests {
     fn project_rules() {
         let valid = Some(KeyCheck::Valid { project_id: 9 });
         let unknown = Some(KeyCheck::Unknown);
-        assert_eq!(project_for(true, valid, 1), Ok(9));
-        assert_eq!(project_for(false, valid, 1), Ok(9));
-        assert_eq!(project_for(true, None, 1), Err(KeyRefusal::Missing));
-        assert_eq!(project_for(true, unknown, 1), Err(KeyRefusal::Invalid));
-        assert_eq!(project_for(false, None, 1), Ok(1));
-        assert_eq!(project_for(false, unknown, 1), Ok(1));
+        for keyless in [Keyless::Refused, Keyless::Project(4)] {
+            assert_eq!(project_for(keyless, valid), Ok(9));
+            assert_eq!(
+                project_for(keyless, unknown),
+                Err(KeyRefusal::Invalid),
+                "an unknown or revoked key is refused in every mode"
+            );
+        }
+        assert_eq!(
+            project_for(Keyless::Refused, None),
+            Err(KeyRefusal::Missing)
+        );
+        assert_eq!(project_for(Keyless::Project(4), None), Ok(4));
+    }
+
+    #[test]
+    fn keys_are_required_unless_keyless_traffic_names_its_project() {
+        let keyless = |vars: &[(&str, &str)]| {
+            let owned: HashMap<String, String> = vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            keyless_from_env(&Env::new(&owned), "CAPTURE")
+        };
+        assert_eq!(keyless(&[]), Ok(Keyless::Refused), "the default");
+        assert_eq!(
+            keyless(&[
+                ("CAPTURE_REQUIRE_API_KEY", "false"),
+                ("CAPTURE_KEYLESS_PROJECT_ID", "42")
+            ]),
+            Ok(Keyless::Project(42))
+        );
+        for (vars, var) in [
+            (
+                &[("CAPTURE_REQUIRE_API_KEY", "false")][..],
+                "CAPTURE_REQUIRE_API_KEY",
+            ),
+            (
+                &[("CAPTURE_KEYLESS_PROJECT_ID", "42")][..],
+                "CAPTURE_KEYLESS_PROJECT_ID",
+            ),
+            (
+                &[
+                    ("CAPTURE_REQUIRE_API_KEY", "false"),
+                    ("CAPTURE_KEYLESS_PROJECT_ID", "0"),
+                ][..],
+                "CAPTURE_KEYLESS_PROJECT_ID",
+            ),
+            (
+                &[("CAPTURE_DEFAULT_PROJECT_ID", "1")][..],
+                "CAPTURE_DEFAULT_PROJECT_ID",
+            ),
+        ] {
+            let e = keyless(vars).unwrap_err();
+            assert_eq!(e.var(), var, "{vars:?}: {e}");
+        }
     }
 }

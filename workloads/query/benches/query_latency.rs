@@ -97,6 +97,9 @@ async fn main() {
     let (host, port) = tributary_tests::clickhouse::host_port(&stack.clickhouse_url);
     let port = port.to_string();
     let vars = [
+        // Keyless reads of the bench's project (the explicit opt-in).
+        ("QUERY_REQUIRE_API_KEY", "false"),
+        ("QUERY_KEYLESS_PROJECT_ID", "1"),
         ("QUERY_HOST", "127.0.0.1"),
         ("QUERY_CLICKHOUSE_HOST", host.as_str()),
         ("QUERY_CLICKHOUSE_PORT", port.as_str()),

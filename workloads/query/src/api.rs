@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tributary_core::http::error_body;
-use tributary_core::keys::{KeyRefusal, KeyValidator, project_for};
+use tributary_core::keys::{KeyRefusal, KeyValidator, Keyless, project_for};
 
 use crate::cache::{Cache, job_key, job_view, result_key};
 use crate::funnel;
@@ -30,8 +30,8 @@ pub struct AppState {
     pub cache: Cache,
     pub keys: Arc<dyn KeyValidator>,
     pub metrics: QueryMetrics,
-    pub require_api_key: bool,
-    pub default_project_id: u64,
+    /// What becomes of requests without a key.
+    pub keyless: Keyless,
     pub permits: Semaphore,
     pub timeout_ms: i64,
 }
@@ -190,7 +190,7 @@ async fn project(state: &AppState, headers: &HeaderMap) -> Result<u64, ApiError>
         ),
         None => None,
     };
-    project_for(state.require_api_key, check, state.default_project_id).map_err(ApiError::Key)
+    project_for(state.keyless, check).map_err(ApiError::Key)
 }
 
 fn prepare(

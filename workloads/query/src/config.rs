@@ -7,7 +7,7 @@ use std::time::Duration;
 use tributary_core::clickhouse::ClickHouseSettings;
 use tributary_core::config::{ConfigError, Env};
 use tributary_core::key_service::CachePolicy;
-use tributary_core::keys::api_keys_from_env;
+use tributary_core::keys::{Keyless, api_keys_from_env, check_validator, keyless_from_env};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryConfig {
@@ -32,15 +32,14 @@ pub struct QueryConfig {
     /// users' paths itself (32 bytes each); past it ClickHouse
     /// groups them, about twice as slowly. 0: always ClickHouse.
     pub funnel_local_events: usize,
-    /// `QUERY_REQUIRE_API_KEY` (`false`): refuse requests without a valid
-    /// `X-API-Key` of scope `query`.
-    pub require_api_key: bool,
+    /// `QUERY_REQUIRE_API_KEY` (`true`) and `QUERY_KEYLESS_PROJECT_ID`:
+    /// requests without an `X-API-Key` of scope `query` are refused (401),
+    /// unless keys are not required and the project open to keyless reads
+    /// is named. An unknown or revoked key is refused either way.
+    pub keyless: Keyless,
     /// `QUERY_API_KEYS`: static `key=project_id` pairs, used when
     /// `QUERY_AUTH_URL` is unset.
     pub api_keys: HashMap<String, u64>,
-    /// `QUERY_DEFAULT_PROJECT_ID` (`1`): the project of requests without a
-    /// key while keys are not required.
-    pub default_project_id: u64,
     /// `QUERY_AUTH_URL` (unset): the auth service that validates keys.
     pub auth_url: Option<String>,
     /// `QUERY_AUTH_CACHE_SECS` (60), `QUERY_AUTH_NEGATIVE_CACHE_SECS` (10),
@@ -54,6 +53,9 @@ impl QueryConfig {
         let secs = |var: &str, default: u64, min: u64, max: u64| {
             env.int_in(var, default, min, max).map(Duration::from_secs)
         };
+        let api_keys = api_keys_from_env(env, "QUERY_API_KEYS")?;
+        let keyless = keyless_from_env(env, "QUERY")?;
+        let auth_url = env.optional_string("QUERY_AUTH_URL")?;
         Ok(Self {
             listen: SocketAddr::new(host, env.port("QUERY_PORT", 8001)?),
             clickhouse: ClickHouseSettings::from_env(env, "QUERY")?,
@@ -68,11 +70,13 @@ impl QueryConfig {
                 0,
                 1_000_000_000,
             )?,
-            require_api_key: env.bool("QUERY_REQUIRE_API_KEY", false)?,
-            api_keys: api_keys_from_env(env, "QUERY_API_KEYS")?,
-            default_project_id: env.int_in("QUERY_DEFAULT_PROJECT_ID", 1u64, 1, u64::MAX)?,
-            auth_url: env.optional_string("QUERY_AUTH_URL")?,
             auth_cache: CachePolicy::from_env(env, "QUERY")?,
+            keyless,
+            api_keys,
+            auth_url,
+        })
+        .and_then(|c: Self| {
+            check_validator(c.keyless, "QUERY", c.auth_url.as_deref(), &c.api_keys).map(|()| c)
         })
     }
 }
@@ -83,12 +87,16 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let src: [(&str, &str); 0] = [];
+        // Keys are required: something must check them.
+        let src = [("QUERY_AUTH_URL", "http://auth:8002")];
         let c = QueryConfig::from_env(&Env::new(&src)).unwrap();
+        assert_eq!(c.keyless, Keyless::Refused);
+        let none: [(&str, &str); 0] = [];
+        let e = QueryConfig::from_env(&Env::new(&none)).unwrap_err();
+        assert_eq!(e.var(), "QUERY_REQUIRE_API_KEY", "{e}");
         assert_eq!(c.listen.port(), 8001);
         assert_eq!(c.clickhouse.port, 8123);
         assert_eq!(c.timeout, Duration::from_secs(60));
-        assert!(!c.require_api_key);
         assert_eq!(c.auth_cache.valid_for, Duration::from_secs(60));
         assert_eq!(c.funnel_local_events, 10_000_000);
     }
@@ -103,8 +111,9 @@ mod tests {
             ("QUERY_CLICKHOUSE_DATABASE", "a;b"),
             ("QUERY_AUTH_CACHE_SECS", "-1"),
             ("QUERY_FUNNEL_LOCAL_EVENTS", "lots"),
+            ("QUERY_DEFAULT_PROJECT_ID", "1"),
         ] {
-            let src = [(var, value)];
+            let src = [(var, value), ("QUERY_AUTH_URL", "http://auth:8002")];
             let e = QueryConfig::from_env(&Env::new(&src)).unwrap_err();
             assert_eq!(e.var(), var, "{e}");
         }

@@ -76,8 +76,7 @@ impl QueryServer {
             cache: cache::Cache::new(&config.redis_url, config.cache_ttl, config.job_ttl)?,
             keys,
             metrics,
-            require_api_key: config.require_api_key,
-            default_project_id: config.default_project_id,
+            keyless: config.keyless,
             permits: tokio::sync::Semaphore::new(config.max_concurrent_queries),
             timeout_ms: config.timeout.as_millis() as i64,
         });
@@ -112,7 +111,7 @@ pub async fn run(config: QueryConfig, shutdown: CancellationToken) -> Result<(),
         listen = %server.local_addr()?,
         clickhouse = %config.clickhouse.url(),
         database = %config.clickhouse.database,
-        require_api_key = config.require_api_key,
+        keyless = ?config.keyless,
         "query listening"
     );
     server.serve(shutdown).await

@@ -88,19 +88,24 @@ struct Service {
     stop: CancellationToken,
 }
 
-async fn start_query(stack: &Stack, db: &str, auth: &str) -> Service {
+/// Query on `db`, checking keys with `auth`, with the binary's defaults but
+/// for `extra` (keys are required unless `extra` says otherwise).
+async fn start_query(stack: &Stack, db: &str, auth: &str, extra: &[(&str, &str)]) -> Service {
     let (host, port) = tributary_tests::clickhouse::host_port(&stack.clickhouse_url);
     let port = port.to_string();
-    let vars = [
+    let vars: std::collections::HashMap<String, String> = [
         ("QUERY_HOST", "127.0.0.1"),
         ("QUERY_CLICKHOUSE_HOST", host.as_str()),
         ("QUERY_CLICKHOUSE_PORT", port.as_str()),
         ("QUERY_CLICKHOUSE_DATABASE", db),
         ("REDIS_URL", stack.redis_url.as_str()),
-        ("QUERY_REQUIRE_API_KEY", "true"),
         ("QUERY_AUTH_URL", auth),
         ("QUERY_TIMEOUT_SECS", "10"),
-    ];
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
     let mut config = tributary_query::QueryConfig::from_env(&Env::new(&vars)).unwrap();
     config.listen.set_port(0);
     let server = tributary_query::QueryServer::bind(&config).await.unwrap();
@@ -138,10 +143,11 @@ async fn queries_are_scoped_cached_and_run_as_jobs() {
     let mut events = pageviews(t.a, 3);
     events.extend(pageviews(t.b, 5));
     let (_, db) = load(&stack, &events).await;
-    let q = start_query(&stack, &db, &auth).await;
+    let q = start_query(&stack, &db, &auth, &[]).await;
     let trend = format!("{}/api/query/trend", q.base);
 
-    // Keys: none, unknown, capture-scoped → 401; each query key sees its project.
+    // The binary's defaults. Keys: none, unknown, capture-scoped → 401;
+    // each query key sees its project.
     assert_eq!(call(&http, trend.clone(), None, &trend_body()).await.0, 401);
     let fake = format!("trb_{}", "x".repeat(43));
     assert_eq!(
@@ -304,7 +310,7 @@ async fn clickhouse_errors_are_502_with_a_message_and_no_stack_trace() {
     let http = reqwest::Client::new();
     let t = tenants(&http, &auth).await;
     // A database without the events table.
-    let q = start_query(&stack, &unique_name("missing_db"), &auth).await;
+    let q = start_query(&stack, &unique_name("missing_db"), &auth, &[]).await;
     let (s, e) = call(
         &http,
         format!("{}/api/query/trend?refresh=true", q.base),
@@ -325,6 +331,49 @@ async fn clickhouse_errors_are_502_with_a_message_and_no_stack_trace() {
     );
     let ready = http.get(format!("{}/ready", q.base)).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 503);
+    q.stop.cancel();
+    auth_stop.cancel();
+}
+
+/// Keyless reads are an explicit opt-in that names its project: they read
+/// that project only, and an unknown or revoked key is refused even then
+/// (before, with keys not required, both fell back to project 1, a real
+/// tenant's).
+#[tokio::test]
+async fn keyless_reads_see_only_the_project_named_for_them_and_a_bad_key_is_refused_even_then() {
+    let stack = Stack::require();
+    let (auth, auth_stop) = start_auth(&stack.postgres_dsn).await;
+    let http = reqwest::Client::new();
+    let t = tenants(&http, &auth).await;
+    let mut events = pageviews(t.a, 3);
+    events.extend(pageviews(t.b, 5));
+    let (_, db) = load(&stack, &events).await;
+    let open = t.b.to_string();
+    let q = start_query(
+        &stack,
+        &db,
+        &auth,
+        &[
+            ("QUERY_REQUIRE_API_KEY", "false"),
+            ("QUERY_KEYLESS_PROJECT_ID", open.as_str()),
+        ],
+    )
+    .await;
+    let trend = format!("{}/api/query/trend", q.base);
+    let (s, keyless) = call(&http, trend.clone(), None, &trend_body()).await;
+    assert_eq!(s, 200, "{keyless}");
+    assert_eq!(
+        keyless["results"][0]["data"],
+        json!([0, 5, 0, 0]),
+        "the keyless project's"
+    );
+    let fake = format!("trb_{}", "x".repeat(43));
+    let (s, body) = call(&http, trend.clone(), Some(&fake), &trend_body()).await;
+    assert_eq!(s, 401, "an unknown key falls back to nothing: {body}");
+    let (s, body) = call(&http, trend.clone(), Some(&t.capture_key_a), &trend_body()).await;
+    assert_eq!(s, 401, "a capture key cannot query: {body}");
+    let (s, a) = call(&http, trend, Some(&t.key_a), &trend_body()).await;
+    assert_eq!((s, &a["results"][0]["data"]), (200, &json!([0, 3, 0, 0])));
     q.stop.cancel();
     auth_stop.cancel();
 }

@@ -58,9 +58,12 @@ impl Running {
 }
 
 /// Config for a test: loopback, port 0, the given broker and topic, plus
-/// `extra` variables.
+/// `extra` variables. Unless `extra` says otherwise, keyless events are
+/// taken (the explicit opt-in) into project 1, so format tests need no key.
 pub fn config(bootstrap: &str, topic: &str, extra: &[(&str, &str)]) -> CaptureConfig {
     let mut vars: HashMap<String, String> = HashMap::from([
+        ("CAPTURE_REQUIRE_API_KEY".into(), "false".into()),
+        ("CAPTURE_KEYLESS_PROJECT_ID".into(), "1".into()),
         ("CAPTURE_HOST".into(), "127.0.0.1".into()),
         ("CAPTURE_PORT".into(), "1".into()),
         ("CAPTURE_KAFKA_BOOTSTRAP_SERVERS".into(), bootstrap.into()),
@@ -70,6 +73,16 @@ pub fn config(bootstrap: &str, topic: &str, extra: &[(&str, &str)]) -> CaptureCo
     ]);
     for (k, v) in extra {
         vars.insert((*k).into(), (*v).into());
+    }
+    let keyed = extra
+        .iter()
+        .any(|(k, v)| *k == "CAPTURE_REQUIRE_API_KEY" && *v == "true");
+    if keyed
+        && !extra
+            .iter()
+            .any(|(k, _)| *k == "CAPTURE_KEYLESS_PROJECT_ID")
+    {
+        vars.remove("CAPTURE_KEYLESS_PROJECT_ID");
     }
     let mut config = CaptureConfig::from_env(&Env::new(&vars)).unwrap();
     config.listen.set_port(0);
