@@ -407,7 +407,8 @@ async fn create_key(
     store::project_for_member(&state.pool, user.id, project_id)
         .await?
         .ok_or_else(|| ApiError::not_found("project"))?;
-    let key = secrets::new_api_key();
+    let key = secrets::new_api_key()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     let info = store::create_key(
         &state.pool,
         project_id,

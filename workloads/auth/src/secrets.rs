@@ -2,7 +2,7 @@
 //! as SHA-256). Pure: no I/O.
 
 use argon2::Argon2;
-use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -102,15 +102,23 @@ pub fn verify_token(secret: &str, token: &str) -> Result<Claims, TokenError> {
 /// Prefix of every API key, so leaked keys are recognisable by scanners.
 pub const KEY_PREFIX: &str = "trb_";
 
-/// A new API key: 256 random bits, URL-safe.
-pub fn new_api_key() -> String {
+/// The operating system gave no random bytes.
+#[derive(Debug, thiserror::Error)]
+#[error("no random bytes from the operating system: {0}")]
+pub struct RandomError(String);
+
+/// A new API key: 256 bits from the operating system's random source,
+/// URL-safe (43 characters after the prefix). Two UUIDv4 would carry 244:
+/// each fixes 6 bits.
+pub fn new_api_key() -> Result<String, RandomError> {
     let mut bytes = [0u8; 32];
-    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    format!(
+    OsRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| RandomError(e.to_string()))?;
+    Ok(format!(
         "{KEY_PREFIX}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
+    ))
 }
 
 /// What is stored for a key: its SHA-256, hex. Keys are long and random, so
@@ -164,9 +172,32 @@ mod tests {
     }
 
     #[test]
+    fn api_keys_carry_256_random_bits() {
+        // Over 200 keys, every one of the 256 bits is seen both set and
+        // clear (a bit fixed by a format, as in UUIDv4, never is; a random
+        // one stays constant with probability 2^-199).
+        let decoded: Vec<Vec<u8>> = (0..200)
+            .map(|_| {
+                let key = new_api_key().unwrap();
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(&key[KEY_PREFIX.len()..])
+                    .unwrap()
+            })
+            .collect();
+        assert!(decoded.iter().all(|b| b.len() == 32));
+        let fixed: Vec<usize> = (0..256)
+            .filter(|bit| {
+                let of = |k: &Vec<u8>| k[bit / 8] >> (bit % 8) & 1;
+                decoded.iter().all(|k| of(k) == of(&decoded[0]))
+            })
+            .collect();
+        assert!(fixed.is_empty(), "bits never varying: {fixed:?}");
+    }
+
+    #[test]
     fn api_keys_are_random_and_hashed() {
-        let a = new_api_key();
-        let b = new_api_key();
+        let a = new_api_key().unwrap();
+        let b = new_api_key().unwrap();
         assert_ne!(a, b);
         assert!(
             a.starts_with(KEY_PREFIX) && a.len() == KEY_PREFIX.len() + 43,
