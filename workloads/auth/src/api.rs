@@ -51,6 +51,16 @@ impl ApiError {
             retry_after: None,
         }
     }
+    /// A failure on our side: the client learns only that; the log has
+    /// what it was.
+    fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "an internal error occurred; it is logged",
+        )
+    }
     fn not_ready(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message)
     }
@@ -142,8 +152,16 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
             Json(json!({"status": "ready", "postgres": "ok"})),
         )
             .into_response(),
-        Ok(Err(e)) => ApiError::not_ready(format!("Postgres: {e}")).into_response(),
-        Err(_) => ApiError::not_ready("Postgres did not answer within 1 s").into_response(),
+        // The body names what is down, never its address or its error;
+        // the log has those.
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready: Postgres refused a query");
+            ApiError::not_ready("Postgres does not answer").into_response()
+        }
+        Err(_) => {
+            tracing::warn!("not ready: Postgres did not answer within 1 s");
+            ApiError::not_ready("Postgres does not answer").into_response()
+        }
     }
 }
 
@@ -204,14 +222,11 @@ fn check_password(password: &str) -> ApiResult<()> {
 }
 
 async fn hash_blocking(state: &AppState, password: String) -> ApiResult<String> {
-    let _permit =
-        state.hashing.acquire().await.map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })?;
+    let _permit = state.hashing.acquire().await.map_err(ApiError::internal)?;
     tokio::task::spawn_blocking(move || secrets::hash_password(&password))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
 }
 
 async fn signup(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Response> {
@@ -291,9 +306,7 @@ async fn login(
             let now = chrono::Utc::now().timestamp();
             let token =
                 secrets::issue_token(&state.jwt_secret, u.id, &u.email, now, state.jwt_ttl_secs)
-                    .map_err(|e| {
-                        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-                    })?;
+                    .map_err(ApiError::internal)?;
             tracing::info!(user_id = u.id, "login");
             Ok(Json(json!({
                 "token": token,
@@ -407,8 +420,7 @@ async fn create_key(
     store::project_for_member(&state.pool, user.id, project_id)
         .await?
         .ok_or_else(|| ApiError::not_found("project"))?;
-    let key = secrets::new_api_key()
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let key = secrets::new_api_key().map_err(ApiError::internal)?;
     let info = store::create_key(
         &state.pool,
         project_id,

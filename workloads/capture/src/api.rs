@@ -83,7 +83,29 @@ impl ApiError {
         }
     }
 
+    /// What the client is told. Failures on our side name what failed,
+    /// never an address or a server's own words (Kafka's and the auth
+    /// client's errors carry hosts): the log has [`detail`](Self::detail).
     fn message(&self) -> String {
+        match self {
+            Self::KeyUnavailable(_) => {
+                "the auth service cannot check keys now; retry shortly".into()
+            }
+            Self::Produce(ProduceError::NotReady(_)) => {
+                "Kafka is unavailable; retry shortly".into()
+            }
+            Self::Produce(ProduceError::NotAcknowledged { failed, total, .. }) => format!(
+                "{failed} of {total} events were not acknowledged by Kafka; retry the request"
+            ),
+            Self::Produce(ProduceError::Serialize(_)) => {
+                "an event could not be serialised; capture's log has why".into()
+            }
+            other => other.detail(),
+        }
+    }
+
+    /// Everything known of the failure, for the log.
+    fn detail(&self) -> String {
         match self {
             Self::Decode(e) => e.to_string(),
             Self::Payload(e) => e.to_string(),
@@ -160,7 +182,8 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
     if state.producer.is_ready() {
         (StatusCode::OK, Json(json!({"status": "ready"}))).into_response()
     } else {
-        let reason = state.producer.not_ready_reason().await;
+        // Unauthenticated: what is wrong, not where (the log has it).
+        let reason = state.producer.not_ready_summary().await;
         (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "not_ready", "kafka": reason})),
@@ -236,9 +259,9 @@ async fn handle(
                 state.metrics.reject(error.kind(), events as u64);
                 let status = error.status();
                 if status.is_server_error() {
-                    tracing::warn!(error = %error.message(), kind = error.kind(), status = status.as_u16(), "request refused");
+                    tracing::warn!(error = %error.detail(), kind = error.kind(), status = status.as_u16(), "request refused");
                 } else {
-                    tracing::info!(error = %error.message(), kind = error.kind(), status = status.as_u16(), "request refused");
+                    tracing::info!(error = %error.detail(), kind = error.kind(), status = status.as_u16(), "request refused");
                 }
                 error.into_response(&request_id)
             }

@@ -53,6 +53,9 @@ impl ProduceError {
     }
 }
 
+/// The readiness reason before the first check.
+const NOT_CHECKED: &str = "not checked yet";
+
 /// Could not create the producer (bad settings).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot create the Kafka producer for {servers}: {source}")]
@@ -126,7 +129,7 @@ impl EventProducer {
             max_message_bytes: settings.max_message_bytes,
             timed_out_requests: Arc::new(AtomicU64::new(0)),
             ready: Arc::new(AtomicBool::new(false)),
-            last_error: Arc::new(RwLock::new("not checked yet".to_owned())),
+            last_error: Arc::new(RwLock::new(NOT_CHECKED.to_owned())),
             metrics,
         })
     }
@@ -161,9 +164,24 @@ impl EventProducer {
         self.ready.load(Ordering::Relaxed)
     }
 
-    /// Why the producer is not ready (the last check's error).
+    /// Why the producer is not ready (the last check's error), for logs.
     pub async fn not_ready_reason(&self) -> String {
         self.last_error.read().await.clone()
+    }
+
+    /// Why the producer is not ready, for anyone who asks (`/ready`): what
+    /// is wrong, without the brokers' addresses or the client's words.
+    pub async fn not_ready_summary(&self) -> &'static str {
+        let reason = self.last_error.read().await;
+        if reason.contains("does not exist") || reason.contains("no partitions") {
+            "the topic does not exist"
+        } else if reason.starts_with("topic ") {
+            "the topic is not available"
+        } else if reason.as_str() == NOT_CHECKED {
+            "not checked yet"
+        } else {
+            "the brokers do not answer"
+        }
     }
 
     /// Produces every event keyed by `distinct_id` and waits until Kafka has

@@ -105,8 +105,30 @@ impl ApiError {
         }
     }
 
+    /// What the client is told. Failures on our side name what failed and
+    /// never its address or its own words (ClickHouse's and Redis' errors
+    /// carry hosts and internals); the log has those (`Display`).
+    fn message(&self) -> String {
+        match self {
+            Self::KeyUnavailable(_) => {
+                "the auth service cannot check keys now; retry shortly".into()
+            }
+            Self::Warehouse(WarehouseError::Unavailable { .. }) => {
+                "ClickHouse is unreachable; retry shortly".into()
+            }
+            Self::Warehouse(WarehouseError::Rejected { code, .. }) => {
+                format!("ClickHouse refused the query (code {code}); query's log has its message")
+            }
+            Self::Warehouse(WarehouseError::Unreadable(_)) | Self::Answer(_) => {
+                "ClickHouse's answer could not be read; query's log has why".into()
+            }
+            Self::Redis(_) => "Redis is unavailable; retry shortly".into(),
+            other => other.to_string(),
+        }
+    }
+
     fn body(&self) -> Value {
-        let mut body = json!({"error": self.kind(), "message": self.to_string()});
+        let mut body = json!({"error": self.kind(), "message": self.message()});
         if let Self::Request(e) = self {
             body["field"] = json!(e.field);
             body["message"] = json!(e.message);
@@ -435,19 +457,30 @@ async fn job_route(
 /// 200 when ClickHouse answers and the events table exists.
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let redis = match state.cache.ping().await {
-        Ok(()) => "ok".to_owned(),
-        Err(e) => e.to_string(),
+        Ok(()) => "ok",
+        Err(e) => {
+            tracing::warn!(error = %e, "Redis does not answer (queries run without the cache)");
+            "unavailable"
+        }
     };
+    // Unauthenticated: it names what is down, never an address or an
+    // error's words; the log has those.
     match state.warehouse.ping().await {
         Ok(()) => (
             StatusCode::OK,
             Json(json!({"status": "ready", "clickhouse": "ok", "redis": redis})),
         )
             .into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            error_body("not_ready", format!("{e}")),
-        )
-            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: ClickHouse");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                error_body(
+                    "not_ready",
+                    "ClickHouse does not answer, or has no events table",
+                ),
+            )
+                .into_response()
+        }
     }
 }
