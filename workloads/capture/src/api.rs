@@ -305,12 +305,11 @@ async fn accept(
     limit: usize,
 ) -> Result<usize, (ApiError, usize)> {
     let received_at = chrono::Utc::now();
-    let compression = query.get("compression").cloned();
     let value = if method == Method::GET {
         let data = query
             .get("data")
             .ok_or((ApiError::Decode(DecodeError::Empty), 0))?;
-        decode_query_data(data, compression.as_deref(), limit)
+        decode_query_data(data, limit)
     } else {
         let bytes = tokio::time::timeout(state.body_timeout, read_body(headers, body, limit))
             .await
@@ -321,7 +320,6 @@ async fn accept(
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded")),
-            compression,
         };
         decode_body(&bytes, &hints, limit)
     }

@@ -5,8 +5,9 @@
 //!    field): its `data` field is the payload (`compression` may come in the
 //!    form too); a body that is plainly gzip or JSON is taken as such even under
 //!    a form Content-Type, as `curl -d` sends it;
-//! 2. gzip, recognised by its magic bytes whatever the query says;
-//!    `?compression=gzip-js` without the magic bytes is an error;
+//! 2. gzip, recognised by its magic bytes whatever the query says: the body
+//!    decides, not the hint, as PostHog's capture does (posthog-js 1.78
+//!    sends `?compression=gzip-js` with a form `data=` of base64 JSON);
 //! 3. JSON when the text starts with `{` or `[`, otherwise base64 (standard or
 //!    URL-safe alphabet, padding optional), which may itself hold gzip.
 //!
@@ -59,10 +60,10 @@ impl DecodeError {
 /// What the request says about the body besides its bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BodyHints {
-    /// The `Content-Type` was `application/x-www-form-urlencoded`.
+    /// The `Content-Type` was `application/x-www-form-urlencoded`. (A
+    /// `compression` hint, in the query or the form, is not one: SDKs send
+    /// hints that do not match their bodies.)
     pub form: bool,
-    /// `compression` from the query string (e.g. `gzip-js`, `base64`).
-    pub compression: Option<String>,
 }
 
 /// Decodes `body` into a JSON value; see the module docs.
@@ -82,11 +83,9 @@ pub fn decode_body(body: &[u8], hints: &BodyHints, limit: usize) -> Result<Value
         .and_then(|i| body.get(i));
     let plainly_raw = body.starts_with(&GZIP_MAGIC) || matches!(first, Some(b'{') | Some(b'['));
     if !plainly_raw && (hints.form || body.starts_with(b"data=") || contains(body, b"&data=")) {
-        let (data, form_compression) = form_data(body)?;
-        let compression = form_compression.or_else(|| hints.compression.clone());
-        return decode_payload(data.as_bytes(), compression.as_deref(), limit);
+        return decode_payload(form_data(body)?.as_bytes(), limit);
     }
-    decode_payload(body, hints.compression.as_deref(), limit)
+    decode_payload(body, limit)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -94,49 +93,27 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Decodes the `data` query parameter of a GET request (old SDKs, pixels).
-pub fn decode_query_data(
-    data: &str,
-    compression: Option<&str>,
-    limit: usize,
-) -> Result<Value, DecodeError> {
+pub fn decode_query_data(data: &str, limit: usize) -> Result<Value, DecodeError> {
     if data.trim().is_empty() {
         return Err(DecodeError::Empty);
     }
-    decode_payload(data.as_bytes(), compression, limit)
+    decode_payload(data.as_bytes(), limit)
 }
 
-fn form_data(body: &[u8]) -> Result<(String, Option<String>), DecodeError> {
-    let mut data = None;
-    let mut compression = None;
-    for (k, v) in form_urlencoded::parse(body) {
-        match k.as_ref() {
-            "data" => data = Some(v.into_owned()),
-            "compression" => compression = Some(v.into_owned()),
-            _ => {}
-        }
-    }
+fn form_data(body: &[u8]) -> Result<String, DecodeError> {
+    let data = form_urlencoded::parse(body)
+        .find(|(k, _)| k == "data")
+        .map(|(_, v)| v.into_owned());
     match data {
-        Some(d) if !d.trim().is_empty() => Ok((d, compression)),
+        Some(d) if !d.trim().is_empty() => Ok(d),
         Some(_) => Err(DecodeError::Form("field `data` is empty".into())),
         None => Err(DecodeError::Form("no `data` field".into())),
     }
 }
 
-fn decode_payload(
-    bytes: &[u8],
-    compression: Option<&str>,
-    limit: usize,
-) -> Result<Value, DecodeError> {
-    let gzip_hinted = compression
-        .is_some_and(|c| c.eq_ignore_ascii_case("gzip-js") || c.eq_ignore_ascii_case("gzip"));
+fn decode_payload(bytes: &[u8], limit: usize) -> Result<Value, DecodeError> {
     if bytes.starts_with(&GZIP_MAGIC) {
         return parse_json(&gunzip(bytes, limit)?);
-    }
-    if gzip_hinted {
-        // The SDK said gzip; a body that is not must not be guessed at.
-        return Err(DecodeError::Gzip(
-            "compression=gzip-js but the body does not start with the gzip magic bytes".into(),
-        ));
     }
     let start = bytes
         .iter()
@@ -253,22 +230,24 @@ mod tests {
     fn gzip_is_recognised_by_magic_with_or_without_the_hint() {
         let body = gzip(payload().to_string().as_bytes());
         assert_eq!(decode_body(&body, &plain(), LIMIT).unwrap(), payload());
-        let hinted = BodyHints {
-            compression: Some("gzip-js".into()),
-            ..plain()
-        };
-        assert_eq!(decode_body(&body, &hinted, LIMIT).unwrap(), payload());
+        // With ?compression=gzip-js or without: the bytes say gzip.
+        assert_eq!(decode_body(&body, &plain(), LIMIT).unwrap(), payload());
     }
 
     #[test]
-    fn gzip_hint_without_gzip_is_refused() {
-        let hinted = BodyHints {
-            compression: Some("gzip-js".into()),
-            ..plain()
-        };
-        let err = decode_body(payload().to_string().as_bytes(), &hinted, LIMIT).unwrap_err();
-        assert_eq!(err.kind(), "invalid_gzip");
-        assert!(err.to_string().contains("magic"), "{err}");
+    fn a_form_of_base64_json_decodes_whatever_compression_it_claims() {
+        // posthog-js 1.78: ?compression=gzip-js, a form `data=` of base64
+        // JSON (not gzip); the hint is not read.
+        let form = BodyHints { form: true };
+        let body = format!(
+            "data={}",
+            form_urlencoded::byte_serialize(b64(payload().to_string().as_bytes()).as_bytes())
+                .collect::<String>()
+        );
+        assert_eq!(
+            decode_body(body.as_bytes(), &form, LIMIT).unwrap(),
+            payload()
+        );
     }
 
     #[test]
@@ -308,10 +287,7 @@ mod tests {
             }
             s.finish()
         };
-        let hints = BodyHints {
-            form: true,
-            ..plain()
-        };
+        let hints = BodyHints { form: true };
         // base64 inside a form (posthog-js `compression=base64`)
         assert_eq!(
             decode_body(
@@ -337,10 +313,7 @@ mod tests {
 
     #[test]
     fn json_and_gzip_under_a_form_content_type_are_still_recognised() {
-        let hints = BodyHints {
-            form: true,
-            ..plain()
-        };
+        let hints = BodyHints { form: true };
         let text = payload().to_string();
         assert_eq!(
             decode_body(text.as_bytes(), &hints, LIMIT).unwrap(),
@@ -366,10 +339,7 @@ mod tests {
 
     #[test]
     fn form_without_data_is_refused() {
-        let hints = BodyHints {
-            form: true,
-            ..plain()
-        };
+        let hints = BodyHints { form: true };
         assert_eq!(
             decode_body(b"x=1", &hints, LIMIT).unwrap_err(),
             DecodeError::Form("no `data` field".into())
@@ -384,11 +354,11 @@ mod tests {
     fn query_data_is_decoded_like_a_form_field() {
         let text = payload().to_string();
         assert_eq!(
-            decode_query_data(&b64(text.as_bytes()), None, LIMIT).unwrap(),
+            decode_query_data(&b64(text.as_bytes()), LIMIT).unwrap(),
             payload()
         );
         assert_eq!(
-            decode_query_data(" ", None, LIMIT).unwrap_err(),
+            decode_query_data(" ", LIMIT).unwrap_err(),
             DecodeError::Empty
         );
     }
@@ -465,8 +435,8 @@ mod tests {
             #![proptest_config(ProptestConfig::with_cases(2000))]
 
             #[test]
-            fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512), form in any::<bool>(), gz in any::<bool>()) {
-                let hints = BodyHints { form, compression: gz.then(|| "gzip-js".to_owned()) };
+            fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512), form in any::<bool>()) {
+                let hints = BodyHints { form };
                 let _ = decode_body(&body, &hints, 4096);
             }
 
