@@ -28,7 +28,8 @@ pub struct AppState {
     pub jwt_ttl_secs: i64,
     pub throttle: Mutex<LoginThrottle>,
     pub metrics: AuthMetrics,
-    pub trust_forwarded_for: bool,
+    /// Proxies in front that append to `X-Forwarded-For`.
+    pub trusted_proxy_hops: usize,
     /// Bounds concurrent argon2 work (19 MiB and one core each).
     pub hashing: tokio::sync::Semaphore,
 }
@@ -263,7 +264,7 @@ async fn login(
     let c: Credentials = parse(&body)?;
     check_email(c.email.trim())?;
     let account = c.email.trim().to_lowercase();
-    let address = tributary_core::http::client_ip(&headers, peer, state.trust_forwarded_for);
+    let address = tributary_core::http::client_ip(&headers, peer, state.trusted_proxy_hops);
     // Check and count the attempt in one step, before the slow password
     // check, so parallel guesses cannot all pass the limit.
     let wait = match state.throttle.lock() {

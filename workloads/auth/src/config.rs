@@ -22,10 +22,11 @@ pub struct AuthConfig {
     pub login_max_failures: u32,
     /// `AUTH_LOGIN_WINDOW_SECS` (`300`): that window, and the lockout.
     pub login_window: Duration,
-    /// `AUTH_TRUST_FORWARDED_FOR` (`false`): take the client address for
-    /// login throttling from `X-Forwarded-For` (only behind a proxy that sets
-    /// it; otherwise clients could pick their own address).
-    pub trust_forwarded_for: bool,
+    /// `AUTH_TRUSTED_PROXY_HOPS` (`0`): proxies in front of auth that
+    /// append to `X-Forwarded-For`; the client address for login throttling
+    /// is the entry the outermost appended (0: the peer's address). Behind
+    /// an ingress set 1, or every client shares the ingress's address.
+    pub trusted_proxy_hops: usize,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -70,7 +71,7 @@ impl AuthConfig {
                 1,
                 86_400,
             )?),
-            trust_forwarded_for: env.bool("AUTH_TRUST_FORWARDED_FOR", false)?,
+            trusted_proxy_hops: tributary_core::http::trusted_hops_from_env(env, "AUTH")?,
         })
     }
 }

@@ -105,7 +105,7 @@ impl Auth {
                 config.login_window,
             )),
             metrics,
-            trust_forwarded_for: config.trust_forwarded_for,
+            trusted_proxy_hops: config.trusted_proxy_hops,
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism()
                     .map(|n| n.get() * 2)

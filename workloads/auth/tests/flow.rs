@@ -389,3 +389,48 @@ async fn tokens_and_projects_of_others_are_refused() {
         "{metrics}"
     );
 }
+
+/// A login with a forged `X-Forwarded-For` in front of what the ingress
+/// appended (`real`, the client it saw).
+async fn login_through_ingress(srv: &Server, forged: &str, real: &str, email: &str) -> StatusCode {
+    srv.http
+        .post(format!("{}/api/login", srv.base))
+        .header("x-forwarded-for", format!("{forged}, {real}"))
+        .json(&json!({"email": email, "password": "wrong-password"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Behind one ingress (`AUTH_TRUSTED_PROXY_HOPS=1`), a client rotating the
+/// `X-Forwarded-For` entries it writes itself still meets the limit on its
+/// address, which is the one the ingress appended: after the limit's
+/// failures over different accounts, its next attempt is refused. Another
+/// client (another address the ingress saw) is not. Before, the leftmost,
+/// forged entry was taken and rotating it never hit the limit.
+#[tokio::test]
+async fn a_client_behind_the_ingress_cannot_rotate_its_way_past_the_address_limit() {
+    let srv = start(&[
+        ("AUTH_TRUSTED_PROXY_HOPS", "1"),
+        ("AUTH_LOGIN_MAX_FAILURES", "3"),
+    ])
+    .await;
+    for i in 0..3 {
+        let email = format!("{}@example.test", unique_name("target"));
+        let status =
+            login_through_ingress(&srv, &format!("10.9.9.{i}"), "198.51.100.7", &email).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let email = format!("{}@example.test", unique_name("target"));
+    assert_eq!(
+        login_through_ingress(&srv, "10.9.9.200", "198.51.100.7", &email).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the address the ingress saw is limited, whatever was forged in front"
+    );
+    assert_eq!(
+        login_through_ingress(&srv, "10.9.9.200", "198.51.100.8", &email).await,
+        StatusCode::UNAUTHORIZED,
+        "another client of the same ingress is not"
+    );
+}

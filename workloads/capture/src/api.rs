@@ -32,7 +32,8 @@ pub struct AppState {
     pub keyless: Keyless,
     pub max_event_body_bytes: usize,
     pub max_batch_body_bytes: usize,
-    pub trust_forwarded_for: bool,
+    /// Proxies in front that append to `X-Forwarded-For`.
+    pub trusted_proxy_hops: usize,
     pub body_timeout: std::time::Duration,
 }
 
@@ -358,7 +359,7 @@ async fn accept(
     let ctx = Context {
         project_id,
         received_at,
-        ip: Some(client_ip(headers, peer, state.trust_forwarded_for)),
+        ip: Some(client_ip(headers, peer, state.trusted_proxy_hops)),
     };
     let events: Vec<Event> =
         normalize::normalize(payload, &ctx).map_err(|e| (ApiError::Payload(e), count))?;

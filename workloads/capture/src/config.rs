@@ -28,9 +28,10 @@ pub struct CaptureConfig {
     pub max_event_body_bytes: usize,
     /// `CAPTURE_MAX_BATCH_BODY_BYTES` (20 MiB): the same for `/batch`.
     pub max_batch_body_bytes: usize,
-    /// `CAPTURE_TRUST_FORWARDED_FOR` (`true`): take the client address from the
-    /// first `X-Forwarded-For` entry (capture normally sits behind an ingress).
-    pub trust_forwarded_for: bool,
+    /// `CAPTURE_TRUSTED_PROXY_HOPS` (`0`): proxies in front of capture
+    /// that append to `X-Forwarded-For`; an event's `ip` is the entry the
+    /// outermost appended (0: the peer's address; behind an ingress, 1).
+    pub trusted_proxy_hops: usize,
     /// `CAPTURE_BODY_TIMEOUT_MS` (`30000`): a body not received within this
     /// time gets 408 (slow clients cannot hold requests open forever).
     pub body_timeout: Duration,
@@ -123,7 +124,7 @@ impl CaptureConfig {
                 1024,
                 1024 * MIB,
             )?,
-            trust_forwarded_for: env.bool("CAPTURE_TRUST_FORWARDED_FOR", true)?,
+            trusted_proxy_hops: tributary_core::http::trusted_hops_from_env(env, "CAPTURE")?,
             body_timeout: env.duration_ms("CAPTURE_BODY_TIMEOUT_MS", 30_000, 100)?,
             max_concurrent_requests: env.int_in(
                 "CAPTURE_MAX_CONCURRENT_REQUESTS",

@@ -88,7 +88,7 @@ impl Capture {
             keyless: config.keyless,
             max_event_body_bytes: config.max_event_body_bytes,
             max_batch_body_bytes: config.max_batch_body_bytes,
-            trust_forwarded_for: config.trust_forwarded_for,
+            trusted_proxy_hops: config.trusted_proxy_hops,
             body_timeout: config.body_timeout,
         });
         // Past the concurrency limit requests are shed with 503 at once

@@ -529,3 +529,43 @@ async fn a_body_that_never_arrives_gets_408() {
     assert!(text.contains("body_timeout"), "{text}");
     capture.stop().await;
 }
+
+/// An event's `ip`: by default the peer's address, whatever
+/// `X-Forwarded-For` says (before, its leftmost entry, the client's own
+/// choice, was taken); behind one trusted proxy, the entry it appended.
+#[tokio::test]
+async fn an_events_address_is_not_the_clients_to_choose() {
+    let stack = Stack::require();
+    let mut seen = Vec::new();
+    for hops in [None, Some("1")] {
+        let extra: Vec<(&str, &str)> = hops
+            .map(|h| vec![("CAPTURE_TRUSTED_PROXY_HOPS", h)])
+            .unwrap_or_default();
+        let (capture, topic) = common::start_on_new_topic(&stack, "capture_xff", 1, &extra).await;
+        let r = capture
+            .http
+            .post(capture.url("/capture"))
+            .header("x-forwarded-for", "6.6.6.6, 198.51.100.7")
+            .json(&json!({"event": "e", "distinct_id": "d"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let received = read_topic(
+            &stack.kafka_bootstrap,
+            &topic,
+            1,
+            Duration::from_millis(300),
+        )
+        .await;
+        seen.push(Event::from_kafka_payload(&received[0].payload).unwrap().ip);
+        capture.stop().await;
+    }
+    assert_eq!(
+        seen,
+        [
+            Some("127.0.0.1".to_owned()),
+            Some("198.51.100.7".to_owned())
+        ]
+    );
+}

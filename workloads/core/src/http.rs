@@ -59,23 +59,52 @@ pub async fn serve(
     .map_err(ServeError::Serve)
 }
 
-/// The client's address: the first `X-Forwarded-For` entry when the proxy in
-/// front is trusted to set it (and it is an IP address), else the peer.
-pub fn client_ip(
-    headers: &axum::http::HeaderMap,
-    peer: SocketAddr,
-    trust_forwarded_for: bool,
-) -> String {
-    let forwarded = headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(str::trim)
-        .filter(|v| v.parse::<std::net::IpAddr>().is_ok());
-    match forwarded {
-        Some(ip) if trust_forwarded_for => ip.to_owned(),
-        _ => peer.ip().to_string(),
+/// The client's address: the peer's, or, behind `trusted_hops` proxies
+/// that each append the address they received from to `X-Forwarded-For`,
+/// the entry the outermost of them appended (the `trusted_hops`-th from
+/// the right). Entries to its left are whatever the client sent, so they
+/// are never read: rotating them changes nothing. A header with fewer
+/// entries than trusted hops (a request that did not come through them),
+/// or an entry that is not an address, gives the peer's.
+pub fn client_ip(headers: &axum::http::HeaderMap, peer: SocketAddr, trusted_hops: usize) -> String {
+    if trusted_hops == 0 {
+        return peer.ip().to_string();
     }
+    // Several X-Forwarded-For headers count as one list, in order.
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    entries
+        .len()
+        .checked_sub(trusted_hops)
+        .and_then(|i| entries.get(i))
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+        .map_or_else(|| peer.ip().to_string(), |ip| ip.to_string())
+}
+
+/// `{prefix}_TRUSTED_PROXY_HOPS` (`0`): the proxies in front of the
+/// service that append to `X-Forwarded-For` (see [`client_ip`]). The
+/// `{prefix}_TRUST_FORWARDED_FOR` of earlier versions, which took the
+/// leftmost entry (the client's own choice), is refused naming this.
+pub fn trusted_hops_from_env(
+    env: &crate::config::Env<'_>,
+    prefix: &str,
+) -> Result<usize, crate::config::ConfigError> {
+    let old = format!("{prefix}_TRUST_FORWARDED_FOR");
+    if let Some(value) = env.optional_string(&old)? {
+        return Err(crate::config::ConfigError::Invalid {
+            var: old,
+            value,
+            reason: format!(
+                "no longer read (it took the leftmost X-Forwarded-For entry, which clients choose): set {prefix}_TRUSTED_PROXY_HOPS to the number of proxies in front"
+            ),
+        });
+    }
+    env.int_in(&format!("{prefix}_TRUSTED_PROXY_HOPS"), 0usize, 0, 16)
 }
 
 /// The route template a request matched (`/api/query/jobs/{id}`), for
@@ -124,18 +153,54 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_is_used_only_when_trusted_and_valid() {
+    fn the_client_is_the_entry_the_outermost_trusted_proxy_appended() {
         use axum::http::{HeaderMap, HeaderValue};
         let peer: SocketAddr = "10.0.0.9:5000".parse().unwrap();
-        let mut h = HeaderMap::new();
-        h.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("203.0.113.5, 10.0.0.1"),
+        let with = |values: &[&'static str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append("x-forwarded-for", HeaderValue::from_static(v));
+            }
+            h
+        };
+        // One ingress: it appended the client's address last.
+        let one = with(&["198.51.100.7"]);
+        assert_eq!(client_ip(&one, peer, 1), "198.51.100.7");
+        assert_eq!(
+            client_ip(&one, peer, 0),
+            "10.0.0.9",
+            "not trusted: the peer"
         );
-        assert_eq!(client_ip(&h, peer, true), "203.0.113.5");
-        assert_eq!(client_ip(&h, peer, false), "10.0.0.9");
-        h.insert("x-forwarded-for", HeaderValue::from_static("garbage"));
-        assert_eq!(client_ip(&h, peer, true), "10.0.0.9");
+        // Whatever a client puts in front changes nothing.
+        for forged in ["1.2.3.4", "5.6.7.8, 9.9.9.9", "garbage"] {
+            let h = with(&[forged, "198.51.100.7"]);
+            assert_eq!(client_ip(&h, peer, 1), "198.51.100.7", "{forged}");
+        }
+        // Two proxies (a CDN, then the ingress), in one header or several.
+        let two = with(&["203.0.113.5, 198.51.100.7, 10.0.0.1"]);
+        assert_eq!(client_ip(&two, peer, 2), "198.51.100.7");
+        let split = with(&["203.0.113.5, 198.51.100.7", "10.0.0.1"]);
+        assert_eq!(client_ip(&split, peer, 2), "198.51.100.7");
+        // Fewer entries than trusted proxies, or not an address: the peer.
+        assert_eq!(client_ip(&one, peer, 2), "10.0.0.9");
+        assert_eq!(client_ip(&with(&["garbage"]), peer, 1), "10.0.0.9");
+        assert_eq!(client_ip(&HeaderMap::new(), peer, 1), "10.0.0.9");
+    }
+
+    #[test]
+    fn trusting_the_leftmost_entry_is_refused_naming_its_replacement() {
+        let e = trusted_hops_from_env(
+            &crate::config::Env::new(&[("CAPTURE_TRUST_FORWARDED_FOR", "true")]),
+            "CAPTURE",
+        )
+        .unwrap_err();
+        assert_eq!(e.var(), "CAPTURE_TRUST_FORWARDED_FOR");
+        assert!(e.to_string().contains("CAPTURE_TRUSTED_PROXY_HOPS"), "{e}");
+        let none: [(&str, &str); 0] = [];
+        assert_eq!(
+            trusted_hops_from_env(&crate::config::Env::new(&none), "AUTH").unwrap(),
+            0
+        );
     }
 
     #[tokio::test]

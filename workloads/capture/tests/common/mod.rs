@@ -69,7 +69,6 @@ pub fn config(bootstrap: &str, topic: &str, extra: &[(&str, &str)]) -> CaptureCo
         ("CAPTURE_KAFKA_BOOTSTRAP_SERVERS".into(), bootstrap.into()),
         ("CAPTURE_KAFKA_TOPIC".into(), topic.into()),
         ("CAPTURE_KAFKA_READY_INTERVAL_MS".into(), "200".into()),
-        ("CAPTURE_TRUST_FORWARDED_FOR".into(), "true".into()),
     ]);
     for (k, v) in extra {
         vars.insert((*k).into(), (*v).into());
