@@ -220,9 +220,9 @@ impl EventProducer {
                 Ok(delivery) => deliveries.push(delivery),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     // Events already queued will still be delivered; the
-                    // client retries the whole request, and the repeats
-                    // collapse by uuid when the client sent a uuid or a
-                    // timestamp (see normalize::derived_uuid).
+                    // client retries the whole request, and its events get
+                    // the same uuids again (see normalize::derived_uuid), so
+                    // readers never show the repeats.
                     self.count_errors("queue_full", events.len());
                     return Err(ProduceError::QueueFull);
                 }

@@ -141,11 +141,14 @@ pub fn normalize(payload: Payload, ctx: &Context) -> Result<Vec<Event>, PayloadE
             problem,
         })?),
     };
+    // How often each content was seen so far in this request: identical
+    // events in one request are told apart by their occurrence.
+    let mut seen: std::collections::HashMap<Uuid, u32> = std::collections::HashMap::new();
     payload
         .events
         .into_iter()
         .enumerate()
-        .map(|(index, obj)| normalize_event(obj, index, batch_sent_at, ctx))
+        .map(|(index, obj)| normalize_event(obj, index, batch_sent_at, ctx, &mut seen))
         .collect()
 }
 
@@ -162,6 +165,7 @@ fn normalize_event(
     index: usize,
     batch_sent_at: Option<DateTime<Utc>>,
     ctx: &Context,
+    seen: &mut std::collections::HashMap<Uuid, u32>,
 ) -> Result<Event, PayloadError> {
     let event = match obj.remove("event") {
         Some(Value::String(s)) if s.trim().is_empty() => {
@@ -275,9 +279,17 @@ fn normalize_event(
     for key in KEY_FIELDS {
         properties.remove(key);
     }
-    let uuid = client_uuid.unwrap_or_else(|| match client_timestamp {
-        Some(ts) => derived_uuid(ctx.project_id, &event, &distinct_id, ts, &properties),
-        None => Uuid::now_v7(),
+    let uuid = client_uuid.unwrap_or_else(|| {
+        let content = content_digest(
+            ctx.project_id,
+            &event,
+            &distinct_id,
+            client_timestamp,
+            &properties,
+        );
+        let occurrence = seen.entry(content).or_insert(0);
+        *occurrence += 1;
+        derived_uuid(content, *occurrence, client_timestamp)
     });
     let lib = Lib {
         name: properties
@@ -314,28 +326,51 @@ fn max_time() -> DateTime<Utc> {
     DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(i64::from(u32::MAX))
 }
 
-/// A UUIDv7 for an event sent without one, derived from what the client sent
-/// (project, event, distinct_id, its own timestamp, properties) so that a
-/// retried request yields the same uuid and the stored copies collapse. The
-/// time field is the client's timestamp; the "random" bits are a SHA-1 digest
-/// of the content. Events without a client timestamp get a random UUIDv7:
-/// nothing stable identifies their retries.
-pub fn derived_uuid(
+/// A digest of what the client sent for an event (the project its key
+/// names, event, distinct_id, its own timestamp if any, properties), the
+/// same however often the request is sent.
+pub fn content_digest(
     project_id: u64,
     event: &str,
     distinct_id: &str,
-    client_timestamp: DateTime<Utc>,
+    client_timestamp: Option<DateTime<Utc>>,
     properties: &Map<String, Value>,
 ) -> Uuid {
-    let ms = client_timestamp.timestamp_millis().max(0) as u64;
+    let ms = client_timestamp.map_or_else(|| "-".to_owned(), |t| t.timestamp_millis().to_string());
     let content = format!(
         "{project_id}\u{1f}{event}\u{1f}{distinct_id}\u{1f}{ms}\u{1f}{}",
         Value::Object(properties.clone())
     );
-    let digest = Uuid::new_v5(&Uuid::NAMESPACE_OID, content.as_bytes());
-    let mut random = [0u8; 10];
-    random.copy_from_slice(&digest.as_bytes()[6..16]);
-    uuid::Builder::from_unix_timestamp_millis(ms, &random).into_uuid()
+    Uuid::new_v5(&Uuid::NAMESPACE_OID, content.as_bytes())
+}
+
+/// The uuid of an event sent without one: derived from its content and its
+/// occurrence among identical events of the request, so a retried request
+/// (however the SDK batches it again) yields the same uuids and readers,
+/// which count distinct uuids, never show a copy, while identical events of
+/// one request stay distinct. With a client timestamp it is a UUIDv7 on
+/// that time (the "random" bits digest the content); without one, a UUIDv5
+/// of the content. Consequence: an event sent twice, in two requests, with
+/// the same content, no uuid and no timestamp, is one event; SDKs send a
+/// uuid (posthog-js) or a timestamp, and plain HTTP clients that mean two
+/// should too.
+pub fn derived_uuid(
+    content: Uuid,
+    occurrence: u32,
+    client_timestamp: Option<DateTime<Utc>>,
+) -> Uuid {
+    let mut bytes = content.as_bytes().to_vec();
+    bytes.extend_from_slice(&occurrence.to_be_bytes());
+    let digest = Uuid::new_v5(&Uuid::NAMESPACE_OID, &bytes);
+    match client_timestamp {
+        Some(ts) => {
+            let ms = ts.timestamp_millis().max(0) as u64;
+            let mut random = [0u8; 10];
+            random.copy_from_slice(&digest.as_bytes()[6..16]);
+            uuid::Builder::from_unix_timestamp_millis(ms, &random).into_uuid()
+        }
+        None => digest,
+    }
 }
 
 /// The event time on the server's clock.
@@ -614,14 +649,61 @@ mod tests {
     }
 
     #[test]
-    fn invalid_or_missing_uuids_are_replaced_with_v7() {
+    fn invalid_or_missing_uuids_are_replaced_by_derived_ones() {
+        let plain = one(json!({"event": "a", "distinct_id": "d"})).unwrap().uuid;
         for payload in [
-            json!({"event": "a", "distinct_id": "d"}),
             json!({"event": "a", "distinct_id": "d", "uuid": "not-a-uuid"}),
             json!({"event": "a", "distinct_id": "d", "uuid": "00000000-0000-0000-0000-000000000000"}),
         ] {
-            assert_eq!(one(payload).unwrap().uuid.get_version_num(), 7);
+            assert_eq!(one(payload).unwrap().uuid, plain);
         }
+        assert_eq!(plain.get_version_num(), 5);
+        let timed =
+            one(json!({"event": "a", "distinct_id": "d", "timestamp": "2023-11-14T22:13:20Z"}));
+        assert_eq!(timed.unwrap().uuid.get_version_num(), 7);
+    }
+
+    /// A request whose events were partly acknowledged before it failed is
+    /// sent again by the SDK: every event without a uuid gets the same one
+    /// again, however the SDK batches the retry, so readers (distinct
+    /// uuids) never show a copy; identical events of one request stay
+    /// distinct.
+    #[test]
+    fn a_retried_request_yields_the_same_uuids_and_identical_events_stay_distinct() {
+        let uuids = |events: Value, secs: i64| -> Vec<Uuid> {
+            normalize(
+                split(events).unwrap(),
+                &Context {
+                    received_at: ctx().received_at + chrono::Duration::seconds(secs),
+                    ..ctx()
+                },
+            )
+            .unwrap()
+            .into_iter()
+            .map(|e| e.uuid)
+            .collect()
+        };
+        let click = json!({"event": "click", "distinct_id": "d", "properties": {"button": "buy"}});
+        let view = json!({"event": "view", "distinct_id": "d"});
+        let first = uuids(json!([click, click, view]), 0);
+        assert_eq!(first.len(), 3);
+        assert_ne!(first[0], first[1], "two clicks in one request are two");
+        assert_eq!(uuids(json!([click, click, view]), 60), first, "the retry");
+        let mut rebatched = uuids(json!([view, click, click]), 90);
+        rebatched.sort();
+        let mut sorted = first.clone();
+        sorted.sort();
+        assert_eq!(rebatched, sorted, "batched again in another order");
+        let another_project = normalize(
+            split(json!([click])).unwrap(),
+            &Context {
+                project_id: 99,
+                ..ctx()
+            },
+        )
+        .unwrap()[0]
+            .uuid;
+        assert_ne!(another_project, first[0]);
     }
 
     #[test]
@@ -642,10 +724,10 @@ mod tests {
         assert_eq!(first.get_version_num(), 7);
         let other = one(json!({"event": "a", "distinct_id": "d", "timestamp": "2023-11-14T22:13:20.123Z", "properties": {"x": 2}})).unwrap().uuid;
         assert_ne!(first, other);
-        // Without a timestamp nothing identifies a retry: random v7s.
+        // Without a timestamp the content alone identifies a retry.
         let a = one(json!({"event": "a", "distinct_id": "d"})).unwrap().uuid;
         let b = one(json!({"event": "a", "distinct_id": "d"})).unwrap().uuid;
-        assert_ne!(a, b);
+        assert_eq!(a, b);
     }
 
     #[test]
