@@ -7,7 +7,7 @@ use std::time::Instant;
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, get, on};
@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use tracing::Instrument;
 use tributary_core::Event;
 
-use crate::decode::{BodyHints, DecodeError, decode_body, decode_query_data};
+use crate::decode::{BodyHints, DecodeError, decode_body, decode_query_data, strict_pairs};
 use crate::kafka::{EventProducer, ProduceError};
 use crate::metrics::{CaptureMetrics, RequestLabels, RouteLabels};
 use crate::normalize::{self, Context, PayloadError};
@@ -149,24 +149,15 @@ pub fn routes(state: Arc<AppState>) -> Router {
     let posthog = |flavor: Flavor| -> MethodRouter<Arc<AppState>> {
         on(
             MethodFilter::POST.or(MethodFilter::GET),
-            move |state, peer, headers, method, uri, query, body| {
-                handle(state, peer, headers, method, uri, query, body, flavor)
+            move |state, peer, headers, method, uri, body| {
+                handle(state, peer, headers, method, uri, body, flavor)
             },
         )
     };
     let mut router = Router::new().route(
         "/capture",
-        axum::routing::post(|state, peer, headers, method, uri, query, body| {
-            handle(
-                state,
-                peer,
-                headers,
-                method,
-                uri,
-                query,
-                body,
-                Flavor::Native,
-            )
+        axum::routing::post(|state, peer, headers, method, uri, body| {
+            handle(state, peer, headers, method, uri, body, Flavor::Native)
         }),
     );
     for path in ["/e", "/e/", "/i/v0/e", "/i/v0/e/", "/track", "/track/"] {
@@ -213,7 +204,6 @@ async fn handle(
     headers: HeaderMap,
     method: Method,
     uri: Uri,
-    Query(query): Query<HashMap<String, String>>,
     body: Body,
     flavor: Flavor,
 ) -> Response {
@@ -236,7 +226,15 @@ async fn handle(
             _ => state.max_event_body_bytes,
         };
         let label = route_label(flavor, uri.path());
-        let result = accept(&state, peer, &headers, &method, &query, body, flavor, limit).await;
+        // The query string decoded strictly: bytes that are not UTF-8 are
+        // refused, not turned into U+FFFD.
+        let result = match strict_pairs(uri.query().unwrap_or_default().as_bytes()) {
+            Ok(pairs) => {
+                let query: HashMap<String, String> = pairs.into_iter().collect();
+                accept(&state, peer, &headers, &method, &query, body, flavor, limit).await
+            }
+            Err(e) => Err((ApiError::Decode(e), 0)),
+        };
         let response = match result {
             Ok(count) => {
                 state.metrics.events_received.inc_by(count as u64);
@@ -339,6 +337,15 @@ async fn accept(
         .or_else(|| query.get("api_key"))
         .filter(|k| !k.is_empty())
         .cloned();
+    // A request names one key; two different ones (the header and the
+    // payload, say) leave it unclear whose events these are.
+    let named: Vec<&String> = [&header_key, &payload.api_key, &query_key]
+        .into_iter()
+        .flatten()
+        .collect();
+    if named.iter().any(|k| *k != named[0]) {
+        return Err((ApiError::Payload(PayloadError::KeysDisagree), count));
+    }
     let key = match flavor {
         Flavor::Native => header_key.or(payload.api_key.clone()).or(query_key),
         _ => payload.api_key.clone().or(header_key).or(query_key),

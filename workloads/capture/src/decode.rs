@@ -40,6 +40,10 @@ pub enum DecodeError {
     Utf8 { offset: usize },
     #[error("malformed JSON: {0}")]
     Json(String),
+    #[error(
+        "the integer at byte {offset} is beyond 64 bits, where JSON numbers lose digits: send it as a string"
+    )]
+    IntegerTooLarge { offset: usize },
 }
 
 impl DecodeError {
@@ -53,6 +57,7 @@ impl DecodeError {
             Self::Form(_) => "invalid_form",
             Self::Utf8 { .. } => "invalid_utf8",
             Self::Json(_) => "malformed_json",
+            Self::IntegerTooLarge { .. } => "integer_too_large",
         }
     }
 }
@@ -100,10 +105,37 @@ pub fn decode_query_data(data: &str, limit: usize) -> Result<Value, DecodeError>
     decode_payload(data.as_bytes(), limit)
 }
 
+/// Every `name=value` of a form body or a query string, percent-decoded,
+/// refusing bytes that are not UTF-8 once decoded (a lenient decoder would
+/// turn them into U+FFFD and store what the client never sent).
+pub fn strict_pairs(raw: &[u8]) -> Result<Vec<(String, String)>, DecodeError> {
+    let text = |part: &[u8]| -> Result<String, DecodeError> {
+        let plus_as_space: Vec<u8> = part
+            .iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect();
+        let bytes: Vec<u8> = percent_encoding::percent_decode(&plus_as_space).collect();
+        String::from_utf8(bytes).map_err(|e| DecodeError::Utf8 {
+            offset: e.utf8_error().valid_up_to(),
+        })
+    };
+    raw.split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &pair[pair.len()..]),
+            };
+            Ok((text(name)?, text(value)?))
+        })
+        .collect()
+}
+
 fn form_data(body: &[u8]) -> Result<String, DecodeError> {
-    let data = form_urlencoded::parse(body)
+    let data = strict_pairs(body)?
+        .into_iter()
         .find(|(k, _)| k == "data")
-        .map(|(_, v)| v.into_owned());
+        .map(|(_, v)| v);
     match data {
         Some(d) if !d.trim().is_empty() => Ok(d),
         Some(_) => Err(DecodeError::Form("field `data` is empty".into())),
@@ -181,7 +213,56 @@ fn parse_json(bytes: &[u8]) -> Result<Value, DecodeError> {
     let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::Utf8 {
         offset: e.valid_up_to(),
     })?;
-    serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))
+    let value = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+    // Valid JSON: now no integer may have been rounded into a float.
+    match oversized_integer(bytes) {
+        Some(offset) => Err(DecodeError::IntegerTooLarge { offset }),
+        None => Ok(value),
+    }
+}
+
+/// The offset of the first integer literal (no fraction, no exponent) of
+/// a JSON text that fits neither `i64` nor `u64`, outside strings: serde
+/// would keep it as the nearest `f64`, losing digits.
+pub fn oversized_integer(json: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    let mut in_string = false;
+    while i < json.len() {
+        let b = json[i];
+        if in_string {
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < json.len()
+                    && matches!(json[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                let literal = &json[start..i];
+                let integer = !literal.iter().any(|c| matches!(c, b'.' | b'e' | b'E'));
+                if integer {
+                    let text = std::str::from_utf8(literal).unwrap_or("");
+                    if text.parse::<i64>().is_err() && text.parse::<u64>().is_err() {
+                        return Some(start);
+                    }
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -425,6 +506,48 @@ mod tests {
     fn malformed_json_message_says_where() {
         let err = decode_body(b"{\"a\": 1,}", &plain(), LIMIT).unwrap_err();
         assert!(err.to_string().contains("line 1 column"), "{err}");
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_are_found_outside_strings_only() {
+        for ok in [
+            r#"{"a": 18446744073709551615}"#,
+            r#"{"a": -9223372036854775808}"#,
+            r#"{"a": 1.5e300, "b": 123456789012345678901234567890.0}"#,
+            r#"{"a": "123456789012345678901234567890"}"#,
+            r#"{"a\"": "\"99999999999999999999999"}"#,
+        ] {
+            assert_eq!(oversized_integer(ok.as_bytes()), None, "{ok}");
+        }
+        assert_eq!(
+            oversized_integer(br#"{"a": 18446744073709551616}"#),
+            Some(6)
+        );
+        assert_eq!(oversized_integer(br#"[1, -9223372036854775809]"#), Some(4));
+        let err = decode_body(br#"{"n": 99999999999999999999}"#, &plain(), LIMIT).unwrap_err();
+        assert_eq!(err.kind(), "integer_too_large");
+    }
+
+    #[test]
+    fn forms_and_queries_refuse_escapes_that_are_not_utf8() {
+        assert_eq!(
+            strict_pairs(b"data=caf%C3%A9+au+lait&x").unwrap(),
+            [
+                ("data".to_owned(), "caf\u{e9} au lait".to_owned()),
+                ("x".to_owned(), String::new())
+            ]
+        );
+        assert_eq!(
+            strict_pairs(b"data=%FF").unwrap_err().kind(),
+            "invalid_utf8"
+        );
+        let form = BodyHints { form: true };
+        assert_eq!(
+            decode_body(b"data=%7B%22e%22%3A%22%FF%22%7D", &form, LIMIT)
+                .unwrap_err()
+                .kind(),
+            "invalid_utf8"
+        );
     }
 
     mod fuzz {

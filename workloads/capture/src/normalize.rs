@@ -40,6 +40,16 @@ pub enum PayloadError {
     NoEvents,
     #[error("event {index} is not a JSON object")]
     NotAnObject { index: usize },
+    /// Events of one request name different project keys: each would
+    /// belong to another project, and one key cannot vouch for the others.
+    #[error(
+        "event {index} carries another project key than the request's: send each project's events in a request of their own"
+    )]
+    MixedKeys { index: usize },
+    #[error(
+        "the request names two different project keys (in X-API-Key, the payload or ?token=): send one"
+    )]
+    KeysDisagree,
     #[error("event {index}: {field} {problem}")]
     Field {
         index: usize,
@@ -54,6 +64,7 @@ impl PayloadError {
         match self {
             Self::Shape | Self::BatchNotArray | Self::NotAnObject { .. } => "invalid_shape",
             Self::NoEvents => "no_events",
+            Self::MixedKeys { .. } | Self::KeysDisagree => "mixed_keys",
             Self::Field { field, .. } => match *field {
                 "event" => "invalid_event_name",
                 "distinct_id" => "invalid_distinct_id",
@@ -67,7 +78,9 @@ impl PayloadError {
     /// Index of the offending event, when one event is at fault.
     pub fn index(&self) -> Option<usize> {
         match self {
-            Self::NotAnObject { index } | Self::Field { index, .. } => Some(*index),
+            Self::NotAnObject { index } | Self::Field { index, .. } | Self::MixedKeys { index } => {
+                Some(*index)
+            }
             _ => None,
         }
     }
@@ -116,6 +129,14 @@ pub fn split(payload: Value) -> Result<Payload, PayloadError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let api_key = api_key.or_else(|| events.iter().find_map(event_key));
+    // Every key named must be the same one.
+    if let Some(key) = &api_key
+        && let Some(index) = events
+            .iter()
+            .position(|e| event_key(e).is_some_and(|k| &k != key))
+    {
+        return Err(PayloadError::MixedKeys { index });
+    }
     Ok(Payload {
         api_key,
         sent_at,

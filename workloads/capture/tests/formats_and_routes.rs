@@ -358,6 +358,78 @@ async fn bad_input_gets_its_status_and_nothing_reaches_the_topic() {
             "invalid_form",
             "data",
         ),
+        // Bytes that are not UTF-8 are refused in every encoding, a form's
+        // percent-escapes and the query string included (not turned into
+        // U+FFFD).
+        (
+            "/e",
+            b"data=%7B%22event%22%3A%22%FF%FE%22%2C%22distinct_id%22%3A%22d%22%7D".to_vec(),
+            Some("application/x-www-form-urlencoded"),
+            400,
+            "invalid_utf8",
+            "UTF-8",
+        ),
+        (
+            "/e?token=%FF",
+            ok.to_string().into_bytes(),
+            None,
+            400,
+            "invalid_utf8",
+            "UTF-8",
+        ),
+        (
+            "/capture",
+            b"{\"event\": \"e\xff\", \"distinct_id\": \"d\"}".to_vec(),
+            None,
+            400,
+            "invalid_utf8",
+            "UTF-8",
+        ),
+        // An integer beyond 64 bits would be stored rounded: refused.
+        (
+            "/capture",
+            b"{\"event\": \"e\", \"distinct_id\": \"d\", \"properties\": {\"order\": 123456789012345678901234567890}}".to_vec(),
+            None,
+            400,
+            "integer_too_large",
+            "beyond 64 bits",
+        ),
+        // Events of one request naming two projects' keys.
+        (
+            "/batch",
+            json!({"batch": [
+                {"event": "e", "distinct_id": "d", "properties": {"token": "phc_one"}},
+                {"event": "e", "distinct_id": "d", "properties": {"token": "phc_two"}},
+            ]})
+            .to_string()
+            .into_bytes(),
+            None,
+            400,
+            "mixed_keys",
+            "event 1 carries another project key",
+        ),
+        (
+            "/batch",
+            json!({"api_key": "phc_one", "batch": [
+                {"event": "e", "distinct_id": "d", "properties": {"token": "phc_two"}},
+            ]})
+            .to_string()
+            .into_bytes(),
+            None,
+            400,
+            "mixed_keys",
+            "event 0 carries another project key",
+        ),
+        (
+            "/e?token=phc_two",
+            json!({"event": "e", "distinct_id": "d", "properties": {"token": "phc_one"}})
+                .to_string()
+                .into_bytes(),
+            None,
+            400,
+            "mixed_keys",
+            "two different project keys",
+        ),
     ];
     for (path, body, content_type, status, kind, message) in cases {
         let mut req = http.post(capture.url(path)).body(body);
@@ -374,6 +446,15 @@ async fn bad_input_gets_its_status_and_nothing_reaches_the_topic() {
             "{path}: {body}"
         );
     }
+    // A GET ?data= whose escapes are not UTF-8.
+    let r = http
+        .get(capture.url("/e?data=%FF%FE%FD"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_utf8", "{body}");
     // The index of the bad event is in the body.
     let r = http
         .post(capture.url("/batch"))
