@@ -227,16 +227,19 @@ fn prepare(
         Kind::Trend => {
             let r: request::TrendRequest = request::parse(body)?;
             let plan = trend::plan(&r, project, database, now)?;
+            crate::sql::check_size(plan.series.iter().map(|s| s.sql.len()).sum())?;
             (Prepared::Trend(plan), normalised(serde_json::to_value(&r)))
         }
         Kind::Funnel => {
             let r: request::FunnelRequest = request::parse(body)?;
             let plan = funnel::plan(&r, project, database, now)?;
+            crate::sql::check_size(plan.sql_bytes())?;
             (Prepared::Funnel(plan), normalised(serde_json::to_value(&r)))
         }
         Kind::Retention => {
             let r: request::RetentionRequest = request::parse(body)?;
             let plan = retention::plan(&r, project, database, now)?;
+            crate::sql::check_size(plan.sql.len())?;
             (
                 Prepared::Retention(plan),
                 normalised(serde_json::to_value(&r)),

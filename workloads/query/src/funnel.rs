@@ -67,6 +67,12 @@ pub const MAX_LISTED_KEYS: usize = 1_000;
 pub const MAX_LISTED_USER_BYTES: usize = 64 * 1024;
 
 impl FunnelPlan {
+    /// Bytes of SQL of its largest statement but for the users it may
+    /// name (at most [`MAX_LISTED_USER_BYTES`] more).
+    pub fn sql_bytes(&self) -> usize {
+        self.columns.len() + self.arrays.len() + self.source.len() + self.having.len() + 512
+    }
+
     fn statement(&self, extra: &str, dedup: bool) -> String {
         format!(
             "SELECT distinct_id, {arrays} FROM (SELECT {uuid}distinct_id, {columns} FROM {source}{extra}{limit}) GROUP BY distinct_id HAVING {having}",

@@ -377,3 +377,84 @@ async fn keyless_reads_see_only_the_project_named_for_them_and_a_bad_key_is_refu
     q.stop.cancel();
     auth_stop.cancel();
 }
+
+/// A funnel within each separate limit (10 steps, 5 filters on each, 100
+/// values of 100 bytes in each filter; a 500 KB body) whose statements
+/// would be past what ClickHouse parses (256 KiB): refused with 400 naming
+/// the limit, before ClickHouse is asked (before, ClickHouse refused it:
+/// a 502).
+#[tokio::test]
+async fn an_oversized_query_is_refused_naming_its_limit_not_sent_to_clickhouse() {
+    let stack = Stack::require();
+    let (auth, auth_stop) = start_auth(&stack.postgres_dsn).await;
+    let http = reqwest::Client::new();
+    let t = tenants(&http, &auth).await;
+    let (_, db) = load(&stack, &pageviews(t.a, 3)).await;
+    let q = start_query(&stack, &db, &auth, &[]).await;
+    let values: Vec<String> = (0..100)
+        .map(|i| format!("{i:04}{}", "v".repeat(96)))
+        .collect();
+    let filters: Vec<Value> = (0..5)
+        .map(|i| json!({"key": format!("p{i}"), "operator": "exact", "value": values}))
+        .collect();
+    let steps: Vec<Value> = (0..10)
+        .map(|i| json!({"event": format!("step{i}"), "filters": filters}))
+        .collect();
+    let body = json!({"steps": steps, "date_from": "-30d"});
+    let (s, e) = call(
+        &http,
+        format!("{}/api/query/funnel?refresh=true", q.base),
+        Some(&t.key_a),
+        &body,
+    )
+    .await;
+    assert_eq!(s, 400, "{e}");
+    assert_eq!(e["error"], "invalid_request", "{e}");
+    let message = e["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("bytes of SQL") && message.contains("limit"),
+        "{e}"
+    );
+
+    // Growing a funnel up to the limit, with long string values (by their
+    // length) and with one-digit numbers (by the filters: more literals for
+    // as many bytes): whatever is let through, ClickHouse runs (200, never
+    // a 502); past the limit, 400.
+    let strings = |length: usize| -> Value {
+        json!(
+            (0..100)
+                .map(|i| format!("{i:03}{}", "v".repeat(length)))
+                .collect::<Vec<_>>()
+        )
+    };
+    let digits = json!((0..100).map(|i| i % 10).collect::<Vec<_>>());
+    let grown: [Vec<(Value, usize)>; 2] = [
+        [1, 16, 32, 48, 64, 96].map(|l| (strings(l), 2)).to_vec(),
+        [1, 2, 4, 8, 12, 20].map(|n| (digits.clone(), n)).to_vec(),
+    ];
+    for sizes in grown {
+        let mut answers = Vec::new();
+        for (values, filters) in sizes {
+            let filters: Vec<Value> = (0..filters)
+                .map(|i| json!({"key": format!("p{i}"), "operator": "exact", "value": values}))
+                .collect();
+            let steps: Vec<Value> = (0..10)
+                .map(|i| json!({"event": format!("step{i}"), "filters": filters}))
+                .collect();
+            let (s, e) = call(
+                &http,
+                format!("{}/api/query/funnel?refresh=true", q.base),
+                Some(&t.key_a),
+                &json!({"steps": steps, "date_from": "-30d"}),
+            )
+            .await;
+            assert!(s == 200 || s == 400, "{s} {e}");
+            answers.push(s);
+        }
+        assert_eq!(answers[0], 200, "{answers:?}");
+        assert_eq!(*answers.last().unwrap(), 400, "{answers:?}");
+        assert!(answers.windows(2).all(|w| w[0] <= w[1]), "{answers:?}");
+    }
+    q.stop.cancel();
+    auth_stop.cancel();
+}
