@@ -44,6 +44,9 @@ pub struct Batch {
     /// Per partition, the offset to commit once this batch is written (last + 1).
     next_offsets: BTreeMap<i32, i64>,
     started: Option<Instant>,
+    /// Bytes of the messages held (each is kept as read and as a row:
+    /// about twice this in memory).
+    bytes: usize,
 }
 
 impl Batch {
@@ -56,9 +59,22 @@ impl Batch {
         self.len() == 0
     }
 
+    /// Bytes of the messages held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// At `batch_size` messages or `max_bytes` bytes: no more may join.
+    pub fn is_full(&self, batch_size: usize, max_bytes: usize) -> bool {
+        self.len() >= batch_size || self.bytes >= max_bytes
+    }
+
     /// Decodes and adds a message.
     pub fn push(&mut self, msg: Incoming, now: Instant) {
         self.started.get_or_insert(now);
+        self.bytes = self.bytes.saturating_add(
+            msg.payload.as_ref().map_or(0, Vec::len) + msg.key.as_ref().map_or(0, Vec::len),
+        );
         let next = self
             .next_offsets
             .entry(msg.partition)
@@ -89,9 +105,15 @@ impl Batch {
         self.started.map(|s| s + interval)
     }
 
-    /// Full, or old enough.
-    pub fn is_due(&self, now: Instant, batch_size: usize, interval: Duration) -> bool {
-        self.len() >= batch_size || self.deadline(interval).is_some_and(|d| now >= d)
+    /// Full (by messages or bytes), or old enough.
+    pub fn is_due(
+        &self,
+        now: Instant,
+        batch_size: usize,
+        max_bytes: usize,
+        interval: Duration,
+    ) -> bool {
+        self.is_full(batch_size, max_bytes) || self.deadline(interval).is_some_and(|d| now >= d)
     }
 
     /// Forgets everything from partitions this consumer no longer owns: their
@@ -100,6 +122,16 @@ impl Batch {
         self.entries.retain(|e| !revoked.contains(&e.partition));
         self.poison.retain(|p| !revoked.contains(&p.partition));
         self.next_offsets.retain(|p, _| !revoked.contains(p));
+        self.bytes = self
+            .entries
+            .iter()
+            .map(|e| e.raw.len() + e.key.as_ref().map_or(0, Vec::len))
+            .chain(
+                self.poison
+                    .iter()
+                    .map(|p| p.raw.len() + p.key.as_ref().map_or(0, Vec::len)),
+            )
+            .sum();
         if self.is_empty() {
             self.started = None;
         }
@@ -178,13 +210,32 @@ mod tests {
     #[test]
     fn due_by_size_or_by_time() {
         let t0 = Instant::now();
+        let second = Duration::from_secs(1);
         let mut b = Batch::default();
-        assert!(!b.is_due(t0 + Duration::from_secs(99), 2, Duration::from_secs(1)));
+        assert!(!b.is_due(t0 + Duration::from_secs(99), 2, usize::MAX, second));
         b.push(good(0, 0), t0);
-        assert!(!b.is_due(t0, 2, Duration::from_secs(1)));
-        assert!(b.is_due(t0 + Duration::from_secs(1), 2, Duration::from_secs(1)));
+        assert!(!b.is_due(t0, 2, usize::MAX, second));
+        assert!(b.is_due(t0 + second, 2, usize::MAX, second));
         b.push(good(0, 1), t0);
-        assert!(b.is_due(t0, 2, Duration::from_secs(1)));
+        assert!(b.is_due(t0, 2, usize::MAX, second));
+    }
+
+    #[test]
+    fn due_by_bytes_whatever_the_count() {
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut b = Batch::default();
+        let mut big = good(0, 0);
+        big.payload = Some(vec![b'x'; 900_000]);
+        b.push(big.clone(), t0);
+        assert_eq!(b.bytes(), 900_000 + big.key.as_ref().map_or(0, Vec::len));
+        assert!(!b.is_due(t0, 10_000, 2_000_000, second));
+        big.offset = 1;
+        b.push(big.clone(), t0);
+        assert!(b.is_full(10_000, 1_800_000));
+        assert!(b.is_due(t0, 10_000, 1_800_000, second), "two of 900 kB");
+        b.drop_partitions(&[0]);
+        assert_eq!(b.bytes(), 0);
     }
 
     #[test]

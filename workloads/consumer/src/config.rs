@@ -17,6 +17,11 @@ pub struct ConsumerConfig {
     pub dlq_topic: String,
     /// `CONSUMER_BATCH_SIZE` (`10000`): flush after this many messages.
     pub batch_size: usize,
+    /// `CONSUMER_BATCH_MAX_BYTES` (`16777216`, 16 MiB): flush once the
+    /// messages of a batch add up to this many bytes, so large events
+    /// cannot push the consumer past its memory limit (about four times this
+    /// is held at most: two batches, each as read and as rows).
+    pub batch_max_bytes: usize,
     /// `CONSUMER_FLUSH_INTERVAL_MS` (`1000`): flush at the latest this long
     /// after the first message of a batch arrived.
     pub flush_interval: Duration,
@@ -43,6 +48,12 @@ impl ConsumerConfig {
             group_id: env.string("CONSUMER_KAFKA_GROUP_ID", "event-consumers")?,
             dlq_topic: env.string("CONSUMER_DLQ_TOPIC", "events-dlq")?,
             batch_size: env.int_in("CONSUMER_BATCH_SIZE", 10_000usize, 1, 1_000_000)?,
+            batch_max_bytes: env.int_in(
+                "CONSUMER_BATCH_MAX_BYTES",
+                16 * 1024 * 1024usize,
+                64 * 1024,
+                1024 * 1024 * 1024,
+            )?,
             flush_interval: env.duration_ms("CONSUMER_FLUSH_INTERVAL_MS", 1_000, 10)?,
             session_timeout: env.duration_ms("CONSUMER_SESSION_TIMEOUT_MS", 10_000, 1_000)?,
             insert_timeout: env.duration_ms("CONSUMER_INSERT_TIMEOUT_MS", 30_000, 100)?,

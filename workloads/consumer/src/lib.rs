@@ -248,8 +248,11 @@ impl EventConsumer {
                 }
                 armed_for = deadline;
             }
-            // While a batch is being written, a full next batch waits for it.
-            let may_read = !(flushing && batch.len() >= self.config.batch_size);
+            // While a batch is being written, a full next batch waits for
+            // it: at most two batches are held, each bounded by messages and
+            // by bytes.
+            let may_read =
+                !(flushing && batch.is_full(self.config.batch_size, self.config.batch_max_bytes));
             let mut finished = None;
             tokio::select! {
                 biased;
@@ -292,6 +295,7 @@ impl EventConsumer {
                 && batch.is_due(
                     Instant::now(),
                     self.config.batch_size,
+                    self.config.batch_max_bytes,
                     self.config.flush_interval,
                 )
             {
