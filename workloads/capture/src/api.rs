@@ -30,6 +30,8 @@ pub struct AppState {
     pub metrics: CaptureMetrics,
     /// What becomes of events without a key.
     pub keyless: Keyless,
+    /// Requests per key (`None`: unlimited).
+    pub per_key: Option<tributary_core::rate::Limiter>,
     pub max_event_body_bytes: usize,
     pub max_batch_body_bytes: usize,
     /// Proxies in front that append to `X-Forwarded-For`.
@@ -58,6 +60,8 @@ enum ApiError {
     KeyUnavailable(String),
     Produce(ProduceError),
     BodyTimeout(std::time::Duration),
+    /// The key's requests per second are spent; retry after this long.
+    RateLimited(std::time::Duration),
 }
 
 impl ApiError {
@@ -69,6 +73,7 @@ impl ApiError {
             Self::Key(_) => StatusCode::UNAUTHORIZED,
             Self::KeyUnavailable(_) | Self::Produce(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -81,6 +86,7 @@ impl ApiError {
             Self::KeyUnavailable(_) => "auth_unavailable",
             Self::Produce(e) => e.reason(),
             Self::BodyTimeout(_) => "body_timeout",
+            Self::RateLimited(_) => "rate_limited",
         }
     }
 
@@ -120,6 +126,10 @@ impl ApiError {
                 "the request body did not arrive within {} ms",
                 t.as_millis()
             ),
+            Self::RateLimited(wait) => format!(
+                "too many requests for this key (CAPTURE_RATE_LIMIT_PER_KEY); retry after {} s",
+                tributary_core::rate::retry_after_secs(*wait)
+            ),
         }
     }
 
@@ -139,6 +149,12 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if let Self::RateLimited(wait) = &self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(tributary_core::rate::retry_after_secs(*wait)),
+            );
         }
         response
     }
@@ -361,6 +377,13 @@ async fn accept(
         None => None,
     };
     let project_id = project_for(state.keyless, check).map_err(|e| (ApiError::Key(e), count))?;
+    // Valid keys only: an unknown one was refused above and costs no
+    // bucket.
+    if let (Some(limiter), Some(k)) = (&state.per_key, &key)
+        && let Err(wait) = limiter.take(k, Instant::now())
+    {
+        return Err((ApiError::RateLimited(wait), count));
+    }
     tracing::Span::current().record("project_id", project_id);
 
     let ctx = Context {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tributary_core::config::{ConfigError, Env};
 use tributary_core::key_service::CachePolicy;
 use tributary_core::keys::{Keyless, api_keys_from_env, check_validator, keyless_from_env};
+use tributary_core::rate::Rate;
 
 /// Everything capture needs to run. See [`CaptureConfig::from_env`] for the
 /// variables and their defaults.
@@ -23,6 +24,10 @@ pub struct CaptureConfig {
     /// `CAPTURE_API_KEYS`: static keys, `key=project_id` pairs separated by
     /// commas, when `CAPTURE_AUTH_URL` is unset.
     pub api_keys: HashMap<String, u64>,
+    /// `CAPTURE_RATE_LIMIT_PER_KEY` (`1000` requests/s, `0`: off) and
+    /// `CAPTURE_RATE_LIMIT_PER_KEY_BURST` (twice that): a key past them gets
+    /// 429 with `Retry-After` (per capture pod).
+    pub rate_per_key: Option<Rate>,
     /// `CAPTURE_MAX_EVENT_BODY_BYTES` (1 MiB): body limit of the event routes,
     /// and limit of the decoded payload (gzip bombs stop here).
     pub max_event_body_bytes: usize,
@@ -112,6 +117,7 @@ impl CaptureConfig {
             kafka,
             keyless,
             api_keys,
+            rate_per_key: Rate::from_env(env, "CAPTURE_RATE_LIMIT_PER_KEY", 1000.0)?,
             max_event_body_bytes: env.int_in(
                 "CAPTURE_MAX_EVENT_BODY_BYTES",
                 MIB,

@@ -86,6 +86,7 @@ impl Capture {
             keys,
             metrics,
             keyless: config.keyless,
+            per_key: config.rate_per_key.map(tributary_core::rate::Limiter::new),
             max_event_body_bytes: config.max_event_body_bytes,
             max_batch_body_bytes: config.max_batch_body_bytes,
             trusted_proxy_hops: config.trusted_proxy_hops,

@@ -650,3 +650,48 @@ async fn an_events_address_is_not_the_clients_to_choose() {
         ]
     );
 }
+
+/// A key past its rate gets 429 with when to retry; other keys do not
+/// notice. (Before, nothing limited a key: one tenant could take every
+/// capture pod's capacity.)
+#[tokio::test]
+async fn a_key_past_its_rate_is_told_when_to_retry_and_others_go_on() {
+    let stack = Stack::require();
+    let (capture, _topic) = common::start_on_new_topic(
+        &stack,
+        "capture_rate",
+        1,
+        &[
+            ("CAPTURE_API_KEYS", "phc_busy=1,phc_quiet=2"),
+            ("CAPTURE_RATE_LIMIT_PER_KEY", "0.5"),
+            ("CAPTURE_RATE_LIMIT_PER_KEY_BURST", "3"),
+        ],
+    )
+    .await;
+    let send = |key: &'static str| {
+        let (http, url) = (capture.http.clone(), capture.url("/capture"));
+        async move {
+            http.post(url)
+                .header("x-api-key", key)
+                .json(&json!({"event": "e", "distinct_id": "d"}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for i in 0..3 {
+        assert_eq!(send("phc_busy").await.status(), 202, "burst {i}");
+    }
+    let limited = send("phc_busy").await;
+    assert_eq!(limited.status(), 429);
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited", "{body}");
+    assert_eq!(send("phc_quiet").await.status(), 202, "another key");
+    capture.stop().await;
+}
