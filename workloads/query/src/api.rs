@@ -34,6 +34,65 @@ pub struct AppState {
     pub keyless: Keyless,
     pub permits: Semaphore,
     pub timeout_ms: i64,
+    /// Requests per key (`None`: unlimited).
+    pub per_key: Option<tributary_core::rate::Limiter>,
+    /// Async jobs running per project.
+    pub jobs: Arc<Jobs>,
+}
+
+/// Async jobs running per project in this process, bounded.
+#[derive(Debug)]
+pub struct Jobs {
+    max: usize,
+    running: std::sync::Mutex<std::collections::HashMap<u64, usize>>,
+}
+
+impl Jobs {
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            running: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, usize>> {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One more job of `project`, or `Err` with the limit when it has as
+    /// many running already.
+    fn start(self: &Arc<Self>, project: u64) -> Result<JobSlot, usize> {
+        let mut running = self.running();
+        let n = running.entry(project).or_insert(0);
+        if *n >= self.max {
+            return Err(self.max);
+        }
+        *n += 1;
+        Ok(JobSlot {
+            jobs: Arc::clone(self),
+            project,
+        })
+    }
+}
+
+/// A running job's place, given back when it ends (or its task is dropped).
+struct JobSlot {
+    jobs: Arc<Jobs>,
+    project: u64,
+}
+
+impl Drop for JobSlot {
+    fn drop(&mut self) {
+        let mut running = self.jobs.running();
+        if let Some(n) = running.get_mut(&self.project) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                running.remove(&self.project);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +136,12 @@ enum ApiError {
     Redis(String),
     #[error("no job {0} in this project (jobs are kept for QUERY_JOB_TTL_SECS)")]
     NoJob(String),
+    #[error("too many requests for this key (QUERY_RATE_LIMIT_PER_KEY); retry after {} s", tributary_core::rate::retry_after_secs(*.0))]
+    RateLimited(std::time::Duration),
+    #[error(
+        "this project has {0} async queries running (QUERY_MAX_JOBS_PER_PROJECT); wait for one to finish"
+    )]
+    TooManyJobs(usize),
 }
 
 impl ApiError {
@@ -91,6 +156,8 @@ impl ApiError {
             Self::Warehouse(_) | Self::Answer(_) => "clickhouse_error",
             Self::Redis(_) => "redis_unavailable",
             Self::NoJob(_) => "not_found",
+            Self::RateLimited(_) => "rate_limited",
+            Self::TooManyJobs(_) => "too_many_jobs",
         }
     }
 
@@ -102,6 +169,7 @@ impl ApiError {
             Self::Warehouse(WarehouseError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             Self::Warehouse(_) | Self::Answer(_) => StatusCode::BAD_GATEWAY,
             Self::NoJob(_) => StatusCode::NOT_FOUND,
+            Self::RateLimited(_) | Self::TooManyJobs(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -139,7 +207,18 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), Json(self.body())).into_response()
+        let retry = match &self {
+            Self::RateLimited(wait) => Some(tributary_core::rate::retry_after_secs(*wait)),
+            Self::TooManyJobs(_) => Some(5),
+            _ => None,
+        };
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if let Some(secs) = retry {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -212,7 +291,14 @@ async fn project(state: &AppState, headers: &HeaderMap) -> Result<u64, ApiError>
         ),
         None => None,
     };
-    project_for(state.keyless, check).map_err(ApiError::Key)
+    let project = project_for(state.keyless, check).map_err(ApiError::Key)?;
+    // Valid keys only: an unknown one was refused above.
+    if let (Some(limiter), Some(k)) = (&state.per_key, key)
+        && let Err(wait) = limiter.take(k, Instant::now())
+    {
+        return Err(ApiError::RateLimited(wait));
+    }
+    Ok(project)
 }
 
 fn prepare(
@@ -387,6 +473,15 @@ async fn start_job(
         job["result"] = stamped(answer, true);
     }
     let complete = job["status"] == "complete";
+    let slot = if complete {
+        None
+    } else {
+        Some(
+            Arc::clone(&state.jobs)
+                .start(project)
+                .map_err(ApiError::TooManyJobs)?,
+        )
+    };
     state
         .cache
         .put(&job_key(&id), &job, state.cache.job_ttl)
@@ -396,6 +491,7 @@ async fn start_job(
         let state = state.clone();
         let job_id = id.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let outcome = execute(&state, &prepared).await;
             let mut job = job;
             match outcome {

@@ -8,6 +8,7 @@ use tributary_core::clickhouse::ClickHouseSettings;
 use tributary_core::config::{ConfigError, Env};
 use tributary_core::key_service::CachePolicy;
 use tributary_core::keys::{Keyless, api_keys_from_env, check_validator, keyless_from_env};
+use tributary_core::rate::Rate;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryConfig {
@@ -40,6 +41,12 @@ pub struct QueryConfig {
     /// `QUERY_API_KEYS`: static `key=project_id` pairs, used when
     /// `QUERY_AUTH_URL` is unset.
     pub api_keys: HashMap<String, u64>,
+    /// `QUERY_RATE_LIMIT_PER_KEY` (`20` requests/s, `0`: off) and
+    /// `QUERY_RATE_LIMIT_PER_KEY_BURST` (twice that), per query pod.
+    pub rate_per_key: Option<Rate>,
+    /// `QUERY_MAX_JOBS_PER_PROJECT` (`4`): async queries a project may have
+    /// running at once in one query pod; more get 429.
+    pub max_jobs_per_project: usize,
     /// `QUERY_AUTH_URL` (unset): the auth service that validates keys.
     pub auth_url: Option<String>,
     /// `QUERY_AUTH_CACHE_SECS` (60), `QUERY_AUTH_NEGATIVE_CACHE_SECS` (10),
@@ -74,6 +81,8 @@ impl QueryConfig {
             keyless,
             api_keys,
             auth_url,
+            rate_per_key: Rate::from_env(env, "QUERY_RATE_LIMIT_PER_KEY", 20.0)?,
+            max_jobs_per_project: env.int_in("QUERY_MAX_JOBS_PER_PROJECT", 4usize, 1, 1000)?,
         })
         .and_then(|c: Self| {
             check_validator(c.keyless, "QUERY", c.auth_url.as_deref(), &c.api_keys).map(|()| c)

@@ -77,6 +77,8 @@ impl QueryServer {
             keys,
             metrics,
             keyless: config.keyless,
+            per_key: config.rate_per_key.map(tributary_core::rate::Limiter::new),
+            jobs: Arc::new(api::Jobs::new(config.max_jobs_per_project)),
             permits: tokio::sync::Semaphore::new(config.max_concurrent_queries),
             timeout_ms: config.timeout.as_millis() as i64,
         });
