@@ -32,6 +32,39 @@ pub struct AppState {
     pub trusted_proxy_hops: usize,
     /// Bounds concurrent argon2 work (19 MiB and one core each).
     pub hashing: tokio::sync::Semaphore,
+    /// Signups and logins per client address (`None`: unlimited).
+    pub per_address: Option<tributary_core::rate::Limiter>,
+    /// Key validations per client address (`None`: unlimited).
+    pub validations_per_address: Option<tributary_core::rate::Limiter>,
+}
+
+impl AppState {
+    /// The client's address: the peer, or what the trusted proxies say.
+    fn client(&self, headers: &HeaderMap, peer: SocketAddr) -> String {
+        tributary_core::http::client_ip(headers, peer, self.trusted_proxy_hops)
+    }
+}
+
+/// Takes a token for `address` from `limiter`, or a 429 saying when to
+/// come back (`setting` names the variable that sets the rate).
+fn limit(
+    limiter: Option<&tributary_core::rate::Limiter>,
+    address: &str,
+    setting: &str,
+) -> ApiResult<()> {
+    let Some(limiter) = limiter else {
+        return Ok(());
+    };
+    limiter.take(address, Instant::now()).map_err(|wait| {
+        let secs = tributary_core::rate::retry_after_secs(wait);
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests from this address ({setting}); retry after {secs} s"),
+        );
+        e.retry_after = Some(secs);
+        e
+    })
 }
 
 /// An error answer: status and `{"error", "message"}`.
@@ -230,7 +263,18 @@ async fn hash_blocking(state: &AppState, password: String) -> ApiResult<String> 
         .map_err(ApiError::internal)
 }
 
-async fn signup(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Response> {
+async fn signup(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let address = state.client(&headers, peer);
+    limit(
+        state.per_address.as_ref(),
+        &address,
+        "AUTH_RATE_LIMIT_PER_ADDRESS",
+    )?;
     let c: Credentials = parse(&body)?;
     check_email(&c.email)?;
     check_password(&c.password)?;
@@ -261,10 +305,15 @@ async fn login(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
+    let address = state.client(&headers, peer);
+    limit(
+        state.per_address.as_ref(),
+        &address,
+        "AUTH_RATE_LIMIT_PER_ADDRESS",
+    )?;
     let c: Credentials = parse(&body)?;
     check_email(c.email.trim())?;
     let account = c.email.trim().to_lowercase();
-    let address = tributary_core::http::client_ip(&headers, peer, state.trusted_proxy_hops);
     // Check and count the attempt in one step, before the slow password
     // check, so parallel guesses cannot all pass the limit.
     let wait = match state.throttle.lock() {
@@ -480,7 +529,17 @@ struct ValidateRequest {
 
 /// Turns a key into its project, for capture and query. 200 with
 /// `{"valid": true, "project_id", "scope"}` or `{"valid": false}`.
-async fn validate_key(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Json<Value>> {
+async fn validate_key(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    limit(
+        state.validations_per_address.as_ref(),
+        &state.client(&headers, peer),
+        "AUTH_VALIDATE_RATE_LIMIT_PER_ADDRESS",
+    )?;
     let v: ValidateRequest = parse(&body)?;
     if v.scope != "capture" && v.scope != "query" {
         return Err(ApiError::bad_request(

@@ -27,6 +27,14 @@ pub struct AuthConfig {
     /// is the entry the outermost appended (0: the peer's address). Behind
     /// an ingress set 1, or every client shares the ingress's address.
     pub trusted_proxy_hops: usize,
+    /// `AUTH_RATE_LIMIT_PER_ADDRESS` (`5` requests/s, burst `20`; `0`:
+    /// off): signups and logins per client address, before any password
+    /// hashing.
+    pub rate_per_address: Option<tributary_core::rate::Rate>,
+    /// `AUTH_VALIDATE_RATE_LIMIT_PER_ADDRESS` (`1000`/s, burst twice that;
+    /// `0`: off): `/api/keys/validate` calls per client address. Capture
+    /// and query pods call it only on a cache miss.
+    pub validate_rate_per_address: Option<tributary_core::rate::Rate>,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -72,6 +80,18 @@ impl AuthConfig {
                 86_400,
             )?),
             trusted_proxy_hops: tributary_core::http::trusted_hops_from_env(env, "AUTH")?,
+            // A person retyping a password never meets it; a script does.
+            rate_per_address: tributary_core::rate::Rate::from_env_with_burst(
+                env,
+                "AUTH_RATE_LIMIT_PER_ADDRESS",
+                5.0,
+                20.0,
+            )?,
+            validate_rate_per_address: tributary_core::rate::Rate::from_env(
+                env,
+                "AUTH_VALIDATE_RATE_LIMIT_PER_ADDRESS",
+                1000.0,
+            )?,
         })
     }
 }

@@ -106,6 +106,12 @@ impl Auth {
             )),
             metrics,
             trusted_proxy_hops: config.trusted_proxy_hops,
+            per_address: config
+                .rate_per_address
+                .map(tributary_core::rate::Limiter::new),
+            validations_per_address: config
+                .validate_rate_per_address
+                .map(tributary_core::rate::Limiter::new),
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism()
                     .map(|n| n.get() * 2)

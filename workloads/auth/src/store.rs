@@ -224,19 +224,38 @@ pub async fn validate_key(
     hash: &str,
     scope: &str,
 ) -> Result<Option<KeyGrant>, StoreError> {
+    // A read: an unknown key, and a known one used within the last minute,
+    // cost Postgres no write.
     let row = sqlx::query(
-        "UPDATE api_keys SET last_used_at = now() \
-         WHERE key_hash = $1 AND scope = $2 AND revoked_at IS NULL RETURNING id, project_id",
+        "SELECT id, project_id, \
+         (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $3)) AS stale \
+         FROM api_keys WHERE key_hash = $1 AND scope = $2 AND revoked_at IS NULL",
     )
     .bind(hash)
     .bind(scope)
+    .bind(LAST_USED_RESOLUTION_SECS)
     .fetch_optional(pool)
     .await?;
-    row.map(|r| {
-        Ok(KeyGrant {
-            key_id: r.try_get("id")?,
-            project_id: r.try_get("project_id")?,
-        })
-    })
-    .transpose()
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let grant = KeyGrant {
+        key_id: row.try_get("id")?,
+        project_id: row.try_get("project_id")?,
+    };
+    if row.try_get::<bool, _>("stale")? {
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = now() WHERE id = $1 \
+             AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2))",
+        )
+        .bind(grant.key_id)
+        .bind(LAST_USED_RESOLUTION_SECS)
+        .execute(pool)
+        .await?;
+    }
+    Ok(Some(grant))
 }
+
+/// How stale a key's `last_used_at` may be: it is written at most this
+/// often per key, so validations are reads.
+pub const LAST_USED_RESOLUTION_SECS: f64 = 60.0;

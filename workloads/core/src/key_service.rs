@@ -147,7 +147,9 @@ impl AuthServiceKeys {
             .await
             .map_err(|e| AskError::Unavailable(format!("auth service unreachable: {e}")))?;
         let status = response.status();
-        if status.is_server_error() {
+        // A 429 is auth shedding load (a flood of unknown keys): the same
+        // as an outage for this key, so recently valid keys keep working.
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             return Err(AskError::Unavailable(format!(
                 "auth service answered {status}"
             )));
@@ -284,5 +286,35 @@ mod tests {
         );
         assert!(c.stale_valid("bad", t0).is_none());
         assert!(c.stale_valid("never", t0).is_none());
+    }
+
+    /// Auth answering 429 (its per-address limit, met by a flood of
+    /// unknown keys through this pod) is load shedding: a key validated
+    /// before keeps working, a new one gets "retry shortly". Before, a
+    /// 429 refused every uncached key as an unexpected answer.
+    #[tokio::test]
+    async fn an_auth_shedding_load_does_not_refuse_recently_valid_keys() {
+        let app = axum::Router::new().route(
+            "/api/keys/validate",
+            axum::routing::post(|| async { axum::http::StatusCode::TOO_MANY_REQUESTS }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let keys = AuthServiceKeys::new(&format!("http://{addr}"), "capture", policy()).unwrap();
+        let known = format!("trb_{}", "k".repeat(43));
+        let new = format!("trb_{}", "n".repeat(43));
+        let long_ago = Instant::now() - Duration::from_secs(120);
+        keys.cache
+            .lock()
+            .unwrap()
+            .store(&known, KeyCheck::Valid { project_id: 7 }, long_ago);
+        assert_eq!(
+            keys.check(&known).await.unwrap(),
+            KeyCheck::Valid { project_id: 7 }
+        );
+        let refused = keys.check(&new).await.unwrap_err();
+        assert_eq!(refused.0, UNAVAILABLE);
+        server.abort();
     }
 }
