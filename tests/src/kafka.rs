@@ -112,10 +112,14 @@ const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     // Each process starts somewhere else in the range and walks on, so
-    // parallel test processes rarely try the same port.
+    // parallel test processes rarely try the same port. The start is a hash
+    // of the pid: nextest starts test processes with consecutive pids, and
+    // starts one apart would walk over each other's ports (a port checked
+    // free here is bound later by the child, so both could take it).
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let span = TEST_PORTS.end - TEST_PORTS.start;
-    let start = u16::try_from(std::process::id() % u32::from(span)).unwrap_or(0);
+    let spread = std::process::id().wrapping_mul(2_654_435_761);
+    let start = u16::try_from(spread % u32::from(span)).unwrap_or(0);
     for _ in 0..span {
         let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
         let port = TEST_PORTS.start + offset;

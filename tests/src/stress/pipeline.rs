@@ -35,6 +35,11 @@ impl Pipeline {
     /// Starts `bin dev` against `stack` and waits until it is up.
     pub fn start(bin: &Path, stack: &Stack) -> Result<Self, StressError> {
         let mut dev = Dev::new(bin, stack);
+        // The load comes from one key: per-key limits would measure
+        // themselves, not the pipeline.
+        dev.command
+            .env("CAPTURE_RATE_LIMIT_PER_KEY", "0")
+            .env("QUERY_RATE_LIMIT_PER_KEY", "0");
         let child = dev
             .command
             .stdout(Stdio::piped())
