@@ -1,7 +1,7 @@
 //! `tributary`: one binary, one subcommand per workload.
 //!
 //! The operator's Deployments all run this binary and differ only by their
-//! arguments. Configuration comes from the environment (see README.md).
+//! arguments. Configuration comes from the environment (see docs/configuration.md).
 //! Exit status: 0 after a clean shutdown, 1 when the workload failed, 78
 //! when the configuration is invalid (the message names the variable).
 
