@@ -14,12 +14,16 @@ use axum::routing::{MethodFilter, MethodRouter, get, on};
 use serde_json::json;
 use std::collections::HashMap;
 use tracing::Instrument;
-use tributary_core::Event;
 
-use crate::decode::{BodyHints, DecodeError, decode_body, decode_query_data, strict_pairs};
-use crate::kafka::{EventProducer, ProduceError};
+use crate::bigbuf::BigBuf;
+use crate::budget::{ByteBudget, Charge, Refused};
+use crate::decode::{
+    BodyHints, DecodeError, Text, checked_json, decode_query_text, decode_text, strict_pairs,
+};
+use crate::kafka::{EventProducer, ProduceError, Record};
 use crate::metrics::{CaptureMetrics, RequestLabels, RouteLabels};
-use crate::normalize::{self, Context, PayloadError};
+use crate::normalize::{Context, Normalizer, PayloadError};
+use crate::outline::{Outline, outline, request_key};
 use tributary_core::http::client_ip;
 use tributary_core::keys::{KeyRefusal, KeyValidator, Keyless, project_for};
 
@@ -32,6 +36,12 @@ pub struct AppState {
     pub keyless: Keyless,
     /// Requests per key (`None`: unlimited).
     pub per_key: Option<tributary_core::rate::Limiter>,
+    /// The bytes all requests in flight may hold.
+    pub budget: Arc<ByteBudget>,
+    /// Most events in one request.
+    pub max_events_per_request: usize,
+    /// Places for heavy decoding and normalising, one per core.
+    pub heavy: tokio::sync::Semaphore,
     pub max_event_body_bytes: usize,
     pub max_batch_body_bytes: usize,
     /// Proxies in front that append to `X-Forwarded-For`.
@@ -62,17 +72,29 @@ enum ApiError {
     BodyTimeout(std::time::Duration),
     /// The key's requests per second are spent; retry after this long.
     RateLimited(std::time::Duration),
+    /// The byte budget cannot give what the request needs.
+    Budget(Refused),
+    /// A failure of capture itself (a panic in heavy work): the log has it.
+    Internal(String),
 }
 
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             Self::Decode(DecodeError::TooLarge { .. })
+            | Self::Decode(DecodeError::Budget(Refused::TooLarge(_)))
+            | Self::Budget(Refused::TooLarge(_))
+            | Self::Payload(PayloadError::TooManyEvents { .. })
+            | Self::Payload(PayloadError::EventTooLarge { .. })
             | Self::Produce(ProduceError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Decode(DecodeError::Budget(Refused::Busy)) | Self::Budget(Refused::Busy) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Decode(_) | Self::Payload(_) => StatusCode::BAD_REQUEST,
             Self::Key(_) => StatusCode::UNAUTHORIZED,
             Self::KeyUnavailable(_) | Self::Produce(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -87,6 +109,9 @@ impl ApiError {
             Self::Produce(e) => e.reason(),
             Self::BodyTimeout(_) => "body_timeout",
             Self::RateLimited(_) => "rate_limited",
+            Self::Budget(Refused::Busy) => "overloaded",
+            Self::Budget(Refused::TooLarge(_)) => "too_large",
+            Self::Internal(_) => "internal",
         }
     }
 
@@ -107,6 +132,7 @@ impl ApiError {
             Self::Produce(ProduceError::Serialize(_)) => {
                 "an event could not be serialised; capture's log has why".into()
             }
+            Self::Internal(_) => "capture failed on this request; its log has why".into(),
             other => other.detail(),
         }
     }
@@ -130,6 +156,8 @@ impl ApiError {
                 "too many requests for this key (CAPTURE_RATE_LIMIT_PER_KEY); retry after {} s",
                 tributary_core::rate::retry_after_secs(*wait)
             ),
+            Self::Budget(e) => e.to_string(),
+            Self::Internal(e) => e.clone(),
         }
     }
 
@@ -146,9 +174,15 @@ impl ApiError {
         }
         let mut response = (self.status(), Json(body)).into_response();
         if self.status() == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            // A full byte budget clears as requests end: come back soon.
+            let busy = matches!(
+                self,
+                Self::Budget(Refused::Busy) | Self::Decode(DecodeError::Budget(Refused::Busy))
+            );
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(if busy { "1" } else { "5" }),
+            );
         }
         if let Self::RateLimited(wait) = &self {
             response.headers_mut().insert(
@@ -310,7 +344,7 @@ async fn handle(
 /// events Kafka acknowledged, or the error and how many events it concerns.
 #[allow(clippy::too_many_arguments)]
 async fn accept(
-    state: &AppState,
+    state: &Arc<AppState>,
     peer: SocketAddr,
     headers: &HeaderMap,
     method: &Method,
@@ -320,28 +354,41 @@ async fn accept(
     limit: usize,
 ) -> Result<usize, (ApiError, usize)> {
     let received_at = chrono::Utc::now();
-    let value = if method == Method::GET {
+    // Every buffer of this request is taken from the byte budget first and
+    // given back when the request ends.
+    let mut charge = state.budget.charge();
+    let input = if method == Method::GET {
         let data = query
             .get("data")
             .ok_or((ApiError::Decode(DecodeError::Empty), 0))?;
-        decode_query_data(data, limit)
+        Input {
+            raw: Bytes::copy_from_slice(data.as_bytes()),
+            from_query: true,
+            hints: BodyHints::default(),
+        }
     } else {
-        let bytes = tokio::time::timeout(state.body_timeout, read_body(headers, body, limit))
-            .await
-            .map_err(|_| (ApiError::BodyTimeout(state.body_timeout), 0))?
-            .map_err(|e| (ApiError::Decode(e), 0))?;
-        let hints = BodyHints {
-            form: headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded")),
-        };
-        decode_body(&bytes, &hints, limit)
-    }
-    .map_err(|e| (ApiError::Decode(e), 0))?;
-
-    let payload = normalize::split(value).map_err(|e| (ApiError::Payload(e), 0))?;
-    let count = payload.events.len();
+        let raw = tokio::time::timeout(
+            state.body_timeout,
+            read_body(headers, body, limit, &mut charge),
+        )
+        .await
+        .map_err(|_| (ApiError::BodyTimeout(state.body_timeout), 0))?
+        .map_err(|e| (ApiError::Decode(e), 0))?;
+        Input {
+            raw,
+            from_query: false,
+            hints: BodyHints {
+                form: headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded")),
+            },
+        }
+    };
+    let max_events = state.max_events_per_request;
+    let (text, count, payload_key) = decoded(state, input, limit, max_events, &mut charge)
+        .await
+        .map_err(|e| (e, 0))?;
 
     let header_key = headers
         .get("x-api-key")
@@ -355,7 +402,7 @@ async fn accept(
         .cloned();
     // A request names one key; two different ones (the header and the
     // payload, say) leave it unclear whose events these are.
-    let named: Vec<&String> = [&header_key, &payload.api_key, &query_key]
+    let named: Vec<&String> = [&header_key, &payload_key, &query_key]
         .into_iter()
         .flatten()
         .collect();
@@ -363,8 +410,8 @@ async fn accept(
         return Err((ApiError::Payload(PayloadError::KeysDisagree), count));
     }
     let key = match flavor {
-        Flavor::Native => header_key.or(payload.api_key.clone()).or(query_key),
-        _ => payload.api_key.clone().or(header_key).or(query_key),
+        Flavor::Native => header_key.or(payload_key).or(query_key),
+        _ => payload_key.or(header_key).or(query_key),
     };
     let check = match &key {
         Some(k) => Some(
@@ -391,18 +438,215 @@ async fn accept(
         received_at,
         ip: Some(client_ip(headers, peer, state.trusted_proxy_hops)),
     };
-    let events: Vec<Event> =
-        normalize::normalize(payload, &ctx).map_err(|e| (ApiError::Payload(e), count))?;
+    let heavy = text.len() > HEAVY_TEXT_BYTES;
+    let normalise = {
+        let state = Arc::clone(state);
+        move |charge: &mut Charge| {
+            // Outlined again: an outline borrows its text, so it cannot wait
+            // for the key check beside it. (A pass without allocation.)
+            let (outline, _) = outlined(&text, max_events)?;
+            records(&state, &outline, &ctx, charge)
+        }
+    };
+    let records = if heavy {
+        off_the_runtime(state, &mut charge, normalise).await
+    } else {
+        normalise(&mut charge)
+    }
+    .map_err(|e| (e, count))?;
     state
         .producer
-        .send_all(&events)
+        .send_all(&records)
         .await
         .map_err(|e| (ApiError::Produce(e), count))?;
     Ok(count)
 }
 
-/// Reads the body, refusing it (413) past `limit` bytes without buffering more.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, DecodeError> {
+/// What a request carries, owned: its body, or its `data` parameter.
+struct Input {
+    raw: Bytes,
+    from_query: bool,
+    hints: BodyHints,
+}
+
+impl Input {
+    /// The decoded JSON text, checked (`limit` bytes at most).
+    fn text(&self, limit: usize, charge: &mut Charge) -> Result<Bytes, ApiError> {
+        let text = if self.from_query {
+            decode_query_text(&self.raw, limit, charge)
+        } else {
+            decode_text(&self.raw, &self.hints, limit, charge)
+        }
+        .map_err(ApiError::Decode)?;
+        checked_json(&text).map_err(ApiError::Decode)?;
+        Ok(match text {
+            Text::Borrowed(b) => self.raw.slice_ref(b),
+            Text::Owned(b) => b,
+        })
+    }
+}
+
+/// Text longer than this takes long enough to check and normalise that
+/// the work leaves the async workers ([`off_the_runtime`]).
+const HEAVY_TEXT_BYTES: usize = 64 * 1024;
+
+/// The outline of checked JSON text and the key its events name.
+fn outlined(text: &[u8], max_events: usize) -> Result<(Outline<'_>, Option<String>), ApiError> {
+    let json = std::str::from_utf8(text).map_err(|e| {
+        ApiError::Decode(DecodeError::Utf8 {
+            offset: e.valid_up_to(),
+        })
+    })?;
+    let outline = outline(json, max_events).map_err(ApiError::Payload)?;
+    let key = request_key(&outline).map_err(ApiError::Payload)?;
+    Ok((outline, key))
+}
+
+/// Decodes, checks and outlines the request: the text, its number of
+/// events and the key they name. Light work (a short body that inflates
+/// to little) runs here, heavy work off the runtime. Base64 or a gzip
+/// trailer may hide how much a short body inflates to: those are tried
+/// light, with a light limit, and decoded again heavy past it.
+async fn decoded(
+    state: &AppState,
+    input: Input,
+    limit: usize,
+    max_events: usize,
+    charge: &mut Charge,
+) -> Result<(Bytes, usize, Option<String>), ApiError> {
+    let light = input.raw.len() <= HEAVY_TEXT_BYTES
+        && crate::decode::stated_gzip_size(&input.raw).unwrap_or(0) <= HEAVY_TEXT_BYTES;
+    if light {
+        match first_stage(&input, limit.min(HEAVY_TEXT_BYTES), max_events, charge) {
+            Err(ApiError::Decode(DecodeError::TooLarge { .. })) if limit > HEAVY_TEXT_BYTES => {}
+            done => return done,
+        }
+    }
+    off_the_runtime(state, charge, move |charge| {
+        first_stage(&input, limit, max_events, charge)
+    })
+    .await
+}
+
+fn first_stage(
+    input: &Input,
+    limit: usize,
+    max_events: usize,
+    charge: &mut Charge,
+) -> Result<(Bytes, usize, Option<String>), ApiError> {
+    let text = input.text(limit, charge)?;
+    let (count, key) = {
+        let (outline, key) = outlined(&text, max_events)?;
+        (outline.events.len(), key)
+    };
+    Ok((text, count, key))
+}
+
+/// How long a request waits for a place for heavy work before it is told
+/// to come back (503): a flood of heavy requests cannot queue without end.
+const HEAVY_PLACE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs heavy work (decoding, checking, normalising a large payload) on a
+/// blocking thread, holding one of [`AppState::heavy`]'s places: the async
+/// workers go on serving other requests, small ordinary batches among
+/// them, and heavy work never runs on more threads than there are cores.
+/// (`block_in_place` was tried first: every call moved a worker to a new
+/// thread, dozens of threads each kept allocator caches of their own, and
+/// capture stayed resident at three times its byte budget.) The request's
+/// charge goes with the work and comes back; if the request is dropped
+/// meanwhile, the charge is given back when the work ends.
+async fn off_the_runtime<R: Send + 'static>(
+    state: &AppState,
+    charge: &mut Charge,
+    work: impl FnOnce(&mut Charge) -> Result<R, ApiError> + Send + 'static,
+) -> Result<R, ApiError> {
+    let _place = match tokio::time::timeout(HEAVY_PLACE_WAIT, state.heavy.acquire()).await {
+        Ok(Ok(place)) => place,
+        _ => return Err(ApiError::Budget(Refused::Busy)),
+    };
+    let mut moved = std::mem::replace(charge, state.budget.charge());
+    let (result, moved) = tokio::task::spawn_blocking(move || {
+        let result = work(&mut moved);
+        (result, moved)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    *charge = moved;
+    result
+}
+
+/// Memory of one event's JSON tree, at most, per byte of its text: a
+/// 32-byte value for each two-byte `0,` of an array, its vector grown by
+/// doubling (`crate::outline` explains why trees are made one at a time).
+const TREE_BYTES_PER_TEXT_BYTE: usize = 32;
+
+/// Normalises the request's events one at a time and serialises each for
+/// Kafka: one event's tree is in memory at once (its worst case taken from
+/// the budget while it lives), and the records are charged until the
+/// request ends.
+fn records(
+    state: &AppState,
+    outline: &Outline<'_>,
+    ctx: &Context,
+    charge: &mut Charge,
+) -> Result<Vec<Record>, ApiError> {
+    let limit = state.producer.max_message_bytes();
+    let mut normalizer = Normalizer::from_raw(outline.sent_at, ctx).map_err(ApiError::Payload)?;
+    let mut records = Vec::with_capacity(outline.events.len());
+    charge
+        .take(outline.events.len() * std::mem::size_of::<Record>())
+        .map_err(ApiError::Budget)?;
+    for (index, raw) in outline.events.iter().enumerate() {
+        let size = raw.get().len();
+        if size > limit {
+            return Err(ApiError::Payload(PayloadError::EventTooLarge {
+                index,
+                size,
+                limit,
+            }));
+        }
+        let tree = size.saturating_mul(TREE_BYTES_PER_TEXT_BYTE);
+        charge.take(tree).map_err(ApiError::Budget)?;
+        let parsed = serde_json::from_str(raw.get()).map_err(|e| {
+            ApiError::Payload(PayloadError::Field {
+                index,
+                field: "event",
+                problem: format!("is not a JSON object ({e})"),
+            })
+        });
+        let record = parsed
+            .and_then(|obj| normalizer.event(obj, index).map_err(ApiError::Payload))
+            .and_then(|event| {
+                state
+                    .producer
+                    .record(&event, index)
+                    .map_err(ApiError::Produce)
+            });
+        charge.give_back(tree);
+        let record = record?;
+        charge
+            .take(record.payload.len() + record.key.len())
+            .map_err(ApiError::Budget)?;
+        records.push(record);
+    }
+    Ok(records)
+}
+
+/// Memory for a body could not be mapped: as a full budget, retry later.
+fn no_memory(e: std::io::Error) -> DecodeError {
+    tracing::warn!(error = %e, "could not map memory for a request body");
+    DecodeError::Budget(Refused::Busy)
+}
+
+/// Reads the body, refusing it (413) past `limit` bytes without buffering
+/// more, and taking each piece from the byte budget as it arrives.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    charge: &mut Charge,
+) -> Result<Bytes, DecodeError> {
+    use http_body_util::BodyExt;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -410,17 +654,42 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     if declared.is_some_and(|n| n > limit) {
         return Err(DecodeError::TooLarge { limit });
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let inner = e.into_inner();
-        if inner
-            .downcast_ref::<http_body_util::LengthLimitError>()
-            .is_some()
-        {
-            DecodeError::TooLarge { limit }
-        } else {
-            DecodeError::Form(format!("could not read the request body: {inner}"))
+    let unreadable =
+        |e: axum::Error| DecodeError::Form(format!("could not read the request body: {e}"));
+    // Each piece is copied out at once: a piece is a slice of hyper's read
+    // buffer and would keep all of it alive (a trickling client's 1 KiB
+    // pieces each held an 8 KiB buffer). With a declared length the buffer
+    // is made once at that size; a large one is mapped on its own
+    // ([`BigBuf`]) and charged as it fills, its pages resident only as they
+    // are written and given back to the system when it is dropped. Without
+    // a length it grows by doubling, each growth charged before it is made.
+    let mut body = body;
+    let mut buf = BigBuf::with_capacity(declared.unwrap_or(0)).map_err(no_memory)?;
+    let mut charged = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(unreadable)?.into_data() else {
+            continue;
+        };
+        let needed = buf.len() + data.len();
+        if needed > limit {
+            return Err(DecodeError::TooLarge { limit });
         }
-    })
+        if needed > buf.capacity() {
+            let grown = needed.max(buf.capacity() * 2).max(8 * 1024).min(limit);
+            let resident = BigBuf::resident_of(grown, buf.len());
+            charge.take(resident)?;
+            buf = buf.grown(grown).map_err(no_memory)?;
+            charge.give_back(charged);
+            charged = resident;
+        }
+        let resident = buf.resident_with(data.len());
+        if resident > charged {
+            charge.take(resident - charged)?;
+            charged = resident;
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf.freeze())
 }
 
 #[cfg(test)]

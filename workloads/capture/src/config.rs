@@ -40,10 +40,18 @@ pub struct CaptureConfig {
     /// `CAPTURE_BODY_TIMEOUT_MS` (`30000`): a body not received within this
     /// time gets 408 (slow clients cannot hold requests open forever).
     pub body_timeout: Duration,
-    /// `CAPTURE_MAX_CONCURRENT_REQUESTS` (`512`): requests in flight at once;
-    /// more get 503 at once. Bounds memory: at most this many bodies are
-    /// buffered.
+    /// `CAPTURE_MAX_CONCURRENT_REQUESTS` (`1024`): requests in flight at once;
+    /// more get 503 at once. (Their bytes are bounded by
+    /// `CAPTURE_MAX_BYTES_IN_FLIGHT`; this bounds connections' own state.)
     pub max_concurrent_requests: usize,
+    /// `CAPTURE_MAX_BYTES_IN_FLIGHT` (96 MiB): the bytes all requests in
+    /// flight may hold together (bodies, decoded payloads, events being
+    /// normalised and produced; see `budget`); a request that would need more
+    /// gets 503 before the memory is used. A quarter stays for small requests.
+    pub max_bytes_in_flight: usize,
+    /// `CAPTURE_MAX_EVENTS_PER_REQUEST` (`10000`): more events in one request
+    /// get 413.
+    pub max_events_per_request: usize,
     /// `CAPTURE_AUTH_URL` (unset): the auth service that validates keys
     /// (e.g. `http://auth:8002`); unset means the static `CAPTURE_API_KEYS`.
     pub auth_url: Option<String>,
@@ -76,6 +84,10 @@ pub struct KafkaSettings {
     /// `message.max.bytes`): the largest serialised event; larger ones get 413.
     /// Raise it together with the topic's `max.message.bytes`.
     pub max_message_bytes: usize,
+    /// Bytes librdkafka may queue (`queue.buffering.max.kbytes`): the
+    /// capture budget, `CAPTURE_MAX_BYTES_IN_FLIGHT` (its default of 1 GiB
+    /// would let the queue outgrow the pod).
+    pub queue_bytes: usize,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -107,6 +119,7 @@ impl CaptureConfig {
                 1024,
                 100 * MIB,
             )?,
+            queue_bytes: max_bytes_in_flight(env)?,
         };
         let api_keys = api_keys_from_env(env, "CAPTURE_API_KEYS")?;
         let keyless = keyless_from_env(env, "CAPTURE")?;
@@ -134,7 +147,14 @@ impl CaptureConfig {
             body_timeout: env.duration_ms("CAPTURE_BODY_TIMEOUT_MS", 30_000, 100)?,
             max_concurrent_requests: env.int_in(
                 "CAPTURE_MAX_CONCURRENT_REQUESTS",
-                512usize,
+                1024usize,
+                1,
+                1_000_000,
+            )?,
+            max_bytes_in_flight: max_bytes_in_flight(env)?,
+            max_events_per_request: env.int_in(
+                "CAPTURE_MAX_EVENTS_PER_REQUEST",
+                10_000usize,
                 1,
                 1_000_000,
             )?,
@@ -142,6 +162,15 @@ impl CaptureConfig {
             auth_cache: CachePolicy::from_env(env, "CAPTURE")?,
         })
     }
+}
+
+fn max_bytes_in_flight(env: &Env<'_>) -> Result<usize, ConfigError> {
+    env.int_in(
+        "CAPTURE_MAX_BYTES_IN_FLIGHT",
+        96 * MIB,
+        4 * MIB,
+        64 * 1024 * MIB,
+    )
 }
 
 #[cfg(test)]

@@ -12,9 +12,18 @@
 //!    URL-safe alphabet, padding optional), which may itself hold gzip.
 //!
 //! Every stage is bounded by `limit` bytes of output, so a small gzip bomb
-//! cannot expand into memory.
+//! cannot expand into memory, and takes what it makes from an
+//! [`Allowance`] first (capture's byte budget), so many requests together
+//! cannot either. The result is JSON text, checked (UTF-8, syntax, integers
+//! within 64 bits, nesting within 128 levels) but not parsed into a tree:
+//! [`crate::outline`] takes it from there.
 
 use std::io::Read;
+use std::ops::Deref;
+
+use bytes::Bytes;
+
+use crate::bigbuf::BigBuf;
 
 use base64::Engine;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -44,6 +53,59 @@ pub enum DecodeError {
         "the integer at byte {offset} is beyond 64 bits, where JSON numbers lose digits: send it as a string"
     )]
     IntegerTooLarge { offset: usize },
+    #[error("JSON nested deeper than {MAX_DEPTH} levels (at byte {offset})")]
+    TooDeep { offset: usize },
+    /// Capture's byte budget cannot give what decoding would make.
+    #[error(transparent)]
+    Budget(#[from] crate::budget::Refused),
+}
+
+/// Decoded JSON text: the body itself when it was plain JSON, or what
+/// decoding made of it.
+#[derive(Debug, Clone)]
+pub enum Text<'b> {
+    Borrowed(&'b [u8]),
+    Owned(Bytes),
+}
+
+impl Deref for Text<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Borrowed(b) => b,
+            Self::Owned(b) => b,
+        }
+    }
+}
+
+/// Deepest nesting of arrays and objects accepted (what serde_json parses).
+pub const MAX_DEPTH: usize = 128;
+
+/// Where decoding takes the memory of each buffer it makes, before making
+/// it.
+pub trait Allowance {
+    fn take(&mut self, bytes: usize) -> Result<(), DecodeError>;
+    /// Gives back what a freed buffer held.
+    fn give_back(&mut self, _bytes: usize) {}
+}
+
+/// No bound but `limit` (tests, tools).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unlimited;
+
+impl Allowance for Unlimited {
+    fn take(&mut self, _: usize) -> Result<(), DecodeError> {
+        Ok(())
+    }
+}
+
+impl Allowance for crate::budget::Charge {
+    fn take(&mut self, bytes: usize) -> Result<(), DecodeError> {
+        crate::budget::Charge::take(self, bytes).map_err(DecodeError::Budget)
+    }
+    fn give_back(&mut self, bytes: usize) {
+        crate::budget::Charge::give_back(self, bytes);
+    }
 }
 
 impl DecodeError {
@@ -58,6 +120,9 @@ impl DecodeError {
             Self::Utf8 { .. } => "invalid_utf8",
             Self::Json(_) => "malformed_json",
             Self::IntegerTooLarge { .. } => "integer_too_large",
+            Self::TooDeep { .. } => "too_deep",
+            Self::Budget(crate::budget::Refused::Busy) => "overloaded",
+            Self::Budget(crate::budget::Refused::TooLarge(_)) => "too_large",
         }
     }
 }
@@ -71,8 +136,22 @@ pub struct BodyHints {
     pub form: bool,
 }
 
-/// Decodes `body` into a JSON value; see the module docs.
+/// Decodes `body` into a JSON value; see the module docs. (The service
+/// uses [`decode_text`] and [`checked_json`], which build no tree.)
 pub fn decode_body(body: &[u8], hints: &BodyHints, limit: usize) -> Result<Value, DecodeError> {
+    let text = decode_text(body, hints, limit, &mut Unlimited)?;
+    let json = checked_json(&text)?;
+    serde_json::from_str(json).map_err(|e| DecodeError::Json(e.to_string()))
+}
+
+/// Decodes `body` into JSON text (not yet checked), borrowing it when the
+/// body is plain JSON; every buffer made is taken from `allowance` first.
+pub fn decode_text<'b>(
+    body: &'b [u8],
+    hints: &BodyHints,
+    limit: usize,
+    allowance: &mut dyn Allowance,
+) -> Result<Text<'b>, DecodeError> {
     if body.len() > limit {
         return Err(DecodeError::TooLarge { limit });
     }
@@ -88,21 +167,39 @@ pub fn decode_body(body: &[u8], hints: &BodyHints, limit: usize) -> Result<Value
         .and_then(|i| body.get(i));
     let plainly_raw = body.starts_with(&GZIP_MAGIC) || matches!(first, Some(b'{') | Some(b'['));
     if !plainly_raw && (hints.form || body.starts_with(b"data=") || contains(body, b"&data=")) {
-        return decode_payload(form_data(body)?.as_bytes(), limit);
+        allowance.take(body.len())?;
+        let data = form_data(body)?;
+        return decode_payload(
+            Text::Owned(Bytes::from(data.into_bytes())),
+            limit,
+            allowance,
+        );
     }
-    decode_payload(body, limit)
+    decode_payload(Text::Borrowed(body), limit, allowance)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Decodes the `data` query parameter of a GET request (old SDKs, pixels).
-pub fn decode_query_data(data: &str, limit: usize) -> Result<Value, DecodeError> {
-    if data.trim().is_empty() {
+/// Decodes the `data` query parameter of a GET request (old SDKs, pixels)
+/// into JSON text, as [`decode_text`] does a body.
+pub fn decode_query_text<'d>(
+    data: &'d [u8],
+    limit: usize,
+    allowance: &mut dyn Allowance,
+) -> Result<Text<'d>, DecodeError> {
+    if data.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::Empty);
     }
-    decode_payload(data.as_bytes(), limit)
+    decode_payload(Text::Borrowed(data), limit, allowance)
+}
+
+/// Decodes the `data` query parameter into a JSON value (tests, tools).
+pub fn decode_query_data(data: &str, limit: usize) -> Result<Value, DecodeError> {
+    let text = decode_query_text(data.as_bytes(), limit, &mut Unlimited)?;
+    let json = checked_json(&text)?;
+    serde_json::from_str(json).map_err(|e| DecodeError::Json(e.to_string()))
 }
 
 /// Every `name=value` of a form body or a query string, percent-decoded,
@@ -143,38 +240,89 @@ fn form_data(body: &[u8]) -> Result<String, DecodeError> {
     }
 }
 
-fn decode_payload(bytes: &[u8], limit: usize) -> Result<Value, DecodeError> {
+fn decode_payload<'b>(
+    bytes: Text<'b>,
+    limit: usize,
+    allowance: &mut dyn Allowance,
+) -> Result<Text<'b>, DecodeError> {
     if bytes.starts_with(&GZIP_MAGIC) {
-        return parse_json(&gunzip(bytes, limit)?);
+        return gunzip(&bytes, limit, allowance).map(Text::Owned);
     }
     let start = bytes
         .iter()
         .position(|b| !b.is_ascii_whitespace())
         .unwrap_or(bytes.len());
     match bytes.get(start) {
-        Some(b'{') | Some(b'[') => parse_json(bytes),
+        Some(b'{') | Some(b'[') => Ok(bytes),
         _ => {
-            let decoded = base64_decode(bytes, limit)?;
+            let decoded = base64_decode(&bytes, limit, allowance)?;
             if decoded.starts_with(&GZIP_MAGIC) {
-                parse_json(&gunzip(&decoded, limit)?)
+                gunzip(&decoded, limit, allowance).map(Text::Owned)
             } else {
-                parse_json(&decoded)
+                Ok(Text::Owned(decoded))
             }
         }
     }
 }
 
-fn gunzip(bytes: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
-    let mut out = Vec::new();
-    // Read one byte past the limit to tell "exactly at" from "over".
-    let read = flate2::read::MultiGzDecoder::new(bytes)
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| DecodeError::Gzip(e.to_string()))?;
-    if read > limit {
-        return Err(DecodeError::TooLarge { limit });
+/// The size a gzip body's trailer states (its last member's, mod 2^32), if
+/// the body is gzip.
+pub fn stated_gzip_size(bytes: &[u8]) -> Option<usize> {
+    if !bytes.starts_with(&GZIP_MAGIC) {
+        return None;
     }
-    Ok(out)
+    let tail = bytes.get(bytes.len().checked_sub(4)?..)?;
+    Some(u32::from_le_bytes(<[u8; 4]>::try_from(tail).ok()?) as usize)
+}
+
+/// Gunzips at most `limit` bytes, taking the output's memory from
+/// `allowance` before it grows (a bomb is stopped before it expands).
+///
+/// The trailer's size field (the last member's size, mod 2^32) sizes the
+/// output at once; a trailer that lies only makes the output grow by
+/// doubling, or fails the gzip check at the end.
+fn gunzip(bytes: &[u8], limit: usize, allowance: &mut dyn Allowance) -> Result<Bytes, DecodeError> {
+    const CHUNK: usize = 64 * 1024;
+    // A size past the limit is no use as a guess (a truncated body's
+    // "trailer" is compressed data): the limit stops the output anyway.
+    let stated = stated_gzip_size(bytes).filter(|n| *n <= limit).unwrap_or(0);
+    let mut decoder = flate2::read::MultiGzDecoder::new(bytes);
+    allowance.take(CHUNK)?;
+    let mut chunk = vec![0u8; CHUNK];
+    let mut out = BigBuf::with_capacity(stated).map_err(no_memory)?;
+    let mut charged = 0usize;
+    loop {
+        let n = decoder
+            .read(&mut chunk)
+            .map_err(|e| DecodeError::Gzip(e.to_string()))?;
+        if n == 0 {
+            return Ok(out.freeze());
+        }
+        let needed = out.len() + n;
+        if needed > limit {
+            return Err(DecodeError::TooLarge { limit });
+        }
+        if needed > out.capacity() {
+            // The old and the new buffer both live while one is copied.
+            let grown = (out.capacity() * 2).max(needed).max(CHUNK).min(limit);
+            let resident = BigBuf::resident_of(grown, out.len());
+            allowance.take(resident)?;
+            out = out.grown(grown).map_err(no_memory)?;
+            allowance.give_back(charged);
+            charged = resident;
+        }
+        let resident = out.resident_with(n);
+        if resident > charged {
+            allowance.take(resident - charged)?;
+            charged = resident;
+        }
+        out.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    }
+}
+
+/// Memory could not be mapped: as a full budget, retry later.
+fn no_memory(_: std::io::Error) -> DecodeError {
+    DecodeError::Budget(crate::budget::Refused::Busy)
 }
 
 const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
@@ -183,13 +331,29 @@ const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
 const STANDARD_LENIENT: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT);
 const URL_SAFE_LENIENT: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT);
 
-fn base64_decode(bytes: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
+fn base64_decode(
+    bytes: &[u8],
+    limit: usize,
+    allowance: &mut dyn Allowance,
+) -> Result<Bytes, DecodeError> {
+    // The cleaned copy, then what it decodes to.
+    let most = bytes.len() / 4 * 3 + 3;
+    allowance
+        .take(BigBuf::resident_of(bytes.len(), bytes.len()) + BigBuf::resident_of(most, most))?;
     // Form decoding turns '+' into ' ': undo that, and drop line breaks.
-    let cleaned: Vec<u8> = bytes
-        .iter()
-        .filter(|b| !matches!(b, b'\n' | b'\r' | b'\t'))
-        .map(|&b| if b == b' ' { b'+' } else { b })
-        .collect();
+    let mut cleaned = BigBuf::with_capacity(bytes.len()).map_err(no_memory)?;
+    for piece in bytes.split(|b| matches!(b, b'\n' | b'\r' | b'\t')) {
+        if piece.contains(&b' ') {
+            let plus: Vec<u8> = piece
+                .iter()
+                .map(|&b| if b == b' ' { b'+' } else { b })
+                .collect();
+            cleaned.extend_from_slice(&plus);
+        } else {
+            cleaned.extend_from_slice(piece);
+        }
+    }
+    let cleaned = cleaned.as_slice();
     if cleaned.len() / 4 * 3 > limit + 3 {
         return Err(DecodeError::TooLarge { limit });
     }
@@ -199,26 +363,68 @@ fn base64_decode(bytes: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
     } else {
         &STANDARD_LENIENT
     };
-    let decoded = engine
-        .decode(&cleaned)
-        .or_else(|_| general_purpose::STANDARD.decode(&cleaned))
+    let mut decoded = BigBuf::with_capacity(most).map_err(no_memory)?;
+    decoded
+        .fill(most, |room| {
+            engine
+                .decode_slice(cleaned, room)
+                .or_else(|_| general_purpose::STANDARD.decode_slice(cleaned, room))
+        })
         .map_err(|e| DecodeError::Base64(format!("body is neither JSON, gzip nor base64 ({e})")))?;
     if decoded.len() > limit {
         return Err(DecodeError::TooLarge { limit });
     }
-    Ok(decoded)
+    Ok(decoded.freeze())
 }
 
-fn parse_json(bytes: &[u8]) -> Result<Value, DecodeError> {
+/// Checks decoded JSON text without building a tree: UTF-8, syntax,
+/// integers within 64 bits, nesting within [`MAX_DEPTH`].
+pub fn checked_json(bytes: &[u8]) -> Result<&str, DecodeError> {
     let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::Utf8 {
         offset: e.valid_up_to(),
     })?;
-    let value = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
-    // Valid JSON: now no integer may have been rounded into a float.
+    // Depth first: the syntax check keeps a byte per open level.
+    if let Some(offset) = too_deep(bytes) {
+        return Err(DecodeError::TooDeep { offset });
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .map_err(|e| DecodeError::Json(e.to_string()))?;
+    // Valid JSON: now no integer may be rounded into a float.
     match oversized_integer(bytes) {
         Some(offset) => Err(DecodeError::IntegerTooLarge { offset }),
-        None => Ok(value),
+        None => Ok(text),
     }
+}
+
+/// The offset where a JSON text opens its `MAX_DEPTH + 1`th level, outside
+/// strings.
+fn too_deep(json: &[u8]) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, &b) in json.iter().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The offset of the first integer literal (no fraction, no exponent) of

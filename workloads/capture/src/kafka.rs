@@ -53,6 +53,13 @@ impl ProduceError {
     }
 }
 
+/// One event as Kafka gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
 /// The readiness reason before the first check.
 const NOT_CHECKED: &str = "not checked yet";
 
@@ -107,6 +114,10 @@ impl EventProducer {
             .set(
                 "queue.buffering.max.messages",
                 settings.queue_messages.to_string(),
+            )
+            .set(
+                "queue.buffering.max.kbytes",
+                (settings.queue_bytes / 1024).max(1).to_string(),
             )
             // Room for one maximal event plus the record overhead.
             .set(
@@ -184,38 +195,48 @@ impl EventProducer {
         }
     }
 
-    /// Produces every event keyed by `distinct_id` and waits until Kafka has
-    /// acknowledged all of them (or the produce timeout has passed).
-    pub async fn send_all(&self, events: &[Event]) -> Result<(), ProduceError> {
+    /// An event serialised for Kafka, keyed by its `distinct_id`, or
+    /// refused when it is larger than a message may be.
+    pub fn record(&self, event: &Event, index: usize) -> Result<Record, ProduceError> {
+        let payload = event
+            .to_kafka_payload()
+            .map_err(|e| ProduceError::Serialize(e.to_string()))?;
+        // Room for the key and the record's own overhead.
+        if payload.len() + event.kafka_key().len() + 128 > self.max_message_bytes {
+            return Err(ProduceError::TooLarge {
+                index,
+                size: payload.len(),
+                limit: self.max_message_bytes,
+            });
+        }
+        Ok(Record {
+            key: event.kafka_key().to_owned(),
+            payload,
+        })
+    }
+
+    /// The largest serialised event accepted.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+
+    /// Produces every record and waits until Kafka has acknowledged all of
+    /// them (or the produce timeout has passed). Every record of the request
+    /// was made before: an oversized event refuses the request before
+    /// anything of it is produced.
+    pub async fn send_all(&self, records: &[Record]) -> Result<(), ProduceError> {
         if !self.is_ready() {
             let reason = self.not_ready_reason().await;
-            self.count_errors("kafka_not_ready", events.len());
+            self.count_errors("kafka_not_ready", records.len());
             return Err(ProduceError::NotReady(reason));
-        }
-        // Serialise everything first: an oversized event refuses the request
-        // before anything of it is produced.
-        let mut payloads = Vec::with_capacity(events.len());
-        for (index, event) in events.iter().enumerate() {
-            let payload = event
-                .to_kafka_payload()
-                .map_err(|e| ProduceError::Serialize(e.to_string()))?;
-            // Room for the key and the record's own overhead.
-            if payload.len() + event.kafka_key().len() + 128 > self.max_message_bytes {
-                return Err(ProduceError::TooLarge {
-                    index,
-                    size: payload.len(),
-                    limit: self.max_message_bytes,
-                });
-            }
-            payloads.push(payload);
         }
         let started = Instant::now();
         let producer = self.producer();
-        let mut deliveries = Vec::with_capacity(events.len());
-        for (event, payload) in events.iter().zip(&payloads) {
+        let mut deliveries = Vec::with_capacity(records.len());
+        for r in records {
             let record = FutureRecord::to(&self.topic)
-                .key(event.kafka_key())
-                .payload(payload);
+                .key(r.key.as_slice())
+                .payload(&r.payload);
             match producer.send_result(record) {
                 Ok(delivery) => deliveries.push(delivery),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -223,14 +244,14 @@ impl EventProducer {
                     // client retries the whole request, and its events get
                     // the same uuids again (see normalize::derived_uuid), so
                     // readers never show the repeats.
-                    self.count_errors("queue_full", events.len());
+                    self.count_errors("queue_full", records.len());
                     return Err(ProduceError::QueueFull);
                 }
                 Err((e, _)) => {
-                    self.count_errors("enqueue", events.len());
+                    self.count_errors("enqueue", records.len());
                     return Err(ProduceError::NotAcknowledged {
-                        failed: events.len(),
-                        total: events.len(),
+                        failed: records.len(),
+                        total: records.len(),
                         reason: e.to_string(),
                     });
                 }
@@ -249,10 +270,10 @@ impl EventProducer {
         let results = match outcome {
             Ok(results) => results,
             Err(_) => {
-                self.count_errors("timeout", events.len());
+                self.count_errors("timeout", records.len());
                 return Err(ProduceError::NotAcknowledged {
-                    failed: events.len(),
-                    total: events.len(),
+                    failed: records.len(),
+                    total: records.len(),
                     reason: "no acknowledgement within the produce timeout".into(),
                 });
             }
@@ -270,7 +291,10 @@ impl EventProducer {
                     self.count_errors("too_large", 1);
                     return Err(ProduceError::TooLarge {
                         index,
-                        size: payloads.get(index).map(Vec::len).unwrap_or_default(),
+                        size: records
+                            .get(index)
+                            .map(|r| r.payload.len())
+                            .unwrap_or_default(),
                         limit: self.max_message_bytes,
                     });
                 }
@@ -288,7 +312,9 @@ impl EventProducer {
                 }
             }
         }
-        self.metrics.produced.inc_by((events.len() - failed) as u64);
+        self.metrics
+            .produced
+            .inc_by((records.len() - failed) as u64);
         if timed_out {
             self.timed_out_requests.fetch_add(1, Ordering::Relaxed);
         } else if failed == 0 {
@@ -298,7 +324,7 @@ impl EventProducer {
             self.count_errors("not_acknowledged", failed);
             return Err(ProduceError::NotAcknowledged {
                 failed,
-                total: events.len(),
+                total: records.len(),
                 reason: first_reason.unwrap_or_default(),
             });
         }

@@ -7,16 +7,21 @@
 //! model and produced to Kafka keyed by `distinct_id`. A request is answered 2xx
 //! only after Kafka acknowledged every one of its events.
 //!
-//! Layout: [`decode`] (bytes → JSON) and [`normalize`] (JSON → events) are
-//! pure; [`keys`] resolves API keys; [`kafka`] produces and watches the
+//! Layout: [`decode`] (bytes → checked JSON text), [`outline`] (the text →
+//! its events, still text), [`normalize`] (one event's JSON → an event) and
+//! [`budget`] (the bytes requests in flight hold) are pure; [`keys`]
+//! resolves API keys; [`kafka`] produces and watches the
 //! brokers; [`api`] holds the routes; [`config`] the `CAPTURE_*` settings.
 
 pub mod api;
+pub mod bigbuf;
+pub mod budget;
 pub mod config;
 pub mod decode;
 pub mod kafka;
 pub mod metrics;
 pub mod normalize;
+pub mod outline;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -80,6 +85,12 @@ impl Capture {
     ) -> Result<Self, CaptureError> {
         let mut registry = Registry::default();
         let metrics = CaptureMetrics::register(&mut registry);
+        let budget = budget::ByteBudget::new(config.max_bytes_in_flight);
+        registry.register(
+            "capture_bytes_in_flight",
+            "Bytes held for requests in flight (bodies, decoded payloads, events until acknowledged), bounded by CAPTURE_MAX_BYTES_IN_FLIGHT",
+            budget.gauge(),
+        );
         let producer = EventProducer::new(&config.kafka, metrics.clone())?;
         let state = Arc::new(AppState {
             producer: producer.clone(),
@@ -87,6 +98,11 @@ impl Capture {
             metrics,
             keyless: config.keyless,
             per_key: config.rate_per_key.map(tributary_core::rate::Limiter::new),
+            budget,
+            max_events_per_request: config.max_events_per_request,
+            heavy: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            ),
             max_event_body_bytes: config.max_event_body_bytes,
             max_batch_body_bytes: config.max_batch_body_bytes,
             trusted_proxy_hops: config.trusted_proxy_hops,

@@ -6,6 +6,10 @@
 //! refuses the whole request with its index (`event 3: distinct_id is
 //! missing`): SDKs retry whole requests, so accepting part of one would make the
 //! retry ambiguous. Nothing is dropped silently.
+//!
+//! The payload's outline ([`crate::outline`]) finds the events without
+//! parsing them; a [`Normalizer`] then takes one event's JSON object at a
+//! time, so only one event's tree is in memory at once.
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
@@ -19,7 +23,9 @@ pub const MAX_EVENT_NAME_CHARS: usize = 200;
 /// Keys that carry the API key; they are never stored with the event.
 const KEY_FIELDS: [&str; 3] = ["api_key", "token", "$token"];
 
-/// A payload split into its events, before any event is validated.
+/// A payload split into its events, before any event is validated (for
+/// tests: the service goes through [`crate::outline`] and [`Normalizer`]).
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Payload {
     /// The key found in the payload (batch level first, then the first event).
@@ -38,6 +44,16 @@ pub enum PayloadError {
     BatchNotArray,
     #[error("payload holds no events")]
     NoEvents,
+    #[error(
+        "payload holds more than {max} events (CAPTURE_MAX_EVENTS_PER_REQUEST): send them in smaller batches"
+    )]
+    TooManyEvents { max: usize },
+    #[error("event {index} is {size} bytes of JSON, more than an event may be ({limit})")]
+    EventTooLarge {
+        index: usize,
+        size: usize,
+        limit: usize,
+    },
     #[error("event {index} is not a JSON object")]
     NotAnObject { index: usize },
     /// Events of one request name different project keys: each would
@@ -64,6 +80,8 @@ impl PayloadError {
         match self {
             Self::Shape | Self::BatchNotArray | Self::NotAnObject { .. } => "invalid_shape",
             Self::NoEvents => "no_events",
+            Self::TooManyEvents { .. } => "too_many_events",
+            Self::EventTooLarge { .. } => "event_too_large",
             Self::MixedKeys { .. } | Self::KeysDisagree => "mixed_keys",
             Self::Field { field, .. } => match *field {
                 "event" => "invalid_event_name",
@@ -78,14 +96,18 @@ impl PayloadError {
     /// Index of the offending event, when one event is at fault.
     pub fn index(&self) -> Option<usize> {
         match self {
-            Self::NotAnObject { index } | Self::Field { index, .. } | Self::MixedKeys { index } => {
-                Some(*index)
-            }
+            Self::NotAnObject { index }
+            | Self::Field { index, .. }
+            | Self::MixedKeys { index }
+            | Self::EventTooLarge { index, .. } => Some(*index),
             _ => None,
         }
     }
 }
 
+/// The key a JSON tree's object names (the outline finds it without a
+/// tree; the tests check the two agree).
+#[cfg(test)]
 fn string_key(obj: &Map<String, Value>) -> Option<String> {
     KEY_FIELDS
         .iter()
@@ -94,6 +116,7 @@ fn string_key(obj: &Map<String, Value>) -> Option<String> {
         .map(str::to_owned)
 }
 
+#[cfg(test)]
 fn event_key(obj: &Map<String, Value>) -> Option<String> {
     string_key(obj).or_else(|| {
         obj.get("properties")
@@ -102,41 +125,24 @@ fn event_key(obj: &Map<String, Value>) -> Option<String> {
     })
 }
 
-/// Splits a decoded payload into events; see the module docs.
+/// Splits a decoded payload into events, as the service does through
+/// [`crate::outline`].
+#[cfg(test)]
 pub fn split(payload: Value) -> Result<Payload, PayloadError> {
-    let (api_key, sent_at, items) = match payload {
-        Value::Object(mut obj) if obj.contains_key("batch") => {
-            let key = string_key(&obj);
-            let sent_at = obj.remove("sent_at");
-            match obj.remove("batch") {
-                Some(Value::Array(items)) => (key, sent_at, items),
-                _ => return Err(PayloadError::BatchNotArray),
-            }
-        }
-        Value::Object(obj) => (None, None, vec![Value::Object(obj)]),
-        Value::Array(items) => (None, None, items),
-        _ => return Err(PayloadError::Shape),
-    };
-    if items.is_empty() {
-        return Err(PayloadError::NoEvents);
-    }
-    let events = items
-        .into_iter()
+    let text = payload.to_string();
+    let outline = crate::outline::outline(&text, usize::MAX)?;
+    let api_key = crate::outline::request_key(&outline)?;
+    let events = outline
+        .events
+        .iter()
         .enumerate()
-        .map(|(index, v)| match v {
-            Value::Object(obj) => Ok(obj),
-            _ => Err(PayloadError::NotAnObject { index }),
+        .map(|(index, raw)| {
+            serde_json::from_str(raw.get()).map_err(|_| PayloadError::NotAnObject { index })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let api_key = api_key.or_else(|| events.iter().find_map(event_key));
-    // Every key named must be the same one.
-    if let Some(key) = &api_key
-        && let Some(index) = events
-            .iter()
-            .position(|e| event_key(e).is_some_and(|k| &k != key))
-    {
-        return Err(PayloadError::MixedKeys { index });
-    }
+    let sent_at = outline
+        .sent_at
+        .map(|raw| serde_json::from_str(raw.get()).unwrap_or(Value::Null));
     Ok(Payload {
         api_key,
         sent_at,
@@ -153,24 +159,71 @@ pub struct Context {
 }
 
 /// Normalises every event of `payload`, or refuses it naming the first bad one.
+#[cfg(test)]
 pub fn normalize(payload: Payload, ctx: &Context) -> Result<Vec<Event>, PayloadError> {
-    let batch_sent_at = match &payload.sent_at {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(parse_time(v).map_err(|problem| PayloadError::Field {
-            index: 0,
-            field: "sent_at",
-            problem,
-        })?),
-    };
-    // How often each content was seen so far in this request: identical
-    // events in one request are told apart by their occurrence.
-    let mut seen: std::collections::HashMap<Uuid, u32> = std::collections::HashMap::new();
+    let mut n = Normalizer::new(payload.sent_at.as_ref(), ctx)?;
     payload
         .events
         .into_iter()
         .enumerate()
-        .map(|(index, obj)| normalize_event(obj, index, batch_sent_at, ctx, &mut seen))
+        .map(|(index, obj)| n.event(obj, index))
         .collect()
+}
+
+/// Longest batch-level `sent_at` read, in bytes of JSON: a time is short,
+/// and anything longer is not parsed into a tree.
+const MAX_SENT_AT_JSON: usize = 256;
+
+/// Normalises the events of one request, one at a time.
+#[derive(Debug)]
+pub struct Normalizer<'c> {
+    batch_sent_at: Option<DateTime<Utc>>,
+    ctx: &'c Context,
+    /// How often each content was seen so far in this request: identical
+    /// events in one request are told apart by their occurrence.
+    seen: std::collections::HashMap<Uuid, u32>,
+}
+
+impl<'c> Normalizer<'c> {
+    /// For a request whose batch-level `sent_at` is `sent_at`.
+    pub fn new(sent_at: Option<&Value>, ctx: &'c Context) -> Result<Self, PayloadError> {
+        let batch_sent_at = match sent_at {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(parse_time(v).map_err(|problem| PayloadError::Field {
+                index: 0,
+                field: "sent_at",
+                problem,
+            })?),
+        };
+        Ok(Self {
+            batch_sent_at,
+            ctx,
+            seen: std::collections::HashMap::new(),
+        })
+    }
+
+    /// Like [`Normalizer::new`], from the `sent_at` of an outline.
+    pub fn from_raw(
+        sent_at: Option<&serde_json::value::RawValue>,
+        ctx: &'c Context,
+    ) -> Result<Self, PayloadError> {
+        let value = match sent_at {
+            None => None,
+            Some(raw) if raw.get().len() > MAX_SENT_AT_JSON => {
+                return Err(field_err(0, "sent_at", "is not a time"));
+            }
+            Some(raw) => Some(
+                serde_json::from_str::<Value>(raw.get())
+                    .map_err(|_| field_err(0, "sent_at", "is not a time"))?,
+            ),
+        };
+        Self::new(value.as_ref(), ctx)
+    }
+
+    /// The event at `index` of the request.
+    pub fn event(&mut self, obj: Map<String, Value>, index: usize) -> Result<Event, PayloadError> {
+        normalize_event(obj, index, self.batch_sent_at, self.ctx, &mut self.seen)
+    }
 }
 
 fn field_err(index: usize, field: &'static str, problem: impl Into<String>) -> PayloadError {
@@ -867,6 +920,82 @@ mod tests {
             })
         }
 
+        /// The split of a whole JSON tree, as capture did before outlines:
+        /// the oracle the outline is checked against.
+        fn tree_split(payload: Value) -> Result<(Option<String>, usize), PayloadError> {
+            let (api_key, items) = match payload {
+                Value::Object(obj) if obj.contains_key("batch") => {
+                    let key = string_key(&obj);
+                    match obj.get("batch") {
+                        Some(Value::Array(items)) => (key, items.clone()),
+                        _ => return Err(PayloadError::BatchNotArray),
+                    }
+                }
+                Value::Object(obj) => (None, vec![Value::Object(obj)]),
+                Value::Array(items) => (None, items),
+                _ => return Err(PayloadError::Shape),
+            };
+            if items.is_empty() {
+                return Err(PayloadError::NoEvents);
+            }
+            let events = items
+                .into_iter()
+                .enumerate()
+                .map(|(index, v)| match v {
+                    Value::Object(obj) => Ok(obj),
+                    _ => Err(PayloadError::NotAnObject { index }),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let api_key = api_key.or_else(|| events.iter().find_map(event_key));
+            if let Some(key) = &api_key
+                && let Some(index) = events
+                    .iter()
+                    .position(|e| event_key(e).is_some_and(|k| &k != key))
+            {
+                return Err(PayloadError::MixedKeys { index });
+            }
+            Ok((api_key, events.len()))
+        }
+
+        fn arb_payload() -> impl Strategy<Value = Value> {
+            let key = prop_oneof![
+                Just(Value::Null),
+                Just(json!("")),
+                Just(json!("k1")),
+                Just(json!("k2")),
+                Just(json!(5)),
+            ];
+            let field = prop_oneof![
+                Just("api_key"),
+                Just("token"),
+                Just("$token"),
+                Just("event")
+            ];
+            let event = (
+                proptest::collection::vec((field.clone(), key.clone()), 0..3),
+                proptest::option::of(proptest::collection::vec((field, key.clone()), 0..3)),
+            )
+                .prop_map(|(own, props)| {
+                    let mut m: Map<String, Value> =
+                        own.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+                    if let Some(p) = props {
+                        m.insert(
+                            "properties".into(),
+                            Value::Object(p.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()),
+                        );
+                    }
+                    Value::Object(m)
+                });
+            let item = prop_oneof![4 => event.clone(), 1 => arb_json()];
+            prop_oneof![
+                event.clone(),
+                proptest::collection::vec(item.clone(), 0..4).prop_map(Value::Array),
+                (proptest::collection::vec(item, 0..4), key)
+                    .prop_map(|(batch, k)| json!({"batch": batch, "token": k})),
+                arb_json(),
+            ]
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(2000))]
             #[test]
@@ -874,6 +1003,14 @@ mod tests {
                 if let Ok(p) = split(v) {
                     let _ = normalize(p, &ctx());
                 }
+            }
+
+            /// The outline finds the same events, key and errors as a
+            /// whole tree does.
+            #[test]
+            fn the_outline_agrees_with_the_tree(v in arb_payload()) {
+                let outlined = split(v.clone()).map(|p| (p.api_key, p.events.len()));
+                prop_assert_eq!(outlined, tree_split(v));
             }
         }
     }
