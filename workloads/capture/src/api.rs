@@ -24,6 +24,7 @@ use crate::kafka::{EventProducer, ProduceError, Record};
 use crate::metrics::{CaptureMetrics, RequestLabels, RouteLabels};
 use crate::normalize::{Context, Normalizer, PayloadError};
 use crate::outline::{Outline, outline, request_key};
+use crate::tree_cost;
 use tributary_core::http::client_ip;
 use tributary_core::keys::{KeyRefusal, KeyValidator, Keyless, project_for};
 
@@ -575,11 +576,6 @@ async fn off_the_runtime<R: Send + 'static>(
     result
 }
 
-/// Memory of one event's JSON tree, at most, per byte of its text: a
-/// 32-byte value for each two-byte `0,` of an array, its vector grown by
-/// doubling (`crate::outline` explains why trees are made one at a time).
-const TREE_BYTES_PER_TEXT_BYTE: usize = 32;
-
 /// Normalises the request's events one at a time and serialises each for
 /// Kafka: one event's tree is in memory at once (its worst case taken from
 /// the budget while it lives), and the records are charged until the
@@ -605,7 +601,7 @@ fn records(
                 limit,
             }));
         }
-        let tree = size.saturating_mul(TREE_BYTES_PER_TEXT_BYTE);
+        let tree = tree_cost::tree_bytes(raw.get().as_bytes());
         charge.take(tree).map_err(ApiError::Budget)?;
         let parsed = serde_json::from_str(raw.get()).map_err(|e| {
             ApiError::Payload(PayloadError::Field {

@@ -8,7 +8,8 @@
 //! only after Kafka acknowledged every one of its events.
 //!
 //! Layout: [`decode`] (bytes → checked JSON text), [`outline`] (the text →
-//! its events, still text), [`normalize`] (one event's JSON → an event) and
+//! its events, still text), [`tree_cost`] (what an event's tree will cost,
+//! from its text), [`normalize`] (one event's JSON → an event) and
 //! [`budget`] (the bytes requests in flight hold) are pure; [`keys`]
 //! resolves API keys; [`kafka`] produces and watches the
 //! brokers; [`api`] holds the routes; [`config`] the `CAPTURE_*` settings.
@@ -22,6 +23,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod normalize;
 pub mod outline;
+pub mod tree_cost;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

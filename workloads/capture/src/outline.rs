@@ -1,11 +1,12 @@
 //! A payload's outline: its events as raw JSON text, the batch's key and
 //! `sent_at`, found without building a JSON tree of the payload. Pure.
 //!
-//! A JSON tree costs up to 32 bytes of memory per byte of text (`[0,0,...]`:
-//! a 32-byte value for every two bytes), so a 20 MiB batch parsed whole could
-//! take 640 MiB. The outline borrows the events from the text instead, and
+//! A JSON tree costs many times its text (`[0,0,...]`: a 32-byte value for
+//! every two bytes; `[{"":0},...]`: a B-tree node for every seven), so a
+//! 20 MiB batch parsed whole could take gigabytes. The outline borrows the events from the text instead, and
 //! only their number is bounded here; each event becomes a tree of its own,
-//! one at a time, when it is normalised.
+//! one at a time, when it is normalised, after its cost
+//! (`crate::tree_cost`) was taken from the byte budget.
 
 use std::cell::Cell;
 use std::fmt;
