@@ -1,6 +1,7 @@
 //! Capture's memory is bounded by bytes, not by requests: 512 hostile
 //! requests at once, over and over (gzip bombs of small values, gzip bombs
-//! of events whose JSON trees are 32 times their text, 20 MiB bodies,
+//! of events whose JSON trees are 32 times their text and of events made of
+//! small objects, 20 MiB bodies,
 //! nesting a million levels deep, uploads that trickle), while clients
 //! sending ordinary batches keep being served, and the real capture
 //! process's peak resident memory (`VmHWM`) stays under 256 MiB with the
@@ -231,6 +232,18 @@ async fn hostile_requests_cannot_take_capture_past_its_memory_bound() {
         )
         .as_bytes(),
     ));
+    // Events of one-entry objects: a B-tree node for every seven bytes.
+    let objects = format!(
+        r#"{{"event":"e","properties":{{"o":[{}{{}}]}}}}"#,
+        r#"{"":0},"#.repeat(300_000 / 7)
+    );
+    let object_bomb = Arc::new(gzip(
+        format!(
+            r#"{{"api_key":"{KEY}","batch":[{}]}}"#,
+            [objects.as_str(); 3].join(",")
+        )
+        .as_bytes(),
+    ));
     let large = Arc::new(
         format!(
             r#"{{"batch":[{{"event":"e","distinct_id":"d","properties":{{"s":"{}"}}}}]}}"#,
@@ -259,7 +272,21 @@ async fn hostile_requests_cannot_take_capture_past_its_memory_bound() {
             tally.clone(),
         ));
     }
-    for _ in 0..128 {
+    for _ in 0..64 {
+        let (b, n) = gz(&object_bomb);
+        lanes.push(lane(
+            port,
+            "gzip bomb of objects",
+            "/batch",
+            b,
+            n,
+            64 * 1024,
+            Duration::ZERO,
+            until,
+            tally.clone(),
+        ));
+    }
+    for _ in 0..64 {
         let (b, n) = gz(&tree_bomb);
         lanes.push(lane(
             port,
