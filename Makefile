@@ -9,7 +9,7 @@ STACK := infrastructure/local-stack.sh
 # Reproducible builds in CI (the lock file is checked in).
 CARGO_FLAGS := $(if $(CI),--locked,)
 
-.PHONY: up down status test lint fmt build build-deps nextest stack bench-capture bench-consumer bench-query crd image kind-up kind-down stress-capture stress-query dev
+.PHONY: up down status test lint fmt build build-deps nextest stack bench-capture bench-consumer bench-query fuzz-capture crd image kind-up kind-down stress-capture stress-query dev
 
 ## up: install what is missing, start the stack and the built workloads, show them working
 up: build-deps
@@ -52,6 +52,15 @@ bench-capture: build-deps stack
 ## bench-consumer: consumer vs a raw ClickHouse insert, and visibility under load (see BENCHMARKS.md)
 bench-consumer: build-deps stack
 	set -a; eval "$$($(STACK) env)"; set +a; cargo bench -p tributary-consumer --bench consumer_vs_raw_insert
+
+## fuzz-capture: cargo-fuzz on capture's decoder for FUZZ_SECONDS (60), from fuzz/seeds (see SECURITY.md)
+FUZZ_SECONDS ?= 60
+fuzz-capture: build-deps
+	command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	mkdir -p fuzz/corpus/capture_decode
+	cd fuzz && cargo +nightly fuzz run capture_decode corpus/capture_decode seeds/capture_decode -- \
+		-max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=2048
 
 ## dev: the whole pipeline in one process against the local stack, until Ctrl-C (tributary dev)
 dev: build-deps stack
