@@ -14,12 +14,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::postgres::PgPool;
+use tributary_core::openapi::ErrorBody;
 
+use crate::answers;
 use crate::metrics::{AuthMetrics, RequestLabels, RouteLabels};
 use crate::secrets;
-use crate::store::{self, StoreError};
+use crate::store::{self, Project, StoreError};
 use crate::throttle::LoginThrottle;
 
 pub struct AppState {
@@ -174,7 +176,10 @@ pub fn routes(state: Arc<AppState>) -> Router {
 /// Readiness: 200 while Postgres answers a query within 1 s, else 503
 /// naming the failure (the pod leaves its Service until it answers). The
 /// probe gives up after 2 s, so the answer comes before it does.
-async fn ready(State(state): State<Arc<AppState>>) -> Response {
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses((status = 200, description = "Postgres answers", body = answers::Ready),
+        (status = 503, description = "Postgres does not answer", body = ErrorBody)))]
+pub(crate) async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let answer = tokio::time::timeout(
         std::time::Duration::from_secs(1),
         sqlx::query("SELECT 1").execute(&state.pool),
@@ -183,7 +188,10 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
     match answer {
         Ok(Ok(_)) => (
             StatusCode::OK,
-            Json(json!({"status": "ready", "postgres": "ok"})),
+            Json(answers::Ready {
+                status: "ready",
+                postgres: "ok",
+            }),
         )
             .into_response(),
         // The body names what is down, never its address or its error;
@@ -220,11 +228,30 @@ async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next)
     response
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Credentials {
+pub(crate) struct Credentials {
+    /// An address with a dotted domain.
+    #[schema(format = Email, max_length = 254, pattern = r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")]
     email: String,
+    /// 8 to 1024 characters at signup.
+    #[schema(min_length = 8, max_length = 1024)]
     password: String,
+}
+
+/// A project's or key's name: 1 to 200 characters, none of them control
+/// characters (Postgres refuses NUL in text: it must be a 400 here, not a
+/// failed query).
+fn check_name(name: &str) -> ApiResult<()> {
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::bad_request("name must be 1 to 200 characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "name must not contain control characters",
+        ));
+    }
+    Ok(())
 }
 
 fn check_email(email: &str) -> ApiResult<()> {
@@ -235,7 +262,7 @@ fn check_email(email: &str) -> ApiResult<()> {
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
         })
-        && !email.chars().any(char::is_whitespace);
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
     if valid {
         Ok(())
     } else {
@@ -263,7 +290,14 @@ async fn hash_blocking(state: &AppState, password: String) -> ApiResult<String> 
         .map_err(ApiError::internal)
 }
 
-async fn signup(
+/// Makes an account (the password: 8 to 1024 characters).
+#[utoipa::path(post, path = "/api/signup", tag = "auth", request_body = Credentials,
+    responses((status = 201, description = "the account", body = answers::Account),
+        (status = 400, description = "bad input, naming it", body = ErrorBody),
+        (status = 409, description = "the email has an account", body = ErrorBody),
+        (status = 429, description = "past a rate limit; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Postgres is unavailable", body = ErrorBody)))]
+pub(crate) async fn signup(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -286,7 +320,10 @@ async fn signup(
             tracing::info!(user_id = user.id, "user signed up");
             Ok((
                 StatusCode::CREATED,
-                Json(json!({"id": user.id, "email": user.email})),
+                Json(answers::Account {
+                    id: user.id,
+                    email: user.email,
+                }),
             )
                 .into_response())
         }
@@ -299,12 +336,19 @@ async fn signup(
     }
 }
 
-async fn login(
+/// A login token for an account.
+#[utoipa::path(post, path = "/api/login", tag = "auth", request_body = Credentials,
+    responses((status = 200, description = "a token", body = answers::Token),
+        (status = 400, description = "bad input, naming it", body = ErrorBody),
+        (status = 401, description = "wrong email or password", body = ErrorBody),
+        (status = 429, description = "past a rate limit; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Postgres is unavailable", body = ErrorBody)))]
+pub(crate) async fn login(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<answers::Token>> {
     let address = state.client(&headers, peer);
     limit(
         state.per_address.as_ref(),
@@ -358,11 +402,12 @@ async fn login(
                 secrets::issue_token(&state.jwt_secret, u.id, &u.email, now, state.jwt_ttl_secs)
                     .map_err(ApiError::internal)?;
             tracing::info!(user_id = u.id, "login");
-            Ok(Json(json!({
-                "token": token,
-                "token_type": "Bearer",
-                "expires_at": chrono::DateTime::from_timestamp(now + state.jwt_ttl_secs, 0).map(|t| t.to_rfc3339()),
-            })))
+            Ok(Json(answers::Token {
+                token,
+                token_type: "Bearer",
+                expires_at: chrono::DateTime::from_timestamp(now + state.jwt_ttl_secs, 0)
+                    .map(|t| t.to_rfc3339()),
+            }))
         }
         _ => {
             state.metrics.login_failures.inc();
@@ -391,21 +436,39 @@ async fn current_user(state: &AppState, headers: &HeaderMap) -> ApiResult<store:
         .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))
 }
 
-async fn me(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+/// The user behind the token, and their projects.
+#[utoipa::path(get, path = "/api/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, description = "the user", body = answers::Me),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 503, description = "Postgres is unavailable", body = ErrorBody)))]
+pub(crate) async fn me(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<answers::Me>> {
     let user = current_user(&state, &headers).await?;
     let projects = store::projects_of(&state.pool, user.id).await?;
-    Ok(Json(
-        json!({"id": user.id, "email": user.email, "projects": projects}),
-    ))
+    Ok(Json(answers::Me {
+        id: user.id,
+        email: user.email,
+        projects,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewProject {
+pub(crate) struct NewProject {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     name: String,
 }
 
-async fn create_project(
+/// Makes a project; its maker is its owner.
+#[utoipa::path(post, path = "/api/projects", tag = "projects", security(("bearer" = [])),
+    request_body = NewProject,
+    responses((status = 201, description = "the project", body = Project),
+        (status = 400, description = "bad input, naming it", body = ErrorBody),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 503, description = "Postgres is unavailable", body = ErrorBody)))]
+pub(crate) async fn create_project(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
@@ -413,9 +476,7 @@ async fn create_project(
     let user = current_user(&state, &headers).await?;
     let p: NewProject = parse(&body)?;
     let name = p.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::bad_request("name must be 1 to 200 characters"));
-    }
+    check_name(name)?;
     let project = store::create_project(&state.pool, user.id, name).await?;
     tracing::info!(
         user_id = user.id,
@@ -425,14 +486,19 @@ async fn create_project(
     Ok((StatusCode::CREATED, Json(project)).into_response())
 }
 
-async fn list_projects(
+/// The user's projects.
+#[utoipa::path(get, path = "/api/projects", tag = "projects", security(("bearer" = [])),
+    responses((status = 200, description = "the projects", body = answers::Projects),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 503, description = "Postgres is unavailable", body = ErrorBody)))]
+pub(crate) async fn list_projects(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<answers::Projects>> {
     let user = current_user(&state, &headers).await?;
-    Ok(Json(
-        json!({"projects": store::projects_of(&state.pool, user.id).await?}),
-    ))
+    Ok(Json(answers::Projects {
+        projects: store::projects_of(&state.pool, user.id).await?,
+    }))
 }
 
 fn parse_id(raw: &str, what: &str) -> ApiResult<i64> {
@@ -442,14 +508,25 @@ fn parse_id(raw: &str, what: &str) -> ApiResult<i64> {
         .ok_or_else(|| ApiError::bad_request(format!("{what} must be a positive integer")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewKey {
+pub(crate) struct NewKey {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     name: String,
+    #[schema(pattern = "^(capture|query)$")]
     scope: String,
 }
 
-async fn create_key(
+/// Makes a project key; the answer is the only time the key is shown.
+#[utoipa::path(post, path = "/api/projects/{project_id}/api-keys", tag = "keys",
+    security(("bearer" = [])), params(("project_id" = i64, Path, minimum = 1)),
+    request_body = NewKey,
+    responses((status = 201, description = "the key", body = answers::NewApiKey),
+        (status = 400, description = "bad input, naming it", body = ErrorBody),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 404, description = "no such project or key for this user", body = ErrorBody),
+        (status = 503, description = "Postgres is unavailable", body = ErrorBody)))]
+pub(crate) async fn create_key(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(project_id): Path<String>,
@@ -464,9 +541,7 @@ async fn create_key(
         ));
     }
     let name = k.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::bad_request("name must be 1 to 200 characters"));
-    }
+    check_name(name)?;
     store::project_for_member(&state.pool, user.id, project_id)
         .await?
         .ok_or_else(|| ApiError::not_found("project"))?;
@@ -481,27 +556,46 @@ async fn create_key(
     )
     .await?;
     tracing::info!(user_id = user.id, project_id, key_id = info.id, scope = %info.scope, "API key created");
-    let mut body = serde_json::to_value(&info).unwrap_or_else(|_| json!({}));
-    body["api_key"] = json!(key);
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(answers::NewApiKey { info, api_key: key }),
+    )
+        .into_response())
 }
 
-async fn list_keys(
+/// A project's keys (never the keys themselves).
+#[utoipa::path(get, path = "/api/projects/{project_id}/api-keys", tag = "keys",
+    security(("bearer" = [])), params(("project_id" = i64, Path, minimum = 1)),
+    responses((status = 200, description = "the keys", body = answers::ApiKeys),
+        (status = 400, description = "bad input, naming it", body = ErrorBody),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 404, description = "no such project or key for this user", body = ErrorBody),
+        (status = 503, description = "Postgres is unavailable", body = ErrorBody)))]
+pub(crate) async fn list_keys(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(project_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<answers::ApiKeys>> {
     let user = current_user(&state, &headers).await?;
     let project_id = parse_id(&project_id, "project_id")?;
     store::project_for_member(&state.pool, user.id, project_id)
         .await?
         .ok_or_else(|| ApiError::not_found("project"))?;
-    Ok(Json(
-        json!({"api_keys": store::keys_of(&state.pool, project_id).await?}),
-    ))
+    Ok(Json(answers::ApiKeys {
+        api_keys: store::keys_of(&state.pool, project_id).await?,
+    }))
 }
 
-async fn revoke_key(
+/// Revokes a key: capture and query refuse it once their caches expire.
+#[utoipa::path(delete, path = "/api/projects/{project_id}/api-keys/{key_id}", tag = "keys",
+    security(("bearer" = [])),
+    params(("project_id" = i64, Path, minimum = 1), ("key_id" = i64, Path, minimum = 1)),
+    responses((status = 204, description = "revoked"),
+        (status = 400, description = "bad input, naming it", body = ErrorBody),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 404, description = "no such project or key for this user", body = ErrorBody),
+        (status = 503, description = "Postgres is unavailable", body = ErrorBody)))]
+pub(crate) async fn revoke_key(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path((project_id, key_id)): Path<(String, String)>,
@@ -520,21 +614,27 @@ async fn revoke_key(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ValidateRequest {
+pub(crate) struct ValidateRequest {
     api_key: String,
+    #[schema(pattern = "^(capture|query)$")]
     scope: String,
 }
 
 /// Turns a key into its project, for capture and query. 200 with
 /// `{"valid": true, "project_id", "scope"}` or `{"valid": false}`.
-async fn validate_key(
+#[utoipa::path(post, path = "/api/keys/validate", tag = "keys", request_body = ValidateRequest,
+    responses((status = 200, description = "what the key grants", body = answers::Validation),
+        (status = 400, description = "bad input, naming it", body = ErrorBody),
+        (status = 429, description = "past a rate limit; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Postgres is unavailable", body = ErrorBody)))]
+pub(crate) async fn validate_key(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<answers::Validation>> {
     limit(
         state.validations_per_address.as_ref(),
         &state.client(&headers, peer),
@@ -555,8 +655,16 @@ async fn validate_key(
         })
         .inc();
     Ok(Json(match grant {
-        Some(g) => json!({"valid": true, "project_id": g.project_id, "scope": v.scope}),
-        None => json!({"valid": false}),
+        Some(g) => answers::Validation {
+            valid: true,
+            project_id: Some(g.project_id),
+            scope: Some(v.scope),
+        },
+        None => answers::Validation {
+            valid: false,
+            project_id: None,
+            scope: None,
+        },
     }))
 }
 
@@ -575,8 +683,13 @@ mod tests {
             "a@.test",
             "a b@c.test",
             "a@test.",
+            "a\u{0}@b.test",
         ] {
             assert!(check_email(bad).is_err(), "{bad}");
+        }
+        assert!(check_name("shop").is_ok());
+        for bad in ["", "a\u{0}b", "tab\there", &"x".repeat(201)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
         }
         assert!(check_password("12345678").is_ok());
         assert!(check_password("1234567").is_err());

@@ -5,9 +5,11 @@
 //! [`secrets`] and [`throttle`] are pure; [`store`] holds the SQL; [`api`]
 //! the routes. Logs never carry passwords, keys or tokens.
 
+pub mod answers;
 pub mod api;
 pub mod config;
 pub mod metrics;
+pub mod openapi;
 pub mod secrets;
 pub mod store;
 #[cfg(feature = "test-support")]
@@ -125,6 +127,7 @@ impl Auth {
                 Duration::from_secs(30),
             ))
             .merge(health_router("auth"))
+            .merge(tributary_core::openapi::router(&openapi::document()))
             .merge(tributary_core::metrics::router(Arc::new(registry)));
         let listener = bind(config.listen).await?;
         Ok(Self { listener, router })

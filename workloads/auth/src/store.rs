@@ -14,7 +14,7 @@ pub struct User {
     pub password_hash: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Project {
     pub id: i64,
     pub name: String,
@@ -22,7 +22,7 @@ pub struct Project {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ApiKeyInfo {
     pub id: i64,
     pub project_id: i64,

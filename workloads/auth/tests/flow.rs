@@ -569,3 +569,43 @@ async fn validating_a_key_writes_its_row_at_most_once_a_minute() {
         "no write per validation"
     );
 }
+
+/// Postgres refuses NUL in text. A name or email holding one is the
+/// client's mistake (400), not a database outage (503): schemathesis found
+/// the 503.
+#[tokio::test]
+async fn control_characters_in_names_and_emails_are_bad_requests() {
+    let srv = start(&[]).await;
+    let (_, token) = srv.user().await;
+    let (s, body) = srv
+        .call(
+            "POST",
+            "/api/projects",
+            Some(&token),
+            Some(json!({"name": "shop\u{0}"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("control"));
+    let project = srv.project(&token).await;
+    let (s, body) = srv
+        .call(
+            "POST",
+            &format!("/api/projects/{project}/api-keys"),
+            Some(&token),
+            Some(json!({"name": "k\u{0}", "scope": "capture"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    for path in ["/api/signup", "/api/login"] {
+        let (s, body) = srv
+            .call(
+                "POST",
+                path,
+                None,
+                Some(json!({"email": "a\u{0}@example.test", "password": "s3cret-pass"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {body}");
+    }
+}

@@ -18,6 +18,7 @@ pub mod http;
 pub mod key_service;
 pub mod keys;
 pub mod metrics;
+pub mod openapi;
 pub mod rate;
 pub mod schema;
 pub mod shutdown;
