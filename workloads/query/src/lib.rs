@@ -13,6 +13,7 @@ pub mod config;
 pub mod funnel;
 pub mod funnel_match;
 pub mod metrics;
+pub mod openapi;
 pub mod path_group;
 pub mod path_sort;
 pub mod range;
@@ -89,6 +90,7 @@ impl QueryServer {
                 config.timeout + Duration::from_secs(30),
             ))
             .merge(health_router("query"))
+            .merge(tributary_core::openapi::router(&openapi::document()))
             .merge(tributary_core::metrics::router(Arc::new(registry)));
         let listener = bind(config.listen).await?;
         Ok(Self { listener, router })

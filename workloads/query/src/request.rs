@@ -47,7 +47,7 @@ pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, RequestEr
 }
 
 /// Width of the buckets of a trend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Interval {
     Hour,
@@ -59,7 +59,7 @@ pub enum Interval {
 }
 
 /// Period of a retention table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Period {
     #[default]
@@ -68,7 +68,7 @@ pub enum Period {
 }
 
 /// How a series turns events into a number per bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Math {
     /// Number of events.
@@ -91,7 +91,7 @@ impl Math {
 }
 
 /// Comparison of a property filter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Operator {
     /// Equal to `value` (a string, number or boolean), or to one of a list.
@@ -113,18 +113,21 @@ pub enum Operator {
 }
 
 /// `{"key": "$browser", "operator": "exact", "value": "Chrome"}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PropertyFilter {
     pub key: String,
     #[serde(default)]
     pub operator: Operator,
+    /// A string, number or boolean, or a list of 1 to 100 of them; none for
+    /// `is_set` and `is_not_set`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub value: Option<Value>,
 }
 
 /// One line of a trend.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Series {
     pub event: String,
@@ -137,7 +140,7 @@ pub struct Series {
 }
 
 /// `POST /api/query/trend`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrendRequest {
     pub series: Vec<Series>,
@@ -157,7 +160,7 @@ pub struct TrendRequest {
 }
 
 /// One step of a funnel (or an exclusion).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     pub event: String,
@@ -166,7 +169,7 @@ pub struct Step {
 }
 
 /// How funnel steps must follow each other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FunnelOrderRequest {
     /// In order; other events may come between steps.
@@ -179,7 +182,7 @@ pub enum FunnelOrderRequest {
 }
 
 /// An event that disqualifies a conversion when it happens between two steps.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExclusionRequest {
     pub event: String,
@@ -194,7 +197,7 @@ pub struct ExclusionRequest {
 }
 
 /// `POST /api/query/funnel`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FunnelRequest {
     pub steps: Vec<Step>,
@@ -220,7 +223,7 @@ pub struct FunnelRequest {
 }
 
 /// `POST /api/query/retention`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionRequest {
     /// The event whose first occurrence puts a user in a cohort.
