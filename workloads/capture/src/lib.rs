@@ -22,6 +22,7 @@ pub mod decode;
 pub mod kafka;
 pub mod metrics;
 pub mod normalize;
+pub mod openapi;
 pub mod outline;
 pub mod tree_cost;
 
@@ -126,6 +127,7 @@ impl Capture {
             .layer(shed)
             .layer(CorsLayer::very_permissive())
             .merge(health_router("capture"))
+            .merge(tributary_core::openapi::router(&openapi::document()))
             .merge(tributary_core::metrics::router(Arc::new(registry)));
         let listener = bind(config.listen).await?;
         Ok(Self {
