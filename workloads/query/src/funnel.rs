@@ -29,8 +29,8 @@ use crate::path_sort::PathSorter;
 use crate::range::{self, TimeRange};
 use crate::request::{FunnelOrderRequest, FunnelRequest, Interval, RequestError};
 use crate::rowbinary::{EventShape, UserKey, Widths};
+use crate::rows::PathRow;
 use crate::sql::{self, Property};
-use crate::warehouse::PathRow;
 
 pub const MIN_STEPS: usize = 2;
 pub const MAX_STEPS: usize = 10;

@@ -4,7 +4,7 @@
 //! Pure parts: [`request`] (bodies and field errors), [`range`] (dates,
 //! timezones, buckets), [`sql`] (literals, properties, filters), [`trend`],
 //! [`funnel`], [`funnel_match`] and [`retention`] (SQL generation and
-//! answers). I/O: [`warehouse`] (ClickHouse), [`cache`] (Redis), [`api`].
+//! answers), [`rows`] (what answers are read into). I/O: [`warehouse`] (ClickHouse), [`cache`] (Redis), [`api`].
 
 pub mod answer;
 pub mod api;
@@ -20,6 +20,7 @@ pub mod range;
 pub mod request;
 pub mod retention;
 pub mod rowbinary;
+pub mod rows;
 pub mod sql;
 pub mod trend;
 pub mod warehouse;
@@ -35,9 +36,6 @@ use tributary_core::key_service::AuthServiceKeys;
 use tributary_core::keys::{KeyError, KeyValidator, StaticKeys};
 
 pub use config::QueryConfig;
-
-/// The issue that tracked this workload.
-pub const TRACKING_ISSUE: u32 = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {

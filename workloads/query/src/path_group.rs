@@ -21,7 +21,7 @@ use std::sync::Arc;
 use foldhash::fast::RandomState;
 
 use crate::rowbinary::{EventRow, UserKey};
-use crate::warehouse::PathRow;
+use crate::rows::PathRow;
 
 /// Arrays the events are spread over.
 pub const BUCKETS: usize = 1 << BUCKET_BITS;

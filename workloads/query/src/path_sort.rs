@@ -7,7 +7,7 @@
 //! so ties can be broken by label.
 
 use crate::funnel_match::PathEvent;
-use crate::warehouse::PathRow;
+use crate::rows::PathRow;
 
 /// Buffers reused from one path to the next.
 #[derive(Debug, Default)]

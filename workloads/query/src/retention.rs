@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use crate::range::{self, TimeRange};
 use crate::request::{Interval, Period, RequestError, RetentionRequest};
+use crate::rows::number;
 use crate::sql;
-use crate::warehouse::number;
 
 pub const DEFAULT_PERIODS: u32 = 7;
 pub const MAX_PERIODS: u32 = 90;

@@ -13,7 +13,7 @@
 //! breakdown. Strings and array lengths are LEB128 lengths, numbers
 //! little-endian.
 
-use crate::warehouse::PathRow;
+use crate::rows::PathRow;
 
 /// Longest string or array accepted (a guard against a misread length).
 const MAX_LEN: u64 = 1 << 30;

@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 
 use crate::range::{self, Bucket, TimeRange};
 use crate::request::{Interval, Math, RequestError, TrendRequest};
+use crate::rows::number;
 use crate::sql::{self, Property};
-use crate::warehouse::number;
 
 /// Most series in one trend.
 pub const MAX_SERIES: usize = 10;

@@ -18,6 +18,7 @@ use crate::answer::Answer;
 use crate::funnel::{FunnelPlan, FunnelTally};
 use crate::path_group::PathGrouper;
 use crate::rowbinary::{DecodeError, EventDecoder, PathDecoder, UserKey, Widths};
+use crate::rows::{PathRow, number};
 
 /// Why a query produced no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,20 +31,6 @@ pub enum WarehouseError {
     Rejected { code: u32, message: String },
     #[error("ClickHouse's answer could not be read: {0}")]
     Unreadable(String),
-}
-
-/// One user's events for funnel matching: times, step masks, exclusion
-/// masks and the breakdown label of each event. Times are milliseconds:
-/// since the epoch, or since the range's start for ranges shorter than 49
-/// days (sent as `u32`, half the bytes to group and send). See
-/// [`crate::rowbinary`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathRow {
-    pub distinct_id: String,
-    pub times: Vec<u64>,
-    pub steps: Vec<u16>,
-    pub exclusions: Vec<u16>,
-    pub labels: Vec<String>,
 }
 
 /// Which paths a funnel statement returns, and which of them to count;
@@ -488,15 +475,6 @@ fn first_line(text: &str) -> String {
     let line = line.split(", e.what()").next().unwrap_or(line);
     let line = line.split(" Stack trace").next().unwrap_or(line);
     line.chars().take(500).collect()
-}
-
-/// A JSON number, or a number in a string (ClickHouse quotes 64-bit integers).
-pub fn number(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -280,7 +280,7 @@ async fn hostile_property_names_and_values_are_data_not_sql() {
         .unwrap();
     // 64 events and the 13 replayed ones (merges are stopped).
     assert_eq!(
-        tributary_query::warehouse::number(&rows[0][0]),
+        tributary_query::rows::number(&rows[0][0]),
         Some(77.0),
         "{rows:?}"
     );
