@@ -26,9 +26,6 @@ use tributary_core::http::{ServeError, bind, health_router, serve};
 
 pub use config::AuthConfig;
 
-/// The issue that tracked this workload.
-pub const TRACKING_ISSUE: u32 = 5;
-
 /// The Postgres migrations (users, projects, keys).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -47,9 +47,6 @@ use crate::metrics::CaptureMetrics;
 use tributary_core::key_service::AuthServiceKeys;
 use tributary_core::keys::{self, KeyValidator, StaticKeys};
 
-/// The issue that tracked this workload (kept for the CLI's history).
-pub const TRACKING_ISSUE: u32 = 3;
-
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error(transparent)]

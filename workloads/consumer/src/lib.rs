@@ -52,9 +52,6 @@ pub use config::ConsumerConfig;
 use crate::batch::{Batch, Incoming, Poison};
 use crate::metrics::{ConsumerMetrics, KindLabels, PartitionLabels};
 
-/// The issue that tracked this workload.
-pub const TRACKING_ISSUE: u32 = 4;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
     #[error("cannot create the Kafka {what} for {servers}: {source}")]
