@@ -10,17 +10,13 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use tributary_tests::kafka::client_config;
+use tributary_tests::kafka::{client_config, create_topic};
 use tributary_tests::{Stack, poll_until, unique_name};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 fn kafka_config(stack: &Stack) -> ClientConfig {
     client_config(&stack.kafka_bootstrap)
-}
-
-async fn create_topic(stack: &Stack, topic: &str, partitions: i32) {
-    tributary_tests::kafka::create_topic(&stack.kafka_bootstrap, topic, partitions).await;
 }
 
 async fn produce(producer: &FutureProducer, topic: &str, key: &str, value: &str) -> i32 {
@@ -57,7 +53,7 @@ async fn kafka_keyed_messages_go_through_a_consumer_group_with_commits_and_lag()
     let topic = unique_name("stack_probe");
     let group = unique_name("stack_probe_group");
     const PARTITIONS: i32 = 3;
-    create_topic(&stack, &topic, PARTITIONS).await;
+    create_topic(&stack.kafka_bootstrap, &topic, PARTITIONS).await;
 
     let producer: FutureProducer = kafka_config(&stack)
         .set("acks", "all")

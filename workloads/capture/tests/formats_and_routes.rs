@@ -7,24 +7,16 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use serde_json::{Value, json};
 use tributary_core::Event;
 use tributary_tests::Stack;
+use tributary_tests::gzip;
 use tributary_tests::kafka::read_topic;
 use uuid::Uuid;
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = GzEncoder::new(Vec::new(), Compression::default());
-    enc.write_all(bytes).unwrap();
-    enc.finish().unwrap()
-}
 
 fn form(data: &str, compression: Option<&str>) -> String {
     let mut s = form_urlencoded::Serializer::new(String::new());
