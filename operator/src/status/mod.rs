@@ -7,10 +7,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::autoscale::Reason;
-use crate::autoscale::poll::{Limited, Polled};
-use crate::crd::{AnalyticsPipelineStatus, ConsumerScaling, ScalingStatus};
+use crate::crd::AnalyticsPipelineStatus;
 use crate::topics::{TopicChange, TopicError, TopicOutcome};
+
+mod scaling;
+mod verdict;
+
+pub use scaling::ScalingObserved;
+use scaling::{scaling_active_verdict, scaling_limited_verdict};
+use verdict::{Truth, Verdict, unknown, verdict};
 
 pub const READY: &str = "Ready";
 pub const TOPICS_READY: &str = "TopicsReady";
@@ -80,97 +85,6 @@ pub struct Observed {
     pub grown_partitions: Option<i32>,
     /// The lag autoscaler; `None` with scaling off (its conditions go).
     pub scaling: Option<ScalingObserved>,
-}
-
-/// What the lag autoscaler saw and keeps.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScalingObserved {
-    /// `status.scaling`.
-    pub status: ScalingStatus,
-    /// This reconcile's poll (`Err`: why the lag could not be read);
-    /// `None` when no poll was due: the conditions stand.
-    pub poll: Option<Result<Polled, String>>,
-    /// `spec.consumer.scaling.autoGrowPartitions.maxPartitions`, when set.
-    pub max_partitions: Option<i32>,
-    /// Partitions were due to be added and were not: `(reason, message)`.
-    pub growth_blocked: Option<(&'static str, String)>,
-}
-
-impl ScalingObserved {
-    /// What `status` remembers for `spec`, with no poll this time: the
-    /// conditions stand.
-    pub fn kept(spec: &ConsumerScaling, status: ScalingStatus) -> Self {
-        Self {
-            status,
-            poll: None,
-            max_partitions: spec.auto_grow_partitions.as_ref().map(|g| g.max_partitions),
-            growth_blocked: None,
-        }
-    }
-}
-
-/// A condition's status: `Unknown` when it was not observed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Truth {
-    True,
-    False,
-    Unknown,
-}
-
-impl Truth {
-    fn of(ok: bool) -> Self {
-        if ok { Truth::True } else { Truth::False }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Truth::True => "True",
-            Truth::False => "False",
-            Truth::Unknown => "Unknown",
-        }
-    }
-}
-
-/// One condition's new value.
-struct Verdict {
-    type_: &'static str,
-    truth: Truth,
-    reason: &'static str,
-    message: String,
-    /// Not observed this time: the previous condition stands, if any.
-    keep: bool,
-}
-
-impl Verdict {
-    fn ok(&self) -> bool {
-        self.truth == Truth::True
-    }
-
-    /// This verdict only where there is no previous condition.
-    fn unless_known(mut self) -> Self {
-        self.keep = true;
-        self
-    }
-}
-
-fn verdict(type_: &'static str, ok: bool, reason: &'static str, message: String) -> Verdict {
-    Verdict {
-        type_,
-        truth: Truth::of(ok),
-        reason,
-        message,
-        keep: false,
-    }
-}
-
-fn unknown(type_: &'static str, reason: &'static str, message: &str) -> Verdict {
-    Verdict {
-        type_,
-        truth: Truth::Unknown,
-        reason,
-        message: message.to_owned(),
-        keep: false,
-    }
 }
 
 fn topics_verdict(topics: &Option<Result<Vec<TopicOutcome>, TopicError>>) -> Verdict {
@@ -259,102 +173,6 @@ fn migration_verdict(m: &Migration) -> Verdict {
             false,
             "Failed",
             format!("the migration Job failed: {reason}"),
-        ),
-    }
-}
-
-fn reason_name(r: Reason) -> &'static str {
-    match r {
-        Reason::Steady => "Steady",
-        Reason::ScaleUp => "ScaleUp",
-        Reason::ScaleUpLimited => "ScaleUpRateLimited",
-        Reason::ScaleDown => "ScaleDown",
-        Reason::Stabilizing => "Stabilizing",
-        Reason::NoReading => "NoReading",
-        Reason::Bounded => "Bounded",
-    }
-}
-
-/// `ScalingActive`: whether the lag could be read, and what it decided.
-fn scaling_active_verdict(s: &ScalingObserved) -> Verdict {
-    match &s.poll {
-        None => unknown(
-            SCALING_ACTIVE,
-            "Waiting",
-            "the lag is read once the topics are ready",
-        )
-        .unless_known(),
-        Some(Err(e)) => verdict(
-            SCALING_ACTIVE,
-            false,
-            "LagUnavailable",
-            format!("{e}; the consumer's replicas stay as they are until the lag can be read"),
-        ),
-        Some(Ok(p)) => {
-            let replicas = if p.from == p.to {
-                format!("{} replicas", p.to)
-            } else {
-                format!("{} -> {} replicas", p.from, p.to)
-            };
-            verdict(
-                SCALING_ACTIVE,
-                true,
-                reason_name(p.reason),
-                format!(
-                    "lag {} messages (largest partition {}): {replicas}",
-                    p.reading.total, p.reading.max_partition
-                ),
-            )
-        }
-    }
-}
-
-/// `ScalingLimited`: whether the replicas cannot follow the lag.
-fn scaling_limited_verdict(s: &ScalingObserved) -> Verdict {
-    let Some(Ok(p)) = &s.poll else {
-        return unknown(SCALING_LIMITED, "Waiting", "the lag has not been read").unless_known();
-    };
-    if let Some((reason, message)) = &s.growth_blocked {
-        return verdict(SCALING_LIMITED, true, reason, message.clone());
-    }
-    match (&p.limited, s.max_partitions) {
-        (None, _) => verdict(
-            SCALING_LIMITED,
-            false,
-            "WithinBounds",
-            "the replicas follow the lag".into(),
-        ),
-        (Some(Limited::MaxReplicas { wanted, max }), _) => verdict(
-            SCALING_LIMITED,
-            true,
-            "MaxReplicas",
-            format!("the lag asks for {wanted} consumers; maxReplicas is {max}"),
-        ),
-        (Some(Limited::Partitions { wanted, partitions }), Some(max)) if *partitions >= max => {
-            verdict(
-                SCALING_LIMITED,
-                true,
-                "PartitionsAtMaximum",
-                format!(
-                    "the lag asks for {wanted} consumers; the events topic has {partitions} partitions, autoGrowPartitions.maxPartitions ({max})"
-                ),
-            )
-        }
-        (Some(Limited::Partitions { wanted, partitions }), Some(_)) => verdict(
-            SCALING_LIMITED,
-            true,
-            "TooFewPartitions",
-            format!(
-                "the lag asks for {wanted} consumers; the events topic has {partitions} partitions: autoGrowPartitions adds more if the lag keeps rising for its window"
-            ),
-        ),
-        (Some(Limited::Partitions { wanted, partitions }), None) => verdict(
-            SCALING_LIMITED,
-            true,
-            "TooFewPartitions",
-            format!(
-                "the lag asks for {wanted} consumers; the events topic has {partitions} partitions: raise spec.kafka.events.partitions or set spec.consumer.scaling.autoGrowPartitions"
-            ),
         ),
     }
 }
