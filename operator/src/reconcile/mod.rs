@@ -25,8 +25,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, Recorder, Reporter};
@@ -40,9 +38,12 @@ use crate::status::{self, Migration, Observed, ScalingObserved};
 use crate::topics::{TopicError, TopicOutcome};
 
 pub mod apply;
+pub mod clock;
 pub mod events;
 pub mod observe;
 pub mod scale;
+
+use clock::Now;
 
 /// How often a settled pipeline is looked at again (topics deleted behind
 /// the operator's back, drift the watches missed).
@@ -311,13 +312,6 @@ pub fn backoff(failures: u32) -> Duration {
     Duration::from_secs(5 * 2u64.pow(exponent)).min(Duration::from_secs(300))
 }
 
-fn now() -> Time {
-    // Whole seconds: what the API server keeps, so a status read back
-    // compares equal to the one written.
-    crate::autoscale::poll::time(Timestamp::now().as_second())
-        .unwrap_or(Time(Timestamp::UNIX_EPOCH))
-}
-
 /// What the previous status knew, as the starting point of this
 /// reconcile's observations: what is not observed again stays as it was.
 fn carried_over(p: &AnalyticsPipeline) -> Observed {
@@ -356,9 +350,10 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
         ctx.forget(&key(p));
         return Ok(Action::await_change());
     }
+    let now = Now::read();
     let p = &ctx.in_effect(p);
     if p.spec.paused {
-        let next = status::paused(p.status.as_ref(), p.metadata.generation, &now());
+        let next = status::paused(p.status.as_ref(), p.metadata.generation, &now.time());
         settle(ctx, p, next, &[]).await?;
         return Ok(Action::await_change());
     }
@@ -371,7 +366,7 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
     // validation matters here.
     if let Err(e) = build::children(p, sizing) {
         observed.invalid_spec = Some(e.to_string());
-        settle_observed(ctx, p, &observed, &[]).await?;
+        settle_observed(ctx, p, &observed, &[], now).await?;
         // A spec change triggers the next reconcile.
         return Ok(Action::await_change());
     }
@@ -381,7 +376,7 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
         Ok(outcomes) => outcomes,
         Err(e) => {
             observed.topics = Some(Err(e.clone()));
-            settle_observed(ctx, p, &observed, &[]).await?;
+            settle_observed(ctx, p, &observed, &[], now).await?;
             return Err(e.into());
         }
     };
@@ -397,7 +392,7 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
         .map_or(p.spec.kafka.events.partitions, |o| o.partitions);
     let mut topic_events = events::topic_events(&outcomes);
     let scaled = match &p.spec.consumer.scaling {
-        Some(spec) => Some(scale::scale(ctx, p, spec, partitions).await),
+        Some(spec) => Some(scale::scale(ctx, p, spec, partitions, now).await),
         None => {
             ctx.metrics.forget(&key(p), true);
             None
@@ -429,11 +424,11 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
         Ok(children) => children,
         Err(e) => {
             observed.invalid_spec = Some(e.to_string());
-            settle_observed(ctx, p, &observed, &topic_events).await?;
+            settle_observed(ctx, p, &observed, &topic_events, now).await?;
             return Ok(Action::await_change());
         }
     };
-    let applied = apply_children(ctx, p, &children, &mut observed).await;
+    let applied = apply_children(ctx, p, &children, &mut observed, now).await;
     let before = p.status.as_ref().and_then(|s| s.consumer_replicas);
     if let (Some(scaling), Some(from), Some(to)) = (
         observed.scaling.as_mut(),
@@ -443,7 +438,7 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
     {
         // A scale is told and stamped once the Deployment carries it, not
         // when decided (a migration may hold the rollout back).
-        scaling.status.last_scale_time = Some(now());
+        scaling.status.last_scale_time = Some(now.time());
         topic_events.push(scale::scaled_event(
             from,
             to,
@@ -456,7 +451,7 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
         // retry; an earlier `Ready` must not stand.
         observed.api_error = Some(e.to_string());
     }
-    settle_observed(ctx, p, &observed, &topic_events).await?;
+    settle_observed(ctx, p, &observed, &topic_events, now).await?;
     applied?;
     Ok(next_action(&observed, scaled.map(|s| s.next_poll)))
 }
@@ -467,10 +462,11 @@ async fn apply_children<T: Kafka>(
     p: &AnalyticsPipeline,
     children: &Children,
     observed: &mut Observed,
+    now: Now,
 ) -> Result<(), Error> {
     let namespace = meta::namespace(p);
     put(ctx, &namespace, &children.config_map).await?;
-    observed.migration = migrate(ctx, p, &namespace, children).await?;
+    observed.migration = migrate(ctx, p, &namespace, children, now).await?;
     if matches!(observed.migration, Migration::Succeeded) {
         observed.schema_version = Some(ctx.schema_version.to_string());
     }
@@ -526,6 +522,7 @@ async fn migrate<T: Kafka>(
     p: &AnalyticsPipeline,
     namespace: &str,
     children: &Children,
+    now: Now,
 ) -> Result<Migration, Error> {
     let Some(job) = &children.migration_job else {
         return Ok(Migration::Disabled);
@@ -562,7 +559,7 @@ async fn migrate<T: Kafka>(
         }
     };
     Ok(
-        match observe::migration_pending(&job, &pods, Timestamp::now()) {
+        match observe::migration_pending(&job, &pods, now.timestamp()) {
             Some((reason, message)) => Migration::Pending { reason, message },
             None => Migration::Running,
         },
@@ -689,8 +686,9 @@ async fn settle_observed<T: Kafka>(
     p: &AnalyticsPipeline,
     observed: &Observed,
     extra_events: &[Event],
+    now: Now,
 ) -> Result<(), Error> {
-    let next = status::next_status(p.status.as_ref(), observed, &now());
+    let next = status::next_status(p.status.as_ref(), observed, &now.time());
     settle(ctx, p, next, extra_events).await
 }
 

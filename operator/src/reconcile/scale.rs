@@ -10,7 +10,6 @@
 
 use std::time::Duration;
 
-use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::events::{Event, EventType};
 
@@ -77,8 +76,9 @@ pub async fn scale<T: Kafka>(
     p: &AnalyticsPipeline,
     spec: &ConsumerScaling,
     partitions: i32,
+    now: super::clock::Now,
 ) -> Scaled {
-    let now = Timestamp::now().as_second();
+    let now = now.second();
     let previous = p.status.as_ref().and_then(|s| s.scaling.as_ref());
     let current = p.status.as_ref().and_then(|s| s.consumer_replicas);
     let remembered = ctx.last_poll(p);
