@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 use tributary_tests::gzip;
 use tributary_tests::kafka::{create_topic, free_port};
 use tributary_tests::process::Guarded;
+use tributary_tests::process::peak_rss;
 use tributary_tests::{Stack, poll_until, unique_name};
 
 const KEY: &str = "trb_0123456789abcdef0123456789abcdef0123456789a";
@@ -31,16 +32,6 @@ const PEAK_LIMIT: u64 = 256 * 1024 * 1024;
 const MIB: usize = 1024 * 1024;
 /// How long the hostile requests keep coming.
 const HOSTILE_FOR: Duration = Duration::from_secs(15);
-
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .unwrap()
-}
 
 /// `[0,0,...]` of about `bytes` bytes.
 fn zeros(bytes: usize) -> String {
@@ -248,90 +239,65 @@ async fn hostile_requests_cannot_take_capture_past_its_memory_bound() {
 
     let tally: Tally = Arc::default();
     let until = Instant::now() + HOSTILE_FOR;
-    let mut lanes = Vec::new();
-    let gz = |body: &Arc<Vec<u8>>| (Arc::clone(body), body.len());
-    for _ in 0..160 {
-        let (b, n) = gz(&small_values);
-        lanes.push(lane(
-            port,
+    // (lanes, kind, route, body, bytes per write, pause between writes)
+    let kinds = [
+        (
+            160,
             "gzip bomb of zeros",
             "/batch",
-            b,
-            n,
+            &small_values,
             64 * 1024,
             Duration::ZERO,
-            until,
-            tally.clone(),
-        ));
-    }
-    for _ in 0..64 {
-        let (b, n) = gz(&object_bomb);
-        lanes.push(lane(
-            port,
+        ),
+        (
+            64,
             "gzip bomb of objects",
             "/batch",
-            b,
-            n,
+            &object_bomb,
             64 * 1024,
             Duration::ZERO,
-            until,
-            tally.clone(),
-        ));
-    }
-    for _ in 0..64 {
-        let (b, n) = gz(&tree_bomb);
-        lanes.push(lane(
-            port,
+        ),
+        (
+            64,
             "gzip bomb of trees",
             "/batch",
-            b,
-            n,
+            &tree_bomb,
             64 * 1024,
             Duration::ZERO,
-            until,
-            tally.clone(),
-        ));
-    }
-    for _ in 0..32 {
-        let n = large.len();
-        lanes.push(lane(
-            port,
+        ),
+        (
+            32,
             "20 MiB body",
             "/batch",
-            Arc::clone(&large),
-            n,
+            &large,
             256 * 1024,
             Duration::ZERO,
-            until,
-            tally.clone(),
-        ));
-    }
-    for _ in 0..64 {
-        let n = deep.len();
-        lanes.push(lane(
-            port,
-            "deep nesting",
-            "/e",
-            Arc::clone(&deep),
-            n,
-            64 * 1024,
-            Duration::ZERO,
-            until,
-            tally.clone(),
-        ));
-    }
-    for _ in 0..128 {
-        lanes.push(lane(
-            port,
+        ),
+        (64, "deep nesting", "/e", &deep, 64 * 1024, Duration::ZERO),
+        (
+            128,
             "slow upload",
             "/e",
-            Arc::clone(&trickle),
-            MIB,
+            &trickle,
             1024,
             Duration::from_millis(200),
-            until,
-            tally.clone(),
-        ));
+        ),
+    ];
+    let mut lanes = Vec::new();
+    for (count, kind, path, body, piece, pause) in kinds {
+        for _ in 0..count {
+            lanes.push(lane(
+                port,
+                kind,
+                path,
+                Arc::clone(body),
+                body.len(),
+                piece,
+                pause,
+                until,
+                tally.clone(),
+            ));
+        }
     }
     assert_eq!(lanes.len(), 512);
 

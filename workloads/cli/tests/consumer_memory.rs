@@ -15,6 +15,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use tributary_core::Event;
 use tributary_tests::kafka::{PrivateBroker, client_config, create_topic, free_port};
 use tributary_tests::process::Guarded;
+use tributary_tests::process::peak_rss;
 use tributary_tests::{Stack, poll_until, unique_name};
 
 const EVENTS: usize = 300;
@@ -23,16 +24,6 @@ const EVENT_BYTES: usize = 900_000;
 /// 16 MiB batches, each as read and as rows, librdkafka's prefetch queue,
 /// the insert's buffer and the binary itself).
 const PEAK_LIMIT: u64 = 200 * 1024 * 1024;
-
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .unwrap()
-}
 
 #[tokio::test]
 async fn large_events_are_stored_within_a_bounded_memory() {
