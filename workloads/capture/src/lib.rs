@@ -10,20 +10,26 @@
 //! Layout: [`decode`] (bytes → checked JSON text), [`outline`] (the text →
 //! its events, still text), [`tree_cost`] (what an event's tree will cost,
 //! from its text), [`normalize`] (one event's JSON → an event) and
-//! [`budget`] (the bytes requests in flight hold) are pure; [`keys`]
-//! resolves API keys; [`kafka`] produces and watches the
-//! brokers; [`api`] holds the routes; [`config`] the `CAPTURE_*` settings.
+//! [`budget`] (the bytes requests in flight hold) are pure; [`kafka`]
+//! produces and watches the brokers; [`intake`] turns a request's bytes into
+//! records within the budget; [`api`] holds the routes, [`error`] their
+//! refusals, [`layers`] request ids and per-route metrics; [`config`] the
+//! `CAPTURE_*` settings.
 
 pub mod api;
 pub mod bigbuf;
 pub mod budget;
 pub mod config;
 pub mod decode;
+pub mod error;
+pub mod intake;
 pub mod kafka;
+pub mod layers;
 pub mod metrics;
 pub mod normalize;
 pub mod openapi;
 pub mod outline;
+pub mod state;
 pub mod tree_cost;
 
 use std::net::SocketAddr;
@@ -41,9 +47,9 @@ use tributary_core::http::{ServeError, bind, health_router, serve};
 
 pub use config::CaptureConfig;
 
-use crate::api::AppState;
 use crate::kafka::{EventProducer, ProducerSetupError};
 use crate::metrics::CaptureMetrics;
+use crate::state::AppState;
 use tributary_core::key_service::AuthServiceKeys;
 use tributary_core::keys::{self, KeyValidator, StaticKeys};
 

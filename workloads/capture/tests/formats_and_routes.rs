@@ -430,9 +430,10 @@ async fn bad_input_gets_its_status_and_nothing_reaches_the_topic() {
         }
         let r = req.send().await.unwrap();
         assert_eq!(r.status().as_u16(), status, "{path} {kind}");
-        assert!(r.headers().contains_key("x-request-id"));
+        let request_id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"], kind, "{path}: {body}");
+        assert_eq!(body["request_id"], request_id, "{path}: {body}");
         assert!(
             body["message"].as_str().unwrap().contains(message),
             "{path}: {body}"
