@@ -27,6 +27,7 @@ use crate::error::ApiError;
 use crate::intake::{Decoded, Input, decoded, normalised, read_body};
 use crate::layers;
 use crate::normalize::{Context, PayloadError};
+use crate::sink::Readiness;
 pub use crate::state::AppState;
 use tributary_core::http::client_ip;
 use tributary_core::keys::project_for;
@@ -93,16 +94,14 @@ pub fn routes(state: Arc<AppState>) -> Router {
 }
 
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    if state.producer.is_ready() {
-        (StatusCode::OK, Json(json!({"status": "ready"}))).into_response()
-    } else {
+    match state.sink.readiness() {
+        Readiness::Ready => (StatusCode::OK, Json(json!({"status": "ready"}))).into_response(),
         // Unauthenticated: what is wrong, not where (the log has it).
-        let reason = state.producer.not_ready_summary().await;
-        (
+        Readiness::NotReady(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "not_ready", "kafka": reason})),
         )
-            .into_response()
+            .into_response(),
     }
 }
 
@@ -249,11 +248,7 @@ async fn deliver(
         ip: Some(client_ip(headers, peer, state.trusted_proxy_hops)),
     };
     let records = normalised(state, decoded.text, ctx, &mut charge).await?;
-    state
-        .producer
-        .send_all(&records)
-        .await
-        .map_err(ApiError::Produce)
+    state.sink.send(&records).await.map_err(ApiError::Produce)
 }
 
 /// The one key a request names: in `X-API-Key`, in its payload, or as

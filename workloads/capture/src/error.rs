@@ -9,9 +9,9 @@ use serde_json::json;
 
 use crate::budget::Refused;
 use crate::decode::DecodeError;
-use crate::kafka::ProduceError;
 use crate::layers;
 use crate::normalize::PayloadError;
+use crate::sink::ProduceError;
 use tributary_core::keys::KeyRefusal;
 
 #[derive(Debug)]

@@ -13,9 +13,9 @@ use crate::bigbuf::BigBuf;
 use crate::budget::{Charge, Refused};
 use crate::decode::{BodyHints, DecodeError, Text, checked_json, decode_query_text, decode_text};
 use crate::error::ApiError;
-use crate::kafka::Record;
 use crate::normalize::{Context, Normalizer, PayloadError};
 use crate::outline::{Outline, outline, request_key};
+use crate::sink::Record;
 use crate::state::AppState;
 use crate::tree_cost;
 
@@ -200,7 +200,7 @@ fn records(
     ctx: &Context,
     charge: &mut Charge,
 ) -> Result<Vec<Record>, ApiError> {
-    let limit = state.producer.max_message_bytes();
+    let limit = state.max_message_bytes;
     let mut normalizer = Normalizer::from_raw(outline.sent_at, ctx).map_err(ApiError::Payload)?;
     let mut records = Vec::with_capacity(outline.events.len());
     charge
@@ -226,12 +226,7 @@ fn records(
         });
         let record = parsed
             .and_then(|obj| normalizer.event(obj, index).map_err(ApiError::Payload))
-            .and_then(|event| {
-                state
-                    .producer
-                    .record(&event, index)
-                    .map_err(ApiError::Produce)
-            });
+            .and_then(|event| Record::of(&event, index, limit).map_err(ApiError::Produce));
         charge.give_back(tree);
         let record = record?;
         charge

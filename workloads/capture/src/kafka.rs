@@ -1,64 +1,21 @@
-//! The Kafka side of capture: an idempotent `acks=all` producer, and the
-//! broker check behind `/ready`.
+//! The Kafka sink: an idempotent `acks=all` producer, and the broker check
+//! behind `/ready`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use tokio::sync::RwLock;
+use rdkafka::message::OwnedMessage;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
-use tributary_core::Event;
 
 use crate::config::KafkaSettings;
 use crate::metrics::{CaptureMetrics, ReasonLabels};
-
-/// Why a request's events were not all acknowledged.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProduceError {
-    #[error("Kafka is unavailable: {0}")]
-    NotReady(String),
-    #[error("the producer queue is full; retry shortly")]
-    QueueFull,
-    #[error("{failed} of {total} events were not acknowledged by Kafka: {reason}")]
-    NotAcknowledged {
-        failed: usize,
-        total: usize,
-        reason: String,
-    },
-    #[error("event could not be serialised: {0}")]
-    Serialize(String),
-    #[error(
-        "event {index} is {size} bytes once serialised; the limit is {limit} bytes (CAPTURE_KAFKA_MAX_MESSAGE_BYTES)"
-    )]
-    TooLarge {
-        index: usize,
-        size: usize,
-        limit: usize,
-    },
-}
-
-impl ProduceError {
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::NotReady(_) => "kafka_not_ready",
-            Self::QueueFull => "queue_full",
-            Self::NotAcknowledged { .. } => "not_acknowledged",
-            Self::Serialize(_) => "serialize",
-            Self::TooLarge { .. } => "too_large",
-        }
-    }
-}
-
-/// One event as Kafka gets it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub key: Vec<u8>,
-    pub payload: Vec<u8>,
-}
+pub use crate::sink::{ProduceError, Record};
+use crate::sink::{Readiness, SendFuture, Sink, WatchFuture};
 
 /// The readiness reason before the first check.
 const NOT_CHECKED: &str = "not checked yet";
@@ -85,16 +42,86 @@ const STUCK_AFTER_TIMEOUTS: u64 = 2;
 /// Messages still queued in the old producer fail, so their requests get 503
 /// and clients retry; nothing is acknowledged that was not written.
 #[derive(Clone)]
-pub struct EventProducer {
-    current: Arc<std::sync::RwLock<FutureProducer>>,
+pub struct EventProducer(Arc<Inner>);
+
+/// What every clone of an [`EventProducer`] shares.
+struct Inner {
+    current: RwLock<FutureProducer>,
     config: ClientConfig,
-    topic: Arc<str>,
+    topic: String,
     produce_timeout: Duration,
+    ready_interval: Duration,
     max_message_bytes: usize,
-    timed_out_requests: Arc<AtomicU64>,
-    ready: Arc<AtomicBool>,
-    last_error: Arc<RwLock<String>>,
+    /// Requests in a row whose events timed out.
+    timed_out_requests: AtomicU64,
+    ready: AtomicBool,
+    /// The last broker check's error (with addresses: for logs only).
+    last_error: Mutex<String>,
     metrics: CaptureMetrics,
+}
+
+/// What became of one produced message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Delivery {
+    Acknowledged,
+    /// The broker refused it as larger than a message may be.
+    TooLarge,
+    /// Not acknowledged within `message.timeout.ms`.
+    TimedOut(String),
+    Failed(String),
+}
+
+impl Delivery {
+    fn of<A, C>(result: Result<Result<A, (KafkaError, OwnedMessage)>, C>) -> Self {
+        match result {
+            Ok(Ok(_)) => Self::Acknowledged,
+            Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _))) => {
+                Self::TooLarge
+            }
+            Ok(Err((e @ KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _))) => {
+                Self::TimedOut(e.to_string())
+            }
+            Ok(Err((e, _))) => Self::Failed(e.to_string()),
+            Err(_canceled) => Self::Failed("producer shut down".to_owned()),
+        }
+    }
+}
+
+/// A request's deliveries summed up.
+#[derive(Debug, PartialEq, Eq)]
+struct Tally {
+    acknowledged: usize,
+    failed: usize,
+    timed_out: bool,
+    /// The first message the broker refused as too large.
+    too_large: Option<usize>,
+    first_reason: Option<String>,
+}
+
+impl Tally {
+    fn of(deliveries: &[Delivery]) -> Self {
+        let mut tally = Self {
+            acknowledged: 0,
+            failed: 0,
+            timed_out: false,
+            too_large: None,
+            first_reason: None,
+        };
+        for (index, delivery) in deliveries.iter().enumerate() {
+            match delivery {
+                Delivery::Acknowledged => tally.acknowledged += 1,
+                Delivery::TooLarge => {
+                    tally.too_large.get_or_insert(index);
+                }
+                Delivery::TimedOut(reason) | Delivery::Failed(reason) => {
+                    tally.failed += 1;
+                    tally.timed_out |= matches!(delivery, Delivery::TimedOut(_));
+                    tally.first_reason.get_or_insert_with(|| reason.clone());
+                }
+            }
+        }
+        tally
+    }
 }
 
 impl EventProducer {
@@ -132,36 +159,47 @@ impl EventProducer {
             servers: settings.bootstrap_servers.clone(),
             source,
         })?;
-        Ok(Self {
-            current: Arc::new(std::sync::RwLock::new(producer)),
+        Ok(Self(Arc::new(Inner {
+            current: RwLock::new(producer),
             config,
-            topic: Arc::from(settings.topic.as_str()),
+            topic: settings.topic.clone(),
             produce_timeout: settings.produce_timeout,
+            ready_interval: settings.ready_interval,
             max_message_bytes: settings.max_message_bytes,
-            timed_out_requests: Arc::new(AtomicU64::new(0)),
-            ready: Arc::new(AtomicBool::new(false)),
-            last_error: Arc::new(RwLock::new(NOT_CHECKED.to_owned())),
+            timed_out_requests: AtomicU64::new(0),
+            ready: AtomicBool::new(false),
+            last_error: Mutex::new(NOT_CHECKED.to_owned()),
             metrics,
-        })
+        })))
     }
 
     fn producer(&self) -> FutureProducer {
-        match self.current.read() {
-            Ok(p) => p.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.0
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn last_error(&self) -> String {
+        self.0
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Replaces the librdkafka producer with a fresh one.
     fn replace_producer(&self, why: &str) {
-        match self.config.create::<FutureProducer>() {
+        match self.0.config.create::<FutureProducer>() {
             Ok(fresh) => {
-                match self.current.write() {
-                    Ok(mut p) => *p = fresh,
-                    Err(poisoned) => *poisoned.into_inner() = fresh,
-                }
-                self.timed_out_requests.store(0, Ordering::Relaxed);
-                self.metrics.producer_replacements.inc();
+                *self
+                    .0
+                    .current
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = fresh;
+                self.0.timed_out_requests.store(0, Ordering::Relaxed);
+                self.0.metrics.producer_replacements.inc();
                 tracing::warn!(reason = why, "Kafka producer replaced");
             }
             Err(e) => {
@@ -172,52 +210,7 @@ impl EventProducer {
 
     /// True while the last broker check succeeded.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
-    }
-
-    /// Why the producer is not ready (the last check's error), for logs.
-    pub async fn not_ready_reason(&self) -> String {
-        self.last_error.read().await.clone()
-    }
-
-    /// Why the producer is not ready, for anyone who asks (`/ready`): what
-    /// is wrong, without the brokers' addresses or the client's words.
-    pub async fn not_ready_summary(&self) -> &'static str {
-        let reason = self.last_error.read().await;
-        if reason.contains("does not exist") || reason.contains("no partitions") {
-            "the topic does not exist"
-        } else if reason.starts_with("topic ") {
-            "the topic is not available"
-        } else if reason.as_str() == NOT_CHECKED {
-            "not checked yet"
-        } else {
-            "the brokers do not answer"
-        }
-    }
-
-    /// An event serialised for Kafka, keyed by its `distinct_id`, or
-    /// refused when it is larger than a message may be.
-    pub fn record(&self, event: &Event, index: usize) -> Result<Record, ProduceError> {
-        let payload = event
-            .to_kafka_payload()
-            .map_err(|e| ProduceError::Serialize(e.to_string()))?;
-        // Room for the key and the record's own overhead.
-        if payload.len() + event.kafka_key().len() + 128 > self.max_message_bytes {
-            return Err(ProduceError::TooLarge {
-                index,
-                size: payload.len(),
-                limit: self.max_message_bytes,
-            });
-        }
-        Ok(Record {
-            key: event.kafka_key().to_owned(),
-            payload,
-        })
-    }
-
-    /// The largest serialised event accepted.
-    pub fn max_message_bytes(&self) -> usize {
-        self.max_message_bytes
+        self.0.ready.load(Ordering::Relaxed)
     }
 
     /// Produces every record and waits until Kafka has acknowledged all of
@@ -226,24 +219,41 @@ impl EventProducer {
     /// anything of it is produced.
     pub async fn send_all(&self, records: &[Record]) -> Result<(), ProduceError> {
         if !self.is_ready() {
-            let reason = self.not_ready_reason().await;
             self.count_errors("kafka_not_ready", records.len());
-            return Err(ProduceError::NotReady(reason));
+            return Err(ProduceError::NotReady(self.last_error()));
         }
         let started = Instant::now();
+        let deliveries = self.enqueue(records)?;
+        let deliveries = self.acknowledgements(deliveries).await;
+        self.0
+            .metrics
+            .produce_duration
+            .observe(started.elapsed().as_secs_f64());
+        let Some(deliveries) = deliveries else {
+            self.count_errors("timeout", records.len());
+            return Err(ProduceError::NotAcknowledged {
+                failed: records.len(),
+                total: records.len(),
+                reason: "no acknowledgement within the produce timeout".into(),
+            });
+        };
+        self.settle(records, &Tally::of(&deliveries))
+    }
+
+    /// Hands every record to librdkafka. A full queue refuses the request
+    /// (503): events already queued will still be delivered, and the
+    /// client's retry gives its events the same uuids again (see
+    /// `normalize::derived_uuid`), so readers never show the repeats.
+    fn enqueue(&self, records: &[Record]) -> Result<Vec<DeliveryFuture>, ProduceError> {
         let producer = self.producer();
         let mut deliveries = Vec::with_capacity(records.len());
         for r in records {
-            let record = FutureRecord::to(&self.topic)
+            let record = FutureRecord::to(&self.0.topic)
                 .key(r.key.as_slice())
                 .payload(&r.payload);
             match producer.send_result(record) {
                 Ok(delivery) => deliveries.push(delivery),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    // Events already queued will still be delivered; the
-                    // client retries the whole request, and its events get
-                    // the same uuids again (see normalize::derived_uuid), so
-                    // readers never show the repeats.
                     self.count_errors("queue_full", records.len());
                     return Err(ProduceError::QueueFull);
                 }
@@ -257,82 +267,53 @@ impl EventProducer {
                 }
             }
         }
-        // librdkafka fails each message after message.timeout.ms; the outer
-        // timeout only guards against a lost callback.
-        let outcome = tokio::time::timeout(
-            self.produce_timeout + Duration::from_secs(5),
+        Ok(deliveries)
+    }
+
+    /// What became of each message; `None` if the answers did not come.
+    /// librdkafka fails each message after `message.timeout.ms`; the outer
+    /// timeout only guards against a lost callback.
+    async fn acknowledgements(&self, deliveries: Vec<DeliveryFuture>) -> Option<Vec<Delivery>> {
+        let results = tokio::time::timeout(
+            self.0.produce_timeout + Duration::from_secs(5),
             join_all(deliveries),
         )
-        .await;
-        self.metrics
-            .produce_duration
-            .observe(started.elapsed().as_secs_f64());
-        let results = match outcome {
-            Ok(results) => results,
-            Err(_) => {
-                self.count_errors("timeout", records.len());
-                return Err(ProduceError::NotAcknowledged {
-                    failed: records.len(),
-                    total: records.len(),
-                    reason: "no acknowledgement within the produce timeout".into(),
-                });
-            }
-        };
-        let mut failed = 0;
-        let mut timed_out = false;
-        let mut first_reason = None;
-        for (index, result) in results.into_iter().enumerate() {
-            match result {
-                Ok(Ok(_)) => {}
-                Ok(Err((
-                    KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
-                    _,
-                ))) => {
-                    self.count_errors("too_large", 1);
-                    return Err(ProduceError::TooLarge {
-                        index,
-                        size: records
-                            .get(index)
-                            .map(|r| r.payload.len())
-                            .unwrap_or_default(),
-                        limit: self.max_message_bytes,
-                    });
-                }
-                Ok(Err((e, _))) => {
-                    failed += 1;
-                    timed_out |= matches!(
-                        e,
-                        KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)
-                    );
-                    first_reason.get_or_insert_with(|| e.to_string());
-                }
-                Err(_canceled) => {
-                    failed += 1;
-                    first_reason.get_or_insert_with(|| "producer shut down".to_owned());
-                }
-            }
+        .await
+        .ok()?;
+        Some(results.into_iter().map(Delivery::of).collect())
+    }
+
+    /// Counts a request's deliveries, notes whether the producer seems
+    /// stuck, and answers for the request.
+    fn settle(&self, records: &[Record], tally: &Tally) -> Result<(), ProduceError> {
+        if let Some(index) = tally.too_large {
+            self.count_errors("too_large", 1);
+            return Err(ProduceError::TooLarge {
+                index,
+                size: records.get(index).map_or(0, |r| r.payload.len()),
+                limit: self.0.max_message_bytes,
+            });
         }
-        self.metrics
-            .produced
-            .inc_by((records.len() - failed) as u64);
-        if timed_out {
-            self.timed_out_requests.fetch_add(1, Ordering::Relaxed);
-        } else if failed == 0 {
-            self.timed_out_requests.store(0, Ordering::Relaxed);
+        self.0.metrics.produced.inc_by(tally.acknowledged as u64);
+        if tally.timed_out {
+            self.0.timed_out_requests.fetch_add(1, Ordering::Relaxed);
+        } else if tally.failed == 0 {
+            self.0.timed_out_requests.store(0, Ordering::Relaxed);
         }
-        if failed > 0 {
-            self.count_errors("not_acknowledged", failed);
+        if tally.failed > 0 {
+            self.count_errors("not_acknowledged", tally.failed);
             return Err(ProduceError::NotAcknowledged {
-                failed,
+                failed: tally.failed,
                 total: records.len(),
-                reason: first_reason.unwrap_or_default(),
+                reason: tally.first_reason.clone().unwrap_or_default(),
             });
         }
         Ok(())
     }
 
     fn count_errors(&self, reason: &str, n: usize) {
-        self.metrics
+        self.0
+            .metrics
             .produce_errors
             .get_or_create(&ReasonLabels {
                 reason: reason.to_owned(),
@@ -344,13 +325,13 @@ impl EventProducer {
     /// exists with at least one partition.
     async fn check_once(&self, timeout: Duration) -> Result<(), String> {
         let producer = self.producer();
-        let topic = self.topic.clone();
+        let topic = self.0.topic.clone();
         let checked = tokio::task::spawn_blocking(move || {
             let metadata = producer
                 .client()
                 .fetch_metadata(Some(&topic), timeout)
                 .map_err(|e| format!("brokers did not answer: {e}"))?;
-            match metadata.topics().iter().find(|t| t.name() == &*topic) {
+            match metadata.topics().iter().find(|t| t.name() == topic) {
                 Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
                 Some(t) => Err(match t.error() {
                     Some(code) => format!("topic {topic}: {:?}", RDKafkaErrorCode::from(code)),
@@ -363,31 +344,36 @@ impl EventProducer {
         checked.unwrap_or_else(|e| Err(format!("broker check failed: {e}")))
     }
 
-    /// Checks the brokers every `interval` until `shutdown`, updating
+    /// Checks the brokers every `ready_interval` until `shutdown`, updating
     /// readiness, the `capture_kafka_ready` gauge, and logging changes.
-    pub async fn watch_brokers(self, interval: Duration, shutdown: CancellationToken) {
+    pub async fn watch_brokers(self, shutdown: CancellationToken) {
+        let interval = self.0.ready_interval;
         let timeout = interval.clamp(Duration::from_millis(500), Duration::from_secs(5));
         loop {
             let result = self.check_once(timeout).await;
             if let Some((code, reason)) = self.producer().client().fatal_error() {
                 self.replace_producer(&format!("fatal error {code:?}: {reason}"));
             } else if result.is_ok()
-                && self.timed_out_requests.load(Ordering::Relaxed) >= STUCK_AFTER_TIMEOUTS
+                && self.0.timed_out_requests.load(Ordering::Relaxed) >= STUCK_AFTER_TIMEOUTS
             {
                 self.replace_producer("requests time out although the brokers answer");
             }
-            let was_ready = self.ready.swap(result.is_ok(), Ordering::Relaxed);
-            self.metrics.kafka_ready.set(i64::from(result.is_ok()));
+            let was_ready = self.0.ready.swap(result.is_ok(), Ordering::Relaxed);
+            self.0.metrics.kafka_ready.set(i64::from(result.is_ok()));
             match result {
                 Ok(()) if !was_ready => {
-                    tracing::info!(topic = %self.topic, "Kafka reachable; ready")
+                    tracing::info!(topic = %self.0.topic, "Kafka reachable; ready")
                 }
                 Ok(()) => {}
                 Err(e) => {
                     if was_ready {
-                        tracing::warn!(error = %e, topic = %self.topic, "Kafka unreachable; not ready");
+                        tracing::warn!(error = %e, topic = %self.0.topic, "Kafka unreachable; not ready");
                     }
-                    *self.last_error.write().await = e;
+                    *self
+                        .0
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = e;
                 }
             }
             tokio::select! {
@@ -396,9 +382,95 @@ impl EventProducer {
             }
         }
     }
+}
 
-    /// Waits (bounded) for queued messages to be delivered; call on shutdown.
-    pub fn flush(&self, timeout: Duration) -> Result<(), String> {
+/// What `/ready` says of a broker check's error: what is wrong, without
+/// the brokers' addresses or the client's words.
+fn summary(last_error: &str) -> &'static str {
+    if last_error.contains("does not exist") || last_error.contains("no partitions") {
+        "the topic does not exist"
+    } else if last_error.starts_with("topic ") {
+        "the topic is not available"
+    } else if last_error == NOT_CHECKED {
+        "not checked yet"
+    } else {
+        "the brokers do not answer"
+    }
+}
+
+impl Sink for EventProducer {
+    fn send<'a>(&'a self, records: &'a [Record]) -> SendFuture<'a> {
+        Box::pin(self.send_all(records))
+    }
+
+    fn readiness(&self) -> Readiness {
+        if self.is_ready() {
+            Readiness::Ready
+        } else {
+            Readiness::NotReady(summary(&self.last_error()))
+        }
+    }
+
+    fn watch(self: Arc<Self>, shutdown: CancellationToken) -> WatchFuture {
+        Box::pin(EventProducer::clone(&self).watch_brokers(shutdown))
+    }
+
+    /// Waits (bounded) for queued messages to be delivered.
+    fn flush(&self, timeout: Duration) -> Result<(), String> {
         self.producer().flush(timeout).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_counts_failures_and_remembers_the_first_reason() {
+        let tally = Tally::of(&[
+            Delivery::Acknowledged,
+            Delivery::Failed("broker gone".into()),
+            Delivery::TimedOut("timed out".into()),
+            Delivery::Acknowledged,
+        ]);
+        assert_eq!(
+            tally,
+            Tally {
+                acknowledged: 2,
+                failed: 2,
+                timed_out: true,
+                too_large: None,
+                first_reason: Some("broker gone".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn a_tally_names_the_first_message_too_large() {
+        let tally = Tally::of(&[
+            Delivery::Acknowledged,
+            Delivery::TooLarge,
+            Delivery::TooLarge,
+        ]);
+        assert_eq!(tally.too_large, Some(1));
+        assert_eq!(tally.failed, 0);
+        assert!(!tally.timed_out);
+    }
+
+    #[test]
+    fn ready_summaries_name_no_address() {
+        assert_eq!(summary(NOT_CHECKED), "not checked yet");
+        assert_eq!(
+            summary("topic events does not exist"),
+            "the topic does not exist"
+        );
+        assert_eq!(
+            summary("topic events: LeaderNotAvailable"),
+            "the topic is not available"
+        );
+        assert_eq!(
+            summary("brokers did not answer: 10.0.0.7:9092 refused"),
+            "the brokers do not answer"
+        );
     }
 }

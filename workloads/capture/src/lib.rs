@@ -10,8 +10,9 @@
 //! Layout: [`decode`] (bytes → checked JSON text), [`outline`] (the text →
 //! its events, still text), [`tree_cost`] (what an event's tree will cost,
 //! from its text), [`normalize`] (one event's JSON → an event) and
-//! [`budget`] (the bytes requests in flight hold) are pure; [`kafka`]
-//! produces and watches the brokers; [`intake`] turns a request's bytes into
+//! [`budget`] (the bytes requests in flight hold) are pure; [`sink`] is
+//! where events go: [`kafka`] (the producer, watching the brokers) or
+//! [`memory_sink`] (for tests); [`intake`] turns a request's bytes into
 //! records within the budget; [`api`] holds the routes, [`error`] their
 //! refusals, [`layers`] request ids and per-route metrics; [`config`] the
 //! `CAPTURE_*` settings.
@@ -25,10 +26,12 @@ pub mod error;
 pub mod intake;
 pub mod kafka;
 pub mod layers;
+pub mod memory_sink;
 pub mod metrics;
 pub mod normalize;
 pub mod openapi;
 pub mod outline;
+pub mod sink;
 pub mod state;
 pub mod tree_cost;
 
@@ -49,6 +52,7 @@ pub use config::CaptureConfig;
 
 use crate::kafka::{EventProducer, ProducerSetupError};
 use crate::metrics::CaptureMetrics;
+use crate::sink::Sink;
 use crate::state::AppState;
 use tributary_core::key_service::AuthServiceKeys;
 use tributary_core::keys::{self, KeyValidator, StaticKeys};
@@ -67,8 +71,7 @@ pub enum CaptureError {
 pub struct Capture {
     listener: TcpListener,
     router: Router,
-    producer: EventProducer,
-    ready_interval: Duration,
+    sink: Arc<dyn Sink>,
 }
 
 impl Capture {
@@ -91,15 +94,38 @@ impl Capture {
     ) -> Result<Self, CaptureError> {
         let mut registry = Registry::default();
         let metrics = CaptureMetrics::register(&mut registry);
+        let producer = EventProducer::new(&config.kafka, metrics.clone())?;
+        Self::assemble(config, keys, Arc::new(producer), registry, metrics).await
+    }
+
+    /// Like [`Capture::bind_with_keys`], sending events to `sink` instead
+    /// of Kafka (the `CAPTURE_KAFKA_*` settings are not used).
+    pub async fn bind_with_sink(
+        config: &CaptureConfig,
+        keys: Arc<dyn KeyValidator>,
+        sink: Arc<dyn Sink>,
+    ) -> Result<Self, CaptureError> {
+        let mut registry = Registry::default();
+        let metrics = CaptureMetrics::register(&mut registry);
+        Self::assemble(config, keys, sink, registry, metrics).await
+    }
+
+    async fn assemble(
+        config: &CaptureConfig,
+        keys: Arc<dyn KeyValidator>,
+        sink: Arc<dyn Sink>,
+        mut registry: Registry,
+        metrics: CaptureMetrics,
+    ) -> Result<Self, CaptureError> {
         let budget = budget::ByteBudget::new(config.max_bytes_in_flight);
         registry.register(
             "capture_bytes_in_flight",
             "Bytes held for requests in flight (bodies, decoded payloads, events until acknowledged), bounded by CAPTURE_MAX_BYTES_IN_FLIGHT",
             budget.gauge(),
         );
-        let producer = EventProducer::new(&config.kafka, metrics.clone())?;
         let state = Arc::new(AppState {
-            producer: producer.clone(),
+            sink: Arc::clone(&sink),
+            max_message_bytes: config.kafka.max_message_bytes,
             keys,
             metrics,
             keyless: config.keyless,
@@ -136,8 +162,7 @@ impl Capture {
         Ok(Self {
             listener,
             router,
-            producer,
-            ready_interval: config.kafka.ready_interval,
+            sink,
         })
     }
 
@@ -149,18 +174,14 @@ impl Capture {
     }
 
     /// Serves until `shutdown` fires, then finishes in-flight requests and
-    /// flushes the producer.
+    /// flushes the sink.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), CaptureError> {
-        let watcher = tokio::spawn(
-            self.producer
-                .clone()
-                .watch_brokers(self.ready_interval, shutdown.clone()),
-        );
+        let watcher = tokio::spawn(Arc::clone(&self.sink).watch(shutdown.clone()));
         let served = serve(self.listener, self.router, shutdown).await;
         watcher.abort();
-        let producer = self.producer;
+        let sink = self.sink;
         let flushed =
-            tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
+            tokio::task::spawn_blocking(move || sink.flush(Duration::from_secs(10))).await;
         match flushed {
             Ok(Ok(())) => tracing::info!("producer flushed; capture stopped"),
             Ok(Err(e)) => tracing::warn!(error = %e, "producer flush incomplete at shutdown"),

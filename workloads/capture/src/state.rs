@@ -3,13 +3,16 @@
 use std::sync::Arc;
 
 use crate::budget::ByteBudget;
-use crate::kafka::EventProducer;
 use crate::metrics::CaptureMetrics;
+use crate::sink::Sink;
 use tributary_core::keys::{KeyValidator, Keyless};
 
 /// Shared state of the handlers.
 pub struct AppState {
-    pub producer: EventProducer,
+    /// Where events go (Kafka, or memory in tests).
+    pub sink: Arc<dyn Sink>,
+    /// The largest serialised event a message may carry.
+    pub max_message_bytes: usize,
     pub keys: Arc<dyn KeyValidator>,
     pub metrics: CaptureMetrics,
     /// What becomes of events without a key.
