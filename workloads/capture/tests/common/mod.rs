@@ -5,9 +5,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+
+use tributary_capture::memory_sink::MemorySink;
 use tributary_capture::{Capture, CaptureConfig};
 use tributary_core::config::Env;
+use tributary_core::keys::StaticKeys;
 use tributary_tests::poll_until;
 
 pub struct Running {
@@ -104,7 +108,22 @@ pub async fn start_on_new_topic(
 }
 
 pub async fn start(config: CaptureConfig) -> Running {
-    let capture = Capture::bind(&config).await.unwrap();
+    run(Capture::bind(&config).await.unwrap())
+}
+
+/// A capture whose events go to memory, no broker involved, with `config`'s
+/// settings and `CAPTURE_API_KEYS`: `(capture, sink)`.
+pub async fn start_in_memory(extra: &[(&str, &str)]) -> (Running, Arc<MemorySink>) {
+    let config = config("127.0.0.1:9", "unused", extra);
+    let keys = Arc::new(StaticKeys::new(config.api_keys.clone()));
+    let sink = Arc::new(MemorySink::new());
+    let capture = Capture::bind_with_sink(&config, keys, sink.clone())
+        .await
+        .unwrap();
+    (run(capture), sink)
+}
+
+fn run(capture: Capture) -> Running {
     let addr = capture.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
