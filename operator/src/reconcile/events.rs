@@ -2,13 +2,10 @@
 //! created or grown, and conditions that moved. Pure, so a reconcile that
 //! changes nothing publishes nothing.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::events::{Event, EventType};
 
 use crate::crd::AnalyticsPipelineStatus;
-use crate::status::{
-    DEGRADED, MIGRATIONS_COMPLETE, READY, SCALING_ACTIVE, SCALING_LIMITED, TOPICS_READY,
-};
+use crate::status::{Verdict, announcement};
 use crate::topics::{Retention, TopicChange, TopicOutcome};
 
 /// Longest note the Events API takes (1 kB).
@@ -33,88 +30,110 @@ fn event(type_: EventType, reason: &str, action: &str, note: &str) -> Event {
     }
 }
 
+/// What a reconcile did to a topic, as an Event reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TopicEvent {
+    Created,
+    Grown,
+    RetentionChanged,
+}
+
+impl TopicEvent {
+    const ALL: [Self; 3] = [Self::Created, Self::Grown, Self::RetentionChanged];
+
+    fn reason(self) -> &'static str {
+        match self {
+            Self::Created => "TopicCreated",
+            Self::Grown => "TopicGrown",
+            Self::RetentionChanged => "TopicRetentionChanged",
+        }
+    }
+
+    /// What `o` tells under this reason, if anything.
+    fn note(self, o: &TopicOutcome) -> Option<String> {
+        match (self, &o.change, &o.retention) {
+            (Self::RetentionChanged, _, Retention::Changed { .. }) => o.retention_message(),
+            (Self::Created, TopicChange::Created, _)
+            | (Self::Grown, TopicChange::Grown { .. }, _) => Some(o.message()),
+            _ => None,
+        }
+    }
+}
+
 /// `TopicCreated` / `TopicGrown` / `TopicRetentionChanged` for what the
 /// reconcile did to topics: one Event per reason naming every topic (the
 /// recorder folds Events of the same reason into one series, so one per
 /// topic would hide all but one).
 pub fn topic_events(outcomes: &[TopicOutcome]) -> Vec<Event> {
-    ["TopicCreated", "TopicGrown", "TopicRetentionChanged"]
+    TopicEvent::ALL
         .into_iter()
-        .filter_map(|reason| {
-            let notes: Vec<String> = outcomes
-                .iter()
-                .filter_map(|o| match (&o.change, &o.retention) {
-                    (_, Retention::Changed { .. }) if reason == "TopicRetentionChanged" => {
-                        o.retention_message()
-                    }
-                    (TopicChange::Created, _) if reason == "TopicCreated" => Some(o.message()),
-                    (TopicChange::Grown { .. }, _) if reason == "TopicGrown" => Some(o.message()),
-                    _ => None,
-                })
-                .collect();
-            (!notes.is_empty())
-                .then(|| event(EventType::Normal, reason, "EnsureTopics", &notes.join("; ")))
+        .filter_map(|kind| {
+            let notes: Vec<String> = outcomes.iter().filter_map(|o| kind.note(o)).collect();
+            (!notes.is_empty()).then(|| {
+                event(
+                    EventType::Normal,
+                    kind.reason(),
+                    "EnsureTopics",
+                    &notes.join("; "),
+                )
+            })
         })
         .collect()
 }
 
-/// One Event per condition that changed status or reason between
-/// `previous` and `next`, where the change means something to a reader of
-/// `kubectl describe`.
+/// One Event per condition whose status or reason moved from `previous`
+/// to the new `verdicts`, where the change means something to a reader of
+/// `kubectl describe` (see [`announcement`]). A verdict that keeps the
+/// previous condition moved nothing.
 pub fn transition_events(
     previous: Option<&AnalyticsPipelineStatus>,
-    next: &AnalyticsPipelineStatus,
+    verdicts: &[Verdict],
 ) -> Vec<Event> {
-    let before = |t: &str| previous.and_then(|p| p.conditions.iter().find(|c| c.type_ == t));
-    next.conditions
-        .iter()
-        .filter(|c| before(&c.type_).is_none_or(|b| b.status != c.status || b.reason != c.reason))
-        .filter_map(condition_event)
-        .collect()
-}
-
-fn condition_event(c: &Condition) -> Option<Event> {
-    let (type_, reason, action) = match (c.type_.as_str(), c.status.as_str(), c.reason.as_str()) {
-        (TOPICS_READY, "False", r) => (EventType::Warning, r, "EnsureTopics"),
-        (MIGRATIONS_COMPLETE, "False", "Running") => {
-            (EventType::Normal, "MigrationStarted", "Migrate")
-        }
-        (MIGRATIONS_COMPLETE, "False", "Unschedulable" | "PodNotStarting" | "NoPod") => {
-            (EventType::Warning, "MigrationPending", "Migrate")
-        }
-        (MIGRATIONS_COMPLETE, "False", _) => (EventType::Warning, "MigrationFailed", "Migrate"),
-        (MIGRATIONS_COMPLETE, "True", "Succeeded") => {
-            (EventType::Normal, "MigrationSucceeded", "Migrate")
-        }
-        (DEGRADED, "True", "InvalidSpec") => (EventType::Warning, "InvalidSpec", "Validate"),
-        (DEGRADED, "True", r @ ("ApplyFailed" | "RolloutStalled")) => {
-            (EventType::Warning, r, "Apply")
-        }
-        (READY, "True", _) => (EventType::Normal, "Ready", "Reconcile"),
-        (SCALING_ACTIVE, "False", r) => (EventType::Warning, r, "Scale"),
-        (SCALING_LIMITED, "True", r @ ("PartitionGrowthUnsupported" | "PartitionGrowthFailed")) => {
-            (EventType::Warning, r, "Scale")
-        }
-        (SCALING_LIMITED, "True", r) => (EventType::Normal, r, "Scale"),
-        _ => return None,
+    let before = |v: &Verdict| {
+        previous.and_then(|p| p.conditions.iter().find(|c| c.type_ == v.type_.as_str()))
     };
-    Some(event(type_, reason, action, &c.message))
+    verdicts
+        .iter()
+        .filter(|v| match before(v) {
+            None => true,
+            Some(_) if v.keep => false,
+            Some(b) => b.status != v.truth.as_str() || b.reason != v.reason.as_str(),
+        })
+        .filter_map(|v| {
+            let told = announcement(v.type_, v.truth, v.reason)?;
+            Some(event(told.type_, told.reason, told.action, &v.message))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use crate::status::{ConditionType as C, Reason as R, Truth};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-    fn status(conditions: &[(&str, &str, &str)]) -> AnalyticsPipelineStatus {
+    fn verdicts(list: &[(C, Truth, R)]) -> Vec<Verdict> {
+        list.iter()
+            .map(|&(type_, truth, reason)| Verdict {
+                type_,
+                truth,
+                reason,
+                message: format!("{type_:?} is {truth:?} because {reason:?}"),
+                keep: false,
+            })
+            .collect()
+    }
+
+    /// The status those verdicts were written as.
+    fn written(verdicts: &[Verdict]) -> AnalyticsPipelineStatus {
         AnalyticsPipelineStatus {
-            conditions: conditions
+            conditions: verdicts
                 .iter()
-                .map(|(t, s, r)| Condition {
-                    type_: (*t).into(),
-                    status: (*s).into(),
-                    reason: (*r).into(),
-                    message: format!("{t} is {s} because {r}"),
+                .map(|v| Condition {
+                    type_: v.type_.as_str().into(),
+                    status: v.truth.as_str().into(),
+                    reason: v.reason.as_str().into(),
+                    message: v.message.clone(),
                     observed_generation: None,
                     last_transition_time: Time(Default::default()),
                 })
@@ -132,38 +151,50 @@ mod tests {
 
     #[test]
     fn conditions_that_move_are_told_once() {
-        let running = status(&[
-            (MIGRATIONS_COMPLETE, "False", "Running"),
-            (READY, "False", "Progressing"),
+        let running = verdicts(&[
+            (C::MigrationsComplete, Truth::False, R::Running),
+            (C::Ready, Truth::False, R::Progressing),
         ]);
         assert_eq!(
             reasons(&transition_events(None, &running)),
             [(EventType::Normal, "MigrationStarted")]
         );
-        assert!(transition_events(Some(&running), &running).is_empty());
-        let failed = status(&[
-            (MIGRATIONS_COMPLETE, "False", "Failed"),
-            (READY, "False", "Degraded"),
+        assert!(transition_events(Some(&written(&running)), &running).is_empty());
+        let failed = verdicts(&[
+            (C::MigrationsComplete, Truth::False, R::Failed),
+            (C::Ready, Truth::False, R::Degraded),
         ]);
         assert_eq!(
-            reasons(&transition_events(Some(&running), &failed)),
+            reasons(&transition_events(Some(&written(&running)), &failed)),
             [(EventType::Warning, "MigrationFailed")]
         );
-        let ready = status(&[
-            (MIGRATIONS_COMPLETE, "True", "Succeeded"),
-            (READY, "True", "Ready"),
+        let ready = verdicts(&[
+            (C::MigrationsComplete, Truth::True, R::Succeeded),
+            (C::Ready, Truth::True, R::Ready),
         ]);
         assert_eq!(
-            reasons(&transition_events(Some(&failed), &ready)),
+            reasons(&transition_events(Some(&written(&failed)), &ready)),
             [
                 (EventType::Normal, "MigrationSucceeded"),
                 (EventType::Normal, "Ready")
             ]
         );
-        let refused = status(&[(TOPICS_READY, "False", "ShrinkRefused")]);
+        let refused = verdicts(&[(C::TopicsReady, Truth::False, R::ShrinkRefused)]);
         assert_eq!(
             reasons(&transition_events(None, &refused)),
             [(EventType::Warning, "ShrinkRefused")]
+        );
+    }
+
+    #[test]
+    fn a_condition_kept_from_before_is_not_told_again() {
+        let before = verdicts(&[(C::ScalingActive, Truth::False, R::LagUnavailable)]);
+        let mut waiting = verdicts(&[(C::ScalingActive, Truth::Unknown, R::Waiting)]);
+        waiting[0].keep = true;
+        assert!(transition_events(Some(&written(&before)), &waiting).is_empty());
+        assert!(
+            transition_events(None, &waiting).is_empty(),
+            "an Unknown ScalingActive announces nothing"
         );
     }
 

@@ -699,9 +699,13 @@ async fn settle_observed<T: Kafka>(
 async fn settle<T: Kafka>(
     ctx: &Context<T>,
     p: &AnalyticsPipeline,
-    next: AnalyticsPipelineStatus,
+    next: status::Next,
     extra_events: &[Event],
 ) -> Result<(), Error> {
+    let status::Next {
+        status: next,
+        verdicts,
+    } = next;
     let previous = p.status.as_ref();
     if previous != Some(&next) {
         let api: Api<AnalyticsPipeline> = Api::namespaced(ctx.client.clone(), &meta::namespace(p));
@@ -742,7 +746,7 @@ async fn settle<T: Kafka>(
             },
         );
     }
-    let transitions = events::transition_events(previous, &next);
+    let transitions = events::transition_events(previous, &verdicts);
     let all: Vec<&Event> = extra_events.iter().chain(&transitions).collect();
     publish(ctx, p, &all).await;
     Ok(())

@@ -10,7 +10,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::build::{Component, meta};
 use crate::crd::AnalyticsPipeline;
-use crate::status::Migration;
+use crate::status::{Migration, Reason};
 
 /// Where `job` stands: its `Complete` or `Failed` condition, else running.
 pub fn migration(job: &Job) -> Migration {
@@ -59,11 +59,7 @@ const STUCK: &[&str] = &[
 /// `(reason, message)` with what the scheduler or the kubelet says, `None`
 /// while it runs or may yet start. A pod that ran and failed is the Job's
 /// to retry and report.
-pub fn migration_pending(
-    job: &Job,
-    pods: &[Pod],
-    now: Timestamp,
-) -> Option<(&'static str, String)> {
+pub fn migration_pending(job: &Job, pods: &[Pod], now: Timestamp) -> Option<(Reason, String)> {
     let waiting = |pod: &Pod| {
         let status = pod.status.as_ref()?;
         if status.phase.as_deref() != Some("Pending") {
@@ -75,7 +71,7 @@ pub fn migration_pending(
                 && c.reason.as_deref() == Some("Unschedulable")
         }) {
             return Some((
-                "Unschedulable",
+                Reason::Unschedulable,
                 c.message
                     .clone()
                     .unwrap_or_else(|| "the scheduler found no node".to_owned()),
@@ -91,7 +87,7 @@ pub fn migration_pending(
             .map(|w| {
                 let reason = w.reason.clone().unwrap_or_default();
                 (
-                    "PodNotStarting",
+                    Reason::PodNotStarting,
                     match w.message.as_deref() {
                         Some(m) if !m.is_empty() => format!("{reason}: {m}"),
                         _ => reason,
@@ -110,7 +106,7 @@ pub fn migration_pending(
     (pods.is_empty() && old).then(|| {
         let name = job.metadata.name.as_deref().unwrap_or_default();
         (
-            "NoPod",
+            Reason::NoPod,
             format!(
                 "Job {name} has made no pod for over {}s; `kubectl describe job {name}` shows why (a ResourceQuota or an admission policy refusing it)",
                 NO_POD_AFTER.as_secs(),
@@ -250,8 +246,8 @@ mod tests {
                 "message": "0/3 nodes are available: 3 node(s) had untolerated taint {dedicated: analytics}."}]
         }));
         let (reason, message) =
-            migration_pending(&job, &[unschedulable], at(1_005)).unwrap_or_default();
-        assert_eq!(reason, "Unschedulable");
+            migration_pending(&job, &[unschedulable], at(1_005)).expect("pending");
+        assert_eq!(reason, Reason::Unschedulable);
         assert!(message.contains("untolerated taint"), "{message}");
 
         let secret_missing = pod(serde_json::json!({
@@ -261,8 +257,8 @@ mod tests {
                 "message": "secret \"tributary-postgres\" not found"}}}]
         }));
         let (reason, message) =
-            migration_pending(&job, &[secret_missing], at(1_005)).unwrap_or_default();
-        assert_eq!(reason, "PodNotStarting");
+            migration_pending(&job, &[secret_missing], at(1_005)).expect("pending");
+        assert_eq!(reason, Reason::PodNotStarting);
         assert!(
             message.starts_with("CreateContainerConfigError: secret"),
             "{message}"
@@ -278,8 +274,8 @@ mod tests {
 
         // No pod: told once the Job controller had time to make one.
         assert_eq!(migration_pending(&job, &[], at(1_059)), None);
-        let (reason, message) = migration_pending(&job, &[], at(1_060)).unwrap_or_default();
-        assert_eq!(reason, "NoPod");
+        let (reason, message) = migration_pending(&job, &[], at(1_060)).expect("pending");
+        assert_eq!(reason, Reason::NoPod);
         assert!(message.contains("ResourceQuota"), "{message}");
         assert_eq!(
             migration_pending(&job, &[], at(1_060)),

@@ -17,7 +17,7 @@ use super::Context;
 use crate::autoscale::poll::{self, Reading};
 use crate::crd::{AnalyticsPipeline, ConsumerScaling, TopicSpec};
 use crate::kafka::Kafka;
-use crate::status::ScalingObserved;
+use crate::status::{Reason, ScalingObserved};
 use crate::topics::{TopicChange, TopicOutcome};
 
 /// What the step decided.
@@ -160,7 +160,7 @@ async fn grow<T: Kafka>(
 ) -> Option<TopicOutcome> {
     let mut topic = events_topic(p);
     topic.partitions = to;
-    let blocked = |reason: &'static str, why: String| {
+    let blocked = |reason: Reason, why: String| {
         (
             reason,
             format!(
@@ -182,10 +182,10 @@ async fn grow<T: Kafka>(
                 TopicChange::GrowUnsupported { reason, .. } => reason.clone(),
                 _ => o.message(),
             };
-            observed.growth_blocked = Some(blocked("PartitionGrowthUnsupported", why));
+            observed.growth_blocked = Some(blocked(Reason::PartitionGrowthUnsupported, why));
         }
         Err(e) => {
-            observed.growth_blocked = Some(blocked("PartitionGrowthFailed", e.to_string()));
+            observed.growth_blocked = Some(blocked(Reason::PartitionGrowthFailed, e.to_string()));
         }
     }
     status.saturated_since = poll::time(now);

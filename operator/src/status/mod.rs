@@ -10,20 +10,24 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use crate::crd::AnalyticsPipelineStatus;
 use crate::topics::{TopicChange, TopicError, TopicOutcome};
 
+mod reason;
 mod scaling;
 mod verdict;
 
+pub use reason::{Announcement, ConditionType, Reason, announcement};
 pub use scaling::ScalingObserved;
 use scaling::{scaling_active_verdict, scaling_limited_verdict};
-use verdict::{Truth, Verdict, unknown, verdict};
+pub use verdict::{Truth, Verdict};
+use verdict::{unknown, verdict};
 
-pub const READY: &str = "Ready";
-pub const TOPICS_READY: &str = "TopicsReady";
-pub const MIGRATIONS_COMPLETE: &str = "MigrationsComplete";
-pub const PROGRESSING: &str = "Progressing";
-pub const DEGRADED: &str = "Degraded";
-pub const SCALING_ACTIVE: &str = "ScalingActive";
-pub const SCALING_LIMITED: &str = "ScalingLimited";
+// The condition types as written, for reading conditions back.
+pub const READY: &str = ConditionType::Ready.as_str();
+pub const TOPICS_READY: &str = ConditionType::TopicsReady.as_str();
+pub const MIGRATIONS_COMPLETE: &str = ConditionType::MigrationsComplete.as_str();
+pub const PROGRESSING: &str = ConditionType::Progressing.as_str();
+pub const DEGRADED: &str = ConditionType::Degraded.as_str();
+pub const SCALING_ACTIVE: &str = ConditionType::ScalingActive.as_str();
+pub const SCALING_LIMITED: &str = ConditionType::ScalingLimited.as_str();
 
 /// Where the migration Job stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +42,7 @@ pub enum Migration {
     /// Created, and its pod cannot start: `reason` (`Unschedulable`,
     /// `PodNotStarting`, `NoPod`) and what Kubernetes says.
     Pending {
-        reason: &'static str,
+        reason: Reason,
         message: String,
     },
     Succeeded,
@@ -90,19 +94,24 @@ pub struct Observed {
 fn topics_verdict(topics: &Option<Result<Vec<TopicOutcome>, TopicError>>) -> Verdict {
     match topics {
         None => unknown(
-            TOPICS_READY,
-            "NotChecked",
+            ConditionType::TopicsReady,
+            Reason::NotChecked,
             "the spec is invalid: topics are checked once it is fixed",
         ),
-        Some(Err(e)) => verdict(TOPICS_READY, false, e.reason(), e.to_string()),
+        Some(Err(e)) => verdict(
+            ConditionType::TopicsReady,
+            false,
+            Reason::of_topic_error(e),
+            e.to_string(),
+        ),
         Some(Ok(outcomes)) => {
             let problems: Vec<&TopicOutcome> =
                 outcomes.iter().filter(|o| !o.as_specified()).collect();
             match problems.first() {
                 None => verdict(
-                    TOPICS_READY,
+                    ConditionType::TopicsReady,
                     true,
-                    "TopicsAsSpecified",
+                    Reason::TopicsAsSpecified,
                     outcomes
                         .iter()
                         .map(TopicOutcome::state)
@@ -111,9 +120,9 @@ fn topics_verdict(topics: &Option<Result<Vec<TopicOutcome>, TopicError>>) -> Ver
                 ),
                 Some(first) => {
                     let reason = match first.change {
-                        TopicChange::ShrinkRefused { .. } => "ShrinkRefused",
-                        TopicChange::GrowUnsupported { .. } => "GrowUnsupported",
-                        _ => "RetentionUnsupported",
+                        TopicChange::ShrinkRefused { .. } => Reason::ShrinkRefused,
+                        TopicChange::GrowUnsupported { .. } => Reason::GrowUnsupported,
+                        _ => Reason::RetentionUnsupported,
                     };
                     let message = problems
                         .iter()
@@ -129,7 +138,7 @@ fn topics_verdict(topics: &Option<Result<Vec<TopicOutcome>, TopicError>>) -> Ver
                         })
                         .collect::<Vec<_>>()
                         .join("; ");
-                    verdict(TOPICS_READY, false, reason, message)
+                    verdict(ConditionType::TopicsReady, false, reason, message)
                 }
             }
         }
@@ -139,62 +148,62 @@ fn topics_verdict(topics: &Option<Result<Vec<TopicOutcome>, TopicError>>) -> Ver
 fn migration_verdict(m: &Migration) -> Verdict {
     match m {
         Migration::Disabled => verdict(
-            MIGRATIONS_COMPLETE,
+            ConditionType::MigrationsComplete,
             true,
-            "Disabled",
+            Reason::Disabled,
             "spec.migrations is false: schemas are the user's to migrate".into(),
         ),
         Migration::Waiting => unknown(
-            MIGRATIONS_COMPLETE,
-            "Waiting",
+            ConditionType::MigrationsComplete,
+            Reason::Waiting,
             "the migration starts once the spec is valid and the topics are checked",
         )
         .unless_known(),
         Migration::Running => verdict(
-            MIGRATIONS_COMPLETE,
+            ConditionType::MigrationsComplete,
             false,
-            "Running",
+            Reason::Running,
             "the migration Job is running; workloads roll after it".into(),
         ),
         Migration::Pending { reason, message } => verdict(
-            MIGRATIONS_COMPLETE,
+            ConditionType::MigrationsComplete,
             false,
-            reason,
+            *reason,
             format!("the migration Job's pod cannot start: {message}"),
         ),
         Migration::Succeeded => verdict(
-            MIGRATIONS_COMPLETE,
+            ConditionType::MigrationsComplete,
             true,
-            "Succeeded",
+            Reason::Succeeded,
             "the migration Job succeeded".into(),
         ),
         Migration::Failed { reason } => verdict(
-            MIGRATIONS_COMPLETE,
+            ConditionType::MigrationsComplete,
             false,
-            "Failed",
+            Reason::Failed,
             format!("the migration Job failed: {reason}"),
         ),
     }
 }
 
 /// What is failing, in order: `(reason, message)`.
-fn failures(o: &Observed, topics: &Verdict, migration: &Verdict) -> Vec<(&'static str, String)> {
+fn failures(o: &Observed, topics: &Verdict, migration: &Verdict) -> Vec<(Reason, String)> {
     let mut failing = Vec::new();
     if let Some(e) = &o.invalid_spec {
-        failing.push(("InvalidSpec", e.clone()));
+        failing.push((Reason::InvalidSpec, e.clone()));
     }
     if topics.truth == Truth::False {
         failing.push((topics.reason, topics.message.clone()));
     }
     if let Migration::Failed { .. } = o.migration {
-        failing.push(("MigrationFailed", migration.message.clone()));
+        failing.push((Reason::MigrationFailed, migration.message.clone()));
     }
     if let Some(e) = &o.api_error {
-        failing.push(("ApplyFailed", e.clone()));
+        failing.push((Reason::ApplyFailed, e.clone()));
     }
     if !o.workloads_stalled.is_empty() {
         failing.push((
-            "RolloutStalled",
+            Reason::RolloutStalled,
             format!("rollout stalled: {}", o.workloads_stalled.join("; ")),
         ));
     }
@@ -225,9 +234,13 @@ fn verdicts(o: &Observed) -> Vec<Verdict> {
         progress.clone()
     };
     let mut progressing_verdict = verdict(
-        PROGRESSING,
+        ConditionType::Progressing,
         progressing,
-        if progressing { "RollingOut" } else { "Stable" },
+        if progressing {
+            Reason::RollingOut
+        } else {
+            Reason::Stable
+        },
         progress,
     );
     if !o.workloads_observed && !o.migration.in_progress() {
@@ -235,14 +248,14 @@ fn verdicts(o: &Observed) -> Vec<Verdict> {
     }
     let mut all = vec![
         verdict(
-            READY,
+            ConditionType::Ready,
             ready,
             if ready {
-                "Ready"
+                Reason::Ready
             } else if failing.is_empty() {
-                "Progressing"
+                Reason::Progressing
             } else {
-                "Degraded"
+                Reason::Degraded
             },
             ready_message,
         ),
@@ -250,9 +263,11 @@ fn verdicts(o: &Observed) -> Vec<Verdict> {
         migration,
         progressing_verdict,
         verdict(
-            DEGRADED,
+            ConditionType::Degraded,
             !failing.is_empty(),
-            failing.first().map_or("Healthy", |(reason, _)| *reason),
+            failing
+                .first()
+                .map_or(Reason::Healthy, |(reason, _)| *reason),
             if failing.is_empty() {
                 "nothing is failing".into()
             } else {
@@ -271,37 +286,55 @@ fn verdicts(o: &Observed) -> Vec<Verdict> {
     all
 }
 
+/// A status to write, and the verdicts its conditions were made from (to
+/// tell, as Events, the ones that moved).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Next {
+    pub status: AnalyticsPipelineStatus,
+    pub verdicts: Vec<Verdict>,
+}
+
+/// `v` as a condition after `before`: its transition time kept while its
+/// status holds, `now` when it changes; `before` itself if `v` was not
+/// observed.
+fn condition(
+    v: &Verdict,
+    before: Option<&Condition>,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    if v.keep
+        && let Some(kept) = before
+    {
+        return kept.clone();
+    }
+    let status = v.truth.as_str();
+    let since = before
+        .filter(|c| c.status == status)
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    Condition {
+        type_: v.type_.as_str().to_owned(),
+        status: status.to_owned(),
+        reason: v.reason.as_str().to_owned(),
+        message: v.message.clone(),
+        observed_generation: generation,
+        last_transition_time: since,
+    }
+}
+
+fn before(previous: Option<&AnalyticsPipelineStatus>, t: ConditionType) -> Option<&Condition> {
+    previous.and_then(|p| p.conditions.iter().find(|c| c.type_ == t.as_str()))
+}
+
 /// The status after `o`, keeping each condition's transition time from
 /// `previous` while its status holds; `now` stamps the ones that change.
-pub fn next_status(
-    previous: Option<&AnalyticsPipelineStatus>,
-    o: &Observed,
-    now: &Time,
-) -> AnalyticsPipelineStatus {
-    let before = |t: &str| previous.and_then(|p| p.conditions.iter().find(|c| c.type_ == t));
-    let conditions = verdicts(o)
-        .into_iter()
-        .map(|v| {
-            if v.keep
-                && let Some(kept) = before(v.type_)
-            {
-                return kept.clone();
-            }
-            let status = v.truth.as_str();
-            let since = before(v.type_)
-                .filter(|c| c.status == status)
-                .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
-            Condition {
-                type_: v.type_.to_owned(),
-                status: status.to_owned(),
-                reason: v.reason.to_owned(),
-                message: v.message,
-                observed_generation: o.generation,
-                last_transition_time: since,
-            }
-        })
+pub fn next_status(previous: Option<&AnalyticsPipelineStatus>, o: &Observed, now: &Time) -> Next {
+    let verdicts = verdicts(o);
+    let conditions = verdicts
+        .iter()
+        .map(|v| condition(v, before(previous, v.type_), o.generation, now))
         .collect();
-    AnalyticsPipelineStatus {
+    let status = AnalyticsPipelineStatus {
         observed_generation: o.generation,
         conditions,
         partitions: o.partitions,
@@ -311,7 +344,8 @@ pub fn next_status(
         endpoints: o.endpoints.clone(),
         grown_partitions: o.grown_partitions,
         scaling: o.scaling.as_ref().map(|s| s.status.clone()),
-    }
+    };
+    Next { status, verdicts }
 }
 
 /// The status of a paused pipeline: what was last observed, with
@@ -321,24 +355,24 @@ pub fn paused(
     previous: Option<&AnalyticsPipelineStatus>,
     generation: Option<i64>,
     now: &Time,
-) -> AnalyticsPipelineStatus {
+) -> Next {
+    let v = verdict(
+        ConditionType::Progressing,
+        false,
+        Reason::Paused,
+        "spec.paused is true: nothing is applied until it is cleared".to_owned(),
+    );
     let mut status = previous.cloned().unwrap_or_default();
     status.observed_generation = generation;
-    let since = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == PROGRESSING && c.status == "False" && c.reason == "Paused")
-        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    // Pausing is a transition of its own, though Progressing was False.
+    let was_paused = before(previous, v.type_).filter(|c| c.reason == v.reason.as_str());
+    let progressing = condition(&v, was_paused, generation, now);
     status.conditions.retain(|c| c.type_ != PROGRESSING);
-    status.conditions.push(Condition {
-        type_: PROGRESSING.to_owned(),
-        status: "False".to_owned(),
-        reason: "Paused".to_owned(),
-        message: "spec.paused is true: nothing is applied until it is cleared".to_owned(),
-        observed_generation: generation,
-        last_transition_time: since,
-    });
-    status
+    status.conditions.push(progressing);
+    Next {
+        status,
+        verdicts: vec![v],
+    }
 }
 
 #[cfg(test)]
@@ -358,6 +392,22 @@ mod tests {
             change,
             retention: Retention::AsSpecified,
         }
+    }
+
+    fn status_after(
+        previous: Option<&AnalyticsPipelineStatus>,
+        o: &Observed,
+        now: &Time,
+    ) -> AnalyticsPipelineStatus {
+        next_status(previous, o, now).status
+    }
+
+    fn paused_status(
+        previous: Option<&AnalyticsPipelineStatus>,
+        generation: Option<i64>,
+        now: &Time,
+    ) -> AnalyticsPipelineStatus {
+        paused(previous, generation, now).status
     }
 
     fn healthy() -> Observed {
@@ -390,7 +440,7 @@ mod tests {
 
     #[test]
     fn a_healthy_pipeline_is_ready_and_nothing_else_is_claimed() {
-        let s = next_status(None, &healthy(), &at(100));
+        let s = status_after(None, &healthy(), &at(100));
         let types: Vec<&str> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(
             types,
@@ -415,21 +465,21 @@ mod tests {
 
     #[test]
     fn the_same_observations_give_the_same_status() {
-        let first = next_status(None, &healthy(), &at(100));
-        let again = next_status(Some(&first), &healthy(), &at(200));
+        let first = status_after(None, &healthy(), &at(100));
+        let again = status_after(Some(&first), &healthy(), &at(200));
         assert_eq!(first, again, "an unchanged status must not be rewritten");
         // Creating a topic is news for an Event, not a change of state.
         let mut created = healthy();
         created.topics = Some(Ok(vec![topic(TopicChange::Created, 12)]));
-        assert_eq!(next_status(Some(&first), &created, &at(300)), first);
+        assert_eq!(status_after(Some(&first), &created, &at(300)), first);
     }
 
     #[test]
     fn transition_times_move_only_with_the_status() {
-        let first = next_status(None, &healthy(), &at(100));
+        let first = status_after(None, &healthy(), &at(100));
         let mut o = healthy();
         o.workloads_pending = vec!["query".into()];
-        let rolling = next_status(Some(&first), &o, &at(200));
+        let rolling = status_after(Some(&first), &o, &at(200));
         assert_eq!(condition(&rolling, READY).status, "False");
         assert_eq!(condition(&rolling, READY).last_transition_time, at(200));
         assert_eq!(
@@ -438,7 +488,7 @@ mod tests {
         );
         // A new message with the same status keeps the time.
         o.workloads_pending = vec!["query".into(), "capture".into()];
-        let still = next_status(Some(&rolling), &o, &at(300));
+        let still = status_after(Some(&rolling), &o, &at(300));
         assert_ne!(
             condition(&still, PROGRESSING).message,
             condition(&rolling, PROGRESSING).message
@@ -453,7 +503,7 @@ mod tests {
             TopicChange::ShrinkRefused { wanted: 6 },
             12,
         )]));
-        let s = next_status(None, &o, &at(1));
+        let s = status_after(None, &o, &at(1));
         assert_eq!(condition(&s, TOPICS_READY).reason, "ShrinkRefused");
         assert_eq!(condition(&s, DEGRADED).status, "True");
         assert!(
@@ -471,7 +521,7 @@ mod tests {
             12,
         )]));
         assert_eq!(
-            condition(&next_status(None, &o, &at(1)), TOPICS_READY).reason,
+            condition(&status_after(None, &o, &at(1)), TOPICS_READY).reason,
             "GrowUnsupported"
         );
 
@@ -479,7 +529,7 @@ mod tests {
         o.migration = Migration::Failed {
             reason: "BackoffLimitExceeded".into(),
         };
-        let s = next_status(None, &o, &at(1));
+        let s = status_after(None, &o, &at(1));
         assert_eq!(condition(&s, MIGRATIONS_COMPLETE).reason, "Failed");
         assert!(
             condition(&s, DEGRADED)
@@ -499,7 +549,7 @@ mod tests {
             reason: "PolicyViolation: retention is fixed".into(),
         };
         o.topics = Some(Ok(vec![events.clone()]));
-        let s = next_status(None, &o, &at(1));
+        let s = status_after(None, &o, &at(1));
         let c = condition(&s, TOPICS_READY);
         assert_eq!(
             (c.status.as_str(), c.reason.as_str()),
@@ -518,15 +568,15 @@ mod tests {
             to_ms: 86_400_000,
         };
         o.topics = Some(Ok(vec![events]));
-        let before = next_status(None, &healthy(), &at(1));
-        assert_eq!(next_status(Some(&before), &o, &at(2)), before);
+        let before = status_after(None, &healthy(), &at(1));
+        assert_eq!(status_after(Some(&before), &o, &at(2)), before);
     }
 
     #[test]
     fn a_running_migration_is_progress_not_failure() {
         let mut o = healthy();
         o.migration = Migration::Running;
-        let s = next_status(None, &o, &at(1));
+        let s = status_after(None, &o, &at(1));
         assert_eq!(condition(&s, PROGRESSING).status, "True");
         assert_eq!(condition(&s, DEGRADED).status, "False");
         assert_eq!(condition(&s, READY).reason, "Progressing");
@@ -538,7 +588,7 @@ mod tests {
         o.invalid_spec = Some("spec.clickhouse.url: \"x\": relative URL without a base".into());
         o.topics = None;
         o.migration = Migration::Waiting;
-        let s = next_status(None, &o, &at(1));
+        let s = status_after(None, &o, &at(1));
         assert_eq!(condition(&s, TOPICS_READY).status, "Unknown");
         assert_eq!(condition(&s, MIGRATIONS_COMPLETE).status, "Unknown");
         assert_eq!(condition(&s, READY).status, "False");
@@ -554,14 +604,14 @@ mod tests {
             message: "connection refused".into(),
         }));
         assert_eq!(
-            condition(&next_status(None, &o, &at(1)), TOPICS_READY).reason,
+            condition(&status_after(None, &o, &at(1)), TOPICS_READY).reason,
             "KafkaUnavailable"
         );
         o.topics = Some(Err(TopicError::Create {
             topic: "events".into(),
             message: "InvalidReplicationFactor".into(),
         }));
-        let s = next_status(None, &o, &at(1));
+        let s = status_after(None, &o, &at(1));
         assert_eq!(condition(&s, TOPICS_READY).reason, "TopicCreateFailed");
         assert!(
             condition(&s, TOPICS_READY)
@@ -572,14 +622,14 @@ mod tests {
 
     #[test]
     fn a_paused_pipeline_keeps_what_was_observed_and_says_it_is_paused() {
-        let before = next_status(None, &healthy(), &at(100));
-        let s = paused(Some(&before), Some(4), &at(200));
+        let before = status_after(None, &healthy(), &at(100));
+        let s = paused_status(Some(&before), Some(4), &at(200));
         assert_eq!(condition(&s, READY), condition(&before, READY));
         assert_eq!(condition(&s, PROGRESSING).reason, "Paused");
         assert_eq!(condition(&s, PROGRESSING).last_transition_time, at(200));
         assert_eq!(s.observed_generation, Some(4));
         assert_eq!(
-            paused(Some(&s), Some(4), &at(300)),
+            paused_status(Some(&s), Some(4), &at(300)),
             s,
             "paused twice is one write"
         );
@@ -587,7 +637,7 @@ mod tests {
 
     #[test]
     fn what_was_not_looked_at_keeps_its_previous_condition() {
-        let before = next_status(None, &healthy(), &at(100));
+        let before = status_after(None, &healthy(), &at(100));
         let mut kafka_down = healthy();
         kafka_down.topics = Some(Err(TopicError::Unreachable {
             bootstrap: "kafka:9092".into(),
@@ -596,7 +646,7 @@ mod tests {
         kafka_down.migration = Migration::Waiting;
         kafka_down.workloads_observed = false;
         kafka_down.workloads_ready.clear();
-        let s = next_status(Some(&before), &kafka_down, &at(200));
+        let s = status_after(Some(&before), &kafka_down, &at(200));
         assert_eq!(
             condition(&s, MIGRATIONS_COMPLETE),
             condition(&before, MIGRATIONS_COMPLETE),
@@ -606,7 +656,7 @@ mod tests {
         assert_eq!(condition(&s, READY).status, "False");
         assert_eq!(condition(&s, DEGRADED).reason, "KafkaUnavailable");
         // With nothing before, not looked at is Unknown.
-        let first = next_status(None, &kafka_down, &at(200));
+        let first = status_after(None, &kafka_down, &at(200));
         assert_eq!(condition(&first, MIGRATIONS_COMPLETE).status, "Unknown");
     }
 
@@ -614,13 +664,13 @@ mod tests {
     fn api_errors_and_stalled_rollouts_degrade_naming_what_failed() {
         let mut o = healthy();
         o.api_error = Some("applying Deployment shop-query: admission webhook denied".into());
-        let s = next_status(None, &o, &at(1));
+        let s = status_after(None, &o, &at(1));
         assert_eq!(condition(&s, DEGRADED).reason, "ApplyFailed");
         assert!(condition(&s, READY).message.contains("shop-query"));
         let mut o = healthy();
         o.workloads_stalled =
             vec!["query: ProgressDeadlineExceeded: ReplicaSet has timed out".into()];
-        let s = next_status(None, &o, &at(1));
+        let s = status_after(None, &o, &at(1));
         assert_eq!(condition(&s, DEGRADED).reason, "RolloutStalled");
         assert_eq!(condition(&s, READY).status, "False");
     }

@@ -1,12 +1,12 @@
 //! The lag autoscaler's conditions, `ScalingActive` and `ScalingLimited`,
 //! from what it saw. Pure.
 
-use crate::autoscale::Reason;
+use crate::autoscale::Reason as Decision;
 use crate::autoscale::poll::{Limited, Polled};
 use crate::crd::{ConsumerScaling, ScalingStatus};
 
+use super::reason::{ConditionType, Reason};
 use super::verdict::{Verdict, unknown, verdict};
-use super::{SCALING_ACTIVE, SCALING_LIMITED};
 
 /// What the lag autoscaler saw and keeps.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,7 +19,7 @@ pub struct ScalingObserved {
     /// `spec.consumer.scaling.autoGrowPartitions.maxPartitions`, when set.
     pub max_partitions: Option<i32>,
     /// Partitions were due to be added and were not: `(reason, message)`.
-    pub growth_blocked: Option<(&'static str, String)>,
+    pub growth_blocked: Option<(Reason, String)>,
 }
 
 impl ScalingObserved {
@@ -35,15 +35,16 @@ impl ScalingObserved {
     }
 }
 
-fn reason_name(r: Reason) -> &'static str {
+/// The `ScalingActive` reason for what the autoscaler decided.
+fn decided(r: Decision) -> Reason {
     match r {
-        Reason::Steady => "Steady",
-        Reason::ScaleUp => "ScaleUp",
-        Reason::ScaleUpLimited => "ScaleUpRateLimited",
-        Reason::ScaleDown => "ScaleDown",
-        Reason::Stabilizing => "Stabilizing",
-        Reason::NoReading => "NoReading",
-        Reason::Bounded => "Bounded",
+        Decision::Steady => Reason::Steady,
+        Decision::ScaleUp => Reason::ScaleUp,
+        Decision::ScaleUpLimited => Reason::ScaleUpRateLimited,
+        Decision::ScaleDown => Reason::ScaleDown,
+        Decision::Stabilizing => Reason::Stabilizing,
+        Decision::NoReading => Reason::NoReading,
+        Decision::Bounded => Reason::Bounded,
     }
 }
 
@@ -51,15 +52,15 @@ fn reason_name(r: Reason) -> &'static str {
 pub(super) fn scaling_active_verdict(s: &ScalingObserved) -> Verdict {
     match &s.poll {
         None => unknown(
-            SCALING_ACTIVE,
-            "Waiting",
+            ConditionType::ScalingActive,
+            Reason::Waiting,
             "the lag is read once the topics are ready",
         )
         .unless_known(),
         Some(Err(e)) => verdict(
-            SCALING_ACTIVE,
+            ConditionType::ScalingActive,
             false,
-            "LagUnavailable",
+            Reason::LagUnavailable,
             format!("{e}; the consumer's replicas stay as they are until the lag can be read"),
         ),
         Some(Ok(p)) => {
@@ -69,9 +70,9 @@ pub(super) fn scaling_active_verdict(s: &ScalingObserved) -> Verdict {
                 format!("{} -> {} replicas", p.from, p.to)
             };
             verdict(
-                SCALING_ACTIVE,
+                ConditionType::ScalingActive,
                 true,
-                reason_name(p.reason),
+                decided(p.reason),
                 format!(
                     "lag {} messages (largest partition {}): {replicas}",
                     p.reading.total, p.reading.max_partition
@@ -84,46 +85,56 @@ pub(super) fn scaling_active_verdict(s: &ScalingObserved) -> Verdict {
 /// `ScalingLimited`: whether the replicas cannot follow the lag.
 pub(super) fn scaling_limited_verdict(s: &ScalingObserved) -> Verdict {
     let Some(Ok(p)) = &s.poll else {
-        return unknown(SCALING_LIMITED, "Waiting", "the lag has not been read").unless_known();
+        return unknown(
+            ConditionType::ScalingLimited,
+            Reason::Waiting,
+            "the lag has not been read",
+        )
+        .unless_known();
     };
     if let Some((reason, message)) = &s.growth_blocked {
-        return verdict(SCALING_LIMITED, true, reason, message.clone());
+        return verdict(
+            ConditionType::ScalingLimited,
+            true,
+            *reason,
+            message.clone(),
+        );
     }
     match (&p.limited, s.max_partitions) {
         (None, _) => verdict(
-            SCALING_LIMITED,
+            ConditionType::ScalingLimited,
             false,
-            "WithinBounds",
+            Reason::WithinBounds,
             "the replicas follow the lag".into(),
         ),
         (Some(Limited::MaxReplicas { wanted, max }), _) => verdict(
-            SCALING_LIMITED,
+            ConditionType::ScalingLimited,
             true,
-            "MaxReplicas",
+            Reason::MaxReplicas,
             format!("the lag asks for {wanted} consumers; maxReplicas is {max}"),
         ),
         (Some(Limited::Partitions { wanted, partitions }), Some(max)) if *partitions >= max => {
             verdict(
-                SCALING_LIMITED,
+                ConditionType::ScalingLimited,
                 true,
-                "PartitionsAtMaximum",
+                Reason::PartitionsAtMaximum,
                 format!(
                     "the lag asks for {wanted} consumers; the events topic has {partitions} partitions, autoGrowPartitions.maxPartitions ({max})"
                 ),
             )
         }
         (Some(Limited::Partitions { wanted, partitions }), Some(_)) => verdict(
-            SCALING_LIMITED,
+            ConditionType::ScalingLimited,
             true,
-            "TooFewPartitions",
+            Reason::TooFewPartitions,
             format!(
                 "the lag asks for {wanted} consumers; the events topic has {partitions} partitions: autoGrowPartitions adds more if the lag keeps rising for its window"
             ),
         ),
         (Some(Limited::Partitions { wanted, partitions }), None) => verdict(
-            SCALING_LIMITED,
+            ConditionType::ScalingLimited,
             true,
-            "TooFewPartitions",
+            Reason::TooFewPartitions,
             format!(
                 "the lag asks for {wanted} consumers; the events topic has {partitions} partitions: raise spec.kafka.events.partitions or set spec.consumer.scaling.autoGrowPartitions"
             ),

@@ -1,8 +1,10 @@
 //! One condition's new value, before it meets the previous one. Pure.
 
+use super::reason::{ConditionType, Reason};
+
 /// A condition's status: `Unknown` when it was not observed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Truth {
+pub enum Truth {
     True,
     False,
     Unknown,
@@ -13,7 +15,7 @@ impl Truth {
         if ok { Truth::True } else { Truth::False }
     }
 
-    pub(super) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Truth::True => "True",
             Truth::False => "False",
@@ -23,13 +25,14 @@ impl Truth {
 }
 
 /// One condition's new value.
-pub(super) struct Verdict {
-    pub(super) type_: &'static str,
-    pub(super) truth: Truth,
-    pub(super) reason: &'static str,
-    pub(super) message: String,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub type_: ConditionType,
+    pub truth: Truth,
+    pub reason: Reason,
+    pub message: String,
     /// Not observed this time: the previous condition stands, if any.
-    pub(super) keep: bool,
+    pub keep: bool,
 }
 
 impl Verdict {
@@ -44,12 +47,7 @@ impl Verdict {
     }
 }
 
-pub(super) fn verdict(
-    type_: &'static str,
-    ok: bool,
-    reason: &'static str,
-    message: String,
-) -> Verdict {
+pub(super) fn verdict(type_: ConditionType, ok: bool, reason: Reason, message: String) -> Verdict {
     Verdict {
         type_,
         truth: Truth::of(ok),
@@ -59,7 +57,7 @@ pub(super) fn verdict(
     }
 }
 
-pub(super) fn unknown(type_: &'static str, reason: &'static str, message: &str) -> Verdict {
+pub(super) fn unknown(type_: ConditionType, reason: Reason, message: &str) -> Verdict {
     Verdict {
         type_,
         truth: Truth::Unknown,

@@ -230,19 +230,6 @@ pub enum TopicError {
     Config { topic: String, message: String },
 }
 
-impl TopicError {
-    /// The `TopicsReady` reason for this failure.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            TopicError::Unreachable { .. } => "KafkaUnavailable",
-            TopicError::Create { .. } => "TopicCreateFailed",
-            TopicError::Grow { .. } => "TopicGrowFailed",
-            TopicError::Metadata { .. } => "TopicMetadataError",
-            TopicError::Config { .. } => "TopicConfigFailed",
-        }
-    }
-}
-
 /// The request and operation timeouts of admin requests for a `timeout`:
 /// the broker gives up on the operation (creating a topic) before the
 /// client gives up on the request, so a slow creation comes back as the
