@@ -103,6 +103,23 @@ impl Metrics {
 
     /// Drops `pipeline`'s series (deleted, or scaling turned off: `lag`
     /// only).
+    /// The consumer replicas asked for and running (0 when unknown).
+    pub fn consumer_replicas(
+        &self,
+        pipeline: &PipelineLabels,
+        desired: Option<i32>,
+        running: Option<i32>,
+    ) {
+        for (gauge, value) in [
+            (&self.consumer_replicas_desired, desired),
+            (&self.consumer_replicas_current, running),
+        ] {
+            gauge
+                .get_or_create(pipeline)
+                .set(i64::from(value.unwrap_or(0)));
+        }
+    }
+
     pub fn forget(&self, pipeline: &PipelineLabels, lag_only: bool) {
         self.consumer_lag.remove(pipeline);
         self.lag_read_errors.remove(pipeline);

@@ -78,8 +78,16 @@ impl Sizing {
     }
 }
 
-/// The objects of `p`, sized by `sizing`.
-pub fn children(p: &AnalyticsPipeline, sizing: Sizing) -> Result<Children, BuildError> {
+/// Whether `p` can be built, without building it: what the schema could
+/// not refuse, named by field. [`children`] succeeds for any `Sizing` when
+/// this does.
+pub fn validate(p: &AnalyticsPipeline) -> Result<(), BuildError> {
+    check_spec(p)?;
+    config::config_data(p).map(drop)
+}
+
+/// What the spec asks besides its settings that cannot be built.
+fn check_spec(p: &AnalyticsPipeline) -> Result<(), BuildError> {
     // The CRD refuses such names at admission; a cluster that skipped the
     // rule (or a file rendered locally) gets the same answer here.
     meta::check_pipeline_name(&kube::ResourceExt::name_any(p)).map_err(|message| {
@@ -100,6 +108,12 @@ pub fn children(p: &AnalyticsPipeline, sizing: Sizing) -> Result<Children, Build
             what: "Kafka TLS",
         });
     }
+    Ok(())
+}
+
+/// The objects of `p`, sized by `sizing`.
+pub fn children(p: &AnalyticsPipeline, sizing: Sizing) -> Result<Children, BuildError> {
+    check_spec(p)?;
     let config_map = config::config_map(p)?;
     let config = config_map.metadata.name.clone().unwrap_or_default();
     Ok(Children {

@@ -601,3 +601,31 @@ fn keys_are_required_unless_keyless_traffic_names_its_project() {
         "{e:?}"
     );
 }
+
+/// Reconcile validates with `validate` before the topics are known, and
+/// builds with `children` after: the two refuse the same specs, naming
+/// the same field.
+#[test]
+fn validate_refuses_what_children_refuses() {
+    let mut specs = vec![minimal(), full(), named("shop-")];
+    let mut sasl = minimal();
+    sasl.spec.kafka.sasl_secret_ref = Some(crate::crd::SecretRef { name: "s".into() });
+    specs.push(sasl);
+    let mut tls = minimal();
+    tls.spec.kafka.tls_secret_ref = Some(crate::crd::SecretRef { name: "t".into() });
+    specs.push(tls);
+    let mut keyless = minimal();
+    keyless.spec.capture.require_api_key = false;
+    specs.push(keyless);
+    let mut clickhouse = minimal();
+    clickhouse.spec.clickhouse.url = "ftp://clickhouse".into();
+    specs.push(clickhouse);
+    let mut refused = 0;
+    for p in &specs {
+        let validated = validate(p).err().map(|e| e.to_string());
+        let built = children(p, sized(12, 2)).err().map(|e| e.to_string());
+        assert_eq!(validated, built);
+        refused += usize::from(validated.is_some());
+    }
+    assert_eq!(refused, 5, "every spec past the first two is refused");
+}

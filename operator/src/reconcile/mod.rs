@@ -19,31 +19,44 @@
 //! 7. The status, written only when it differs, and Events for what
 //!    changed.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+//!
+//! Layout: [`context`] (what reconcile works with and keeps between runs),
+//! the steps ([`scale`], [`migrate`], [`roll_out`], [`settle`]),
+//! [`backoff`] after a failure, [`clock`] (one reading per reconcile);
+//! [`observe`] and [`events`] are pure.
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, PostParams};
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, Recorder, Reporter};
-use kube::{Client, Resource, ResourceExt};
+use tracing::Instrument;
 
-use crate::build::{self, Children, Component, Sizing, meta};
-use crate::crd::{AnalyticsPipeline, AnalyticsPipelineStatus};
+use crate::build::{self, Sizing, meta};
+use crate::crd::AnalyticsPipeline;
 use crate::kafka::{self, Kafka};
-use crate::metrics::{ErrorLabels, Metrics, PipelineLabels};
+use crate::metrics::ErrorLabels;
 use crate::status::{self, Migration, Observed, ScalingObserved};
 use crate::topics::{TopicError, TopicOutcome};
 
 pub mod apply;
+pub mod backoff;
 pub mod clock;
+pub mod context;
+pub mod error;
 pub mod events;
+pub mod migrate;
 pub mod observe;
+pub mod roll_out;
 pub mod scale;
+pub mod settle;
 
+pub use backoff::{backoff, error_policy};
 use clock::Now;
+pub use context::{Context, key};
+pub use error::Error;
+use roll_out::apply_children;
+use settle::{settle, settle_observed};
 
 /// How often a settled pipeline is looked at again (topics deleted behind
 /// the operator's back, drift the watches missed).
@@ -55,206 +68,20 @@ pub const WHILE_PROGRESSING: Duration = Duration::from_secs(30);
 /// How soon a reconcile whose status write conflicted runs again.
 pub const AFTER_CONFLICT: Duration = Duration::from_secs(1);
 
-/// What reconcile works with.
-pub struct Context<T> {
-    pub client: Client,
-    pub kafka: T,
-    pub recorder: Recorder,
-    pub metrics: Metrics,
-    /// The ClickHouse schema version this build migrates to.
-    pub schema_version: u32,
-    /// Consecutive failures per pipeline, for backoff.
-    failures: Mutex<HashMap<PipelineLabels, u32>>,
-    /// The unix second of each pipeline's last lag poll by this process.
-    polls: Mutex<HashMap<PipelineLabels, i64>>,
-    /// The last status this process wrote for each pipeline.
-    written: Mutex<HashMap<PipelineLabels, Written>>,
-    /// The brokers and consumer group each pipeline uses.
-    kafka_uses: Mutex<HashMap<PipelineLabels, (kafka::Bootstrap, String)>>,
-}
-
-/// A status this process wrote, and the object version the write made.
-#[derive(Debug, Clone)]
-struct Written {
-    uid: Option<String>,
-    resource_version: Option<String>,
-    status: AnalyticsPipelineStatus,
-}
-
-impl<T: Kafka> Context<T> {
-    pub fn new(client: Client, kafka: T, reporter: Reporter, metrics: Metrics) -> Self {
-        Self {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-            kafka,
-            metrics,
-            schema_version: tributary_core::schema::clickhouse_schema_version(),
-            failures: Mutex::new(HashMap::new()),
-            polls: Mutex::new(HashMap::new()),
-            written: Mutex::new(HashMap::new()),
-            kafka_uses: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Drops everything this process keeps for the pipeline `key` (its
-    /// backoff, poll and status memory, its metric series, and the Kafka
-    /// clients no other pipeline uses): it was deleted. A pipeline deleted
-    /// without a finalizer never reaches reconcile again; the controller
-    /// reports it as not found, and `run` calls this.
-    pub fn forget(&self, key: &PipelineLabels) {
-        lock(&self.failures).remove(key);
-        lock(&self.polls).remove(key);
-        lock(&self.written).remove(key);
-        self.metrics.forget(key, false);
-        let in_use: Vec<(kafka::Bootstrap, String)> = {
-            let mut uses = lock(&self.kafka_uses);
-            uses.remove(key);
-            uses.values().cloned().collect()
-        };
-        self.kafka.retain(&in_use);
-        tracing::info!(pipeline = %key.pipeline, namespace = %key.namespace, "pipeline gone; its state, metrics and unused Kafka clients are dropped");
-    }
-
-    /// Whether this process keeps anything for `key` (tests).
-    pub fn remembers(&self, key: &PipelineLabels) -> bool {
-        lock(&self.failures).contains_key(key)
-            || lock(&self.polls).contains_key(key)
-            || lock(&self.written).contains_key(key)
-            || lock(&self.kafka_uses).contains_key(key)
-    }
-
-    /// Notes the brokers and group `p` uses now, dropping clients of ones
-    /// it used before and no one uses any more.
-    fn uses_kafka(&self, p: &AnalyticsPipeline) {
-        let now = (bootstrap(p), p.spec.kafka.consumer_group.clone());
-        let in_use: Option<Vec<(kafka::Bootstrap, String)>> = {
-            let mut uses = lock(&self.kafka_uses);
-            let before = uses.insert(key(p), now.clone());
-            (before.is_some_and(|b| b != now)).then(|| uses.values().cloned().collect())
-        };
-        if let Some(in_use) = in_use {
-            self.kafka.retain(&in_use);
-        }
-    }
-
-    /// Takes `p`'s status as the last one this process wrote (tests that
-    /// move time by rewriting the status make it the operator's own).
-    pub fn remember_status(&self, p: &AnalyticsPipeline) {
-        if let Some(status) = &p.status {
-            lock(&self.written).insert(
-                key(p),
-                Written {
-                    uid: p.metadata.uid.clone(),
-                    resource_version: p.metadata.resource_version.clone(),
-                    status: status.clone(),
-                },
-            );
-        }
-    }
-
-    /// `p` with the status reconcile should start from. The controller
-    /// hands reconcile the object from its watch cache, which lags this
-    /// process's own writes: right after a status write, the next event (a
-    /// Deployment this reconcile patched) usually brings the object as it
-    /// was before the write. When `p` is not the version this process
-    /// last wrote and carries another status, that status is taken to be
-    /// stale and the one written stands in for it (no one else writes it).
-    /// `p`'s `resourceVersion` is kept: the status write is conditional on
-    /// it, so a stale object can never overwrite a newer status.
-    pub fn in_effect(&self, p: &AnalyticsPipeline) -> AnalyticsPipeline {
-        let written = lock(&self.written).get(&key(p)).cloned();
-        let mut p = p.clone();
-        if let Some(w) = written
-            && w.uid == p.metadata.uid
-            && w.resource_version != p.metadata.resource_version
-            && p.status.as_ref() != Some(&w.status)
-        {
-            tracing::debug!(pipeline = %p.name_any(), cached = ?p.metadata.resource_version, written = ?w.resource_version, "the cached pipeline predates this process's last status write; starting from that status");
-            p.status = Some(w.status);
-        }
-        p
-    }
-
-    /// When this process last polled `p`'s lag.
-    pub fn last_poll(&self, p: &AnalyticsPipeline) -> Option<i64> {
-        lock(&self.polls).get(&key(p)).copied()
-    }
-
-    /// Notes a poll of `p`'s lag at unix second `at`.
-    pub fn polled(&self, p: &AnalyticsPipeline, at: i64) {
-        lock(&self.polls).insert(key(p), at);
-    }
-
-    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<PipelineLabels, u32>> {
-        lock(&self.failures)
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    #[error("applying {kind} {name}: {source}")]
-    Apply {
-        kind: String,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error(transparent)]
-    Kafka(#[from] TopicError),
-    /// The status write found a newer object than the one reconcile read
-    /// (409): reconcile again from the newer one.
-    #[error("the pipeline changed since it was read; reconciling again")]
-    StatusConflict,
-}
-
-impl Error {
-    /// The `kind` label of the error metric.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Error::Kube(_) | Error::Apply { .. } | Error::StatusConflict => "kubernetes",
-            Error::Kafka(_) => "kafka",
-        }
-    }
-}
-
-/// Server-side applies `object`, naming it in the error.
-async fn put<T: Kafka, K: apply::Child>(
-    ctx: &Context<T>,
-    namespace: &str,
-    object: &K,
-) -> Result<K, Error> {
-    apply::apply(&ctx.client, namespace, object)
-        .await
-        .map_err(|source| Error::Apply {
-            kind: K::kind(&()).into_owned(),
-            name: object.name_any(),
-            source,
-        })
-}
-
-/// A pipeline's namespace and name: the key of the per-pipeline state
-/// and the labels of its metrics.
-pub fn key(p: &AnalyticsPipeline) -> PipelineLabels {
-    PipelineLabels {
-        namespace: meta::namespace(p),
-        pipeline: p.name_any(),
-    }
-}
-
-/// Reconciles `p`, counting and timing it.
+/// Reconciles `p`, counting and timing it, in one span naming the
+/// pipeline (every log line of the reconcile carries it).
 pub async fn reconcile<T: Kafka>(
     p: Arc<AnalyticsPipeline>,
     ctx: Arc<Context<T>>,
 ) -> Result<Action, Error> {
     let started = Instant::now();
     ctx.metrics.reconciles.inc();
-    let result = match run(&p, &ctx).await {
+    let span = tracing::info_span!(
+        "reconcile",
+        pipeline = %p.name_any(),
+        namespace = %meta::namespace(&p),
+    );
+    let result = match run(&p, &ctx).instrument(span).await {
         // Not a failure: the newer object is on its way.
         Err(Error::StatusConflict) => {
             tracing::debug!(pipeline = %p.name_any(), "status write conflicted; reconciling again");
@@ -279,37 +106,6 @@ pub async fn reconcile<T: Kafka>(
         }
     }
     result
-}
-
-/// After a failed reconcile: try again after a backoff that doubles with
-/// each consecutive failure of the same pipeline.
-pub fn error_policy<T: Kafka>(
-    p: Arc<AnalyticsPipeline>,
-    error: &Error,
-    ctx: Arc<Context<T>>,
-) -> Action {
-    let failures = {
-        let mut all = ctx.failures();
-        let n = all.entry(key(&p)).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
-    let wait = backoff(failures);
-    tracing::warn!(
-        pipeline = %p.name_any(),
-        namespace = %meta::namespace(&p),
-        failures,
-        retry_in_secs = wait.as_secs(),
-        error = %error,
-        "reconcile failed"
-    );
-    Action::requeue(wait)
-}
-
-/// 5 s after the first failure, doubling up to 5 minutes.
-pub fn backoff(failures: u32) -> Duration {
-    let exponent = failures.saturating_sub(1).min(6);
-    Duration::from_secs(5 * 2u64.pow(exponent)).min(Duration::from_secs(300))
 }
 
 /// What the previous status knew, as the starting point of this
@@ -358,13 +154,7 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
         return Ok(Action::await_change());
     }
     let mut observed = carried_over(p);
-    let sizing = Sizing {
-        schema_version: ctx.schema_version,
-        ..Sizing::from_spec(p)
-    };
-    // The spec's partitions stand in for the observed ones: only the
-    // validation matters here.
-    if let Err(e) = build::children(p, sizing) {
+    if let Err(e) = build::validate(p) {
         observed.invalid_spec = Some(e.to_string());
         settle_observed(ctx, p, &observed, &[], now).await?;
         // A spec change triggers the next reconcile.
@@ -418,7 +208,7 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
     let sizing = Sizing {
         partitions,
         consumer_replicas: scaled.as_ref().map(|s| s.replicas),
-        ..sizing
+        schema_version: ctx.schema_version,
     };
     let children = match build::children(p, sizing) {
         Ok(children) => children,
@@ -456,29 +246,6 @@ async fn run<T: Kafka>(p: &AnalyticsPipeline, ctx: &Context<T>) -> Result<Action
     Ok(next_action(&observed, scaled.map(|s| s.next_poll)))
 }
 
-/// The ConfigMap, the migration, and once it succeeded the workloads.
-async fn apply_children<T: Kafka>(
-    ctx: &Context<T>,
-    p: &AnalyticsPipeline,
-    children: &Children,
-    observed: &mut Observed,
-    now: Now,
-) -> Result<(), Error> {
-    let namespace = meta::namespace(p);
-    put(ctx, &namespace, &children.config_map).await?;
-    observed.migration = migrate(ctx, p, &namespace, children, now).await?;
-    if matches!(observed.migration, Migration::Succeeded) {
-        observed.schema_version = Some(ctx.schema_version.to_string());
-    }
-    if matches!(
-        observed.migration,
-        Migration::Succeeded | Migration::Disabled
-    ) {
-        roll_out(ctx, p, &namespace, children, observed).await?;
-    }
-    Ok(())
-}
-
 /// When to look again after a reconcile that observed `o`: at the latest
 /// when the next lag poll is due (`next_poll`, scaling on).
 pub fn next_action(o: &Observed, next_poll: Option<Duration>) -> Action {
@@ -492,7 +259,7 @@ pub fn next_action(o: &Observed, next_poll: Option<Duration>) -> Action {
 
 /// The pipeline's brokers as its spec names them, resolved as its pods
 /// resolve them (see [`kafka::resolve_bootstrap`]).
-fn bootstrap(p: &AnalyticsPipeline) -> kafka::Bootstrap {
+pub(crate) fn bootstrap(p: &AnalyticsPipeline) -> kafka::Bootstrap {
     kafka::Bootstrap {
         servers: p.spec.kafka.bootstrap_servers.clone(),
         namespace: p.namespace().unwrap_or_default(),
@@ -509,268 +276,4 @@ async fn ensure_topics<T: Kafka>(
         outcomes.push(ctx.kafka.ensure(&bootstrap(p), spec).await?);
     }
     Ok(outcomes)
-}
-
-/// Where this schema version's migration stands, creating its Job the
-/// first time. An existing Job is only read: its pod template cannot change.
-/// While it has not succeeded, earlier Jobs of the pipeline that never
-/// finished (a pod that could not start, before the spec was fixed) are
-/// deleted: their pods would hold the namespace's quota and run a second
-/// migration at once. Finished ones stay until the rollout (see [`prune`]).
-async fn migrate<T: Kafka>(
-    ctx: &Context<T>,
-    p: &AnalyticsPipeline,
-    namespace: &str,
-    children: &Children,
-    now: Now,
-) -> Result<Migration, Error> {
-    let Some(job) = &children.migration_job else {
-        return Ok(Migration::Disabled);
-    };
-    let job = match apply::get::<Job>(&ctx.client, namespace, &job.name_any()).await? {
-        Some(existing) => existing,
-        None => put(ctx, namespace, job).await?,
-    };
-    let state = observe::migration(&job);
-    if state != Migration::Succeeded
-        && let Some(owned) = owned(ctx, p, namespace)
-    {
-        let unfinished = owned
-            .prune_unless(std::slice::from_ref(&job), |old: &Job| {
-                observe::migration(old) == Migration::Succeeded
-            })
-            .await?;
-        if !unfinished.is_empty() {
-            tracing::info!(pipeline = %p.name_any(), namespace, ?unfinished, "deleted migration Jobs that never finished; this spec's Job replaces them");
-        }
-    }
-    if state != Migration::Running {
-        return Ok(state);
-    }
-    // Running, as the Job says; whether its pod can start, its pod says
-    // (telling only: a failed read leaves it Running).
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let selector = format!("batch.kubernetes.io/job-name={}", job.name_any());
-    let pods = match pods.list(&ListParams::default().labels(&selector)).await {
-        Ok(pods) => pods.items,
-        Err(e) => {
-            tracing::warn!(pipeline = %p.name_any(), namespace, error = %e, "cannot list the migration Job's pods; its progress is told without them");
-            return Ok(Migration::Running);
-        }
-    };
-    Ok(
-        match observe::migration_pending(&job, &pods, now.timestamp()) {
-            Some((reason, message)) => Migration::Pending { reason, message },
-            None => Migration::Running,
-        },
-    )
-}
-
-/// The children `p` controls in `namespace` (`None` before the pipeline
-/// has a uid, as when rendered without a cluster).
-fn owned<'a, T: Kafka>(
-    ctx: &'a Context<T>,
-    p: &AnalyticsPipeline,
-    namespace: &'a str,
-) -> Option<apply::Owned<'a>> {
-    Some(apply::Owned {
-        client: &ctx.client,
-        namespace,
-        selector: format!(
-            "app.kubernetes.io/instance={},app.kubernetes.io/managed-by={}",
-            p.name_any(),
-            meta::MANAGER
-        ),
-        owner: p.uid()?,
-    })
-}
-
-/// Applies the workloads in order, notes which have rolled out, and
-/// deletes the children no longer wanted.
-async fn roll_out<T: Kafka>(
-    ctx: &Context<T>,
-    p: &AnalyticsPipeline,
-    namespace: &str,
-    children: &Children,
-    observed: &mut Observed,
-) -> Result<(), Error> {
-    for (component, deployment) in Component::ALL.iter().zip(&children.deployments) {
-        if component.autoscaling(&p.spec).is_some() {
-            apply::hand_over_replicas(&ctx.client, namespace, &deployment.name_any())
-                .await
-                .map_err(|source| Error::Apply {
-                    kind: "Deployment".to_owned(),
-                    name: deployment.name_any(),
-                    source,
-                })?;
-        }
-        let applied = put(ctx, namespace, deployment).await?;
-        if component == &Component::Consumer {
-            observed.consumer_replicas = applied.spec.as_ref().and_then(|s| s.replicas);
-            let labels = key(p);
-            let running = applied.status.as_ref().and_then(|s| s.replicas);
-            for (gauge, value) in [
-                (
-                    &ctx.metrics.consumer_replicas_desired,
-                    observed.consumer_replicas,
-                ),
-                (&ctx.metrics.consumer_replicas_current, running),
-            ] {
-                gauge
-                    .get_or_create(&labels)
-                    .set(i64::from(value.unwrap_or(0)));
-            }
-        }
-        if let Some(why) = observe::stalled(&applied) {
-            observed
-                .workloads_stalled
-                .push(format!("{}: {why}", component.name()));
-        }
-        let list = if observe::rolled_out(&applied) {
-            &mut observed.workloads_ready
-        } else {
-            &mut observed.workloads_pending
-        };
-        list.push(component.name().to_owned());
-    }
-    for service in &children.services {
-        put(ctx, namespace, service).await?;
-    }
-    for budget in &children.disruption_budgets {
-        put(ctx, namespace, budget).await?;
-    }
-    for autoscaler in &children.autoscalers {
-        put(ctx, namespace, autoscaler).await?;
-    }
-    observed.workloads_observed = true;
-    observed.endpoints = observe::endpoints(p);
-    // Pods of the previous version read the previous ConfigMap (a restart
-    // too) until the rollout replaced them all.
-    let rolled_out = observed.workloads_pending.is_empty();
-    prune(ctx, p, namespace, children, rolled_out).await
-}
-
-/// Deletes the pipeline's children that `children` no longer holds: old
-/// migration Jobs, workloads, Services or budgets of removed parts, and,
-/// once every workload `rolled_out`, ConfigMaps of earlier settings.
-async fn prune<T: Kafka>(
-    ctx: &Context<T>,
-    p: &AnalyticsPipeline,
-    namespace: &str,
-    children: &Children,
-    rolled_out: bool,
-) -> Result<(), Error> {
-    let Some(owned) = owned(ctx, p, namespace) else {
-        return Ok(());
-    };
-    let mut deleted = owned.prune(children.migration_job.as_slice()).await?;
-    deleted.extend(owned.prune(&children.deployments).await?);
-    deleted.extend(owned.prune(&children.services).await?);
-    deleted.extend(owned.prune(&children.disruption_budgets).await?);
-    deleted.extend(owned.prune(&children.autoscalers).await?);
-    if rolled_out {
-        deleted.extend(
-            owned
-                .prune(std::slice::from_ref(&children.config_map))
-                .await?,
-        );
-    }
-    if !deleted.is_empty() {
-        tracing::info!(pipeline = %p.name_any(), namespace, ?deleted, "deleted children no longer wanted");
-    }
-    Ok(())
-}
-
-async fn settle_observed<T: Kafka>(
-    ctx: &Context<T>,
-    p: &AnalyticsPipeline,
-    observed: &Observed,
-    extra_events: &[Event],
-    now: Now,
-) -> Result<(), Error> {
-    let next = status::next_status(p.status.as_ref(), observed, &now.time());
-    settle(ctx, p, next, extra_events).await
-}
-
-/// Writes `next` when it differs from the status `p` has (an unchanged
-/// status is not written, so it never re-triggers reconcile), then
-/// publishes `extra_events` and an Event per condition that moved. A failed Event is
-/// logged, not retried: the status already tells.
-async fn settle<T: Kafka>(
-    ctx: &Context<T>,
-    p: &AnalyticsPipeline,
-    next: status::Next,
-    extra_events: &[Event],
-) -> Result<(), Error> {
-    let status::Next {
-        status: next,
-        verdicts,
-    } = next;
-    let previous = p.status.as_ref();
-    if previous != Some(&next) {
-        let api: Api<AnalyticsPipeline> = Api::namespaced(ctx.client.clone(), &meta::namespace(p));
-        // A replace of the status carries the resourceVersion reconcile
-        // read: if the pipeline changed since (a stale cache, a spec
-        // edit), the API server answers 409 and reconcile runs again from
-        // the newer object, so an old view never overwrites a newer one.
-        let mut object = p.clone();
-        object.status = Some(next.clone());
-        object.metadata.managed_fields = None;
-        let stored = match api
-            .replace_status(&p.name_any(), &PostParams::default(), &object)
-            .await
-        {
-            Ok(stored) => stored,
-            Err(kube::Error::Api(e)) if e.code == 409 => {
-                // What was done (a topic created, grown, its retention
-                // changed) will not show as a change to the next
-                // reconcile: tell it now. Condition changes are told by
-                // the reconcile whose status write lands.
-                let told: Vec<&Event> = extra_events.iter().collect();
-                publish(ctx, p, &told).await;
-                return Err(Error::StatusConflict);
-            }
-            // Deleted meanwhile.
-            Err(kube::Error::Api(e)) if e.code == 404 => {
-                ctx.forget(&key(p));
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
-        };
-        lock(&ctx.written).insert(
-            key(p),
-            Written {
-                uid: p.metadata.uid.clone(),
-                resource_version: stored.metadata.resource_version,
-                status: next.clone(),
-            },
-        );
-    }
-    let transitions = events::transition_events(previous, &verdicts);
-    let all: Vec<&Event> = extra_events.iter().chain(&transitions).collect();
-    publish(ctx, p, &all).await;
-    Ok(())
-}
-
-/// Publishes `events` on `p`; a failed Event is logged, not retried.
-async fn publish<T: Kafka>(ctx: &Context<T>, p: &AnalyticsPipeline, events: &[&Event]) {
-    let reference = p.object_ref(&());
-    for event in events {
-        if let Err(e) = ctx.recorder.publish(event, &reference).await {
-            tracing::warn!(pipeline = %p.name_any(), reason = %event.reason, error = %e, "cannot publish an Event");
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_from_five_seconds_to_five_minutes() {
-        let waits: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
-        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
-        assert_eq!(backoff(0).as_secs(), 5);
-        assert_eq!(backoff(u32::MAX).as_secs(), 300);
-    }
 }

@@ -10,7 +10,6 @@
 
 use std::time::Duration;
 
-use kube::ResourceExt;
 use kube::runtime::events::{Event, EventType};
 
 use super::Context;
@@ -116,7 +115,7 @@ pub async fn scale<T: Kafka>(
         }
         Err(e) => {
             ctx.metrics.lag_read_errors.get_or_create(&labels).inc();
-            tracing::warn!(pipeline = %labels.pipeline, namespace = %labels.namespace, error = %e, "cannot read the consumer group's lag; replicas stay");
+            tracing::warn!(error = %e, "cannot read the consumer group's lag; replicas stay");
             None
         }
     };
@@ -172,7 +171,7 @@ async fn grow<T: Kafka>(
     let status = &mut observed.status;
     match outcome {
         Ok(o) if o.partitions >= to => {
-            tracing::info!(pipeline = %p.name_any(), topic = %o.name, from = partitions, to = o.partitions, "added partitions to the events topic");
+            tracing::info!(topic = %o.name, from = partitions, to = o.partitions, "added partitions to the events topic");
             status.saturated_since = None;
             status.lag_when_saturated = None;
             return Some(o);

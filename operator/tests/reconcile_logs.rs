@@ -1,0 +1,67 @@
+//! Every log line of a reconcile names the pipeline and namespace, from the
+//! one span `reconcile` opens (the steps do not repeat them). Its own test
+//! binary: it installs the process's global subscriber.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use support::MemoryBroker;
+use support::harness::*;
+use tributary_core::telemetry::{LogConfig, init_with_writer};
+
+#[derive(Clone)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_step_s_warning_names_the_pipeline_from_the_reconcile_span() {
+    let buffer = Buffer(Arc::new(Mutex::new(Vec::new())));
+    let writer = buffer.clone();
+    let config = LogConfig {
+        level: "info".into(),
+        json: true,
+    };
+    init_with_writer("tributary-operator", &config, move || writer.clone()).unwrap();
+
+    let broker = MemoryBroker::new(true);
+    // The lag cannot be read: the scaling step warns.
+    broker.set_lag(None);
+    let h = Harness::new(
+        pipeline(|p| {
+            p["spec"]["migrations"] = json!(false);
+            p["spec"]["consumer"] = json!({"scaling": {"minReplicas": 1, "maxReplicas": 4}});
+        }),
+        broker,
+    );
+    h.reconcile().await.unwrap();
+
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let warning = lines
+        .iter()
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("cannot read the consumer group's lag"))
+        })
+        .unwrap_or_else(|| panic!("no lag warning in {text}"));
+    assert_eq!(warning["pipeline"], "shop", "{warning}");
+    assert_eq!(warning["namespace"], NS, "{warning}");
+    assert_eq!(warning["level"], "warn");
+}
