@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::{form, urlencode};
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -18,15 +20,6 @@ use tributary_tests::Stack;
 use tributary_tests::gzip;
 use tributary_tests::kafka::read_topic;
 use uuid::Uuid;
-
-fn form(data: &str, compression: Option<&str>) -> String {
-    let mut s = form_urlencoded::Serializer::new(String::new());
-    s.append_pair("data", data);
-    if let Some(c) = compression {
-        s.append_pair("compression", c);
-    }
-    s.finish()
-}
 
 fn event(name: &str, distinct_id: &str) -> (Uuid, Value) {
     let uuid = Uuid::now_v7();
@@ -254,8 +247,4 @@ async fn every_format_and_route_reaches_the_topic_keyed_by_distinct_id() {
     assert!(metrics.contains("capture_kafka_ready 1"), "{metrics}");
 
     capture.stop().await;
-}
-
-fn urlencode(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::{form, urlencode};
+
 use std::time::Duration;
 
 use base64::Engine;
@@ -67,19 +69,6 @@ impl Sent {
         }
         request.send().await.unwrap()
     }
-}
-
-fn form(data: &str, compression: Option<&str>) -> String {
-    let mut s = form_urlencoded::Serializer::new(String::new());
-    s.append_pair("data", data);
-    if let Some(c) = compression {
-        s.append_pair("compression", c);
-    }
-    s.finish()
-}
-
-fn urlencode(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// What a taken event must arrive as: uuid, name, distinct_id, project.

@@ -140,3 +140,18 @@ fn run(capture: Capture) -> Running {
             .unwrap(),
     }
 }
+
+/// A form body of `data=` (and `compression=`), as SDKs send.
+pub fn form(data: &str, compression: Option<&str>) -> String {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    s.append_pair("data", data);
+    if let Some(c) = compression {
+        s.append_pair("compression", c);
+    }
+    s.finish()
+}
+
+/// `s` percent-encoded for a query string.
+pub fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
