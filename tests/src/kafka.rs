@@ -53,6 +53,33 @@ pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     }
 }
 
+/// The offsets `group` has committed on `topic`'s `partitions` (-1 where
+/// none), as the group coordinator answers; the reader does not join the
+/// group.
+pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let reader: BaseConsumer = client_config(bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let answer = reader
+        .committed_offsets(tpl, TIMEOUT)
+        .unwrap_or_else(|e| panic!("committed offsets of {group} on {topic}: {e}"));
+    answer
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            rdkafka::Offset::Offset(o) => o,
+            _ => -1,
+        })
+        .collect()
+}
+
 /// Reads `topic` from the beginning with a fresh group until `expected`
 /// messages arrived, then keeps reading for `settle` to catch extras.
 pub async fn read_topic(

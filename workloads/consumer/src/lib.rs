@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod row;
 pub mod wire;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -69,6 +70,9 @@ pub enum ConsumerError {
 struct Context {
     topic: String,
     revoked: Mutex<Vec<i32>>,
+    /// Set while fetching is paused (see [`EventConsumer::hold`]):
+    /// partitions assigned meanwhile are paused as they arrive.
+    holding: AtomicBool,
     metrics: ConsumerMetrics,
 }
 
@@ -122,6 +126,11 @@ impl ConsumerContext for Context {
         if let Rebalance::Assign(tpl) = rebalance {
             let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             tracing::info!(?partitions, "partitions assigned");
+            if self.holding.load(Ordering::SeqCst)
+                && let Err(e) = consumer.pause(tpl)
+            {
+                tracing::warn!(error = %e, "cannot pause partitions assigned while holding");
+            }
         }
     }
 }
@@ -168,6 +177,7 @@ impl EventConsumer {
         let context = Context {
             topic: config.topic.clone(),
             revoked: Mutex::new(Vec::new()),
+            holding: AtomicBool::new(false),
             metrics: metrics.clone(),
         };
         let consumer: StreamConsumer<Context> = ClientConfig::new()
@@ -247,16 +257,20 @@ impl EventConsumer {
             }
             // While a batch is being written, a full next batch waits for
             // it: at most two batches are held, each bounded by messages and
-            // by bytes.
-            let may_read =
-                !(flushing && batch.is_full(self.config.batch_size, self.config.batch_max_bytes));
+            // by bytes. Waiting, the consumer pauses its partitions and goes
+            // on polling, so it keeps its place in the group: rebalances
+            // (a consumer added or restarted during a ClickHouse outage)
+            // complete instead of waiting for this member.
+            self.hold(
+                flushing && batch.is_full(self.config.batch_size, self.config.batch_max_bytes),
+            );
             let mut finished = None;
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 outcome = &mut in_flight, if flushing => finished = Some(outcome),
                 _ = &mut flush_timer, if deadline.is_some() && !flushing => {}
-                msg = self.consumer.recv(), if may_read => {
+                msg = self.consumer.recv() => {
                     // Rebalance callbacks run inside recv(): forget what was
                     // revoked *before* adding the message it returned, which
                     // may come from a partition assigned back to us.
@@ -326,6 +340,30 @@ impl EventConsumer {
             let _ = self.flush(batch, &grace).await;
         }
         self.leave()
+    }
+
+    /// Pauses fetching from every assigned partition (`true`) or resumes
+    /// it. Pausing drops what librdkafka had fetched and not yet handed
+    /// over; fetching resumes after the last message this consumer got.
+    /// (A message may still arrive just after the pause: it joins the
+    /// waiting batch, a few messages over its bound at most.)
+    fn hold(&self, hold: bool) {
+        let context = self.consumer.context();
+        if context.holding.swap(hold, Ordering::SeqCst) == hold {
+            return;
+        }
+        let result = self.consumer.assignment().and_then(|assigned| {
+            if hold {
+                self.consumer.pause(&assigned)
+            } else {
+                self.consumer.resume(&assigned)
+            }
+        });
+        match result {
+            Ok(()) => tracing::debug!(hold, "fetching paused while a batch waits, or resumed"),
+            Err(e) => tracing::warn!(error = %e, hold, "cannot pause or resume fetching"),
+        }
+        self.metrics.fetch_paused.set(i64::from(hold));
     }
 
     fn leave(&self) -> Result<(), ConsumerError> {

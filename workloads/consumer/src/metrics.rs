@@ -27,6 +27,8 @@ pub struct ConsumerMetrics {
     pub dlq_messages: Family<KindLabels, Counter>,
     pub commit_errors: Counter,
     pub assigned_partitions: Gauge,
+    /// 1 while fetching is paused because the next batch waits for a write.
+    pub fetch_paused: Gauge,
     pub lag: Family<PartitionLabels, Gauge>,
     pub batch_size: Histogram,
     pub batch_duration: Histogram,
@@ -44,6 +46,7 @@ impl ConsumerMetrics {
             dlq_messages: Family::default(),
             commit_errors: Counter::default(),
             assigned_partitions: Gauge::default(),
+            fetch_paused: Gauge::default(),
             lag: Family::default(),
             batch_size: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
             batch_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
@@ -89,6 +92,11 @@ impl ConsumerMetrics {
             "consumer_assigned_partitions",
             "Partitions currently assigned to this consumer",
             m.assigned_partitions.clone(),
+        );
+        registry.register(
+            "consumer_fetch_paused",
+            "1 while fetching is paused: the next batch is full and waits for the one being written (a ClickHouse outage holds it)",
+            m.fetch_paused.clone(),
         );
         registry.register(
             "consumer_lag",
