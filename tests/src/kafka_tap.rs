@@ -151,6 +151,12 @@ impl TappedBroker {
         self.proxy.addr().to_string()
     }
 
+    /// Holds the broker's answers (`true`): requests reach it, their
+    /// acknowledgements do not come back until released.
+    pub fn hold_replies(&self, hold: bool) {
+        self.proxy.hold_replies(hold);
+    }
+
     /// Every request seen since the last call.
     pub fn take(&self) -> Vec<Seen> {
         self.frames

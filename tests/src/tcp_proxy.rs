@@ -1,7 +1,9 @@
 //! A TCP proxy on loopback between a client under test and a real server:
 //! it can be cut (every connection dropped, new ones refused) to make the
-//! server unreachable without stopping it, and it can show a tap the bytes
-//! clients send (to count a protocol's requests).
+//! server unreachable without stopping it, it can hold the server's replies
+//! (requests arrive, answers do not: an acknowledgement that never comes),
+//! and it can show a tap the bytes clients send (to count a protocol's
+//! requests).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -15,6 +17,7 @@ pub type Tap = Arc<dyn Fn(usize, &[u8]) + Send + Sync>;
 pub struct TcpProxy {
     addr: SocketAddr,
     cut: Arc<AtomicBool>,
+    hold: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
 }
 
@@ -32,6 +35,8 @@ impl TcpProxy {
     ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let cut = Arc::new(AtomicBool::new(false));
+        let hold = Arc::new(AtomicBool::new(false));
+        let replies_held = Arc::clone(&hold);
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
         let (stop, streams) = (Arc::clone(&cut), Arc::clone(&open));
         std::thread::spawn(move || {
@@ -57,15 +62,27 @@ impl TcpProxy {
                     );
                 }
                 let tap = tap.clone();
-                std::thread::spawn(move || pump(client, s2, tap.map(|t| (t, n))));
-                std::thread::spawn(move || pump(server, c2, None));
+                let held = Arc::clone(&replies_held);
+                std::thread::spawn(move || pump(client, s2, tap.map(|t| (t, n)), None));
+                std::thread::spawn(move || pump(server, c2, None, Some(held)));
             }
         });
-        Ok(Self { addr, cut, open })
+        Ok(Self {
+            addr,
+            cut,
+            hold,
+            open,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Holds what the server sends back (`true`) until released (`false`):
+    /// requests still reach it, its answers wait in the proxy.
+    pub fn hold_replies(&self, hold: bool) {
+        self.hold.store(hold, Ordering::SeqCst);
     }
 
     /// Drops every connection and refuses (closes at once) new ones.
@@ -85,7 +102,12 @@ impl Drop for TcpProxy {
     }
 }
 
-fn pump(mut from: TcpStream, mut to: TcpStream, tap: Option<(Tap, usize)>) {
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    tap: Option<(Tap, usize)>,
+    hold: Option<Arc<AtomicBool>>,
+) {
     let mut buf = [0u8; 16 * 1024];
     loop {
         match from.read(&mut buf) {
@@ -93,6 +115,9 @@ fn pump(mut from: TcpStream, mut to: TcpStream, tap: Option<(Tap, usize)>) {
             Ok(n) => {
                 if let Some((tap, connection)) = &tap {
                     tap(*connection, &buf[..n]);
+                }
+                while hold.as_ref().is_some_and(|h| h.load(Ordering::SeqCst)) {
+                    std::thread::sleep(Duration::from_millis(10));
                 }
                 if to.write_all(&buf[..n]).is_err() {
                     break;

@@ -47,6 +47,8 @@ pub struct EventProducer(Arc<Inner>);
 /// What every clone of an [`EventProducer`] shares.
 struct Inner {
     current: RwLock<FutureProducer>,
+    /// Counts replacements: a request replaces only the producer it used.
+    generation: AtomicU64,
     config: ClientConfig,
     topic: String,
     produce_timeout: Duration,
@@ -68,6 +70,11 @@ enum Delivery {
     TooLarge,
     /// Not acknowledged within `message.timeout.ms`.
     TimedOut(String),
+    /// The broker no longer takes this producer's id or epoch (after
+    /// timeouts made librdkafka bump its epoch, or the broker lost its
+    /// producer state): every later message fails alike until the
+    /// producer is replaced.
+    Fenced(String),
     Failed(String),
 }
 
@@ -81,6 +88,16 @@ impl Delivery {
             Ok(Err((e @ KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _))) => {
                 Self::TimedOut(e.to_string())
             }
+            Ok(Err((
+                e @ KafkaError::MessageProduction(
+                    RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::UnknownProducerId
+                    | RDKafkaErrorCode::InvalidProducerIdMapping
+                    | RDKafkaErrorCode::OutOfOrderSequenceNumber,
+                ),
+                _,
+            ))) => Self::Fenced(e.to_string()),
             Ok(Err((e, _))) => Self::Failed(e.to_string()),
             Err(_canceled) => Self::Failed("producer shut down".to_owned()),
         }
@@ -93,6 +110,8 @@ struct Tally {
     acknowledged: usize,
     failed: usize,
     timed_out: bool,
+    /// The broker refused the producer itself (see [`Delivery::Fenced`]).
+    fenced: bool,
     /// The first message the broker refused as too large.
     too_large: Option<usize>,
     first_reason: Option<String>,
@@ -104,6 +123,7 @@ impl Tally {
             acknowledged: 0,
             failed: 0,
             timed_out: false,
+            fenced: false,
             too_large: None,
             first_reason: None,
         };
@@ -113,9 +133,12 @@ impl Tally {
                 Delivery::TooLarge => {
                     tally.too_large.get_or_insert(index);
                 }
-                Delivery::TimedOut(reason) | Delivery::Failed(reason) => {
+                Delivery::TimedOut(reason)
+                | Delivery::Fenced(reason)
+                | Delivery::Failed(reason) => {
                     tally.failed += 1;
                     tally.timed_out |= matches!(delivery, Delivery::TimedOut(_));
+                    tally.fenced |= matches!(delivery, Delivery::Fenced(_));
                     tally.first_reason.get_or_insert_with(|| reason.clone());
                 }
             }
@@ -161,6 +184,7 @@ impl EventProducer {
         })?;
         Ok(Self(Arc::new(Inner {
             current: RwLock::new(producer),
+            generation: AtomicU64::new(0),
             config,
             topic: settings.topic.clone(),
             produce_timeout: settings.produce_timeout,
@@ -174,11 +198,17 @@ impl EventProducer {
     }
 
     fn producer(&self) -> FutureProducer {
-        self.0
+        self.current().0
+    }
+
+    /// The producer in use and its generation.
+    fn current(&self) -> (FutureProducer, u64) {
+        let producer = self
+            .0
             .current
             .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .unwrap_or_else(PoisonError::into_inner);
+        (producer.clone(), self.0.generation.load(Ordering::SeqCst))
     }
 
     fn last_error(&self) -> String {
@@ -189,15 +219,23 @@ impl EventProducer {
             .clone()
     }
 
-    /// Replaces the librdkafka producer with a fresh one.
-    fn replace_producer(&self, why: &str) {
+    /// Replaces the librdkafka producer with a fresh one; with `used`,
+    /// only if that generation is still the one in use (requests failing
+    /// together replace it once).
+    fn replace_producer(&self, why: &str, used: Option<u64>) {
         match self.0.config.create::<FutureProducer>() {
             Ok(fresh) => {
-                *self
+                let mut current = self
                     .0
                     .current
                     .write()
-                    .unwrap_or_else(PoisonError::into_inner) = fresh;
+                    .unwrap_or_else(PoisonError::into_inner);
+                if used.is_some_and(|g| g != self.0.generation.load(Ordering::SeqCst)) {
+                    return;
+                }
+                *current = fresh;
+                self.0.generation.fetch_add(1, Ordering::SeqCst);
+                drop(current);
                 self.0.timed_out_requests.store(0, Ordering::Relaxed);
                 self.0.metrics.producer_replacements.inc();
                 tracing::warn!(reason = why, "Kafka producer replaced");
@@ -223,7 +261,8 @@ impl EventProducer {
             return Err(ProduceError::NotReady(self.last_error()));
         }
         let started = Instant::now();
-        let deliveries = self.enqueue(records)?;
+        let (producer, generation) = self.current();
+        let deliveries = self.enqueue(&producer, records)?;
         let deliveries = self.acknowledgements(deliveries).await;
         self.0
             .metrics
@@ -237,15 +276,27 @@ impl EventProducer {
                 reason: "no acknowledgement within the produce timeout".into(),
             });
         };
-        self.settle(records, &Tally::of(&deliveries))
+        let tally = Tally::of(&deliveries);
+        if tally.fenced {
+            // Waiting for the broker check would refuse every request until
+            // then: replace it now.
+            self.replace_producer(
+                "the broker refused the producer's id or epoch",
+                Some(generation),
+            );
+        }
+        self.settle(records, &tally)
     }
 
     /// Hands every record to librdkafka. A full queue refuses the request
     /// (503): events already queued will still be delivered, and the
     /// client's retry gives its events the same uuids again (see
     /// `normalize::derived_uuid`), so readers never show the repeats.
-    fn enqueue(&self, records: &[Record]) -> Result<Vec<DeliveryFuture>, ProduceError> {
-        let producer = self.producer();
+    fn enqueue(
+        &self,
+        producer: &FutureProducer,
+        records: &[Record],
+    ) -> Result<Vec<DeliveryFuture>, ProduceError> {
         let mut deliveries = Vec::with_capacity(records.len());
         for r in records {
             let record = FutureRecord::to(&self.0.topic)
@@ -352,11 +403,11 @@ impl EventProducer {
         loop {
             let result = self.check_once(timeout).await;
             if let Some((code, reason)) = self.producer().client().fatal_error() {
-                self.replace_producer(&format!("fatal error {code:?}: {reason}"));
+                self.replace_producer(&format!("fatal error {code:?}: {reason}"), None);
             } else if result.is_ok()
                 && self.0.timed_out_requests.load(Ordering::Relaxed) >= STUCK_AFTER_TIMEOUTS
             {
-                self.replace_producer("requests time out although the brokers answer");
+                self.replace_producer("requests time out although the brokers answer", None);
             }
             let was_ready = self.0.ready.swap(result.is_ok(), Ordering::Relaxed);
             self.0.metrics.kafka_ready.set(i64::from(result.is_ok()));
@@ -439,10 +490,22 @@ mod tests {
                 acknowledged: 2,
                 failed: 2,
                 timed_out: true,
+                fenced: false,
                 too_large: None,
                 first_reason: Some("broker gone".into()),
             }
         );
+    }
+
+    #[test]
+    fn a_fenced_producer_is_told_apart() {
+        let tally = Tally::of(&[
+            Delivery::Fenced("ProducerFenced".into()),
+            Delivery::Acknowledged,
+        ]);
+        assert!(tally.fenced);
+        assert_eq!(tally.failed, 1);
+        assert!(!Tally::of(&[Delivery::Failed("x".into())]).fenced);
     }
 
     #[test]
