@@ -118,7 +118,8 @@ impl Batch {
 
     /// Forgets everything from partitions this consumer no longer owns: their
     /// new owner reads those messages again from the last commit.
-    pub fn drop_partitions(&mut self, revoked: &[i32]) {
+    pub fn drop_partitions(&mut self, revoked: &[i32]) -> usize {
+        let before = self.len();
         self.entries.retain(|e| !revoked.contains(&e.partition));
         self.poison.retain(|p| !revoked.contains(&p.partition));
         self.next_offsets.retain(|p, _| !revoked.contains(p));
@@ -135,6 +136,7 @@ impl Batch {
         if self.is_empty() {
             self.started = None;
         }
+        before - self.len()
     }
 
     /// `(partition, next offset)` to commit after the batch is written.
@@ -244,10 +246,10 @@ mod tests {
         let mut b = Batch::default();
         b.push(good(0, 0), t0);
         b.push(good(1, 0), t0);
-        b.drop_partitions(&[0]);
+        assert_eq!(b.drop_partitions(&[0]), 1);
         assert_eq!(b.entries.len(), 1);
         assert_eq!(b.offsets().collect::<Vec<_>>(), [(1, 1)]);
-        b.drop_partitions(&[1]);
+        assert_eq!(b.drop_partitions(&[1]), 1);
         assert!(b.is_empty());
         assert_eq!(b.deadline(Duration::from_secs(1)), None);
     }

@@ -310,9 +310,15 @@ impl EventConsumer {
                     self.config.flush_interval,
                 )
             {
-                let full = std::mem::take(&mut batch);
-                in_flight = Box::pin(self.flush(full, &shutdown));
-                flushing = true;
+                // A rebalance may have revoked partitions since the last
+                // message (the callback runs while recv() waits): their
+                // rows are their new owner's to write and commit.
+                self.forget_revoked(&mut batch);
+                if !batch.is_empty() {
+                    let full = std::mem::take(&mut batch);
+                    in_flight = Box::pin(self.flush(full, &shutdown));
+                    flushing = true;
+                }
             }
         }
         if flushing {
@@ -378,7 +384,15 @@ impl EventConsumer {
             Err(_) => return,
         };
         if !revoked.is_empty() {
-            batch.drop_partitions(&revoked);
+            let dropped = batch.drop_partitions(&revoked);
+            self.metrics.revoked_messages.inc_by(dropped as u64);
+            if dropped > 0 {
+                tracing::info!(
+                    dropped,
+                    ?revoked,
+                    "messages of revoked partitions left for their new owner"
+                );
+            }
         }
     }
 

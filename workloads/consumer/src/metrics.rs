@@ -26,6 +26,9 @@ pub struct ConsumerMetrics {
     pub parse_errors: Family<KindLabels, Counter>,
     pub dlq_messages: Family<KindLabels, Counter>,
     pub commit_errors: Counter,
+    /// Messages dropped from a waiting batch because their partition was
+    /// revoked (its new owner reads them again).
+    pub revoked_messages: Counter,
     pub assigned_partitions: Gauge,
     /// 1 while fetching is paused because the next batch waits for a write.
     pub fetch_paused: Gauge,
@@ -45,6 +48,7 @@ impl ConsumerMetrics {
             parse_errors: Family::default(),
             dlq_messages: Family::default(),
             commit_errors: Counter::default(),
+            revoked_messages: Counter::default(),
             assigned_partitions: Gauge::default(),
             fetch_paused: Gauge::default(),
             lag: Family::default(),
@@ -87,6 +91,11 @@ impl ConsumerMetrics {
             "consumer_commit_errors",
             "Failed offset commits",
             m.commit_errors.clone(),
+        );
+        registry.register(
+            "consumer_revoked_messages",
+            "Messages dropped from a waiting batch because a rebalance revoked their partition (their new owner reads them again)",
+            m.revoked_messages.clone(),
         );
         registry.register(
             "consumer_assigned_partitions",

@@ -165,3 +165,82 @@ async fn two_consumers_share_the_partitions_and_store_every_event_once() {
     b.stop().await;
     assert_eq!(f.rows_after_merge().await, 3000);
 }
+
+/// Consumers join, leave and crash while events stream in, so rebalances
+/// land on batches being filled and written: every event is stored, none
+/// twice after merge. Messages dropped from waiting batches at revocation
+/// (`consumer_revoked_messages`, re-read by the partitions' new owners)
+/// show that the rebalances met data in flight. Before, a batch that came
+/// due while a rebalance was under way (the revoke callback runs while
+/// recv() waits, the message that used to trigger the clean-up comes only
+/// after the new assignment) was written with its revoked partitions' rows
+/// and their offsets: this test then found nothing dropped.
+#[tokio::test]
+async fn rebalances_with_batches_in_flight_lose_nothing() {
+    let stack = Stack::require();
+    let partitions = 6;
+    let f = common::Fixture::new(&stack.kafka_bootstrap, &stack.clickhouse_url, partitions).await;
+    // Batches fill for a second and a half before they are due: a
+    // rebalance always finds one waiting.
+    let slow = [
+        ("CONSUMER_FLUSH_INTERVAL_MS", "1500"),
+        ("CONSUMER_BATCH_SIZE", "5000"),
+    ];
+    let assigned = |r: &common::Running| r.metrics.assigned_partitions.get();
+    let a = common::start(f.config(&slow));
+    tributary_tests::poll_until(
+        "a to hold every partition",
+        Duration::from_secs(60),
+        || async { (assigned(&a) == i64::from(partitions)).then_some(()) },
+    )
+    .await;
+
+    let (bootstrap, topic) = (f.bootstrap.clone(), f.topic.clone());
+    let producing = tokio::spawn(async move {
+        for _ in 0..30 {
+            common::produce(&bootstrap, &topic, &common::events(200, 17)).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let joined = |first: &common::Running, second: &common::Running| {
+        assigned(first) > 0 && assigned(second) > 0
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let b = common::start(f.config(&slow));
+    tributary_tests::poll_until("b to join", Duration::from_secs(60), || async {
+        joined(&a, &b).then_some(())
+    })
+    .await;
+    let c = common::start(f.config(&slow));
+    tributary_tests::poll_until("c to join", Duration::from_secs(60), || async {
+        (assigned(&c) > 0).then_some(())
+    })
+    .await;
+    // What each member dropped at revocation, and whether it ever failed
+    // to commit (it would, committing partitions it no longer owns).
+    let seen = |r: &common::Running| {
+        (
+            r.metrics.revoked_messages.get(),
+            r.metrics.commit_errors.get(),
+        )
+    };
+    let (a_dropped, a_failed) = seen(&a);
+    a.stop().await;
+    let (b_dropped, b_failed) = seen(&b);
+    b.crash().await;
+    producing.await.unwrap();
+
+    f.wait_for_events(6000, Duration::from_secs(120)).await;
+    let (c_dropped, c_failed) = seen(&c);
+    c.stop().await;
+    assert!(
+        a_dropped + b_dropped + c_dropped > 0,
+        "no rebalance met a waiting batch"
+    );
+    assert_eq!(
+        (a_failed, b_failed, c_failed),
+        (0, 0, 0),
+        "a member committed partitions it had lost"
+    );
+    assert_eq!(f.rows_after_merge().await, 6000);
+}

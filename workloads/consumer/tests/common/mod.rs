@@ -187,6 +187,13 @@ impl Running {
             .unwrap();
     }
 
+    /// Ends the consumer's task where it stands, as a crash would: no
+    /// flush, no commit (its client closes as the process would on exit).
+    pub async fn crash(self) {
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
+
     pub fn metrics_text(&self) -> String {
         tributary_core::metrics::render(&self.registry).unwrap()
     }
