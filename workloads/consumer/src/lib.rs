@@ -163,6 +163,9 @@ pub struct EventConsumer {
     dlq: FutureProducer,
     clickhouse: clickhouse::Client,
     metrics: ConsumerMetrics,
+    /// True while a write is being retried through an outage (ClickHouse
+    /// or the DLQ unreachable).
+    outage: tokio::sync::watch::Sender<bool>,
 }
 
 /// Why a flush did not complete.
@@ -222,6 +225,7 @@ impl EventConsumer {
             dlq,
             clickhouse,
             metrics,
+            outage: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -245,6 +249,7 @@ impl EventConsumer {
         // are written (and their offsets committed) strictly in order.
         let mut in_flight: BoxFuture<'_, FlushOutcome> = Box::pin(std::future::pending());
         let mut flushing = false;
+        let mut in_outage = self.outage.subscribe();
         loop {
             let deadline = batch.deadline(self.config.flush_interval);
             if deadline != armed_for {
@@ -257,20 +262,26 @@ impl EventConsumer {
             }
             // While a batch is being written, a full next batch waits for
             // it: at most two batches are held, each bounded by messages and
-            // by bytes. Waiting, the consumer pauses its partitions and goes
-            // on polling, so it keeps its place in the group: rebalances
-            // (a consumer added or restarted during a ClickHouse outage)
-            // complete instead of waiting for this member.
-            self.hold(
-                flushing && batch.is_full(self.config.batch_size, self.config.batch_max_bytes),
-            );
+            // by bytes. A write takes milliseconds, and the consumer simply
+            // stops reading meanwhile (what librdkafka fetched stays
+            // queued). A write retried through an outage may take hours:
+            // then the consumer pauses its partitions and goes on polling,
+            // so it keeps its place in the group (rebalances, a consumer
+            // added or restarted during a ClickHouse outage, complete
+            // instead of waiting for this member).
+            let waiting =
+                flushing && batch.is_full(self.config.batch_size, self.config.batch_max_bytes);
+            let outage = *in_outage.borrow_and_update();
+            self.hold(waiting && outage);
+            let may_read = !waiting || outage;
             let mut finished = None;
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 outcome = &mut in_flight, if flushing => finished = Some(outcome),
+                _ = in_outage.changed(), if waiting => {}
                 _ = &mut flush_timer, if deadline.is_some() && !flushing => {}
-                msg = self.consumer.recv() => {
+                msg = self.consumer.recv(), if may_read => {
                     // Rebalance callbacks run inside recv(): forget what was
                     // revoked *before* adding the message it returned, which
                     // may come from a partition assigned back to us.
@@ -372,6 +383,13 @@ impl EventConsumer {
         self.metrics.fetch_paused.set(i64::from(hold));
     }
 
+    /// Notes whether writes are failing (wakes the loop, which pauses or
+    /// resumes fetching accordingly).
+    fn set_outage(&self, outage: bool) {
+        self.outage
+            .send_if_modified(|now| std::mem::replace(now, outage) != outage);
+    }
+
     fn leave(&self) -> Result<(), ConsumerError> {
         self.consumer.unsubscribe();
         tracing::info!("left the consumer group");
@@ -413,6 +431,7 @@ impl EventConsumer {
             match attempt {
                 Ok(rejected) => break rejected,
                 Err(reason) => {
+                    self.set_outage(true);
                     self.metrics
                         .insert_errors
                         .get_or_create(&KindLabels {
@@ -459,6 +478,7 @@ impl EventConsumer {
         }
         let mut backoff = Backoff::new(self.config.backoff_max);
         while let Err(reason) = self.dead_letter(&dead).await {
+            self.set_outage(true);
             let wait = backoff.step();
             tracing::warn!(error = %reason, retry_in_ms = wait.as_millis() as u64, "DLQ produce failed; offsets not committed");
             tokio::select! {
@@ -466,6 +486,8 @@ impl EventConsumer {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+
+        self.set_outage(false);
 
         // 3. Store and commit the offsets.
         let mut tpl = TopicPartitionList::new();
