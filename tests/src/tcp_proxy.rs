@@ -85,6 +85,11 @@ impl TcpProxy {
         self.hold.store(hold, Ordering::SeqCst);
     }
 
+    /// Takes connections again after [`cut`](Self::cut).
+    pub fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+
     /// Drops every connection and refuses (closes at once) new ones.
     pub fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);

@@ -26,9 +26,15 @@ pub struct CacheError(pub String);
 const PREFIX: &str = "tributary:query:v1";
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The cache key of a request of `kind` in `project`.
-pub fn result_key(project: u64, kind: &str, normalised: &Value) -> String {
-    let digest = Sha256::digest(normalised.to_string().as_bytes());
+/// The cache key of a request of `kind` in `project`, read from `source`
+/// (the ClickHouse server and database: pipelines sharing a Redis, or one
+/// moved to another database, must not answer from each other's results).
+pub fn result_key(source: &str, project: u64, kind: &str, normalised: &Value) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(source.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(normalised.to_string().as_bytes());
+    let digest = hasher.finalize();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("{PREFIX}:result:{project}:{kind}:{hex}")
 }
@@ -138,15 +144,25 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn keys_depend_on_project_kind_and_query() {
+    fn keys_depend_on_source_project_kind_and_query() {
         let q = json!({"a": 1});
-        assert_ne!(result_key(1, "trend", &q), result_key(2, "trend", &q));
-        assert_ne!(result_key(1, "trend", &q), result_key(1, "funnel", &q));
+        let s = "http://clickhouse:8123/tributary";
+        assert_ne!(result_key(s, 1, "trend", &q), result_key(s, 2, "trend", &q));
         assert_ne!(
-            result_key(1, "trend", &q),
-            result_key(1, "trend", &json!({"a": 2}))
+            result_key(s, 1, "trend", &q),
+            result_key(s, 1, "funnel", &q)
         );
-        assert!(result_key(1, "trend", &q).starts_with("tributary:query:v1:result:1:trend:"));
+        assert_ne!(
+            result_key(s, 1, "trend", &q),
+            result_key(s, 1, "trend", &json!({"a": 2}))
+        );
+        assert_ne!(
+            result_key(s, 1, "trend", &q),
+            result_key("http://clickhouse:8123/staging", 1, "trend", &q),
+            "another database"
+        );
+        assert_eq!(result_key(s, 1, "trend", &q), result_key(s, 1, "trend", &q));
+        assert!(result_key(s, 1, "trend", &q).starts_with("tributary:query:v1:result:1:trend:"));
     }
 
     #[test]

@@ -91,6 +91,14 @@ pub const DEFAULT_FUNNEL_EVENTS: usize = 10_000_000;
 /// Threads matching the paths grouped here.
 const MATCHERS: usize = 2;
 
+/// The server's own limit on a query: a margin (a tenth, 1 to 5 s) under
+/// `timeout`, so a query that runs too long is stopped by ClickHouse and
+/// its answer arrives within `timeout`; at least a second.
+pub fn server_limit(timeout: Duration) -> Duration {
+    let margin = (timeout / 10).clamp(Duration::from_secs(1), Duration::from_secs(5));
+    Duration::from_secs(timeout.saturating_sub(margin).as_secs().max(1))
+}
+
 /// ClickHouse's code for "timeout exceeded".
 const TIMEOUT_EXCEEDED: u32 = 159;
 
@@ -139,16 +147,23 @@ impl Warehouse {
         &self.database
     }
 
+    /// The server and database read, as one name: what a cached answer
+    /// came from.
+    pub fn source(&self) -> String {
+        format!("{}/{}", self.url, self.database)
+    }
+
     fn query(&self, sql: &str) -> clickhouse::query::Query {
         self.client.query_raw(sql).with_setting(
             "max_execution_time",
-            self.timeout.as_secs().max(1).to_string(),
+            server_limit(self.timeout).as_secs().to_string(),
         )
     }
 
-    /// The server's limit plus a margin for the answer to arrive.
+    /// How long a caller waits for an answer: `QUERY_TIMEOUT_SECS`, however
+    /// the server behaves (a stalled one included).
     fn deadline(&self) -> Duration {
-        self.timeout + Duration::from_secs(5)
+        self.timeout
     }
 
     fn error(&self, e: clickhouse::error::Error) -> WarehouseError {
@@ -479,6 +494,16 @@ fn first_line(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_server_stops_a_query_before_the_caller_gives_up() {
+        let secs = |t: u64| server_limit(Duration::from_secs(t)).as_secs();
+        assert_eq!(secs(60), 55);
+        assert_eq!(secs(10), 9);
+        assert_eq!(secs(2), 1);
+        assert_eq!(secs(1), 1, "at least a second");
+        assert_eq!(secs(300), 295);
+    }
     use super::*;
 
     #[test]
