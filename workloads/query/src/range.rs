@@ -34,8 +34,11 @@ impl TimeRange {
     pub fn from_epoch(&self) -> i64 {
         self.from.timestamp()
     }
+    /// The end as a second, for the second-precision `timestamp` column: a
+    /// `to` within a second (`now` by default) takes that whole second in,
+    /// or events of the current second would not show until it is over.
     pub fn to_epoch(&self) -> i64 {
-        self.to.timestamp()
+        self.to.timestamp() + i64::from(self.to.timestamp_subsec_nanos() > 0)
     }
 }
 
@@ -319,6 +322,20 @@ pub(crate) fn test_now() -> DateTime<Utc> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_end_within_a_second_takes_that_second_in() {
+        let at = |ms: i64| TimeRange {
+            from: DateTime::from_timestamp_millis(0).unwrap_or_default(),
+            to: DateTime::from_timestamp_millis(ms).unwrap_or_default(),
+        };
+        assert_eq!(at(1_000_500).to_epoch(), 1_001);
+        assert_eq!(
+            at(1_000_000).to_epoch(),
+            1_000,
+            "a whole second stays as it is"
+        );
+    }
     use super::*;
 
     fn utc(s: &str) -> DateTime<Utc> {
