@@ -135,6 +135,12 @@ impl ConsumerContext for Context {
     }
 }
 
+/// How long the consumer may go without polling Kafka before it leaves the
+/// group: four inserts' limit and half a minute more.
+fn max_poll_interval(insert_timeout: Duration) -> Duration {
+    insert_timeout * 4 + Duration::from_secs(30)
+}
+
 /// Exponential backoff from 200 ms to `max`.
 struct Backoff {
     next: Duration,
@@ -194,8 +200,18 @@ impl EventConsumer {
                 "session.timeout.ms",
                 config.session_timeout.as_millis().to_string(),
             )
-            // A long ClickHouse outage must not get this member expelled.
-            .set("max.poll.interval.ms", "3600000")
+            // The consumer polls all along, pausing its partitions through
+            // an outage; it stops only to wait for one write (an insert of
+            // at most CONSUMER_INSERT_TIMEOUT_MS, its bisection and DLQ
+            // writes). This is also how long a rebalance waits for a member
+            // that does not rejoin: an hour (as before the pausing) stalled
+            // a whole group behind one lost join.
+            .set(
+                "max.poll.interval.ms",
+                max_poll_interval(config.insert_timeout)
+                    .as_millis()
+                    .to_string(),
+            )
             .set("statistics.interval.ms", "5000")
             .create_with_context(context)
             .map_err(|source| ConsumerError::Kafka {

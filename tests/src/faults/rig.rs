@@ -1,0 +1,286 @@
+//! What a scenario runs and breaks: a private broker behind a proxy, a
+//! private ClickHouse, and capture, consumers and query as processes of the
+//! `tributary` binary, all on loopback.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::clickhouse::{PrivateClickHouse, host_port, settings};
+use crate::kafka::{create_topic, free_port};
+use crate::kafka_tap::TappedBroker;
+use crate::process::Guarded;
+use crate::{Stack, unique_name};
+
+/// The capture key of the load's project, and the project.
+pub const KEY: &str = "phc_faults";
+pub const PROJECT: u64 = 4242;
+
+pub struct Rig {
+    bin: PathBuf,
+    /// Each process's log (`<workload>-<n>.log`), read back on failure.
+    logs: PathBuf,
+    spawned: usize,
+    pub broker: TappedBroker,
+    pub clickhouse: PrivateClickHouse,
+    redis_url: String,
+    pub topic: String,
+    dlq: String,
+    pub group: String,
+    pub database: String,
+    pub capture: String,
+    pub query: String,
+    _capture: Guarded,
+    _query: Guarded,
+    /// Consumers running, oldest first, with their metrics ports.
+    pub consumers: Vec<(Guarded, u16)>,
+}
+
+impl Rig {
+    /// Starts the servers and processes, with one consumer, and waits until
+    /// capture and query answer.
+    pub async fn start(bin: &Path, stack: &Stack) -> Self {
+        let tansu = stack
+            .tansu_bin
+            .as_deref()
+            .expect("TANSU_BIN not set by local-stack.sh");
+        let broker = TappedBroker::start(tansu);
+        let topic = unique_name("fault_events");
+        let dlq = unique_name("fault_dlq");
+        create_topic(&broker.bootstrap(), &topic, 4).await;
+        create_topic(&broker.bootstrap(), &dlq, 1).await;
+        let clickhouse = PrivateClickHouse::start();
+        let database = unique_name("faults");
+        tributary_core::schema::migrate_clickhouse(&settings(&clickhouse.url(), &database))
+            .await
+            .unwrap_or_else(|e| panic!("migrating {database}: {e}"));
+        let logs = std::env::temp_dir().join(unique_name("fault_logs"));
+        std::fs::create_dir_all(&logs).unwrap_or_else(|e| panic!("{}: {e}", logs.display()));
+        let capture_port = free_port();
+        let query_port = free_port();
+        let capture = spawn(
+            bin,
+            &logs.join("capture-0.log"),
+            "capture",
+            &[
+                ("CAPTURE_HOST", "127.0.0.1".into()),
+                ("CAPTURE_PORT", capture_port.to_string()),
+                ("CAPTURE_KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+                ("CAPTURE_KAFKA_TOPIC", topic.clone()),
+                ("CAPTURE_API_KEYS", format!("{KEY}={PROJECT}")),
+                ("CAPTURE_RATE_LIMIT_PER_KEY", "0".into()),
+                ("CAPTURE_KAFKA_PRODUCE_TIMEOUT_MS", "3000".into()),
+                ("CAPTURE_KAFKA_READY_INTERVAL_MS", "1000".into()),
+            ],
+        );
+        let (ch_host, ch_port) = host_port(&clickhouse.url());
+        let query = spawn(
+            bin,
+            &logs.join("query-0.log"),
+            "query",
+            &[
+                ("QUERY_HOST", "127.0.0.1".into()),
+                ("QUERY_PORT", query_port.to_string()),
+                ("QUERY_CLICKHOUSE_HOST", ch_host),
+                ("QUERY_CLICKHOUSE_PORT", ch_port.to_string()),
+                ("QUERY_CLICKHOUSE_DATABASE", database.clone()),
+                ("REDIS_URL", stack.redis_url.clone()),
+                ("QUERY_API_KEYS", format!("{KEY}={PROJECT}")),
+                ("QUERY_RATE_LIMIT_PER_KEY", "0".into()),
+            ],
+        );
+        let mut rig = Self {
+            bin: bin.to_path_buf(),
+            logs,
+            spawned: 0,
+            broker,
+            clickhouse,
+            redis_url: stack.redis_url.clone(),
+            topic,
+            dlq,
+            group: unique_name("fault_consumers"),
+            database,
+            capture: format!("http://127.0.0.1:{capture_port}"),
+            query: format!("http://127.0.0.1:{query_port}"),
+            _capture: capture,
+            _query: query,
+            consumers: Vec::new(),
+        };
+        rig.add_consumer();
+        for url in [
+            format!("{}/ready", rig.capture),
+            format!("{}/ready", rig.query),
+        ] {
+            crate::wait_for_ok(&url, &url, Duration::from_secs(60)).await;
+        }
+        assert!(
+            rig.until_settled(4, Duration::from_secs(60)).await,
+            "the first consumer did not get the partitions:\n{}",
+            rig.log_tails(10)
+        );
+        rig
+    }
+
+    /// Starts one more consumer in the group.
+    pub fn add_consumer(&mut self) {
+        let (host, port) = host_port(&self.clickhouse.url());
+        self.spawned += 1;
+        let metrics = free_port();
+        let consumer = spawn(
+            &self.bin,
+            &self.logs.join(format!("consumer-{}.log", self.spawned)),
+            "consumer",
+            &[
+                ("CONSUMER_KAFKA_BOOTSTRAP_SERVERS", self.broker.bootstrap()),
+                ("CONSUMER_KAFKA_TOPIC", self.topic.clone()),
+                ("CONSUMER_DLQ_TOPIC", self.dlq.clone()),
+                ("CONSUMER_KAFKA_GROUP_ID", self.group.clone()),
+                ("CONSUMER_CLICKHOUSE_HOST", host),
+                ("CONSUMER_CLICKHOUSE_PORT", port.to_string()),
+                ("CONSUMER_CLICKHOUSE_DATABASE", self.database.clone()),
+                ("CONSUMER_BATCH_SIZE", "500".into()),
+                ("CONSUMER_FLUSH_INTERVAL_MS", "300".into()),
+                ("CONSUMER_SESSION_TIMEOUT_MS", "6000".into()),
+                ("CONSUMER_BACKOFF_MAX_MS", "2000".into()),
+                ("CONSUMER_METRICS_PORT", metrics.to_string()),
+            ],
+        );
+        self.consumers.push((consumer, metrics));
+    }
+
+    /// SIGKILLs the oldest consumer (no flush, no commit, no leaving).
+    pub fn kill_consumer(&mut self) {
+        if !self.consumers.is_empty() {
+            let (mut c, _) = self.consumers.remove(0);
+            let _ = c.0.kill();
+            let _ = c.0.wait();
+        }
+    }
+
+    /// SIGTERMs the oldest consumer (it flushes, commits and leaves).
+    pub fn stop_consumer(&mut self) {
+        if !self.consumers.is_empty() {
+            let (mut c, _) = self.consumers.remove(0);
+            c.terminate(Duration::from_secs(30));
+        }
+    }
+
+    /// Partitions the running consumers hold, each as its metrics say.
+    pub async fn assigned(&self) -> Vec<i64> {
+        let http = reqwest::Client::new();
+        let mut held = Vec::new();
+        for (_, port) in &self.consumers {
+            let text = match http
+                .get(format!("http://127.0.0.1:{port}/metrics"))
+                .send()
+                .await
+            {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            let n = tributary_core::metrics::values(&text, "consumer_assigned_partitions")
+                .first()
+                .copied()
+                .unwrap_or(0.0);
+            held.push(n as i64);
+        }
+        held
+    }
+
+    /// Waits until the group is settled: every partition held, by every
+    /// consumer when there are enough partitions. `false` after `limit`.
+    pub async fn until_settled(&self, partitions: i64, limit: Duration) -> bool {
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            let held = self.assigned().await;
+            let everyone = held.len() as i64 > partitions || held.iter().all(|n| *n > 0);
+            if held.iter().sum::<i64>() == partitions && everyone {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        false
+    }
+
+    /// Distinct events of the load's project stored, and their uuids.
+    pub async fn stored(&self) -> std::collections::HashSet<String> {
+        crate::clickhouse::client(&self.clickhouse.url())
+            .query(&format!(
+                "SELECT DISTINCT toString(uuid) FROM {}.events WHERE project_id = {PROJECT}",
+                self.database
+            ))
+            .fetch_all::<String>()
+            .await
+            .map(|v| v.into_iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// Messages in the dead-letter topic.
+    pub async fn dead_lettered(&self) -> usize {
+        crate::kafka::read_topic(
+            &self.broker.bootstrap(),
+            &self.dlq,
+            0,
+            Duration::from_secs(1),
+        )
+        .await
+        .len()
+    }
+
+    /// Waits until every uuid of `acked` is stored, up to `limit`; how long
+    /// it took, or `None`.
+    pub async fn until_stored(
+        &self,
+        acked: &std::collections::HashSet<String>,
+        limit: Duration,
+    ) -> Option<Duration> {
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            if acked.is_subset(&self.stored().await) {
+                return Some(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        None
+    }
+
+    /// The last `lines` lines of every process's log, for a failure.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&self.logs)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+            .iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                let all: Vec<&str> = text.lines().collect();
+                let tail = all[all.len().saturating_sub(lines)..].join("\n");
+                format!("== {} ==\n{tail}", path.display())
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    pub fn redis_url(&self) -> &str {
+        &self.redis_url
+    }
+}
+
+fn spawn(bin: &Path, log: &Path, workload: &str, env: &[(&str, String)]) -> Guarded {
+    let file = std::fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    let err = file
+        .try_clone()
+        .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    Guarded(
+        Command::new(bin)
+            .arg(workload)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("LOG_LEVEL", "info,rdkafka=warn")
+            .env("LOG_FORMAT", "text")
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {} {workload}: {e}", bin.display())),
+    )
+}
