@@ -9,7 +9,7 @@ STACK := infrastructure/local-stack.sh
 # Reproducible builds in CI (the lock file is checked in).
 CARGO_FLAGS := $(if $(CI),--locked,)
 
-.PHONY: up down status test lint fmt build build-deps nextest stack bench-capture bench-consumer bench-query fuzz-capture crd image kind-up kind-down stress-capture stress-query dev
+.PHONY: up down status test lint fmt build build-deps nextest stack bench-capture bench-consumer bench-query fuzz-capture crd image kind-up kind-down stress-capture stress-query dev faults
 
 ## up: install what is missing, start the stack and the built workloads, show them working
 up: build-deps
@@ -66,6 +66,11 @@ fuzz-capture: build-deps
 dev: build-deps stack
 	cargo build $(CARGO_FLAGS) -p tributary-cli
 	set -a; eval "$$($(STACK) env)"; set +a; target/debug/tributary dev
+
+## faults: the fault suite in full (60 s outages, ten consumer kills), one fault at a time under load; prints the figures RELIABILITY.md records
+faults: build-deps stack
+	set -a; eval "$$($(STACK) env)"; set +a; TRIBUTARY_FAULTS=full TRIBUTARY_FAULT_KILLS=10 \
+	  cargo nextest run $(CARGO_FLAGS) -p tributary-cli --test faults --test consumer_sigkill --no-capture -j 1
 
 ## stress-capture: ramp capture load in steps on loopback (release build), then the seed SLO verdicts (STRESS_STEPS, STRESS_STEP_SECS)
 stress-capture: build-deps stack
