@@ -187,6 +187,17 @@ impl Rig {
         held
     }
 
+    /// The oldest running consumer's `/health/detailed`.
+    pub async fn consumer_health(&self) -> serde_json::Value {
+        let Some((_, port)) = self.consumers.first() else {
+            return serde_json::Value::Null;
+        };
+        match reqwest::get(format!("http://127.0.0.1:{port}/health/detailed")).await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        }
+    }
+
     /// Waits until the group is settled: every partition held, by every
     /// consumer when there are enough partitions. `false` after `limit`.
     pub async fn until_settled(&self, partitions: i64, limit: Duration) -> bool {

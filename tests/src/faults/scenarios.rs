@@ -56,6 +56,20 @@ pub async fn clickhouse_outage(rig: &mut Rig, form: Form) -> Figures {
     rig.clickhouse.kill();
     let started = Instant::now();
     tokio::time::sleep(form.outage() / 3).await;
+    // The consumer says what it is going through.
+    let started_health = Instant::now();
+    loop {
+        let health = rig.consumer_health().await;
+        if health["writing_through_outage"] == true && health["dependencies"][0]["state"] == "down"
+        {
+            break;
+        }
+        assert!(
+            started_health.elapsed() < Duration::from_secs(30),
+            "the consumer's /health/detailed did not show the outage: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     rig.stop_consumer();
     rig.add_consumer();
     rig.add_consumer();

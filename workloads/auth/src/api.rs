@@ -169,8 +169,29 @@ pub fn routes(state: Arc<AppState>) -> Router {
         )
         .route("/api/keys/validate", post(validate_key))
         .route("/ready", get(ready))
+        .route("/health/detailed", get(detailed))
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+/// Postgres checked now and the connection pool's use
+/// (`tributary_core::health`).
+async fn detailed(State(state): State<Arc<AppState>>) -> Response {
+    let postgres = tributary_core::health::probe(
+        "postgres",
+        std::time::Duration::from_secs(2),
+        async { sqlx::query("SELECT 1").execute(&state.pool).await.map(drop) },
+        |_| "does not answer: logins, signups and key checks fail until it does".to_owned(),
+    )
+    .await;
+    tributary_core::health::answer(
+        "auth",
+        &[postgres],
+        serde_json::json!({
+            "pool_connections": state.pool.size(),
+            "pool_idle": state.pool.num_idle(),
+        }),
+    )
 }
 
 /// Readiness: 200 while Postgres answers a query within 1 s, else 503
@@ -180,10 +201,9 @@ pub fn routes(state: Arc<AppState>) -> Router {
     responses((status = 200, description = "Postgres answers", body = answers::Ready),
         (status = 503, description = "Postgres does not answer", body = ErrorBody)))]
 pub(crate) async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    let answer = tokio::time::timeout(
-        std::time::Duration::from_secs(1),
-        sqlx::query("SELECT 1").execute(&state.pool),
-    )
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        sqlx::query("SELECT 1").execute(&state.pool).await.map(drop)
+    })
     .await;
     match answer {
         Ok(Ok(_)) => (

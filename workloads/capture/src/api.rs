@@ -29,6 +29,7 @@ use crate::layers;
 use crate::normalize::{Context, PayloadError};
 use crate::sink::Readiness;
 pub use crate::state::AppState;
+use tributary_core::health::Dependency;
 use tributary_core::http::client_ip;
 use tributary_core::keys::project_for;
 
@@ -90,6 +91,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route_layer(from_fn(layers::identify))
         .route_layer(from_fn_with_state(state.metrics.clone(), layers::track))
         .route("/ready", get(ready))
+        .route("/health/detailed", get(detailed))
         .with_state(state)
 }
 
@@ -103,6 +105,24 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// Kafka as the broker watcher last saw it, the producer's queue and the
+/// bytes requests hold (`tributary_core::health`).
+async fn detailed(State(state): State<Arc<AppState>>) -> Response {
+    let kafka = match state.sink.readiness() {
+        Readiness::Ready => Dependency::known("kafka", None),
+        Readiness::NotReady(why) => Dependency::known("kafka", Some(why.to_owned())),
+    };
+    tributary_core::health::answer(
+        "capture",
+        &[kafka],
+        json!({
+            "producer_queue": state.sink.queued(),
+            "bytes_in_flight": state.budget.used(),
+            "max_bytes_in_flight": state.budget.total(),
+        }),
+    )
 }
 
 async fn native(

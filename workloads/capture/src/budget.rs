@@ -71,6 +71,11 @@ impl ByteBudget {
     }
 
     /// Bytes held now, by every request.
+    /// `CAPTURE_MAX_BYTES_IN_FLIGHT`.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
     pub fn used(&self) -> usize {
         self.held().all
     }

@@ -462,6 +462,10 @@ impl Sink for EventProducer {
         }
     }
 
+    fn queued(&self) -> Option<usize> {
+        usize::try_from(self.producer().in_flight_count()).ok()
+    }
+
     fn watch(self: Arc<Self>, shutdown: CancellationToken) -> WatchFuture {
         Box::pin(EventProducer::clone(&self).watch_brokers(shutdown))
     }

@@ -99,6 +99,11 @@ pub trait Sink: Send + Sync + 'static {
     /// Whether [`send`](Self::send) can succeed now.
     fn readiness(&self) -> Readiness;
 
+    /// Messages handed over and not yet acknowledged, if the sink queues.
+    fn queued(&self) -> Option<usize> {
+        None
+    }
+
     /// Background work while capture serves (watching the brokers); ends
     /// when `shutdown` fires.
     fn watch(self: Arc<Self>, shutdown: CancellationToken) -> WatchFuture {

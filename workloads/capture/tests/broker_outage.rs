@@ -55,6 +55,19 @@ async fn ready_and_requests_follow_the_broker_down_and_back() {
         }
     };
     assert_eq!(send("before").await.0, 202);
+    let detailed = |http: reqwest::Client, url: String| async move {
+        http.get(url)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let health = detailed(http.clone(), capture.url("/health/detailed")).await;
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["dependencies"][0]["name"], "kafka", "{health}");
+    assert!(health["producer_queue"].as_u64().is_some(), "{health}");
 
     broker.kill();
 
@@ -75,6 +88,17 @@ async fn ready_and_requests_follow_the_broker_down_and_back() {
     .await;
     assert_eq!(body["status"], "not_ready");
     assert!(!body["kafka"].as_str().unwrap().is_empty(), "{body}");
+    let health = detailed(http.clone(), capture.url("/health/detailed")).await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["dependencies"][0]["state"], "down", "{health}");
+    assert_eq!(
+        health["dependencies"][0]["problem"], body["kafka"],
+        "the same words as /ready: {health}"
+    );
+    assert!(
+        !health.to_string().contains(&broker.port.to_string()),
+        "{health}"
+    );
 
     // Requests are refused with 503 and a reason, within the produce timeout.
     let (status, body, took) = send("during").await;

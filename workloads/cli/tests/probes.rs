@@ -254,7 +254,27 @@ async fn every_declared_probe_is_served_and_readiness_follows_the_server_each_wo
     let port = free_port();
     let _auth = start("auth", port, &up);
     answers(port, ready, 200, "auth").await;
+    let detailed = || async move {
+        reqwest::get(format!("http://127.0.0.1:{port}/health/detailed"))
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    let health = detailed().await;
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["dependencies"][0]["name"], "postgres", "{health}");
     postgres.cut();
     answers(port, ready, 503, "auth without Postgres").await;
     assert_eq!(status(port, live).await, Some(200), "auth stays alive");
+    let health = detailed().await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["dependencies"][0]["state"], "down", "{health}");
+    assert!(
+        !health
+            .to_string()
+            .contains(&postgres.addr().port().to_string()),
+        "no address: {health}"
+    );
 }

@@ -24,6 +24,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod detailed;
 pub mod dlq;
 pub mod insert;
 pub mod metrics;
@@ -404,6 +405,7 @@ impl EventConsumer {
     fn set_outage(&self, outage: bool) {
         self.outage
             .send_if_modified(|now| std::mem::replace(now, outage) != outage);
+        self.metrics.outage.set(i64::from(outage));
     }
 
     fn leave(&self) -> Result<(), ConsumerError> {
@@ -613,8 +615,14 @@ pub async fn run(config: ConsumerConfig, shutdown: CancellationToken) -> Result<
     let metrics = ConsumerMetrics::register(&mut registry);
     let listen = std::net::SocketAddr::from(([0, 0, 0, 0], config.metrics_port));
     let listener = tributary_core::http::bind(listen).await?;
+    let registry = Arc::new(registry);
     let router = tributary_core::http::health_router("consumer")
-        .merge(tributary_core::metrics::router(Arc::new(registry)));
+        .merge(detailed::router(
+            config.clickhouse.client(),
+            metrics.clone(),
+            Arc::clone(&registry),
+        ))
+        .merge(tributary_core::metrics::router(registry));
     let server_shutdown = CancellationToken::new();
     let server = tokio::spawn(tributary_core::http::serve(
         listener,

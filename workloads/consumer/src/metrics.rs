@@ -32,6 +32,8 @@ pub struct ConsumerMetrics {
     pub assigned_partitions: Gauge,
     /// 1 while fetching is paused because the next batch waits for a write.
     pub fetch_paused: Gauge,
+    /// 1 while a write is retried through an outage.
+    pub outage: Gauge,
     pub lag: Family<PartitionLabels, Gauge>,
     pub batch_size: Histogram,
     pub batch_duration: Histogram,
@@ -51,6 +53,7 @@ impl ConsumerMetrics {
             revoked_messages: Counter::default(),
             assigned_partitions: Gauge::default(),
             fetch_paused: Gauge::default(),
+            outage: Gauge::default(),
             lag: Family::default(),
             batch_size: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
             batch_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
@@ -101,6 +104,11 @@ impl ConsumerMetrics {
             "consumer_assigned_partitions",
             "Partitions currently assigned to this consumer",
             m.assigned_partitions.clone(),
+        );
+        registry.register(
+            "consumer_outage",
+            "1 while a write is retried because ClickHouse or the DLQ is unreachable (offsets wait, nothing is dead-lettered)",
+            m.outage.clone(),
         );
         registry.register(
             "consumer_fetch_paused",

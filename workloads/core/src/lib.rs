@@ -14,6 +14,7 @@
 pub mod clickhouse;
 pub mod config;
 pub mod event;
+pub mod health;
 pub mod http;
 pub mod key_service;
 pub mod keys;

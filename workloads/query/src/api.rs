@@ -238,6 +238,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/api/query/retention", post(route!(Kind::Retention)))
         .route("/api/query/jobs/{id}", get(job_route))
         .route("/ready", get(ready))
+        .route("/health/detailed", get(detailed))
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -551,6 +552,31 @@ async fn job_route(
     }
     .await;
     result.unwrap_or_else(|e: ApiError| e.into_response())
+}
+
+/// ClickHouse and Redis checked now, with their latency and what is wrong
+/// (`tributary_core::health`).
+async fn detailed(State(state): State<Arc<AppState>>) -> Response {
+    use tributary_core::health::probe;
+    let limit = std::time::Duration::from_secs(3);
+    let (clickhouse, redis) = tokio::join!(
+        probe("clickhouse", limit, state.warehouse.ping(), |e| match e {
+            WarehouseError::Unavailable { .. } => "unreachable".to_owned(),
+            WarehouseError::Timeout(_) => "did not answer in time".to_owned(),
+            WarehouseError::Rejected { code, .. } => format!("refused the check (code {code})"),
+            WarehouseError::Unreadable(_) => {
+                "answers, but the events table is missing or unreadable".to_owned()
+            }
+        }),
+        probe("redis", limit, state.cache.ping(), |_| {
+            "unavailable: queries run without the cache, async jobs are refused".to_owned()
+        }),
+    );
+    tributary_core::health::answer(
+        "query",
+        &[clickhouse, redis],
+        json!({"timeout_secs": state.timeout_ms / 1000}),
+    )
 }
 
 /// 200 when ClickHouse answers and the events table exists.

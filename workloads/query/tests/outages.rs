@@ -45,6 +45,30 @@ async fn post(http: &reqwest::Client, url: &str) -> (u16, Value, Duration) {
     )
 }
 
+/// `/health/detailed`'s state and problem of `dependency`.
+async fn health_of(
+    http: &reqwest::Client,
+    base: &str,
+    dependency: &str,
+    ports: &[u16],
+) -> (String, Value) {
+    let body: Value = http
+        .get(format!("{base}/health/detailed"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    discreet("health/detailed", &body, ports);
+    let dep = body["dependencies"]
+        .as_array()
+        .and_then(|deps| deps.iter().find(|d| d["name"] == dependency))
+        .cloned()
+        .unwrap_or(Value::Null);
+    (body["status"].as_str().unwrap_or_default().to_owned(), dep)
+}
+
 fn total(answer: &Value) -> u64 {
     answer["results"][0]["data"]
         .as_array()
@@ -122,6 +146,12 @@ async fn redis_down_clickhouse_unreachable_and_stalled_are_answered_and_recovere
     assert_eq!(total(&answer), 40);
     let (_, again, _) = post(&http, &trend).await;
     assert_eq!(again["cached"], true);
+    let (status, clickhouse_health) = health_of(&http, &base, "clickhouse", &ports).await;
+    assert_eq!(status, "ok", "{clickhouse_health}");
+    assert!(
+        clickhouse_health["latency_ms"].as_f64().is_some(),
+        "{clickhouse_health}"
+    );
 
     // Redis down: answers computed without the cache, async jobs refused
     // (their state lives in Redis), ready still (ClickHouse answers).
@@ -139,6 +169,16 @@ async fn redis_down_clickhouse_unreachable_and_stalled_are_answered_and_recovere
     discreet("async job, Redis down", &refused, &ports);
     let ready = http.get(format!("{base}/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
+    let (status, redis_health) = health_of(&http, &base, "redis", &ports).await;
+    assert_eq!(
+        (status.as_str(), redis_health["state"].as_str()),
+        ("degraded", Some("down"))
+    );
+    assert!(
+        redis_health["problem"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("unavailable"))
+    );
     redis.restore();
     poll_until(
         "async jobs to be taken again",
@@ -164,6 +204,9 @@ async fn redis_down_clickhouse_unreachable_and_stalled_are_answered_and_recovere
     assert_eq!(ready.status(), 503);
     let body: Value = ready.json().await.unwrap();
     discreet("ready, ClickHouse unreachable", &body, &ports);
+    let (_, clickhouse_health) = health_of(&http, &base, "clickhouse", &ports).await;
+    assert_eq!(clickhouse_health["state"], "down", "{clickhouse_health}");
+    assert_eq!(clickhouse_health["problem"], "unreachable");
     clickhouse.restore();
     poll_until(
         "trends to be answered again",
