@@ -139,6 +139,27 @@ impl PrivateClickHouse {
         }
     }
 
+    /// Makes the server refuse writes (`true`: the users' profile turns
+    /// `readonly`, as a full or read-only disk refuses them) or take them
+    /// again. ClickHouse reads the users file again by itself within
+    /// seconds.
+    pub fn set_read_only(&self, read_only: bool) {
+        let profile = if read_only {
+            "<default><readonly>1</readonly></default>"
+        } else {
+            "<default></default>"
+        };
+        std::fs::write(
+            self.dir.join("users.xml"),
+            format!(
+                r#"<?xml version="1.0"?><yandex><profiles>{profile}</profiles>
+<users><default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+<quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas></yandex>"#
+            ),
+        )
+        .unwrap_or_else(|e| panic!("rewriting users.xml: {e}"));
+    }
+
     /// Kills the server and waits until it is gone.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

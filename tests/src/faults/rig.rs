@@ -10,7 +10,11 @@ use crate::clickhouse::{PrivateClickHouse, host_port, settings};
 use crate::kafka::{create_topic, free_port};
 use crate::kafka_tap::TappedBroker;
 use crate::process::Guarded;
+use crate::tcp_proxy::TcpProxy;
 use crate::{Stack, unique_name};
+
+/// Query's limit on one query.
+pub const QUERY_TIMEOUT_SECS: u64 = 3;
 
 /// The capture key of the load's project, and the project.
 pub const KEY: &str = "phc_faults";
@@ -30,6 +34,10 @@ pub struct Rig {
     pub database: String,
     pub capture: String,
     pub query: String,
+    /// Query's way to ClickHouse and to Redis (the consumer's goes
+    /// straight to ClickHouse): cut or stalled for query alone.
+    pub query_clickhouse: TcpProxy,
+    pub redis: TcpProxy,
     _capture: Guarded,
     _query: Guarded,
     /// Consumers running, oldest first, with their metrics ports.
@@ -74,6 +82,16 @@ impl Rig {
             ],
         );
         let (ch_host, ch_port) = host_port(&clickhouse.url());
+        let query_clickhouse = TcpProxy::start(socket(&ch_host, ch_port), None)
+            .unwrap_or_else(|e| panic!("a proxy to ClickHouse: {e}"));
+        let redis_port: u16 = stack
+            .redis_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse().ok())
+            .unwrap_or_else(|| panic!("no port in {}", stack.redis_url));
+        let redis = TcpProxy::start(socket("127.0.0.1", redis_port), None)
+            .unwrap_or_else(|e| panic!("a proxy to Redis: {e}"));
         let query = spawn(
             bin,
             &logs.join("query-0.log"),
@@ -81,10 +99,17 @@ impl Rig {
             &[
                 ("QUERY_HOST", "127.0.0.1".into()),
                 ("QUERY_PORT", query_port.to_string()),
-                ("QUERY_CLICKHOUSE_HOST", ch_host),
-                ("QUERY_CLICKHOUSE_PORT", ch_port.to_string()),
+                ("QUERY_CLICKHOUSE_HOST", "127.0.0.1".into()),
+                (
+                    "QUERY_CLICKHOUSE_PORT",
+                    query_clickhouse.addr().port().to_string(),
+                ),
                 ("QUERY_CLICKHOUSE_DATABASE", database.clone()),
-                ("REDIS_URL", stack.redis_url.clone()),
+                (
+                    "REDIS_URL",
+                    format!("redis://127.0.0.1:{}", redis.addr().port()),
+                ),
+                ("QUERY_TIMEOUT_SECS", QUERY_TIMEOUT_SECS.to_string()),
                 ("QUERY_API_KEYS", format!("{KEY}={PROJECT}")),
                 ("QUERY_RATE_LIMIT_PER_KEY", "0".into()),
             ],
@@ -102,6 +127,8 @@ impl Rig {
             database,
             capture: format!("http://127.0.0.1:{capture_port}"),
             query: format!("http://127.0.0.1:{query_port}"),
+            query_clickhouse,
+            redis,
             _capture: capture,
             _query: query,
             consumers: Vec::new(),
@@ -294,4 +321,13 @@ fn spawn(bin: &Path, log: &Path, workload: &str, env: &[(&str, String)]) -> Guar
             .spawn()
             .unwrap_or_else(|e| panic!("starting {} {workload}: {e}", bin.display())),
     )
+}
+
+fn socket(host: &str, port: u16) -> std::net::SocketAddr {
+    use std::net::ToSocketAddrs;
+    (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .unwrap_or_else(|| panic!("cannot resolve {host}:{port}"))
 }

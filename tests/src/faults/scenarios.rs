@@ -130,3 +130,116 @@ pub async fn consumer_churn(rig: &mut Rig, form: Form) -> Figures {
     let tally = load.stop().await;
     Figures::measure("consumers added and removed", rig, &tally, ended, DRAIN).await
 }
+
+/// Redis cut from query for `form.outage()`: trends are answered uncached,
+/// async jobs refused with 503, and both come back by themselves.
+pub async fn redis_down(rig: &mut Rig, form: Form) -> Figures {
+    let load = load(rig);
+    tokio::time::sleep(CALM).await;
+    rig.redis.cut();
+    let http = reqwest::Client::new();
+    let (status, answer) = trend(&http, &rig.query, false).await;
+    assert_eq!(status, 200, "a trend with Redis down: {answer}");
+    assert_eq!(answer["cached"], false, "{answer}");
+    let (status, answer) = trend(&http, &rig.query, true).await;
+    assert_eq!(status, 503, "an async job with Redis down: {answer}");
+    tokio::time::sleep(form.outage()).await;
+    rig.redis.restore();
+    let ended = Instant::now();
+    let back = Instant::now();
+    while trend(&http, &rig.query, true).await.0 != 202 {
+        assert!(
+            back.elapsed() < Duration::from_secs(30),
+            "async jobs did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(CALM).await;
+    let tally = load.stop().await;
+    Figures::measure("Redis down (query)", rig, &tally, ended, DRAIN).await
+}
+
+/// ClickHouse takes query's queries and never answers, for
+/// `form.outage()`: each is a 504 within `QUERY_TIMEOUT_SECS`, ingestion
+/// goes on (the consumer's way to ClickHouse is not stalled).
+pub async fn clickhouse_stalls_for_query(rig: &mut Rig, form: Form) -> Figures {
+    let load = load(rig);
+    tokio::time::sleep(CALM).await;
+    rig.query_clickhouse.hold_replies(true);
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while started.elapsed() < form.outage() {
+        let asked = Instant::now();
+        let (status, answer) = trend_fresh(&http, &rig.query).await;
+        assert_eq!(status, 504, "a trend with ClickHouse stalled: {answer}");
+        assert!(
+            asked.elapsed() < Duration::from_millis(super::rig::QUERY_TIMEOUT_SECS * 1000 + 500),
+            "took {:?}",
+            asked.elapsed()
+        );
+    }
+    rig.query_clickhouse.hold_replies(false);
+    let ended = Instant::now();
+    tokio::time::sleep(CALM).await;
+    let tally = load.stop().await;
+    Figures::measure("ClickHouse stalled for query", rig, &tally, ended, DRAIN).await
+}
+
+/// ClickHouse refuses writes (read-only, as a full disk would) for
+/// `form.outage()`: an outage to the consumer, not bad data; nothing is
+/// dead-lettered and everything is written once it takes writes again.
+pub async fn clickhouse_read_only(rig: &mut Rig, form: Form) -> Figures {
+    let load = load(rig);
+    tokio::time::sleep(CALM).await;
+    rig.clickhouse.set_read_only(true);
+    let started = Instant::now();
+    loop {
+        let health = rig.consumer_health().await;
+        if health["writing_through_outage"] == true {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the consumer did not meet the read-only ClickHouse: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(form.outage().saturating_sub(started.elapsed())).await;
+    rig.clickhouse.set_read_only(false);
+    let ended = Instant::now();
+    tokio::time::sleep(CALM).await;
+    let tally = load.stop().await;
+    Figures::measure("ClickHouse read-only", rig, &tally, ended, DRAIN).await
+}
+
+async fn trend_fresh(http: &reqwest::Client, query: &str) -> (u16, serde_json::Value) {
+    ask(http, &format!("{query}/api/query/trend?refresh=true")).await
+}
+
+/// A trend of the load's events; `run_async`: as a job.
+async fn trend(http: &reqwest::Client, query: &str, run_async: bool) -> (u16, serde_json::Value) {
+    let url = if run_async {
+        format!("{query}/api/query/trend?async=true&refresh=true")
+    } else {
+        format!("{query}/api/query/trend?refresh=true")
+    };
+    ask(http, &url).await
+}
+
+async fn ask(http: &reqwest::Client, url: &str) -> (u16, serde_json::Value) {
+    let body = serde_json::json!({"series": [{"event": super::load::EVENT}], "date_from": "-1d"});
+    match http
+        .post(url)
+        .header("x-api-key", super::rig::KEY)
+        .json(&body)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+    {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.json().await.unwrap_or_default())
+        }
+        Err(e) => (0, serde_json::json!(e.to_string())),
+    }
+}

@@ -60,3 +60,27 @@ async fn consumers_churned_under_load() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn redis_down_for_query() {
+    run("Redis down", |rig, form| {
+        Box::pin(scenarios::redis_down(rig, form))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn clickhouse_stalled_for_query() {
+    run("ClickHouse stalled for query", |rig, form| {
+        Box::pin(scenarios::clickhouse_stalls_for_query(rig, form))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn clickhouse_read_only() {
+    run("ClickHouse read-only", |rig, form| {
+        Box::pin(scenarios::clickhouse_read_only(rig, form))
+    })
+    .await;
+}
