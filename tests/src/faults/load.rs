@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::rig::KEY;
-
 /// The event name of the load (the query API counts it).
 pub const EVENT: &str = "fault_load";
 
@@ -34,8 +32,8 @@ pub struct Load {
 }
 
 impl Load {
-    /// `clients` clients, each sending a request every `pause`.
-    pub fn start(capture: &str, clients: usize, pause: Duration) -> Self {
+    /// `clients` clients sending with `key`, each a request every `pause`.
+    pub fn start(capture: &str, key: &str, clients: usize, pause: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let tally = Arc::new(Mutex::new(Tally::default()));
         let http = reqwest::Client::builder()
@@ -45,12 +43,12 @@ impl Load {
         let clients = (0..clients)
             .map(|c| {
                 let (stop, tally, http) = (Arc::clone(&stop), Arc::clone(&tally), http.clone());
-                let capture = capture.to_owned();
+                let (capture, key) = (capture.to_owned(), key.to_owned());
                 tokio::spawn(async move {
                     let mut n = 0u64;
                     while !stop.load(Ordering::SeqCst) {
                         n += 1;
-                        send(&http, &capture, c, n, &tally).await;
+                        send(&http, &capture, &key, c, n, &tally).await;
                         tokio::time::sleep(pause).await;
                     }
                 })
@@ -84,14 +82,21 @@ fn event(client: usize, n: u64, i: usize) -> (String, Value) {
     (uuid, body)
 }
 
-async fn send(http: &reqwest::Client, capture: &str, client: usize, n: u64, tally: &Mutex<Tally>) {
+async fn send(
+    http: &reqwest::Client,
+    capture: &str,
+    key: &str,
+    client: usize,
+    n: u64,
+    tally: &Mutex<Tally>,
+) {
     // Odd requests: one event on /capture; even: a batch of five on /batch.
     let (uuids, request) = if n % 2 == 1 {
         let (uuid, body) = event(client, n, 0);
         (
             vec![uuid],
             http.post(format!("{capture}/capture"))
-                .header("x-api-key", KEY)
+                .header("x-api-key", key)
                 .json(&body),
         )
     } else {
@@ -99,7 +104,7 @@ async fn send(http: &reqwest::Client, capture: &str, client: usize, n: u64, tall
         (
             uuids,
             http.post(format!("{capture}/batch"))
-                .json(&json!({"api_key": KEY, "batch": batch})),
+                .json(&json!({"api_key": key, "batch": batch})),
         )
     };
     let status = request

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::load::{EVENT, Tally};
-use super::rig::{KEY, Rig};
+use super::rig::Rig;
 
 #[derive(Debug, Clone)]
 pub struct Figures {
@@ -48,7 +48,7 @@ impl Figures {
             .map(|_| fault_ended.elapsed());
         let stored = rig.stored().await;
         let lost = tally.acked.difference(&stored).count() as u64;
-        let visible = visible(&rig.query).await;
+        let visible = visible(&rig.query, &rig.query_key).await;
         if visible != stored.len() as u64 {
             let rows: Vec<(String, u64, u64, String, String, String)> = crate::clickhouse::client(&rig.clickhouse.url())
                 .query(&format!("SELECT event, count(), uniqExact(uuid), toString(min(timestamp)), toString(max(timestamp)), toString(now()) FROM {}.events GROUP BY event", rig.database))
@@ -150,12 +150,12 @@ impl Figures {
 }
 
 /// The load's events over the last day, as the query API counts them.
-async fn visible(query: &str) -> u64 {
+async fn visible(query: &str, key: &str) -> u64 {
     let http = reqwest::Client::new();
     let body = json!({"series": [{"event": EVENT, "math": "total"}], "date_from": "-1d", "interval": "day"});
     let answer: Value = match http
         .post(format!("{query}/api/query/trend?refresh=true"))
-        .header("x-api-key", KEY)
+        .header("x-api-key", key)
         .json(&body)
         .send()
         .await

@@ -16,9 +16,30 @@ use crate::{Stack, unique_name};
 /// Query's limit on one query.
 pub const QUERY_TIMEOUT_SECS: u64 = 3;
 
-/// The capture key of the load's project, and the project.
+/// The static key of the load's project, and the project, when keys are
+/// not checked by auth.
 pub const KEY: &str = "phc_faults";
 pub const PROJECT: u64 = 4242;
+
+/// Who checks keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keys {
+    /// `CAPTURE_API_KEYS` / `QUERY_API_KEYS`.
+    Static,
+    /// The auth service (on Postgres through a proxy), keys made through
+    /// its API, cached by capture and query for 5 s (so an outage longer
+    /// than that runs on their stale answers).
+    Auth,
+}
+
+/// The auth service of a rig, restartable.
+pub struct AuthService {
+    pub url: String,
+    env: Vec<(&'static str, String)>,
+    process: Option<Guarded>,
+    /// Postgres as auth reaches it.
+    pub postgres: TcpProxy,
+}
 
 pub struct Rig {
     bin: PathBuf,
@@ -34,6 +55,11 @@ pub struct Rig {
     pub database: String,
     pub capture: String,
     pub query: String,
+    /// The load's keys and project.
+    pub capture_key: String,
+    pub query_key: String,
+    pub project: u64,
+    pub auth: Option<AuthService>,
     /// Query's way to ClickHouse and to Redis (the consumer's goes
     /// straight to ClickHouse): cut or stalled for query alone.
     pub query_clickhouse: TcpProxy,
@@ -48,6 +74,11 @@ impl Rig {
     /// Starts the servers and processes, with one consumer, and waits until
     /// capture and query answer.
     pub async fn start(bin: &Path, stack: &Stack) -> Self {
+        Self::start_with(bin, stack, Keys::Static).await
+    }
+
+    /// As [`start`](Self::start), keys checked as `keys` says.
+    pub async fn start_with(bin: &Path, stack: &Stack, keys: Keys) -> Self {
         let tansu = stack
             .tansu_bin
             .as_deref()
@@ -66,16 +97,45 @@ impl Rig {
         std::fs::create_dir_all(&logs).unwrap_or_else(|e| panic!("{}: {e}", logs.display()));
         let capture_port = free_port();
         let query_port = free_port();
-        let capture = spawn(
+        let (mut auth, capture_key, query_key, project) = match keys {
+            Keys::Static => (None, KEY.to_owned(), KEY.to_owned(), PROJECT),
+            Keys::Auth => {
+                let mut auth = AuthService::start(bin, &logs, stack).await;
+                let urls = tributary_cli::demo::api::Urls {
+                    auth: auth.url.clone(),
+                    capture: format!("http://127.0.0.1:{capture_port}"),
+                    query: format!("http://127.0.0.1:{query_port}"),
+                };
+                let api =
+                    tributary_cli::demo::api::Api::new(urls).unwrap_or_else(|e| panic!("{e}"));
+                let email = format!("{}@example.test", unique_name("faults"));
+                let p = api
+                    .project(&email, "fault-password-1", "faults")
+                    .await
+                    .unwrap_or_else(|e| panic!("making the load's project through auth: {e}"));
+                auth.ensure_running(bin, &logs);
+                (Some(auth), p.capture_key, p.query_key, p.id)
+            }
+        };
+        let key_env = |prefix: &str| -> Vec<(String, String)> {
+            match &auth {
+                None => vec![(format!("{prefix}_API_KEYS"), format!("{KEY}={PROJECT}"))],
+                Some(a) => vec![
+                    (format!("{prefix}_AUTH_URL"), a.url.clone()),
+                    (format!("{prefix}_AUTH_CACHE_SECS"), "5".to_owned()),
+                ],
+            }
+        };
+        let capture = spawn_with(
             bin,
             &logs.join("capture-0.log"),
             "capture",
+            &key_env("CAPTURE"),
             &[
                 ("CAPTURE_HOST", "127.0.0.1".into()),
                 ("CAPTURE_PORT", capture_port.to_string()),
                 ("CAPTURE_KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
                 ("CAPTURE_KAFKA_TOPIC", topic.clone()),
-                ("CAPTURE_API_KEYS", format!("{KEY}={PROJECT}")),
                 ("CAPTURE_RATE_LIMIT_PER_KEY", "0".into()),
                 ("CAPTURE_KAFKA_PRODUCE_TIMEOUT_MS", "3000".into()),
                 ("CAPTURE_KAFKA_READY_INTERVAL_MS", "1000".into()),
@@ -92,10 +152,11 @@ impl Rig {
             .unwrap_or_else(|| panic!("no port in {}", stack.redis_url));
         let redis = TcpProxy::start(socket("127.0.0.1", redis_port), None)
             .unwrap_or_else(|e| panic!("a proxy to Redis: {e}"));
-        let query = spawn(
+        let query = spawn_with(
             bin,
             &logs.join("query-0.log"),
             "query",
+            &key_env("QUERY"),
             &[
                 ("QUERY_HOST", "127.0.0.1".into()),
                 ("QUERY_PORT", query_port.to_string()),
@@ -110,7 +171,6 @@ impl Rig {
                     format!("redis://127.0.0.1:{}", redis.addr().port()),
                 ),
                 ("QUERY_TIMEOUT_SECS", QUERY_TIMEOUT_SECS.to_string()),
-                ("QUERY_API_KEYS", format!("{KEY}={PROJECT}")),
                 ("QUERY_RATE_LIMIT_PER_KEY", "0".into()),
             ],
         );
@@ -129,6 +189,10 @@ impl Rig {
             query: format!("http://127.0.0.1:{query_port}"),
             query_clickhouse,
             redis,
+            capture_key,
+            query_key,
+            project,
+            auth: auth.take(),
             _capture: capture,
             _query: query,
             consumers: Vec::new(),
@@ -244,8 +308,8 @@ impl Rig {
     pub async fn stored(&self) -> std::collections::HashSet<String> {
         crate::clickhouse::client(&self.clickhouse.url())
             .query(&format!(
-                "SELECT DISTINCT toString(uuid) FROM {}.events WHERE project_id = {PROJECT}",
-                self.database
+                "SELECT DISTINCT toString(uuid) FROM {}.events WHERE project_id = {}",
+                self.database, self.project
             ))
             .fetch_all::<String>()
             .await
@@ -306,6 +370,16 @@ impl Rig {
 }
 
 fn spawn(bin: &Path, log: &Path, workload: &str, env: &[(&str, String)]) -> Guarded {
+    spawn_with(bin, log, workload, &[], env)
+}
+
+fn spawn_with(
+    bin: &Path,
+    log: &Path,
+    workload: &str,
+    owned: &[(String, String)],
+    env: &[(&str, String)],
+) -> Guarded {
     let file = std::fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
     let err = file
         .try_clone()
@@ -314,6 +388,7 @@ fn spawn(bin: &Path, log: &Path, workload: &str, env: &[(&str, String)]) -> Guar
         Command::new(bin)
             .arg(workload)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(owned.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("LOG_LEVEL", "info,rdkafka=warn")
             .env("LOG_FORMAT", "text")
             .stdout(Stdio::from(file))
@@ -330,4 +405,81 @@ fn socket(host: &str, port: u16) -> std::net::SocketAddr {
         .ok()
         .and_then(|mut a| a.next())
         .unwrap_or_else(|| panic!("cannot resolve {host}:{port}"))
+}
+
+impl AuthService {
+    /// Auth on the stack's Postgres, reached through a proxy.
+    async fn start(bin: &Path, logs: &Path, stack: &Stack) -> Self {
+        let rest = stack
+            .postgres_dsn
+            .rsplit_once('@')
+            .map(|(_, r)| r)
+            .unwrap_or_else(|| panic!("no host in POSTGRES_DSN"));
+        let hostport = rest.split('/').next().unwrap_or_default();
+        let (host, port) = hostport
+            .rsplit_once(':')
+            .unwrap_or_else(|| panic!("no port in POSTGRES_DSN"));
+        let port: u16 = port
+            .parse()
+            .unwrap_or_else(|e| panic!("POSTGRES_DSN port: {e}"));
+        let postgres = TcpProxy::start(socket(host, port), None)
+            .unwrap_or_else(|e| panic!("a proxy to Postgres: {e}"));
+        let dsn = stack
+            .postgres_dsn
+            .replace(hostport, &postgres.addr().to_string());
+        let listen = free_port();
+        let mut auth = Self {
+            url: format!("http://127.0.0.1:{listen}"),
+            env: vec![
+                ("AUTH_HOST", "127.0.0.1".to_owned()),
+                ("AUTH_PORT", listen.to_string()),
+                ("POSTGRES_DSN", dsn),
+                (
+                    "JWT_SECRET",
+                    "fault-suite-secret-0123456789abcdef".to_owned(),
+                ),
+                ("AUTH_RATE_LIMIT_PER_ADDRESS", "0".to_owned()),
+            ],
+            process: None,
+            postgres,
+        };
+        auth.ensure_running(bin, logs);
+        let ready = format!("{}/ready", auth.url);
+        crate::wait_for_ok(&ready, &ready, Duration::from_secs(60)).await;
+        auth
+    }
+
+    /// Starts auth unless it runs.
+    pub fn ensure_running(&mut self, bin: &Path, logs: &Path) {
+        if self.process.is_none() {
+            let n = std::fs::read_dir(logs).map(|d| d.count()).unwrap_or(0);
+            self.process = Some(spawn(
+                bin,
+                &logs.join(format!("auth-{n}.log")),
+                "auth",
+                &self.env,
+            ));
+        }
+    }
+
+    /// SIGKILLs auth.
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            let _ = p.0.kill();
+            let _ = p.0.wait();
+        }
+    }
+}
+
+impl Rig {
+    /// Starts auth again (after [`AuthService::kill`]) and waits until it is
+    /// ready.
+    pub async fn restart_auth(&mut self) {
+        let (bin, logs) = (self.bin.clone(), self.logs.clone());
+        if let Some(auth) = self.auth.as_mut() {
+            auth.ensure_running(&bin, &logs);
+            let ready = format!("{}/ready", auth.url);
+            crate::wait_for_ok(&ready, &ready, Duration::from_secs(60)).await;
+        }
+    }
 }

@@ -14,7 +14,7 @@ const CALM: Duration = Duration::from_secs(3);
 const DRAIN: Duration = Duration::from_secs(120);
 
 fn load(rig: &Rig) -> Load {
-    Load::start(&rig.capture, 4, Duration::from_millis(40))
+    Load::start(&rig.capture, &rig.capture_key, 4, Duration::from_millis(40))
 }
 
 /// The consumer SIGKILLed `form.kills()` times at pseudo-random points
@@ -138,16 +138,16 @@ pub async fn redis_down(rig: &mut Rig, form: Form) -> Figures {
     tokio::time::sleep(CALM).await;
     rig.redis.cut();
     let http = reqwest::Client::new();
-    let (status, answer) = trend(&http, &rig.query, false).await;
+    let (status, answer) = trend(&http, &rig.query, &rig.query_key, false).await;
     assert_eq!(status, 200, "a trend with Redis down: {answer}");
     assert_eq!(answer["cached"], false, "{answer}");
-    let (status, answer) = trend(&http, &rig.query, true).await;
+    let (status, answer) = trend(&http, &rig.query, &rig.query_key, true).await;
     assert_eq!(status, 503, "an async job with Redis down: {answer}");
     tokio::time::sleep(form.outage()).await;
     rig.redis.restore();
     let ended = Instant::now();
     let back = Instant::now();
-    while trend(&http, &rig.query, true).await.0 != 202 {
+    while trend(&http, &rig.query, &rig.query_key, true).await.0 != 202 {
         assert!(
             back.elapsed() < Duration::from_secs(30),
             "async jobs did not come back"
@@ -170,7 +170,7 @@ pub async fn clickhouse_stalls_for_query(rig: &mut Rig, form: Form) -> Figures {
     let started = Instant::now();
     while started.elapsed() < form.outage() {
         let asked = Instant::now();
-        let (status, answer) = trend_fresh(&http, &rig.query).await;
+        let (status, answer) = trend_fresh(&http, &rig.query, &rig.query_key).await;
         assert_eq!(status, 504, "a trend with ClickHouse stalled: {answer}");
         assert!(
             asked.elapsed() < Duration::from_millis(super::rig::QUERY_TIMEOUT_SECS * 1000 + 500),
@@ -212,25 +212,30 @@ pub async fn clickhouse_read_only(rig: &mut Rig, form: Form) -> Figures {
     Figures::measure("ClickHouse read-only", rig, &tally, ended, DRAIN).await
 }
 
-async fn trend_fresh(http: &reqwest::Client, query: &str) -> (u16, serde_json::Value) {
-    ask(http, &format!("{query}/api/query/trend?refresh=true")).await
+async fn trend_fresh(http: &reqwest::Client, query: &str, key: &str) -> (u16, serde_json::Value) {
+    ask(http, &format!("{query}/api/query/trend?refresh=true"), key).await
 }
 
 /// A trend of the load's events; `run_async`: as a job.
-async fn trend(http: &reqwest::Client, query: &str, run_async: bool) -> (u16, serde_json::Value) {
+async fn trend(
+    http: &reqwest::Client,
+    query: &str,
+    key: &str,
+    run_async: bool,
+) -> (u16, serde_json::Value) {
     let url = if run_async {
         format!("{query}/api/query/trend?async=true&refresh=true")
     } else {
         format!("{query}/api/query/trend?refresh=true")
     };
-    ask(http, &url).await
+    ask(http, &url, key).await
 }
 
-async fn ask(http: &reqwest::Client, url: &str) -> (u16, serde_json::Value) {
+async fn ask(http: &reqwest::Client, url: &str, key: &str) -> (u16, serde_json::Value) {
     let body = serde_json::json!({"series": [{"event": super::load::EVENT}], "date_from": "-1d"});
     match http
         .post(url)
-        .header("x-api-key", super::rig::KEY)
+        .header("x-api-key", key)
         .json(&body)
         .timeout(Duration::from_secs(30))
         .send()
@@ -242,4 +247,107 @@ async fn ask(http: &reqwest::Client, url: &str) -> (u16, serde_json::Value) {
         }
         Err(e) => (0, serde_json::json!(e.to_string())),
     }
+}
+
+/// A capture request with a well-formed key auth has never seen.
+async fn unknown_key(http: &reqwest::Client, capture: &str) -> (u16, serde_json::Value) {
+    let key = format!("trb_{}", "A".repeat(43));
+    let body = serde_json::json!({"event": super::load::EVENT, "distinct_id": "stranger"});
+    match http
+        .post(format!("{capture}/capture"))
+        .header("x-api-key", key)
+        .json(&body)
+        .send()
+        .await
+    {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.json().await.unwrap_or_default())
+        }
+        Err(e) => (0, serde_json::json!(e.to_string())),
+    }
+}
+
+/// Auth killed for `form.outage()` (longer than capture's and query's 5 s
+/// key cache): known keys go on ingesting and querying on their stale
+/// answers, an unknown key gets 503, nothing is lost; auth restarted,
+/// everything as before.
+pub async fn auth_down(rig: &mut Rig, form: Form) -> Figures {
+    let load = load(rig);
+    tokio::time::sleep(CALM).await;
+    // The query key is known (checked) before auth goes; the capture key
+    // is, by the load.
+    let http = reqwest::Client::new();
+    let (status, answer) = trend_fresh(&http, &rig.query, &rig.query_key).await;
+    assert_eq!(status, 200, "{answer}");
+    if let Some(auth) = rig.auth.as_mut() {
+        auth.kill();
+    }
+    // Past the cache period: the stale answers are what carries the keys.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (status, body) = unknown_key(&http, &rig.capture).await;
+    assert_eq!(status, 503, "an unknown key with auth down: {body}");
+    assert_eq!(body["error"], "auth_unavailable", "{body}");
+    let (status, answer) = trend_fresh(&http, &rig.query, &rig.query_key).await;
+    assert_eq!(status, 200, "a known query key with auth down: {answer}");
+    tokio::time::sleep(form.outage().saturating_sub(Duration::from_secs(6))).await;
+    rig.restart_auth().await;
+    let ended = Instant::now();
+    tokio::time::sleep(CALM).await;
+    let tally = load.stop().await;
+    Figures::measure("auth down", rig, &tally, ended, DRAIN).await
+}
+
+/// Postgres cut from auth for `form.outage()`: auth is not ready and says
+/// so, logins get 503, known keys go on working, unknown ones get 503;
+/// all back by themselves when Postgres is.
+pub async fn postgres_down_for_auth(rig: &mut Rig, form: Form) -> Figures {
+    let load = load(rig);
+    tokio::time::sleep(CALM).await;
+    let Some(auth) = rig.auth.as_ref() else {
+        panic!("the rig has no auth service");
+    };
+    let (url, postgres) = (auth.url.clone(), &auth.postgres);
+    postgres.cut();
+    let http = reqwest::Client::new();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let ready = http
+        .get(format!("{url}/ready"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
+    assert_eq!(ready.ok(), Some(503), "auth ready without Postgres");
+    let login = serde_json::json!({"email": "nobody@example.test", "password": "whatever-123"});
+    let status = http
+        .post(format!("{url}/api/login"))
+        .json(&login)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0);
+    assert_eq!(status, 503, "a login without Postgres");
+    let (status, body) = unknown_key(&http, &rig.capture).await;
+    assert_eq!(status, 503, "an unknown key without Postgres: {body}");
+    tokio::time::sleep(form.outage().saturating_sub(Duration::from_secs(6))).await;
+    postgres.restore();
+    let ended = Instant::now();
+    let back = Instant::now();
+    loop {
+        let ok = http
+            .get(format!("{url}/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ok {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(60),
+            "auth did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(CALM).await;
+    let tally = load.stop().await;
+    Figures::measure("Postgres down for auth", rig, &tally, ended, DRAIN).await
 }

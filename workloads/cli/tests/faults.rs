@@ -9,7 +9,7 @@ use std::path::Path;
 
 use tributary_tests::Stack;
 use tributary_tests::faults::report::Figures;
-use tributary_tests::faults::rig::Rig;
+use tributary_tests::faults::rig::{Keys, Rig};
 use tributary_tests::faults::{Form, scenarios};
 
 async fn run<F>(name: &str, scenario: F)
@@ -19,9 +19,19 @@ where
         Form,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Figures> + 'a>>,
 {
+    run_with(name, Keys::Static, scenario).await;
+}
+
+async fn run_with<F>(name: &str, keys: Keys, scenario: F)
+where
+    F: for<'a> FnOnce(
+        &'a mut Rig,
+        Form,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Figures> + 'a>>,
+{
     let stack = Stack::require();
     let form = Form::from_env();
-    let mut rig = Rig::start(Path::new(env!("CARGO_BIN_EXE_tributary")), &stack).await;
+    let mut rig = Rig::start_with(Path::new(env!("CARGO_BIN_EXE_tributary")), &stack, keys).await;
     let figures = scenario(&mut rig, form).await;
     println!("{name} ({form:?})\n{}\n{}", Figures::HEADER, figures.row());
     if let Err(e) = figures.holds() {
@@ -81,6 +91,22 @@ async fn clickhouse_stalled_for_query() {
 async fn clickhouse_read_only() {
     run("ClickHouse read-only", |rig, form| {
         Box::pin(scenarios::clickhouse_read_only(rig, form))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn auth_down() {
+    run_with("auth down", Keys::Auth, |rig, form| {
+        Box::pin(scenarios::auth_down(rig, form))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_down_for_auth() {
+    run_with("Postgres down for auth", Keys::Auth, |rig, form| {
+        Box::pin(scenarios::postgres_down_for_auth(rig, form))
     })
     .await;
 }
