@@ -157,6 +157,16 @@ impl TappedBroker {
         self.proxy.hold_replies(hold);
     }
 
+    /// Drops every connection to the broker and refuses new ones (`true`),
+    /// as a broker gone from the network; `false` takes them again.
+    pub fn cut(&self, cut: bool) {
+        if cut {
+            self.proxy.cut();
+        } else {
+            self.proxy.restore();
+        }
+    }
+
     /// Every request seen since the last call.
     pub fn take(&self) -> Vec<Seen> {
         self.frames

@@ -61,6 +61,23 @@ impl Load {
         }
     }
 
+    /// Waits (up to `limit`) until a request is acknowledged after `since`.
+    pub async fn acknowledged_after(&self, since: Instant, limit: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            let seen = self
+                .tally
+                .lock()
+                .map(|t| t.ok_at.iter().any(|at| *at >= since))
+                .unwrap_or(false);
+            if seen {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
     /// Stops the clients (requests in flight finish) and returns the tally.
     pub async fn stop(self) -> Tally {
         self.stop.store(true, Ordering::SeqCst);

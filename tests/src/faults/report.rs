@@ -100,6 +100,12 @@ impl Figures {
                 self.scenario, self.dead_lettered
             ));
         }
+        if self.capture_recovered.is_none() {
+            return Err(format!(
+                "{}: capture acknowledged nothing after the fault",
+                self.scenario
+            ));
+        }
         if self.stored_after.is_none() {
             return Err(format!(
                 "{}: acknowledged events were not all stored in time",

@@ -102,6 +102,24 @@ pub async fn broker_stall(rig: &mut Rig, form: Form) -> Figures {
     Figures::measure("broker acknowledgements held", rig, &tally, ended, DRAIN).await
 }
 
+/// The broker unreachable for `form.outage()` (every connection dropped,
+/// new ones refused; its log kept, as a broker that restarts with its
+/// disk): capture refuses with 503 what it cannot have acknowledged, and
+/// everything acknowledged is stored once the broker is back.
+pub async fn broker_unreachable(rig: &mut Rig, form: Form) -> Figures {
+    let load = load(rig);
+    tokio::time::sleep(CALM).await;
+    rig.broker.cut(true);
+    tokio::time::sleep(form.outage()).await;
+    rig.broker.cut(false);
+    let ended = Instant::now();
+    load.acknowledged_after(ended, Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(CALM).await;
+    let tally = load.stop().await;
+    Figures::measure("broker unreachable", rig, &tally, ended, DRAIN).await
+}
+
 /// Consumers added and removed every few seconds (rebalances with batches
 /// in flight) for `form.outage()`. Each change waits until the group has
 /// settled from the one before: with tansu, the test broker, a member that

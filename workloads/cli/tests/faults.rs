@@ -110,3 +110,11 @@ async fn postgres_down_for_auth() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn broker_unreachable() {
+    run("broker unreachable", |rig, form| {
+        Box::pin(scenarios::broker_unreachable(rig, form))
+    })
+    .await;
+}
