@@ -157,6 +157,12 @@ impl TappedBroker {
         self.proxy.hold_replies(hold);
     }
 
+    /// Holds clients' requests (`true`): a commit sent meanwhile does not
+    /// reach the broker; [`cut`](Self::cut) while holding drops it.
+    pub fn hold_requests(&self, hold: bool) {
+        self.proxy.hold_requests(hold);
+    }
+
     /// Drops every connection to the broker and refuses new ones (`true`),
     /// as a broker gone from the network; `false` takes them again.
     pub fn cut(&self, cut: bool) {

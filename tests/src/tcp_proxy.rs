@@ -18,6 +18,7 @@ pub struct TcpProxy {
     addr: SocketAddr,
     cut: Arc<AtomicBool>,
     hold: Arc<AtomicBool>,
+    hold_requests: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
 }
 
@@ -37,6 +38,8 @@ impl TcpProxy {
         let cut = Arc::new(AtomicBool::new(false));
         let hold = Arc::new(AtomicBool::new(false));
         let replies_held = Arc::clone(&hold);
+        let hold_requests = Arc::new(AtomicBool::new(false));
+        let requests_held = Arc::clone(&hold_requests);
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
         let (stop, streams) = (Arc::clone(&cut), Arc::clone(&open));
         std::thread::spawn(move || {
@@ -63,7 +66,8 @@ impl TcpProxy {
                 }
                 let tap = tap.clone();
                 let held = Arc::clone(&replies_held);
-                std::thread::spawn(move || pump(client, s2, tap.map(|t| (t, n)), None));
+                let asked = Arc::clone(&requests_held);
+                std::thread::spawn(move || pump(client, s2, tap.map(|t| (t, n)), Some(asked)));
                 std::thread::spawn(move || pump(server, c2, None, Some(held)));
             }
         });
@@ -71,6 +75,7 @@ impl TcpProxy {
             addr,
             cut,
             hold,
+            hold_requests,
             open,
         })
     }
@@ -88,6 +93,13 @@ impl TcpProxy {
     /// Takes connections again after [`cut`](Self::cut).
     pub fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
+    }
+
+    /// Holds what clients send (`true`): their requests wait in the proxy
+    /// and never reach the server if the connection is [`cut`](Self::cut)
+    /// meanwhile.
+    pub fn hold_requests(&self, hold: bool) {
+        self.hold_requests.store(hold, Ordering::SeqCst);
     }
 
     /// Drops every connection and refuses (closes at once) new ones.

@@ -28,16 +28,21 @@ pub async fn consumer_kills(rig: &mut Rig, form: Form) -> Figures {
         .map_or(7, |d| u64::from(d.subsec_nanos()));
     eprintln!("consumer kills: seed {seed}");
     for kill in 0..form.kills() {
-        // Every other kill: while the broker's replies are held, so the
-        // batch being written cannot commit.
+        // Every other kill: while requests to the broker are held, so the
+        // batch being written cannot commit (its commit is dropped with the
+        // connections after the kill).
         let hold = kill % 2 == 0;
         if hold {
-            rig.broker.hold_replies(true);
+            rig.broker.hold_requests(true);
         }
         let wait = 300 + (seed.wrapping_mul(kill as u64 + 1) >> 9) % 1500;
         tokio::time::sleep(Duration::from_millis(wait)).await;
         rig.kill_consumer();
-        rig.broker.hold_replies(false);
+        if hold {
+            rig.broker.cut(true);
+            rig.broker.hold_requests(false);
+            rig.broker.cut(false);
+        }
         rig.add_consumer();
         // Let the new one join and write before the next kill.
         tokio::time::sleep(Duration::from_secs(4)).await;

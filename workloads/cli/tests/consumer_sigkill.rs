@@ -149,29 +149,52 @@ async fn sigkill_between_insert_and_commit_writes_duplicates_that_are_never_show
         )
         .await;
         if kill % 2 == 0 {
-            // Replies held: the commit of the batch being written, or of
-            // the next one read from what was already fetched, gets no
-            // answer. The kill lands after its insert, before its commit.
-            broker.hold_replies(true);
-            let held = distinct(&n.db, &stack.clickhouse_url).await;
-            let deadline = std::time::Instant::now() + Duration::from_secs(3);
-            while distinct(&n.db, &stack.clickhouse_url).await == held
-                && std::time::Instant::now() < deadline
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            // Requests held: a batch whose insert lands after this point
+            // cannot commit (its OffsetCommit waits in the proxy, and is
+            // dropped with the connection at the kill). Killed once one has
+            // landed (until then, released and held again after progress).
+            for _ in 0..5 {
+                broker.hold_requests(true);
+                let held = distinct(&n.db, &stack.clickhouse_url).await;
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while distinct(&n.db, &stack.clickhouse_url).await == held
+                    && std::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                if distinct(&n.db, &stack.clickhouse_url).await > held {
+                    held_commits += 1;
+                    break;
+                }
+                broker.hold_requests(false);
+                let before = distinct(&n.db, &stack.clickhouse_url).await;
+                poll_until(
+                    "progress before holding again",
+                    Duration::from_secs(30),
+                    || async {
+                        (distinct(&n.db, &stack.clickhouse_url).await > before).then_some(())
+                    },
+                )
+                .await;
             }
-            held_commits += 1;
         } else {
             let wait = (seed.wrapping_mul(kill as u64 + 1) >> 7) % 700;
             tokio::time::sleep(Duration::from_millis(wait)).await;
         }
         consumer.kill().unwrap();
         consumer.wait().unwrap();
-        broker.hold_replies(false);
+        // Whatever the killed consumer sent meanwhile never arrives.
+        broker.cut(true);
+        broker.hold_requests(false);
+        broker.cut(false);
     }
     let seen = distinct(&n.db, &stack.clickhouse_url).await;
     assert!(seen < N, "the consumer finished before the last kill");
     eprintln!("{kills} kills, {held_commits} with the commit held");
+    assert!(
+        held_commits > 0,
+        "no kill landed after an insert whose commit was held"
+    );
 
     let mut last = spawn_consumer(&stack, &n);
     let url = stack.clickhouse_url.clone();
