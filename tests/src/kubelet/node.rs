@@ -1,0 +1,679 @@
+//! A one-node cluster's controllers and kubelet, for the objects a test
+//! takes from the API server: Services get an address and forward to their
+//! ready pods, Jobs run their pod to completion (a new pod per failure, up
+//! to `backoffLimit`), Deployments keep `spec.replicas` pods of their
+//! current template, replacing old ones by the rolling-update rules
+//! (`maxSurge`, `maxUnavailable`); [`Node::sync`] answers the statuses a
+//! cluster would write back.
+//!
+//! What it cannot show: the scheduler (nodeSelector, tolerations and
+//! resources are not enforced), admission, cgroup limits, a read-only root
+//! filesystem and volumes (the processes see this machine's files), image
+//! pulls (every image is this build's binary).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use super::env::{EnvError, Namespace, Pod};
+use super::net::{NetError, Network};
+use super::pod::{Exit, Launch, PodState, RunningPod, log_path};
+use super::service::{Endpoints, ServicePort};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("{0}: {1}")]
+    Pod(String, EnvError),
+    #[error("service {0}: {1}")]
+    Service(String, std::io::Error),
+}
+
+/// What the cluster holds that the node runs, as JSON objects.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    pub config_maps: Vec<Value>,
+    pub services: Vec<Value>,
+    pub jobs: Vec<Value>,
+    pub deployments: Vec<Value>,
+    pub autoscalers: Vec<Value>,
+}
+
+/// Statuses to write back, by object name.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub deployments: BTreeMap<String, Value>,
+    pub jobs: BTreeMap<String, Value>,
+}
+
+/// What the node is told that a cluster would supply.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub namespace: String,
+    /// The image's entrypoint: this build's `tributary`.
+    pub entrypoint: PathBuf,
+    /// The image's own environment (its `ENV` lines).
+    pub image_env: BTreeMap<String, String>,
+    /// Secret values by `(secret, key)`.
+    pub secrets: BTreeMap<(String, String), String>,
+    /// Where pods' logs go.
+    pub logs: PathBuf,
+}
+
+struct Service {
+    address: Ipv4Addr,
+    object: Value,
+    selector: Option<BTreeMap<String, String>>,
+    /// `(endpoints, targetPort)` per port.
+    routes: Vec<(Endpoints, Value)>,
+    _ports: Vec<ServicePort>,
+    aliases: Vec<String>,
+}
+
+struct JobRun {
+    pods: Vec<RunningPod>,
+    failed: u32,
+    done: Option<bool>,
+}
+
+/// The node; everything it started is stopped when it is dropped.
+pub struct Node {
+    cfg: NodeConfig,
+    net: Arc<Network>,
+    services: BTreeMap<String, Service>,
+    registry: Arc<Mutex<Vec<Arc<PodState>>>>,
+    routes: Arc<Mutex<Vec<(BTreeMap<String, String>, Vec<(Endpoints, Value)>)>>>,
+    deployments: BTreeMap<String, Vec<RunningPod>>,
+    jobs: BTreeMap<String, JobRun>,
+    stopping: Vec<JoinHandle<()>>,
+    hosts: String,
+    config_maps: Vec<Value>,
+    endpoints_task: JoinHandle<()>,
+    counter: u64,
+}
+
+fn labels(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+        .collect()
+}
+
+fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn name_of(o: &Value) -> String {
+    o["metadata"]["name"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A template's hash, as `pod-template-hash` tells ReplicaSets apart.
+fn template_hash(template: &Value) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    template.to_string().hash(&mut h);
+    format!("{:010x}", h.finish() & 0xff_ffff_ffff)
+}
+
+/// `intOrString` of a rolling update against `replicas`: percentages round
+/// up for surge, down for unavailable.
+fn int_or_percent(v: &Value, replicas: i64, default: &str, up: bool) -> i64 {
+    let text = match v {
+        Value::Number(n) => return n.as_i64().unwrap_or(0),
+        Value::String(s) => s.clone(),
+        _ => default.to_owned(),
+    };
+    let pct: i64 = text.trim_end_matches('%').parse().unwrap_or(25);
+    let exact = replicas * pct;
+    if up {
+        (exact + 99) / 100
+    } else {
+        exact / 100
+    }
+}
+
+impl Node {
+    pub fn start(cfg: NodeConfig) -> Result<Self, NodeError> {
+        std::fs::create_dir_all(&cfg.logs)
+            .map_err(|e| NodeError::Service("logs".into(), e))?;
+        let registry: Arc<Mutex<Vec<Arc<PodState>>>> = Arc::default();
+        let routes: Arc<Mutex<Vec<(BTreeMap<String, String>, Vec<(Endpoints, Value)>)>>> =
+            Arc::default();
+        let (r, p) = (Arc::clone(&routes), Arc::clone(&registry));
+        // kube-proxy: every 100 ms, each Service port's endpoints are its
+        // selected pods that are ready and not terminating.
+        let endpoints_task = tokio::spawn(async move {
+            loop {
+                let pods = p.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                for (selector, ports) in r.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                    for (endpoints, target) in ports {
+                        let ready = pods
+                            .iter()
+                            .filter(|s| selects(selector, &s.labels))
+                            .filter(|s| {
+                                s.ready.load(Ordering::SeqCst)
+                                    && !s.terminating.load(Ordering::SeqCst)
+                            })
+                            .filter_map(|s| {
+                                let port = match target {
+                                    Value::Number(n) => u16::try_from(n.as_u64()?).ok()?,
+                                    Value::String(name) => *s.ports.get(name)?,
+                                    _ => return None,
+                                };
+                                Some(SocketAddr::from((s.address, port)))
+                            })
+                            .collect();
+                        endpoints.set(ready);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Ok(Self {
+            cfg,
+            net: Arc::new(Network::create()?),
+            services: BTreeMap::new(),
+            registry,
+            routes,
+            deployments: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            stopping: Vec::new(),
+            hosts: String::new(),
+            config_maps: Vec::new(),
+            endpoints_task,
+            counter: 0,
+        })
+    }
+
+    /// A Service outside the applied objects (what the cluster already
+    /// has: the examples' Kafka, ClickHouse, ...), named `name` and
+    /// `aliases`; each `(port, target)` forwards to `target`, or, with
+    /// `None`, is left for a server the caller binds on the address.
+    pub async fn external(
+        &mut self,
+        name: &str,
+        aliases: &[&str],
+        ports: &[(u16, Option<SocketAddr>)],
+    ) -> Result<Ipv4Addr, NodeError> {
+        let address = self.net.service_address()?;
+        let mut listeners = Vec::new();
+        for (port, target) in ports {
+            if let Some(target) = target {
+                let eps = Endpoints::default();
+                eps.set(vec![*target]);
+                let sp = ServicePort::start(SocketAddr::from((address, *port)), eps)
+                    .await
+                    .map_err(|e| NodeError::Service(name.to_owned(), e))?;
+                listeners.push(sp);
+            }
+        }
+        let object = json!({"metadata": {"name": name}, "spec": {"clusterIP": address.to_string(),
+            "ports": ports.iter().map(|(p, _)| json!({"port": p, "protocol": "TCP"})).collect::<Vec<_>>()}});
+        self.services.insert(
+            name.to_owned(),
+            Service {
+                address,
+                object,
+                selector: None,
+                routes: Vec::new(),
+                _ports: listeners,
+                aliases: aliases.iter().map(|a| (*a).to_owned()).collect(),
+            },
+        );
+        self.write_hosts();
+        Ok(address)
+    }
+
+    /// Every name the pods resolve, with its address (the hosts table).
+    pub fn dns(&self) -> BTreeMap<String, Ipv4Addr> {
+        let mut out = BTreeMap::new();
+        for line in self.hosts.lines() {
+            let mut words = line.split_whitespace();
+            let Some(Ok(ip)) = words.next().map(str::parse::<Ipv4Addr>) else {
+                continue;
+            };
+            for name in words {
+                out.insert(name.to_owned(), ip);
+            }
+        }
+        out
+    }
+
+    /// A Service's address.
+    pub fn service(&self, name: &str) -> Option<Ipv4Addr> {
+        self.services.get(name).map(|s| s.address)
+    }
+
+    /// What the cluster's DNS answers a pod: every Service under its short
+    /// and qualified names, and the aliases given.
+    fn hosts_table(&self) -> String {
+        let ns = &self.cfg.namespace;
+        let mut out = String::from("127.0.0.1\tlocalhost\n");
+        for (name, s) in &self.services {
+            out.push_str(&format!(
+                "{}\t{name} {name}.{ns} {name}.{ns}.svc {name}.{ns}.svc.cluster.local",
+                s.address
+            ));
+            for a in &s.aliases {
+                out.push_str(&format!(" {a}"));
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Rewrites every pod's hosts file in place (the bind mount keeps the
+    /// file, so a rewrite is seen; a rename would not be).
+    fn write_hosts(&mut self) {
+        let table = self.hosts_table();
+        if table == self.hosts {
+            return;
+        }
+        self.hosts = table;
+        for pod in self.all_pods() {
+            let _ = std::fs::write(
+                PathBuf::from("/etc/netns")
+                    .join(&pod.net.namespace)
+                    .join("hosts"),
+                self.pod_hosts(&pod.state.name, pod.state.address),
+            );
+        }
+    }
+
+    fn pod_hosts(&self, name: &str, address: Ipv4Addr) -> String {
+        format!("{}{address}\t{name}\n", self.hosts)
+    }
+
+    fn all_pods(&self) -> Vec<&RunningPod> {
+        self.deployments
+            .values()
+            .flatten()
+            .chain(self.jobs.values().flat_map(|j| j.pods.iter()))
+            .collect()
+    }
+
+    /// The pods running now (not terminating), by owner.
+    pub fn pods(&self) -> Vec<Arc<PodState>> {
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|s| !s.terminating.load(Ordering::SeqCst))
+            .cloned()
+            .collect()
+    }
+
+    /// Every pod not yet stopped and removed, terminating ones too.
+    pub fn started_pods(&self) -> Vec<Arc<PodState>> {
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Every pod not yet removed (for a failure's description).
+    pub fn describe_all(&self, lines: usize) -> String {
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|s| s.describe(lines))
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    }
+
+    fn namespace(&self) -> Namespace {
+        Namespace {
+            name: self.cfg.namespace.clone(),
+            services: self.services.values().map(|s| s.object.clone()).collect(),
+            config_maps: self.config_maps.clone(),
+            secrets: self.cfg.secrets.clone(),
+        }
+    }
+
+    fn launch(&mut self, owner: &str, name: String, template: &Value) -> Result<RunningPod, NodeError> {
+        let spec = template["spec"].clone();
+        let pod_labels = labels(&template["metadata"]["labels"]);
+        let net = self.net.pod(&self.hosts)?;
+        let _ = std::fs::write(
+            PathBuf::from("/etc/netns").join(&net.namespace).join("hosts"),
+            self.pod_hosts(&name, net.address),
+        );
+        let containers = spec["containers"].as_array().cloned().unwrap_or_default();
+        let Some(container) = containers.first() else {
+            return Err(NodeError::Pod(name, EnvError::Unsupported("no container".into())));
+        };
+        let mut env = self.cfg.image_env.clone();
+        let pod = Pod {
+            name: name.clone(),
+            ip: net.address.to_string(),
+            spec: &spec,
+        };
+        env.extend(
+            self.namespace()
+                .container_env(&pod, container)
+                .map_err(|e| NodeError::Pod(name.clone(), e))?,
+        );
+        let launch = Launch {
+            log: log_path(&self.cfg.logs, &name),
+            name: name.clone(),
+            owner: owner.to_owned(),
+            labels: pod_labels,
+            spec,
+            env,
+            entrypoint: self.cfg.entrypoint.clone(),
+        };
+        let running = RunningPod::start(launch, net).map_err(|e| NodeError::Pod(name, e))?;
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::clone(&running.state));
+        Ok(running)
+    }
+
+    fn suffix(&mut self) -> String {
+        self.counter += 1;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.counter, std::process::id()).hash(&mut h);
+        format!("{:05x}", h.finish() & 0xfffff)
+    }
+
+    /// Stops `pod` in the background (terminating at once), then frees its
+    /// network.
+    fn retire(&mut self, mut pod: RunningPod) {
+        pod.state.terminating.store(true, Ordering::SeqCst);
+        let (net, registry) = (Arc::clone(&self.net), Arc::clone(&self.registry));
+        self.stopping.push(tokio::spawn(async move {
+            pod.stop().await;
+            net.remove_pod(&pod.net);
+            registry
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|s| !Arc::ptr_eq(s, &pod.state));
+        }));
+    }
+
+    /// Brings what runs in line with `applied`, one step, and answers the
+    /// statuses a cluster would write back.
+    pub async fn sync(&mut self, applied: &Applied) -> Result<Observed, NodeError> {
+        self.config_maps = applied.config_maps.clone();
+        self.sync_services(applied).await?;
+        let mut observed = Observed::default();
+        self.sync_jobs(applied, &mut observed)?;
+        self.sync_deployments(applied, &mut observed)?;
+        self.stopping.retain(|t| !t.is_finished());
+        Ok(observed)
+    }
+
+    async fn sync_services(&mut self, applied: &Applied) -> Result<(), NodeError> {
+        let wanted: BTreeSet<String> = applied.services.iter().map(name_of).collect();
+        self.services
+            .retain(|name, s| s.selector.is_none() || wanted.contains(name));
+        for object in &applied.services {
+            let name = name_of(object);
+            if self.services.contains_key(&name) {
+                continue;
+            }
+            let address = self.net.service_address()?;
+            let mut ports = Vec::new();
+            let mut routes = Vec::new();
+            for p in object["spec"]["ports"].as_array().into_iter().flatten() {
+                let port = p["port"].as_u64().and_then(|n| u16::try_from(n).ok()).unwrap_or(0);
+                let eps = Endpoints::default();
+                let target = p.get("targetPort").cloned().unwrap_or(json!(port));
+                ports.push(
+                    ServicePort::start(SocketAddr::from((address, port)), eps.clone())
+                        .await
+                        .map_err(|e| NodeError::Service(name.clone(), e))?,
+                );
+                routes.push((eps, target));
+            }
+            let mut with_ip = object.clone();
+            with_ip["spec"]["clusterIP"] = json!(address.to_string());
+            self.services.insert(
+                name,
+                Service {
+                    address,
+                    object: with_ip,
+                    selector: Some(labels(&object["spec"]["selector"])),
+                    routes,
+                    _ports: ports,
+                    aliases: Vec::new(),
+                },
+            );
+        }
+        *self.routes.lock().unwrap_or_else(|e| e.into_inner()) = self
+            .services
+            .values()
+            .filter_map(|s| Some((s.selector.clone()?, s.routes.clone())))
+            .collect();
+        self.write_hosts();
+        Ok(())
+    }
+
+    fn sync_jobs(&mut self, applied: &Applied, observed: &mut Observed) -> Result<(), NodeError> {
+        let wanted: BTreeSet<String> = applied.jobs.iter().map(name_of).collect();
+        let gone: Vec<String> = self
+            .jobs
+            .keys()
+            .filter(|k| !wanted.contains(*k))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(run) = self.jobs.remove(&name) {
+                for pod in run.pods {
+                    self.retire(pod);
+                }
+            }
+        }
+        for job in &applied.jobs {
+            let name = name_of(job);
+            let backoff_limit = job["spec"]["backoffLimit"].as_u64().unwrap_or(6) as u32;
+            if !self.jobs.contains_key(&name) {
+                let pod = format!("{name}-{}", self.suffix());
+                let running = self.launch(&name, pod, &job["spec"]["template"])?;
+                self.jobs.insert(
+                    name.clone(),
+                    JobRun {
+                        pods: vec![running],
+                        failed: 0,
+                        done: None,
+                    },
+                );
+            }
+            let Some(run) = self.jobs.get_mut(&name) else {
+                continue;
+            };
+            let mut retry = false;
+            if run.done.is_none()
+                && let Some(last) = run.pods.last()
+                && last.finished()
+            {
+                match last.state.exits().last() {
+                    Some(Exit::Code(0)) => run.done = Some(true),
+                    _ => {
+                        run.failed += 1;
+                        if run.failed > backoff_limit {
+                            run.done = Some(false);
+                        } else {
+                            retry = true;
+                        }
+                    }
+                }
+            }
+            let status = match run.done {
+                Some(true) => json!({"succeeded": 1, "failed": run.failed,
+                    "conditions": [{"type": "Complete", "status": "True"}]}),
+                Some(false) => json!({"failed": run.failed,
+                    "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}),
+                None => json!({"active": 1, "failed": run.failed}),
+            };
+            observed.jobs.insert(name.clone(), status);
+            if retry {
+                let pod = format!("{name}-{}", self.suffix());
+                let running = self.launch(&name, pod, &job["spec"]["template"])?;
+                if let Some(run) = self.jobs.get_mut(&name) {
+                    run.pods.push(running);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The replicas a HorizontalPodAutoscaler holds `deployment` at: its
+    /// `minReplicas` (no CPU metrics here), at least what it has.
+    fn autoscaled(applied: &Applied, deployment: &str, current: usize) -> Option<i64> {
+        applied
+            .autoscalers
+            .iter()
+            .find(|h| h["spec"]["scaleTargetRef"]["name"].as_str() == Some(deployment))
+            .map(|h| {
+                let min = h["spec"]["minReplicas"].as_i64().unwrap_or(1);
+                let max = h["spec"]["maxReplicas"].as_i64().unwrap_or(min);
+                (current as i64).clamp(min, max)
+            })
+    }
+
+    fn sync_deployments(
+        &mut self,
+        applied: &Applied,
+        observed: &mut Observed,
+    ) -> Result<(), NodeError> {
+        let wanted: BTreeSet<String> = applied.deployments.iter().map(name_of).collect();
+        let gone: Vec<String> = self
+            .deployments
+            .keys()
+            .filter(|k| !wanted.contains(*k))
+            .cloned()
+            .collect();
+        for name in gone {
+            for pod in self.deployments.remove(&name).unwrap_or_default() {
+                self.retire(pod);
+            }
+        }
+        for d in &applied.deployments {
+            let name = name_of(d);
+            let template = &d["spec"]["template"];
+            let hash = template_hash(template);
+            let mut pods = self.deployments.remove(&name).unwrap_or_default();
+            let current = pods.len();
+            let replicas = Self::autoscaled(applied, &name, current)
+                .or_else(|| d["spec"]["replicas"].as_i64())
+                .unwrap_or(1);
+            let rolling = &d["spec"]["strategy"]["rollingUpdate"];
+            let surge = int_or_percent(&rolling["maxSurge"], replicas, "25%", true);
+            let unavailable = int_or_percent(&rolling["maxUnavailable"], replicas, "25%", false)
+                .max(if surge == 0 { 1 } else { 0 });
+            let is_new = |p: &RunningPod| p.state.name.starts_with(&format!("{name}-{hash}-"));
+            let ready = |p: &RunningPod| p.state.ready.load(Ordering::SeqCst);
+
+            // Old pods that are not ready go first; then old ones while
+            // enough stay available.
+            let mut keep = Vec::new();
+            let available = pods.iter().filter(|p| ready(p)).count() as i64;
+            let new_ready = pods.iter().filter(|p| is_new(p) && ready(p)).count() as i64;
+            let mut retire = Vec::new();
+            for p in pods.drain(..) {
+                if !is_new(&p) && !ready(&p) {
+                    retire.push(p);
+                } else {
+                    keep.push(p);
+                }
+            }
+            let min_available = replicas - unavailable;
+            let old_count = keep.iter().filter(|p| !is_new(p)).count() as i64;
+            let removable = (available - min_available).max(0);
+            let old_to_remove = if new_ready >= replicas {
+                old_count
+            } else {
+                old_count.min(removable)
+            };
+            let mut removed = 0;
+            let mut kept = Vec::new();
+            for p in keep {
+                if !is_new(&p) && removed < old_to_remove {
+                    removed += 1;
+                    retire.push(p);
+                } else {
+                    kept.push(p);
+                }
+            }
+            // Too many new pods (a scale down): the not-ready, then the
+            // newest, go.
+            let mut new_pods: Vec<RunningPod> = Vec::new();
+            let mut others = Vec::new();
+            for p in kept {
+                if is_new(&p) {
+                    new_pods.push(p);
+                } else {
+                    others.push(p);
+                }
+            }
+            new_pods.sort_by_key(|p| std::cmp::Reverse(ready(p)));
+            while new_pods.len() as i64 > replicas {
+                if let Some(p) = new_pods.pop() {
+                    retire.push(p);
+                }
+            }
+            for p in retire {
+                self.retire(p);
+            }
+            let total = (new_pods.len() + others.len()) as i64;
+            let room = (replicas + surge - total).min(replicas - new_pods.len() as i64);
+            for _ in 0..room.max(0) {
+                let pod = format!("{name}-{hash}-{}", self.suffix());
+                new_pods.push(self.launch(&name, pod, template)?);
+            }
+            let ready_count = new_pods.iter().chain(others.iter()).filter(|p| ready(p)).count();
+            let updated = new_pods.len();
+            let all = new_pods.len() + others.len();
+            observed.deployments.insert(
+                name.clone(),
+                json!({
+                    "observedGeneration": d["metadata"]["generation"],
+                    "replicas": all,
+                    "updatedReplicas": updated,
+                    "readyReplicas": ready_count,
+                    "availableReplicas": ready_count,
+                    "unavailableReplicas": (all as i64 - ready_count as i64).max(0),
+                }),
+            );
+            new_pods.extend(others);
+            self.deployments.insert(name, new_pods);
+        }
+        Ok(())
+    }
+
+    /// Stops every pod (grace periods honoured) and waits for them.
+    pub async fn shutdown(&mut self) {
+        let pods: Vec<RunningPod> = std::mem::take(&mut self.deployments)
+            .into_values()
+            .flatten()
+            .chain(
+                std::mem::take(&mut self.jobs)
+                    .into_values()
+                    .flat_map(|j| j.pods),
+            )
+            .collect();
+        for p in pods {
+            self.retire(p);
+        }
+        for t in std::mem::take(&mut self.stopping) {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.endpoints_task.abort();
+    }
+}

@@ -1,0 +1,652 @@
+//! `kubectl apply` of an example pipeline, then a working pipeline: the
+//! operator's reconcile runs against the stand-in API server
+//! (`operator/tests/support`), and what it applied (ConfigMap, migration
+//! Job, Deployments, Services) runs on a one-node cluster of this machine
+//! (`tributary_tests::kubelet`: a network namespace per pod, Service
+//! addresses forwarding to ready pods, probes as declared, Jobs before
+//! the Deployments that wait for them); the node's statuses go back to the
+//! API server, so reconcile proceeds as on a cluster. Then real traffic:
+//! a user, project and keys made through the auth Service, events sent by
+//! posthog-python to the capture Service, the query Service's trend and
+//! funnel checked against what was sent, a poison message to the DLQ.
+//!
+//! What a cluster supplies is written in [`Supplied`], in one place.
+//!
+//! What it cannot show: admission (webhooks, CEL rules are checked by
+//! `operator/tests/admission.rs`), the scheduler (nodeSelector,
+//! tolerations, resources), the real API server's watch caches and
+//! conflicts, cgroup limits, a read-only root filesystem, image pulls
+//! (every image is this build's binary). `infrastructure/kind/` is the
+//! path for those.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../../operator/tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::runtime::events::Reporter;
+use serde_json::{Value, json};
+use support::FakeApi;
+use tributary_cli::demo::api::{Api, Project, Urls};
+use tributary_operator::crd::TopicSpec;
+use tributary_operator::kafka::{Bootstrap, Brokers, Kafka, SystemDns};
+use tributary_operator::lag::{GroupLag, LagError};
+use tributary_operator::metrics::Metrics;
+use tributary_operator::reconcile::{Context, reconcile};
+use tributary_operator::topics::{TopicError, TopicOutcome};
+use tributary_tests::Stack;
+use tributary_tests::clickhouse::PrivateClickHouse;
+use tributary_tests::kafka::free_port;
+use tributary_tests::kubelet::node::{Applied, Node, NodeConfig};
+
+/// What the cluster around an example pipeline supplies, that the
+/// operator does not make: the Secrets' values, the dependencies as the
+/// Services the example names (their addresses on this node), the image.
+struct Supplied {
+    /// `(secret, key) → value`: the example's Secrets.
+    secrets: BTreeMap<(String, String), String>,
+    /// The image's `ENV` lines (distroless `cc-debian12`).
+    image_env: BTreeMap<String, String>,
+    /// Extra DNS names of the Kafka Service (a StatefulSet's pod names).
+    kafka_aliases: Vec<String>,
+    /// The ClickHouse Service's port as the example names it.
+    clickhouse_port: u16,
+}
+
+impl Supplied {
+    fn for_example(stack: &Stack) -> Self {
+        // The stack's Postgres, reached as the `postgres` Service.
+        let (credentials, rest) = stack
+            .postgres_dsn
+            .trim_start_matches("postgres://")
+            .split_once('@')
+            .unwrap();
+        let database = rest.split_once('/').map_or("tributary", |(_, d)| d);
+        let secrets = [
+            (
+                "tributary-postgres",
+                "dsn",
+                format!("postgres://{credentials}@postgres:5432/{database}"),
+            ),
+            (
+                "tributary-jwt",
+                "secret",
+                "0123456789abcdef0123456789abcdef0123456789abcdef".to_owned(),
+            ),
+        ];
+        Self {
+            secrets: secrets
+                .into_iter()
+                .map(|(s, k, v)| ((s.to_owned(), k.to_owned()), v))
+                .collect(),
+            image_env: BTreeMap::from([
+                (
+                    "PATH".to_owned(),
+                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+                ),
+                (
+                    "SSL_CERT_FILE".to_owned(),
+                    "/etc/ssl/certs/ca-certificates.crt".to_owned(),
+                ),
+            ]),
+            kafka_aliases: Vec::new(),
+            clickhouse_port: 8123,
+        }
+    }
+}
+
+/// The operator's Kafka connections from the node: the bootstrap's names
+/// resolved as the pods' DNS answers them (the operator pod's search list:
+/// `<ns>.svc.cluster.local`, `svc.cluster.local`), since this process
+/// cannot use the pods' hosts files.
+struct NodeKafka {
+    brokers: Brokers,
+    dns: BTreeMap<String, Ipv4Addr>,
+}
+
+impl NodeKafka {
+    fn rewrite(&self, b: &Bootstrap) -> Bootstrap {
+        let servers = b
+            .servers
+            .split(',')
+            .map(|entry| {
+                let (host, port) = entry.trim().rsplit_once(':').unwrap_or((entry, "9092"));
+                let found = [
+                    host.to_owned(),
+                    format!("{host}.{}.svc.cluster.local", b.namespace),
+                    format!("{host}.svc.cluster.local"),
+                ]
+                .iter()
+                .find_map(|n| self.dns.get(n).copied());
+                match found {
+                    Some(ip) => format!("{ip}:{port}"),
+                    None => entry.to_owned(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        Bootstrap::new(&servers, &b.namespace)
+    }
+}
+
+impl Kafka for NodeKafka {
+    async fn ensure(&self, b: &Bootstrap, spec: &TopicSpec) -> Result<TopicOutcome, TopicError> {
+        self.brokers.ensure(&self.rewrite(b), spec).await
+    }
+
+    async fn lag(
+        &self,
+        b: &Bootstrap,
+        group: &str,
+        topic: &str,
+        partitions: i32,
+    ) -> Result<GroupLag, LagError> {
+        self.brokers
+            .lag(&self.rewrite(b), group, topic, partitions)
+            .await
+    }
+
+    fn retain(&self, in_use: &[(Bootstrap, String)]) {
+        let mapped: Vec<(Bootstrap, String)> = in_use
+            .iter()
+            .map(|(b, g)| (self.rewrite(b), g.clone()))
+            .collect();
+        self.brokers.retain(&mapped);
+    }
+}
+
+/// A process of the test's own, killed on drop.
+struct Owned(Child);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_listening(addr: SocketAddr, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "{what} not listening on {addr} within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One example pipeline on its own node, with its own broker, ClickHouse
+/// and Redis.
+struct Cluster {
+    fake: Arc<FakeApi>,
+    ctx: Arc<Context<NodeKafka>>,
+    node: Node,
+    ns: String,
+    name: String,
+    _broker: Owned,
+    _redis: Owned,
+    clickhouse: PrivateClickHouse,
+    kafka: Ipv4Addr,
+    logs: PathBuf,
+}
+
+fn pipeline_key(ns: &str, name: &str) -> String {
+    format!("/apis/tributary.dev/v1alpha1/namespaces/{ns}/analyticspipelines/{name}")
+}
+
+impl Cluster {
+    async fn start(example: &str) -> Self {
+        let stack = Stack::require();
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crds/examples").join(example),
+        )
+        .unwrap();
+        let mut p: Value = serde_yaml::from_str(&text).unwrap();
+        // `kubectl apply`: the namespace of the context when unset, a uid
+        // and the first generation.
+        if p["metadata"]["namespace"].is_null() {
+            p["metadata"]["namespace"] = json!("default");
+        }
+        p["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
+        p["metadata"]["generation"] = json!(1);
+        let ns = p["metadata"]["namespace"].as_str().unwrap().to_owned();
+        let name = p["metadata"]["name"].as_str().unwrap().to_owned();
+
+        let supplied = Supplied::for_example(&stack);
+        let logs = std::env::temp_dir().join(tributary_tests::unique_name("cluster-logs"));
+        let mut node = Node::start(NodeConfig {
+            namespace: ns.clone(),
+            entrypoint: PathBuf::from(env!("CARGO_BIN_EXE_tributary")),
+            image_env: supplied.image_env.clone(),
+            secrets: supplied.secrets.clone(),
+            logs: logs.clone(),
+        })
+        .unwrap();
+
+        // Kafka: a broker of this cluster's own on the Service's address.
+        let aliases: Vec<&str> = supplied.kafka_aliases.iter().map(String::as_str).collect();
+        let kafka = node.external("kafka", &aliases, &[(9092, None)]).await.unwrap();
+        let url = format!("tcp://{kafka}:9092");
+        let tansu = stack.tansu_bin.clone().expect("the stack's tansu");
+        let broker = Owned(
+            Command::new(tansu)
+                .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+                .args(["--storage-engine", "memory://tansu/"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_listening(SocketAddr::from((kafka, 9092)), "the broker");
+
+        let clickhouse = PrivateClickHouse::start();
+        let ch = SocketAddr::from(([127, 0, 0, 1], clickhouse.http_port));
+        node.external("clickhouse", &[], &[(supplied.clickhouse_port, Some(ch))])
+            .await
+            .unwrap();
+        let pg_port: u16 = stack
+            .postgres_dsn
+            .rsplit_once(':')
+            .and_then(|(_, rest)| rest.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap();
+        node.external(
+            "postgres",
+            &[],
+            &[(5432, Some(SocketAddr::from(([127, 0, 0, 1], pg_port))))],
+        )
+        .await
+        .unwrap();
+        let redis_port = free_port();
+        let redis = Owned(
+            Command::new("redis-server")
+                .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let redis_addr = SocketAddr::from(([127, 0, 0, 1], redis_port));
+        wait_listening(redis_addr, "redis");
+        node.external("redis", &[], &[(6379, Some(redis_addr))])
+            .await
+            .unwrap();
+
+        let fake = FakeApi::new();
+        fake.put(&pipeline_key(&ns, &name), p);
+        let kafka_client = NodeKafka {
+            brokers: Brokers::new(
+                Duration::from_secs(10),
+                "cluster.local",
+                Box::new(SystemDns {
+                    timeout: Duration::from_secs(1),
+                }),
+            ),
+            dns: node.dns(),
+        };
+        let reporter = Reporter {
+            controller: "tributary-operator".into(),
+            instance: None,
+        };
+        let ctx = Arc::new(Context::new(
+            fake.client(),
+            kafka_client,
+            reporter,
+            Metrics::default(),
+        ));
+        Self {
+            fake,
+            ctx,
+            node,
+            ns,
+            name,
+            _broker: broker,
+            _redis: redis,
+            clickhouse,
+            kafka,
+            logs,
+        }
+    }
+
+    fn key(&self) -> String {
+        pipeline_key(&self.ns, &self.name)
+    }
+
+    fn objects(&self, group: &str, plural: &str) -> Vec<Value> {
+        let prefix = format!("{group}/namespaces/{}/{plural}", self.ns);
+        self.fake
+            .keys(&prefix)
+            .iter()
+            .filter_map(|k| self.fake.get(k))
+            .collect()
+    }
+
+    /// One reconcile, then the node brought in line with what is applied,
+    /// and its statuses written back.
+    async fn step(&mut self) {
+        let p = self.fake.pipeline(&self.key());
+        if let Err(e) = reconcile(Arc::new(p), Arc::clone(&self.ctx)).await {
+            eprintln!("reconcile: {e}");
+        }
+        let _ = self.fake.take_calls();
+        let applied = Applied {
+            config_maps: self.objects("/api/v1", "configmaps"),
+            services: self.objects("/api/v1", "services"),
+            jobs: self.objects("/apis/batch/v1", "jobs"),
+            deployments: self.objects("/apis/apps/v1", "deployments"),
+            autoscalers: self.objects("/apis/autoscaling/v2", "horizontalpodautoscalers"),
+        };
+        let observed = match self.node.sync(&applied).await {
+            Ok(o) => o,
+            Err(e) => panic!("the node cannot run what was applied: {e}\n{}", self.node.describe_all(20)),
+        };
+        for (name, status) in observed.deployments {
+            self.fake.set_status(
+                &format!("/apis/apps/v1/namespaces/{}/deployments/{name}", self.ns),
+                status,
+            );
+        }
+        for (name, status) in observed.jobs {
+            self.fake.set_status(
+                &format!("/apis/batch/v1/namespaces/{}/jobs/{name}", self.ns),
+                status,
+            );
+        }
+    }
+
+    fn condition(&self, type_: &str) -> (String, String, String) {
+        let status = self.fake.get(&self.key()).unwrap()["status"].clone();
+        let c = status["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == type_).cloned())
+            .unwrap_or_default();
+        let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+        (s("status"), s("reason"), s("message"))
+    }
+
+    /// Steps until `done` holds, or fails naming every pod.
+    async fn until(&mut self, what: &str, timeout: Duration, done: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.step().await;
+            if done(self) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{what}: not within {timeout:?}; Ready={:?} Progressing={:?}\n{}",
+                    self.condition("Ready"),
+                    self.condition("Progressing"),
+                    self.node.describe_all(25)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    fn ready(&self) -> bool {
+        let p = self.fake.get(&self.key()).unwrap();
+        self.condition("Ready").0 == "True"
+            && p["status"]["observedGeneration"] == p["metadata"]["generation"]
+    }
+
+    /// `http://<address>:<port>` of the applied Service of `component`.
+    fn url(&self, component: &str) -> String {
+        let name = format!("{}-{component}", self.name);
+        let service = self
+            .fake
+            .get(&format!("/api/v1/namespaces/{}/services/{name}", self.ns))
+            .unwrap_or_else(|| panic!("no Service {name}"));
+        let port = service["spec"]["ports"][0]["port"].as_u64().unwrap();
+        let ip = self.node.service(&name).unwrap();
+        format!("http://{ip}:{port}")
+    }
+
+    /// Pods running now, per owner.
+    fn pods_per_owner(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for p in self.node.pods() {
+            *out.entry(p.owner.clone()).or_default() += 1;
+        }
+        out
+    }
+}
+
+/// The SDK's sender: events with their uuids and times, `sync_mode` so
+/// each batch's answer is known; exit 1 on any error the SDK reports.
+const SENDER: &str = r#"
+import json, sys, datetime
+from posthog import Posthog
+errors = []
+key, host, events = sys.argv[1], sys.argv[2], json.loads(sys.stdin.read())
+client = Posthog(key, host=host, sync_mode=True, max_retries=0,
+                 on_error=lambda e, batch: errors.append(str(e)))
+for e in events:
+    client.capture(e["event"], distinct_id=e["distinct_id"], properties=e["properties"],
+                   timestamp=datetime.datetime.fromisoformat(e["timestamp"]), uuid=e["uuid"])
+client.flush()
+client.shutdown()
+if errors:
+    print("\n".join(errors), file=sys.stderr)
+    sys.exit(1)
+print(len(events))
+"#;
+
+/// `users` users sign up; every other one pays: the funnel's two steps.
+fn events(users: usize, tag: &str) -> Vec<Value> {
+    let now = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let mut out = Vec::new();
+    for u in 0..users {
+        let id = format!("{tag}-user-{u}");
+        out.push(json!({"event": "signed up", "distinct_id": id, "properties": {"plan": "free"},
+            "timestamp": (now + chrono::Duration::seconds(u as i64)).to_rfc3339(),
+            "uuid": uuid::Uuid::new_v4().to_string()}));
+        if u % 2 == 0 {
+            out.push(json!({"event": "paid", "distinct_id": id, "properties": {"amount": 10},
+                "timestamp": (now + chrono::Duration::seconds(u as i64 + 60)).to_rfc3339(),
+                "uuid": uuid::Uuid::new_v4().to_string()}));
+        }
+    }
+    out
+}
+
+fn send_with_sdk(key: &str, capture: &str, batch: &[Value]) -> usize {
+    let stack = Stack::require();
+    let python = stack.python.expect("the stack's Python (with posthog)");
+    let mut child = Command::new(python)
+        .args(["-c", SENDER, key, capture])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(batch).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "posthog-python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+fn trend_request() -> Value {
+    let today = chrono::Utc::now().date_naive();
+    json!({
+        "series": [{"event": "signed up", "math": "total"}, {"event": "paid", "math": "total"}],
+        "date_from": (today - chrono::Duration::days(1)).to_string(),
+        "date_to": (today + chrono::Duration::days(1)).to_string(),
+        "interval": "day",
+        "timezone": "UTC",
+    })
+}
+
+fn series_total(answer: &Value, i: usize) -> u64 {
+    answer["results"][i]["data"]
+        .as_array()
+        .map_or(0, |d| d.iter().filter_map(Value::as_u64).sum())
+}
+
+struct Figures {
+    sent: usize,
+    acknowledged: usize,
+    visible_after: Duration,
+}
+
+/// A project through auth, events through capture with posthog-python,
+/// then the trend and funnel polled until they show exactly what was sent.
+async fn traffic(c: &Cluster, users: usize) -> (Project, Figures) {
+    let api = Api::new(Urls {
+        auth: c.url("auth"),
+        capture: c.url("capture"),
+        query: c.url("query"),
+    })
+    .unwrap();
+    let tag = tributary_tests::unique_name("team");
+    let project = api
+        .project(&format!("{tag}@example.com"), "correct horse battery", &tag)
+        .await
+        .unwrap_or_else(|e| panic!("a project through the auth Service: {e}\n{}", c.node.describe_all(15)));
+    let batch = events(users, &tag);
+    let (key, capture) = (project.capture_key.clone(), c.url("capture"));
+    let sent_at = Instant::now();
+    let to_send = batch.clone();
+    let acknowledged = tokio::task::spawn_blocking(move || send_with_sdk(&key, &capture, &to_send))
+        .await
+        .unwrap();
+    let signed = users as u64;
+    let paid = users.div_ceil(2) as u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = api.query(&project.query_key, "trend", &trend_request()).await;
+        if let Ok(a) = &answer
+            && (series_total(a, 0), series_total(a, 1)) == (signed, paid)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the trend never showed {signed} sign-ups and {paid} payments: {answer:?}\n{}",
+            c.node.describe_all(15)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let visible_after = sent_at.elapsed();
+    let today = chrono::Utc::now().date_naive();
+    let funnel = api
+        .query(
+            &project.query_key,
+            "funnel",
+            &json!({"steps": [{"event": "signed up"}, {"event": "paid"}],
+                "date_from": (today - chrono::Duration::days(1)).to_string(),
+                "date_to": (today + chrono::Duration::days(1)).to_string(), "timezone": "UTC"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            funnel["steps"][0]["count"].as_u64(),
+            funnel["steps"][1]["count"].as_u64()
+        ),
+        (Some(signed), Some(paid)),
+        "{funnel}"
+    );
+    (
+        project,
+        Figures {
+            sent: batch.len(),
+            acknowledged,
+            visible_after,
+        },
+    )
+}
+
+/// Rows in the pipeline's events table: all, and distinct uuids.
+async fn stored(c: &Cluster, database: &str) -> (u64, u64) {
+    let client = tributary_tests::clickhouse::client(&c.clickhouse.url()).with_database(database);
+    client
+        .query("SELECT count(), uniqExact(uuid) FROM events")
+        .fetch_one::<(u64, u64)>()
+        .await
+        .unwrap()
+}
+
+/// A record no consumer can decode, straight onto the events topic; it
+/// must reach the DLQ.
+async fn poison_reaches_the_dlq(c: &Cluster, topic: &str, dlq: &str) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let bootstrap = format!("{}:9092", c.kafka);
+    let producer: FutureProducer = tributary_tests::kafka::client_config(&bootstrap)
+        .create()
+        .unwrap();
+    let marker = tributary_tests::unique_name("poison");
+    producer
+        .send(
+            FutureRecord::to(topic)
+                .key("poison")
+                .payload(&format!("{{not json {marker}")),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let seen = tributary_tests::kafka::read_topic(&bootstrap, dlq, 1, Duration::ZERO).await;
+    assert!(
+        seen.iter()
+            .any(|r| String::from_utf8_lossy(&r.payload).contains(&marker)),
+        "the poison record is not on {dlq}: {seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_minimal_example_runs_as_applied_and_answers() {
+    let started = Instant::now();
+    let mut c = Cluster::start("minimal.yaml").await;
+    c.until("the pipeline Ready", Duration::from_secs(120), Cluster::ready)
+        .await;
+    let up_after = started.elapsed();
+
+    // The migration Job ran to completion before any Deployment's pod.
+    let pods = c.node.pods();
+    let job_done = c
+        .node
+        .describe_all(0);
+    let job = c
+        .node
+        .started_pods()
+        .into_iter()
+        .find(|p| p.owner.contains("-migrate-"))
+        .unwrap_or_else(|| panic!("no migration pod ran:\n{job_done}"));
+    let finished = job.exited_at.lock().unwrap().expect("the Job's pod exited");
+    for p in &pods {
+        if !p.owner.contains("-migrate-") {
+            assert!(p.started > finished, "{} started before the migration finished", p.name);
+        }
+    }
+
+    let (_project, figures) = traffic(&c, 40).await;
+    let (rows, uuids) = stored(&c, "tributary").await;
+    assert_eq!((rows, uuids), (figures.sent as u64, figures.sent as u64));
+    poison_reaches_the_dlq(&c, "events", "events-dlq").await;
+
+    println!(
+        "minimal.yaml: up in {:.1?}; pods {:?}; events sent {}, acknowledged {}, stored {rows} \
+         ({uuids} distinct), visible in the trend after {:.1?}",
+        up_after,
+        c.pods_per_owner(),
+        figures.sent,
+        figures.acknowledged,
+        figures.visible_after
+    );
+    c.node.shutdown().await;
+    let _ = std::fs::remove_dir_all(&c.logs);
+}
