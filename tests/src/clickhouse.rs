@@ -59,22 +59,50 @@ fn server_binary() -> PathBuf {
 pub struct PrivateClickHouse {
     dir: PathBuf,
     pub http_port: u16,
+    /// With [`ClickHouseOptions::tls`].
+    pub https_port: Option<u16>,
     child: Option<Child>,
+}
+
+/// How a [`PrivateClickHouse`] serves: HTTPS too, and users beyond
+/// `default`.
+#[derive(Debug, Clone, Default)]
+pub struct ClickHouseOptions {
+    /// `(certificate, private key)` PEM files: an HTTPS port as well.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// `(user, password)` added to `default`.
+    pub users: Vec<(String, String)>,
 }
 
 impl PrivateClickHouse {
     pub fn start() -> Self {
+        Self::start_with(&ClickHouseOptions::default())
+    }
+
+    pub fn start_with(options: &ClickHouseOptions) -> Self {
         let dir = std::env::temp_dir().join(unique_name("tributary_ch"));
         std::fs::create_dir_all(dir.join("data/tmp")).unwrap();
         let http_port = free_port();
         let tcp_port = free_port();
+        let https_port = free_port();
         let d = dir.display();
+        let tls = match &options.tls {
+            Some((cert, key)) => format!(
+                "<https_port>{https_port}</https_port><openSSL><server><certificateFile>{}</certificateFile>\
+<privateKeyFile>{}</privateKeyFile><verificationMode>none</verificationMode><loadDefaultCAFile>false</loadDefaultCAFile>\
+<cacheSessions>true</cacheSessions><disableProtocols>sslv2,sslv3</disableProtocols><preferServerCiphers>true</preferServerCiphers>\
+</server></openSSL>",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
         std::fs::write(
             dir.join("config.xml"),
             format!(
                 r#"<?xml version="1.0"?><yandex>
 <logger><level>warning</level><log>{d}/server.log</log><errorlog>{d}/err.log</errorlog></logger>
-<http_port>{http_port}</http_port><tcp_port>{tcp_port}</tcp_port><listen_host>127.0.0.1</listen_host>
+<http_port>{http_port}</http_port><tcp_port>{tcp_port}</tcp_port><listen_host>127.0.0.1</listen_host>{tls}
 <path>{d}/data/</path><tmp_path>{d}/data/tmp/</tmp_path><user_files_path>{d}/data/user_files/</user_files_path>
 <format_schema_path>{d}/data/format_schemas/</format_schema_path>
 <users_config>{d}/users.xml</users_config><default_profile>default</default_profile><default_database>default</default_database>
@@ -83,16 +111,28 @@ impl PrivateClickHouse {
             ),
         )
         .unwrap();
+        let extra: String = options
+            .users
+            .iter()
+            .map(|(user, password)| {
+                format!(
+                    "<{user}><password>{password}</password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></{user}>"
+                )
+            })
+            .collect();
         std::fs::write(
             dir.join("users.xml"),
-            r#"<?xml version="1.0"?><yandex><profiles><default></default></profiles>
-<users><default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default></users>
-<quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas></yandex>"#,
+            format!(
+                r#"<?xml version="1.0"?><yandex><profiles><default></default></profiles>
+<users><default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default>{extra}</users>
+<quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas></yandex>"#
+            ),
         )
         .unwrap();
         let mut server = Self {
             dir,
             http_port,
+            https_port: options.tls.as_ref().map(|_| https_port),
             child: None,
         };
         server.restart();

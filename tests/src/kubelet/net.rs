@@ -21,10 +21,13 @@ pub struct NetError {
 }
 
 fn ip(args: &[&str]) -> Result<(), NetError> {
-    let out = Command::new("ip").args(args).output().map_err(|e| NetError {
-        args: args.join(" "),
-        message: e.to_string(),
-    })?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| NetError {
+            args: args.join(" "),
+            message: e.to_string(),
+        })?;
     if out.status.success() {
         return Ok(());
     }
@@ -173,7 +176,12 @@ fn remove_namespace(ns: &str) {
 
 impl Drop for Network {
     fn drop(&mut self) {
-        for ns in self.pods.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        for ns in self
+            .pods
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             remove_namespace(&ns);
         }
         let _ = ip(&["link", "del", &self.bridge]);

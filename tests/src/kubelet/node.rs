@@ -44,7 +44,6 @@ pub struct Applied {
     pub services: Vec<Value>,
     pub jobs: Vec<Value>,
     pub deployments: Vec<Value>,
-    pub autoscalers: Vec<Value>,
 }
 
 /// Statuses to write back, by object name.
@@ -113,7 +112,10 @@ fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String
 }
 
 fn name_of(o: &Value) -> String {
-    o["metadata"]["name"].as_str().unwrap_or_default().to_owned()
+    o["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// A template's hash, as `pod-template-hash` tells ReplicaSets apart.
@@ -133,17 +135,12 @@ fn int_or_percent(v: &Value, replicas: i64, default: &str, up: bool) -> i64 {
     };
     let pct: i64 = text.trim_end_matches('%').parse().unwrap_or(25);
     let exact = replicas * pct;
-    if up {
-        (exact + 99) / 100
-    } else {
-        exact / 100
-    }
+    if up { (exact + 99) / 100 } else { exact / 100 }
 }
 
 impl Node {
     pub fn start(cfg: NodeConfig) -> Result<Self, NodeError> {
-        std::fs::create_dir_all(&cfg.logs)
-            .map_err(|e| NodeError::Service("logs".into(), e))?;
+        std::fs::create_dir_all(&cfg.logs).map_err(|e| NodeError::Service("logs".into(), e))?;
         let registry: Arc<Mutex<Vec<Arc<PodState>>>> = Arc::default();
         let routes: Arc<Mutex<Vec<(BTreeMap<String, String>, Vec<(Endpoints, Value)>)>>> =
             Arc::default();
@@ -339,17 +336,27 @@ impl Node {
         }
     }
 
-    fn launch(&mut self, owner: &str, name: String, template: &Value) -> Result<RunningPod, NodeError> {
+    fn launch(
+        &mut self,
+        owner: &str,
+        name: String,
+        template: &Value,
+    ) -> Result<RunningPod, NodeError> {
         let spec = template["spec"].clone();
         let pod_labels = labels(&template["metadata"]["labels"]);
         let net = self.net.pod(&self.hosts)?;
         let _ = std::fs::write(
-            PathBuf::from("/etc/netns").join(&net.namespace).join("hosts"),
+            PathBuf::from("/etc/netns")
+                .join(&net.namespace)
+                .join("hosts"),
             self.pod_hosts(&name, net.address),
         );
         let containers = spec["containers"].as_array().cloned().unwrap_or_default();
         let Some(container) = containers.first() else {
-            return Err(NodeError::Pod(name, EnvError::Unsupported("no container".into())));
+            return Err(NodeError::Pod(
+                name,
+                EnvError::Unsupported("no container".into()),
+            ));
         };
         let mut env = self.cfg.image_env.clone();
         let pod = Pod {
@@ -426,7 +433,10 @@ impl Node {
             let mut ports = Vec::new();
             let mut routes = Vec::new();
             for p in object["spec"]["ports"].as_array().into_iter().flatten() {
-                let port = p["port"].as_u64().and_then(|n| u16::try_from(n).ok()).unwrap_or(0);
+                let port = p["port"]
+                    .as_u64()
+                    .and_then(|n| u16::try_from(n).ok())
+                    .unwrap_or(0);
                 let eps = Endpoints::default();
                 let target = p.get("targetPort").cloned().unwrap_or(json!(port));
                 ports.push(
@@ -528,20 +538,6 @@ impl Node {
         Ok(())
     }
 
-    /// The replicas a HorizontalPodAutoscaler holds `deployment` at: its
-    /// `minReplicas` (no CPU metrics here), at least what it has.
-    fn autoscaled(applied: &Applied, deployment: &str, current: usize) -> Option<i64> {
-        applied
-            .autoscalers
-            .iter()
-            .find(|h| h["spec"]["scaleTargetRef"]["name"].as_str() == Some(deployment))
-            .map(|h| {
-                let min = h["spec"]["minReplicas"].as_i64().unwrap_or(1);
-                let max = h["spec"]["maxReplicas"].as_i64().unwrap_or(min);
-                (current as i64).clamp(min, max)
-            })
-    }
-
     fn sync_deployments(
         &mut self,
         applied: &Applied,
@@ -564,10 +560,7 @@ impl Node {
             let template = &d["spec"]["template"];
             let hash = template_hash(template);
             let mut pods = self.deployments.remove(&name).unwrap_or_default();
-            let current = pods.len();
-            let replicas = Self::autoscaled(applied, &name, current)
-                .or_else(|| d["spec"]["replicas"].as_i64())
-                .unwrap_or(1);
+            let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
             let rolling = &d["spec"]["strategy"]["rollingUpdate"];
             let surge = int_or_percent(&rolling["maxSurge"], replicas, "25%", true);
             let unavailable = int_or_percent(&rolling["maxUnavailable"], replicas, "25%", false)
@@ -632,7 +625,11 @@ impl Node {
                 let pod = format!("{name}-{hash}-{}", self.suffix());
                 new_pods.push(self.launch(&name, pod, template)?);
             }
-            let ready_count = new_pods.iter().chain(others.iter()).filter(|p| ready(p)).count();
+            let ready_count = new_pods
+                .iter()
+                .chain(others.iter())
+                .filter(|p| ready(p))
+                .count();
             let updated = new_pods.len();
             let all = new_pods.len() + others.len();
             observed.deployments.insert(

@@ -336,7 +336,10 @@ impl Run {
         }
     }
 
-    async fn terminate(&self, child: &mut tokio::process::Child) -> Option<std::process::ExitStatus> {
+    async fn terminate(
+        &self,
+        child: &mut tokio::process::Child,
+    ) -> Option<std::process::ExitStatus> {
         if let Some(pid) = child.id() {
             let _ = std::process::Command::new("kill")
                 .args(["-TERM", &pid.to_string()])

@@ -37,8 +37,7 @@ pub struct ServicePort {
 impl ServicePort {
     pub async fn start(address: SocketAddr, endpoints: Endpoints) -> std::io::Result<Self> {
         let listener = TcpListener::bind(address).await?;
-        let forwarded: Arc<Mutex<std::collections::BTreeMap<SocketAddr, u64>>> =
-            Arc::default();
+        let forwarded: Arc<Mutex<std::collections::BTreeMap<SocketAddr, u64>>> = Arc::default();
         let (eps, counts) = (endpoints.clone(), Arc::clone(&forwarded));
         let next = AtomicUsize::new(0);
         let task = tokio::spawn(async move {

@@ -41,26 +41,40 @@ use tributary_operator::metrics::Metrics;
 use tributary_operator::reconcile::{Context, reconcile};
 use tributary_operator::topics::{TopicError, TopicOutcome};
 use tributary_tests::Stack;
-use tributary_tests::clickhouse::PrivateClickHouse;
+use tributary_tests::clickhouse::{ClickHouseOptions, PrivateClickHouse};
 use tributary_tests::kafka::free_port;
 use tributary_tests::kubelet::node::{Applied, Node, NodeConfig};
 
 /// What the cluster around an example pipeline supplies, that the
-/// operator does not make: the Secrets' values, the dependencies as the
-/// Services the example names (their addresses on this node), the image.
+/// operator does not make, all of it here: the Secrets' values, the
+/// dependencies as the Services the example names, the image.
 struct Supplied {
     /// `(secret, key) → value`: the example's Secrets.
     secrets: BTreeMap<(String, String), String>,
-    /// The image's `ENV` lines (distroless `cc-debian12`).
+    /// The image's `ENV` lines (distroless `cc-debian12`), its CA bundle
+    /// holding the cluster's CA (as trust-manager would put it there).
     image_env: BTreeMap<String, String>,
-    /// Extra DNS names of the Kafka Service (a StatefulSet's pod names).
+    /// Other DNS names of the one broker: the example's bootstrap hosts
+    /// (a StatefulSet's pods, on a cluster).
     kafka_aliases: Vec<String>,
-    /// The ClickHouse Service's port as the example names it.
-    clickhouse_port: u16,
+    /// The ClickHouse Service (its name, port, and whether it serves
+    /// HTTPS with a certificate for `clickhouse_names`), and the user the
+    /// credentials Secret names (`None`: `default`, no password).
+    clickhouse: (String, u16, bool),
+    clickhouse_names: Vec<String>,
+    clickhouse_user: Option<(String, String)>,
+    /// Redis's password when the example's URL comes from a Secret.
+    redis_password: Option<String>,
 }
 
+const REDIS_PASSWORD: &str = "redis-secret";
+const CLICKHOUSE_PASSWORD: &str = "clickhouse-secret";
+
 impl Supplied {
-    fn for_example(stack: &Stack) -> Self {
+    fn for_pipeline(stack: &Stack, p: &Value, ca_bundle: &Path) -> Self {
+        let spec = &p["spec"];
+        let ns = p["metadata"]["namespace"].as_str().unwrap_or("default");
+        let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
         // The stack's Postgres, reached as the `postgres` Service.
         let (credentials, rest) = stack
             .postgres_dsn
@@ -68,37 +82,151 @@ impl Supplied {
             .split_once('@')
             .unwrap();
         let database = rest.split_once('/').map_or("tributary", |(_, d)| d);
-        let secrets = [
+        let mut secrets = vec![
             (
-                "tributary-postgres",
-                "dsn",
+                s(&spec["postgresDsnSecretRef"]["name"]),
+                s(&spec["postgresDsnSecretRef"]["key"]),
                 format!("postgres://{credentials}@postgres:5432/{database}"),
             ),
             (
-                "tributary-jwt",
-                "secret",
+                s(&spec["jwtSecretRef"]["name"]),
+                s(&spec["jwtSecretRef"]["key"]),
                 "0123456789abcdef0123456789abcdef0123456789abcdef".to_owned(),
             ),
         ];
+        let redis_password = spec["redis"].get("urlSecretRef").map(|r| {
+            secrets.push((
+                s(&r["name"]),
+                s(&r["key"]),
+                format!("redis://:{REDIS_PASSWORD}@redis:6379/0"),
+            ));
+            REDIS_PASSWORD.to_owned()
+        });
+        let clickhouse_user = spec["clickhouse"].get("credentialsSecretRef").map(|r| {
+            secrets.push((s(&r["name"]), "username".into(), "tributary".into()));
+            secrets.push((s(&r["name"]), "password".into(), CLICKHOUSE_PASSWORD.into()));
+            ("tributary".to_owned(), CLICKHOUSE_PASSWORD.to_owned())
+        });
+        let url = s(&spec["clickhouse"]["url"]);
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let (host, port) = rest.trim_end_matches('/').rsplit_once(':').unwrap();
+        let service = host.split('.').next().unwrap().to_owned();
+        let kafka_aliases = s(&spec["kafka"]["bootstrapServers"])
+            .split(',')
+            .filter_map(|e| e.trim().rsplit_once(':').map(|(h, _)| h.to_owned()))
+            .filter(|h| h != "kafka")
+            .flat_map(|h| {
+                [
+                    format!("{h}.{ns}.svc"),
+                    format!("{h}.{ns}.svc.cluster.local"),
+                    h,
+                ]
+            })
+            .collect();
         Self {
-            secrets: secrets
-                .into_iter()
-                .map(|(s, k, v)| ((s.to_owned(), k.to_owned()), v))
-                .collect(),
+            secrets: secrets.into_iter().map(|(s, k, v)| ((s, k), v)).collect(),
             image_env: BTreeMap::from([
                 (
                     "PATH".to_owned(),
                     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
                 ),
-                (
-                    "SSL_CERT_FILE".to_owned(),
-                    "/etc/ssl/certs/ca-certificates.crt".to_owned(),
-                ),
+                ("SSL_CERT_FILE".to_owned(), ca_bundle.display().to_string()),
             ]),
-            kafka_aliases: Vec::new(),
-            clickhouse_port: 8123,
+            kafka_aliases,
+            clickhouse_names: vec![
+                service.clone(),
+                format!("{service}.{ns}.svc"),
+                format!("{service}.{ns}.svc.cluster.local"),
+            ],
+            clickhouse: (service, port.parse().unwrap(), scheme == "https"),
+            clickhouse_user,
+            redis_password,
         }
     }
+}
+
+/// A CA and a server certificate it signed for `names`, with `openssl`;
+/// the image's CA bundle (this machine's, plus the CA). Returns
+/// `(bundle, certificate, key)`.
+fn certificates(dir: &Path, names: &[String]) -> (PathBuf, PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=cluster test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        &format!("/CN={}", names[0]),
+    ]);
+    let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+    std::fs::write(
+        dir.join("ext.cnf"),
+        format!("subjectAltName={}\n", san.join(",")),
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let mut bundle =
+        std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+    bundle.push_str(&std::fs::read_to_string(dir.join("ca.crt")).unwrap());
+    std::fs::write(dir.join("bundle.crt"), bundle).unwrap();
+    // The pods run as their own users: the files must be readable.
+    for f in ["bundle.crt", "server.crt", "server.key"] {
+        let _ = Command::new("chmod")
+            .args(["a+r", &dir.join(f).display().to_string()])
+            .status();
+    }
+    (
+        dir.join("bundle.crt"),
+        dir.join("server.crt"),
+        dir.join("server.key"),
+    )
 }
 
 /// The operator's Kafka connections from the node: the bootstrap's names
@@ -174,7 +302,10 @@ impl Drop for Owned {
 fn wait_listening(addr: SocketAddr, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(Instant::now() < deadline, "{what} not listening on {addr} within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "{what} not listening on {addr} within 30 s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -202,7 +333,9 @@ impl Cluster {
     async fn start(example: &str) -> Self {
         let stack = Stack::require();
         let text = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crds/examples").join(example),
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../crds/examples")
+                .join(example),
         )
         .unwrap();
         let mut p: Value = serde_yaml::from_str(&text).unwrap();
@@ -216,8 +349,15 @@ impl Cluster {
         let ns = p["metadata"]["namespace"].as_str().unwrap().to_owned();
         let name = p["metadata"]["name"].as_str().unwrap().to_owned();
 
-        let supplied = Supplied::for_example(&stack);
         let logs = std::env::temp_dir().join(tributary_tests::unique_name("cluster-logs"));
+        let tls_dir = logs.join("tls");
+        let names = vec![
+            "clickhouse".to_owned(),
+            format!("clickhouse.{ns}.svc"),
+            format!("clickhouse.{ns}.svc.cluster.local"),
+        ];
+        let (bundle, cert, key) = certificates(&tls_dir, &names);
+        let supplied = Supplied::for_pipeline(&stack, &p, &bundle);
         let mut node = Node::start(NodeConfig {
             namespace: ns.clone(),
             entrypoint: PathBuf::from(env!("CARGO_BIN_EXE_tributary")),
@@ -229,12 +369,21 @@ impl Cluster {
 
         // Kafka: a broker of this cluster's own on the Service's address.
         let aliases: Vec<&str> = supplied.kafka_aliases.iter().map(String::as_str).collect();
-        let kafka = node.external("kafka", &aliases, &[(9092, None)]).await.unwrap();
+        let kafka = node
+            .external("kafka", &aliases, &[(9092, None)])
+            .await
+            .unwrap();
         let url = format!("tcp://{kafka}:9092");
         let tansu = stack.tansu_bin.clone().expect("the stack's tansu");
         let broker = Owned(
             Command::new(tansu)
-                .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+                .args([
+                    "broker",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                ])
                 .args(["--storage-engine", "memory://tansu/"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -243,11 +392,24 @@ impl Cluster {
         );
         wait_listening(SocketAddr::from((kafka, 9092)), "the broker");
 
-        let clickhouse = PrivateClickHouse::start();
-        let ch = SocketAddr::from(([127, 0, 0, 1], clickhouse.http_port));
-        node.external("clickhouse", &[], &[(supplied.clickhouse_port, Some(ch))])
-            .await
-            .unwrap();
+        let (ch_service, ch_port, https) = supplied.clickhouse.clone();
+        assert_eq!(supplied.clickhouse_names[0], ch_service);
+        let clickhouse = PrivateClickHouse::start_with(&ClickHouseOptions {
+            tls: https.then(|| (cert.clone(), key.clone())),
+            users: supplied.clickhouse_user.iter().cloned().collect(),
+        });
+        let target = if https {
+            clickhouse.https_port.unwrap()
+        } else {
+            clickhouse.http_port
+        };
+        node.external(
+            &ch_service,
+            &[],
+            &[(ch_port, Some(SocketAddr::from(([127, 0, 0, 1], target))))],
+        )
+        .await
+        .unwrap();
         let pg_port: u16 = stack
             .postgres_dsn
             .rsplit_once(':')
@@ -262,8 +424,12 @@ impl Cluster {
         .await
         .unwrap();
         let redis_port = free_port();
+        let mut redis = Command::new("redis-server");
+        if let Some(password) = &supplied.redis_password {
+            redis.args(["--requirepass", password]);
+        }
         let redis = Owned(
-            Command::new("redis-server")
+            redis
                 .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
                 .stdout(Stdio::null())
@@ -333,16 +499,19 @@ impl Cluster {
             eprintln!("reconcile: {e}");
         }
         let _ = self.fake.take_calls();
+        self.autoscale();
         let applied = Applied {
             config_maps: self.objects("/api/v1", "configmaps"),
             services: self.objects("/api/v1", "services"),
             jobs: self.objects("/apis/batch/v1", "jobs"),
             deployments: self.objects("/apis/apps/v1", "deployments"),
-            autoscalers: self.objects("/apis/autoscaling/v2", "horizontalpodautoscalers"),
         };
         let observed = match self.node.sync(&applied).await {
             Ok(o) => o,
-            Err(e) => panic!("the node cannot run what was applied: {e}\n{}", self.node.describe_all(20)),
+            Err(e) => panic!(
+                "the node cannot run what was applied: {e}\n{}",
+                self.node.describe_all(20)
+            ),
         };
         for (name, status) in observed.deployments {
             self.fake.set_status(
@@ -355,6 +524,29 @@ impl Cluster {
                 &format!("/apis/batch/v1/namespaces/{}/jobs/{name}", self.ns),
                 status,
             );
+        }
+    }
+
+    /// The HorizontalPodAutoscaler controller: it holds each target's
+    /// replicas within `[minReplicas, maxReplicas]` through the scale
+    /// subresource (no CPU metrics here, so it never goes above what
+    /// there is).
+    fn autoscale(&self) {
+        for h in self.objects("/apis/autoscaling/v2", "horizontalpodautoscalers") {
+            let target = h["spec"]["scaleTargetRef"]["name"]
+                .as_str()
+                .unwrap_or_default();
+            let key = format!("/apis/apps/v1/namespaces/{}/deployments/{target}", self.ns);
+            let Some(d) = self.fake.get(&key) else {
+                continue;
+            };
+            let min = h["spec"]["minReplicas"].as_i64().unwrap_or(1);
+            let max = h["spec"]["maxReplicas"].as_i64().unwrap_or(min);
+            let current = d["spec"]["replicas"].as_i64().unwrap_or(1);
+            let wanted = current.clamp(min, max);
+            if wanted != current {
+                self.fake.scale(&key, wanted, "horizontal-pod-autoscaler");
+            }
         }
     }
 
@@ -442,13 +634,17 @@ fn events(users: usize, tag: &str) -> Vec<Value> {
     let mut out = Vec::new();
     for u in 0..users {
         let id = format!("{tag}-user-{u}");
-        out.push(json!({"event": "signed up", "distinct_id": id, "properties": {"plan": "free"},
+        out.push(
+            json!({"event": "signed up", "distinct_id": id, "properties": {"plan": "free"},
             "timestamp": (now + chrono::Duration::seconds(u as i64)).to_rfc3339(),
-            "uuid": uuid::Uuid::new_v4().to_string()}));
+            "uuid": uuid::Uuid::new_v4().to_string()}),
+        );
         if u % 2 == 0 {
-            out.push(json!({"event": "paid", "distinct_id": id, "properties": {"amount": 10},
+            out.push(
+                json!({"event": "paid", "distinct_id": id, "properties": {"amount": 10},
                 "timestamp": (now + chrono::Duration::seconds(u as i64 + 60)).to_rfc3339(),
-                "uuid": uuid::Uuid::new_v4().to_string()}));
+                "uuid": uuid::Uuid::new_v4().to_string()}),
+            );
         }
     }
     out
@@ -516,7 +712,12 @@ async fn traffic(c: &Cluster, users: usize) -> (Project, Figures) {
     let project = api
         .project(&format!("{tag}@example.com"), "correct horse battery", &tag)
         .await
-        .unwrap_or_else(|e| panic!("a project through the auth Service: {e}\n{}", c.node.describe_all(15)));
+        .unwrap_or_else(|e| {
+            panic!(
+                "a project through the auth Service: {e}\n{}",
+                c.node.describe_all(15)
+            )
+        });
     let batch = events(users, &tag);
     let (key, capture) = (project.capture_key.clone(), c.url("capture"));
     let sent_at = Instant::now();
@@ -528,7 +729,9 @@ async fn traffic(c: &Cluster, users: usize) -> (Project, Figures) {
     let paid = users.div_ceil(2) as u64;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let answer = api.query(&project.query_key, "trend", &trend_request()).await;
+        let answer = api
+            .query(&project.query_key, "trend", &trend_request())
+            .await;
         if let Ok(a) = &answer
             && (series_total(a, 0), series_total(a, 1)) == (signed, paid)
         {
@@ -607,39 +810,58 @@ async fn poison_reaches_the_dlq(c: &Cluster, topic: &str, dlq: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_minimal_example_runs_as_applied_and_answers() {
+/// Applies `example`, runs it until Ready, checks the Job ran first, sends
+/// traffic, checks what was stored, a poison record; prints the figures.
+async fn run_example(example: &str) -> Cluster {
     let started = Instant::now();
-    let mut c = Cluster::start("minimal.yaml").await;
-    c.until("the pipeline Ready", Duration::from_secs(120), Cluster::ready)
-        .await;
+    let mut c = Cluster::start(example).await;
+    c.until(
+        "the pipeline Ready",
+        Duration::from_secs(120),
+        Cluster::ready,
+    )
+    .await;
     let up_after = started.elapsed();
 
     // The migration Job ran to completion before any Deployment's pod.
-    let pods = c.node.pods();
-    let job_done = c
-        .node
-        .describe_all(0);
-    let job = c
-        .node
-        .started_pods()
-        .into_iter()
+    let all = c.node.started_pods();
+    let job = all
+        .iter()
         .find(|p| p.owner.contains("-migrate-"))
-        .unwrap_or_else(|| panic!("no migration pod ran:\n{job_done}"));
+        .unwrap_or_else(|| panic!("no migration pod ran:\n{}", c.node.describe_all(10)));
     let finished = job.exited_at.lock().unwrap().expect("the Job's pod exited");
-    for p in &pods {
+    for p in &all {
         if !p.owner.contains("-migrate-") {
-            assert!(p.started > finished, "{} started before the migration finished", p.name);
+            assert!(
+                p.started > finished,
+                "{} started before the migration finished",
+                p.name
+            );
         }
     }
 
+    let p = c.fake.get(&c.key()).unwrap();
+    let kafka = &p["spec"]["kafka"];
+    let topic = kafka["events"]["name"]
+        .as_str()
+        .unwrap_or("events")
+        .to_owned();
+    let dlq = kafka["dlq"]["name"]
+        .as_str()
+        .unwrap_or("events-dlq")
+        .to_owned();
+    let database = p["spec"]["clickhouse"]["database"]
+        .as_str()
+        .unwrap_or("tributary")
+        .to_owned();
+
     let (_project, figures) = traffic(&c, 40).await;
-    let (rows, uuids) = stored(&c, "tributary").await;
+    let (rows, uuids) = stored(&c, &database).await;
     assert_eq!((rows, uuids), (figures.sent as u64, figures.sent as u64));
-    poison_reaches_the_dlq(&c, "events", "events-dlq").await;
+    poison_reaches_the_dlq(&c, &topic, &dlq).await;
 
     println!(
-        "minimal.yaml: up in {:.1?}; pods {:?}; events sent {}, acknowledged {}, stored {rows} \
+        "{example}: up in {:.1?}; pods {:?}; events sent {}, acknowledged {}, stored {rows} \
          ({uuids} distinct), visible in the trend after {:.1?}",
         up_after,
         c.pods_per_owner(),
@@ -647,6 +869,24 @@ async fn the_minimal_example_runs_as_applied_and_answers() {
         figures.acknowledged,
         figures.visible_after
     );
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_minimal_example_runs_as_applied_and_answers() {
+    let mut c = run_example("minimal.yaml").await;
+    c.node.shutdown().await;
+    let _ = std::fs::remove_dir_all(&c.logs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_full_example_runs_as_applied_and_answers() {
+    let mut c = run_example("full.yaml").await;
+    let pods = c.pods_per_owner();
+    // The HorizontalPodAutoscaler's minimum for capture; the consumer's
+    // scaling minimum.
+    assert_eq!(pods.get("analytics-capture"), Some(&3), "{pods:?}");
+    assert_eq!(pods.get("analytics-consumer"), Some(&2), "{pods:?}");
     c.node.shutdown().await;
     let _ = std::fs::remove_dir_all(&c.logs);
 }
