@@ -9,7 +9,7 @@ STACK := infrastructure/local-stack.sh
 # Reproducible builds in CI (the lock file is checked in).
 CARGO_FLAGS := $(if $(CI),--locked,)
 
-.PHONY: up down status test lint fmt build build-deps nextest stack bench-capture bench-consumer bench-query fuzz-capture crd image kind-up kind-down stress-capture stress-query dev faults
+.PHONY: up down status test lint fmt build build-deps nextest stack bench-capture bench-consumer bench-query fuzz-capture crd image kind-up kind-down stress-capture stress-query dev faults cluster
 
 ## up: install what is missing, start the stack and the built workloads, show them working
 up: build-deps
@@ -71,6 +71,11 @@ dev: build-deps stack
 faults: build-deps stack
 	set -a; eval "$$($(STACK) env)"; set +a; TRIBUTARY_FAULTS=full TRIBUTARY_FAULT_KILLS=10 \
 	  cargo nextest run $(CARGO_FLAGS) -p tributary-cli --test faults --test consumer_sigkill --no-capture -j 1
+
+## cluster: kubectl apply of crds/examples/{minimal,full}.yaml run on this machine as a kubelet would (pods in network namespaces, Services, probes), SDK traffic, scaling, an upgrade; prints the figures (root, iproute2)
+cluster: build-deps stack
+	set -a; eval "$$($(STACK) env)"; set +a; \
+	  cargo nextest run $(CARGO_FLAGS) -p tributary-cli --test cluster --no-capture
 
 ## stress-capture: ramp capture load in steps on loopback (release build), then the seed SLO verdicts (STRESS_STEPS, STRESS_STEP_SECS)
 stress-capture: build-deps stack

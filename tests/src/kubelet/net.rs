@@ -55,18 +55,36 @@ impl Network {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
-        // Start from the pid so concurrent test processes try apart.
-        let start = u8::try_from(std::process::id() % 100).unwrap_or(0);
-        let octet = (0..100u8)
-            .map(|i| 120 + (start + i) % 100)
-            .find(|o| !used.contains(&format!(" 10.{o}.")))
-            .ok_or_else(|| NetError {
-                args: "addr".into(),
-                message: "no free 10.x.0.0/16".into(),
-            })?;
-        let tag = format!("{:x}", std::process::id() % 0xfff) + &format!("{octet:02x}");
-        let bridge = format!("kb{tag}");
-        ip(&["link", "add", &bridge, "type", "bridge"])?;
+        // Start from the pid (and a count, for threads of one process) so
+        // concurrent tests try apart; a bridge name taken means the octet
+        // is, so the next is tried.
+        static TRIES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let start =
+            (std::process::id() + TRIES.fetch_add(7, std::sync::atomic::Ordering::Relaxed)) % 100;
+        let mut chosen = None;
+        for i in 0..100u32 {
+            let octet = u8::try_from(120 + (start + i) % 100).unwrap_or(120);
+            // Claimed across processes by making a directory (atomic);
+            // released on drop.
+            let claim = std::env::temp_dir()
+                .join("tributary-kubelet-nets")
+                .join(octet.to_string());
+            let _ = std::fs::create_dir_all(claim.parent().unwrap_or(&claim));
+            if used.contains(&format!(" 10.{octet}.")) || std::fs::create_dir(&claim).is_err() {
+                continue;
+            }
+            let tag = format!("{:x}{octet:02x}", std::process::id() % 0xfff);
+            let bridge = format!("kb{tag}");
+            if ip(&["link", "add", &bridge, "type", "bridge"]).is_ok() {
+                chosen = Some((octet, tag, bridge));
+                break;
+            }
+            let _ = std::fs::remove_dir(&claim);
+        }
+        let (octet, tag, bridge) = chosen.ok_or_else(|| NetError {
+            args: "link add".into(),
+            message: "no free 10.x.0.0/16 and bridge name".into(),
+        })?;
         let net = Self {
             tag,
             octet,
@@ -185,6 +203,11 @@ impl Drop for Network {
             remove_namespace(&ns);
         }
         let _ = ip(&["link", "del", &self.bridge]);
+        let _ = std::fs::remove_dir(
+            std::env::temp_dir()
+                .join("tributary-kubelet-nets")
+                .join(self.octet.to_string()),
+        );
     }
 }
 

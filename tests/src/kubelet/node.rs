@@ -73,9 +73,15 @@ struct Service {
     selector: Option<BTreeMap<String, String>>,
     /// `(endpoints, targetPort)` per port.
     routes: Vec<(Endpoints, Value)>,
-    _ports: Vec<ServicePort>,
+    ports: Vec<ServicePort>,
+    /// An external Service's targets, per port.
+    targets: Vec<SocketAddr>,
     aliases: Vec<String>,
 }
+
+/// Each selecting Service's selector and `(endpoints, targetPort)` per port,
+/// as kube-proxy keeps them.
+type Routes = Arc<Mutex<Vec<(BTreeMap<String, String>, Vec<(Endpoints, Value)>)>>>;
 
 struct JobRun {
     pods: Vec<RunningPod>,
@@ -89,7 +95,7 @@ pub struct Node {
     net: Arc<Network>,
     services: BTreeMap<String, Service>,
     registry: Arc<Mutex<Vec<Arc<PodState>>>>,
-    routes: Arc<Mutex<Vec<(BTreeMap<String, String>, Vec<(Endpoints, Value)>)>>>,
+    routes: Routes,
     deployments: BTreeMap<String, Vec<RunningPod>>,
     jobs: BTreeMap<String, JobRun>,
     stopping: Vec<JoinHandle<()>>,
@@ -142,8 +148,7 @@ impl Node {
     pub fn start(cfg: NodeConfig) -> Result<Self, NodeError> {
         std::fs::create_dir_all(&cfg.logs).map_err(|e| NodeError::Service("logs".into(), e))?;
         let registry: Arc<Mutex<Vec<Arc<PodState>>>> = Arc::default();
-        let routes: Arc<Mutex<Vec<(BTreeMap<String, String>, Vec<(Endpoints, Value)>)>>> =
-            Arc::default();
+        let routes: Routes = Arc::default();
         let (r, p) = (Arc::clone(&routes), Arc::clone(&registry));
         // kube-proxy: every 100 ms, each Service port's endpoints are its
         // selected pods that are ready and not terminating.
@@ -221,7 +226,8 @@ impl Node {
                 object,
                 selector: None,
                 routes: Vec::new(),
-                _ports: listeners,
+                ports: listeners,
+                targets: ports.iter().filter_map(|(_, t)| *t).collect(),
                 aliases: aliases.iter().map(|a| (*a).to_owned()).collect(),
             },
         );
@@ -242,6 +248,22 @@ impl Node {
             }
         }
         out
+    }
+
+    /// An external Service stops answering (`true`: its connections are
+    /// cut and new ones refused) or answers again.
+    pub fn block(&self, name: &str, blocked: bool) {
+        let Some(s) = self.services.get(name) else {
+            return;
+        };
+        for (port, target) in s.ports.iter().zip(&s.targets) {
+            if blocked {
+                port.endpoints.set(Vec::new());
+                port.cut();
+            } else {
+                port.endpoints.set(vec![*target]);
+            }
+        }
     }
 
     /// A Service's address.
@@ -455,7 +477,8 @@ impl Node {
                     object: with_ip,
                     selector: Some(labels(&object["spec"]["selector"])),
                     routes,
-                    _ports: ports,
+                    ports,
+                    targets: Vec::new(),
                     aliases: Vec::new(),
                 },
             );

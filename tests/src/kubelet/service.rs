@@ -31,6 +31,7 @@ pub struct ServicePort {
     pub endpoints: Endpoints,
     /// Connections forwarded, per endpoint.
     pub forwarded: Arc<Mutex<std::collections::BTreeMap<SocketAddr, u64>>>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
     task: JoinHandle<()>,
 }
 
@@ -38,7 +39,12 @@ impl ServicePort {
     pub async fn start(address: SocketAddr, endpoints: Endpoints) -> std::io::Result<Self> {
         let listener = TcpListener::bind(address).await?;
         let forwarded: Arc<Mutex<std::collections::BTreeMap<SocketAddr, u64>>> = Arc::default();
-        let (eps, counts) = (endpoints.clone(), Arc::clone(&forwarded));
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (eps, counts, open) = (
+            endpoints.clone(),
+            Arc::clone(&forwarded),
+            Arc::clone(&connections),
+        );
         let next = AtomicUsize::new(0);
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
@@ -53,15 +59,30 @@ impl ServicePort {
                     .unwrap_or_else(|p| p.into_inner())
                     .entry(target)
                     .or_default() += 1;
-                tokio::spawn(forward(client, target));
+                let mut open = open.lock().unwrap_or_else(|p| p.into_inner());
+                open.retain(|t| !t.is_finished());
+                open.push(tokio::spawn(forward(client, target)));
             }
         });
         Ok(Self {
             address,
             endpoints,
             forwarded,
+            connections,
             task,
         })
+    }
+
+    /// Closes every connection it forwards now (the peer is gone).
+    pub fn cut(&self) {
+        for t in self
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
     }
 }
 
