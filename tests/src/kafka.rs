@@ -197,14 +197,11 @@ impl PrivateBroker {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", self.bin.display()));
         self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "private broker did not listen within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::wait_listening(
+            std::net::SocketAddr::from(([127, 0, 0, 1], self.port)),
+            "the private broker",
+            Duration::from_secs(30),
+        );
     }
 
     /// Kills the broker (SIGKILL) and waits for it to be gone.

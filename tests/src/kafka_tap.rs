@@ -118,14 +118,11 @@ impl TappedBroker {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", tansu.display()));
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the tapped broker did not listen within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::wait_listening(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            "the tapped broker",
+            Duration::from_secs(30),
+        );
         let frames = Arc::new(Mutex::new(Frames::default()));
         let sink = Arc::clone(&frames);
         let upstream = SocketAddr::from(([127, 0, 0, 1], port));

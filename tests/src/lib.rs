@@ -114,6 +114,52 @@ impl Stack {
             Err(e) => panic!("{e}"),
         }
     }
+
+    /// The `host:port` of the Postgres server the DSN names.
+    pub fn postgres_address(&self) -> (String, u16) {
+        let hostport = self
+            .postgres_dsn
+            .rsplit_once('@')
+            .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
+            .unwrap_or_else(|| panic!("no host in POSTGRES_DSN {}", self.postgres_dsn));
+        let (host, port) = hostport
+            .rsplit_once(':')
+            .unwrap_or_else(|| panic!("no port in POSTGRES_DSN {}", self.postgres_dsn));
+        let port = port
+            .parse()
+            .unwrap_or_else(|e| panic!("POSTGRES_DSN port {port:?}: {e}"));
+        (host.to_owned(), port)
+    }
+
+    /// The DSN with its server replaced by `address` (a proxy's, a
+    /// Service's `host:port`): same user, password and database.
+    pub fn postgres_dsn_via(&self, address: &str) -> String {
+        let (host, port) = self.postgres_address();
+        self.postgres_dsn
+            .replacen(&format!("@{host}:{port}"), &format!("@{address}"), 1)
+    }
+
+    /// The port of the stack's Redis.
+    pub fn redis_port(&self) -> u16 {
+        self.redis_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse().ok())
+            .unwrap_or_else(|| panic!("no port in REDIS_URL {}", self.redis_url))
+    }
+}
+
+/// Waits until something listens on `addr`, panicking after `timeout`
+/// with `what` (a server a test started).
+pub fn wait_listening(addr: std::net::SocketAddr, what: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {addr} within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A name no other test run uses: `prefix_` plus 12 random hex digits.

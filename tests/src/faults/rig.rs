@@ -144,13 +144,7 @@ impl Rig {
         let (ch_host, ch_port) = host_port(&clickhouse.url());
         let query_clickhouse = TcpProxy::start(socket(&ch_host, ch_port), None)
             .unwrap_or_else(|e| panic!("a proxy to ClickHouse: {e}"));
-        let redis_port: u16 = stack
-            .redis_url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim_end_matches('/').parse().ok())
-            .unwrap_or_else(|| panic!("no port in {}", stack.redis_url));
-        let redis = TcpProxy::start(socket("127.0.0.1", redis_port), None)
+        let redis = TcpProxy::start(socket("127.0.0.1", stack.redis_port()), None)
             .unwrap_or_else(|e| panic!("a proxy to Redis: {e}"));
         let query = spawn_with(
             bin,
@@ -410,23 +404,10 @@ fn socket(host: &str, port: u16) -> std::net::SocketAddr {
 impl AuthService {
     /// Auth on the stack's Postgres, reached through a proxy.
     async fn start(bin: &Path, logs: &Path, stack: &Stack) -> Self {
-        let rest = stack
-            .postgres_dsn
-            .rsplit_once('@')
-            .map(|(_, r)| r)
-            .unwrap_or_else(|| panic!("no host in POSTGRES_DSN"));
-        let hostport = rest.split('/').next().unwrap_or_default();
-        let (host, port) = hostport
-            .rsplit_once(':')
-            .unwrap_or_else(|| panic!("no port in POSTGRES_DSN"));
-        let port: u16 = port
-            .parse()
-            .unwrap_or_else(|e| panic!("POSTGRES_DSN port: {e}"));
-        let postgres = TcpProxy::start(socket(host, port), None)
+        let (host, port) = stack.postgres_address();
+        let postgres = TcpProxy::start(socket(&host, port), None)
             .unwrap_or_else(|e| panic!("a proxy to Postgres: {e}"));
-        let dsn = stack
-            .postgres_dsn
-            .replace(hostport, &postgres.addr().to_string());
+        let dsn = stack.postgres_dsn_via(&postgres.addr().to_string());
         let listen = free_port();
         let mut auth = Self {
             url: format!("http://127.0.0.1:{listen}"),

@@ -40,10 +40,10 @@ use tributary_operator::lag::{GroupLag, LagError};
 use tributary_operator::metrics::Metrics;
 use tributary_operator::reconcile::{Context, reconcile};
 use tributary_operator::topics::{TopicError, TopicOutcome};
-use tributary_tests::Stack;
 use tributary_tests::clickhouse::{ClickHouseOptions, PrivateClickHouse};
 use tributary_tests::kafka::free_port;
 use tributary_tests::kubelet::node::{Applied, Node, NodeConfig};
+use tributary_tests::{Stack, wait_listening};
 
 /// What the cluster around an example pipeline supplies, that the
 /// operator does not make, all of it here: the Secrets' values, the
@@ -75,18 +75,12 @@ impl Supplied {
         let spec = &p["spec"];
         let ns = p["metadata"]["namespace"].as_str().unwrap_or("default");
         let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-        // The stack's Postgres, reached as the `postgres` Service.
-        let (credentials, rest) = stack
-            .postgres_dsn
-            .trim_start_matches("postgres://")
-            .split_once('@')
-            .unwrap();
-        let database = rest.split_once('/').map_or("tributary", |(_, d)| d);
         let mut secrets = vec![
             (
                 s(&spec["postgresDsnSecretRef"]["name"]),
                 s(&spec["postgresDsnSecretRef"]["key"]),
-                format!("postgres://{credentials}@postgres:5432/{database}"),
+                // The stack's Postgres, reached as the `postgres` Service.
+                stack.postgres_dsn_via("postgres:5432"),
             ),
             (
                 s(&spec["jwtSecretRef"]["name"]),
@@ -299,17 +293,6 @@ impl Drop for Owned {
     }
 }
 
-fn wait_listening(addr: SocketAddr, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} not listening on {addr} within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// One example pipeline on its own node, with its own broker, ClickHouse
 /// and Redis.
 struct Cluster {
@@ -396,7 +379,11 @@ impl Cluster {
                 .spawn()
                 .unwrap(),
         );
-        wait_listening(SocketAddr::from((kafka, 9092)), "the broker");
+        wait_listening(
+            SocketAddr::from((kafka, 9092)),
+            "the broker",
+            Duration::from_secs(30),
+        );
 
         let (ch_service, ch_port, https) = supplied.clickhouse.clone();
         assert_eq!(supplied.clickhouse_names[0], ch_service);
@@ -416,12 +403,7 @@ impl Cluster {
         )
         .await
         .unwrap();
-        let pg_port: u16 = stack
-            .postgres_dsn
-            .rsplit_once(':')
-            .and_then(|(_, rest)| rest.split('/').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap();
+        let (_, pg_port) = stack.postgres_address();
         node.external(
             "postgres",
             &[],
@@ -443,7 +425,7 @@ impl Cluster {
                 .unwrap(),
         );
         let redis_addr = SocketAddr::from(([127, 0, 0, 1], redis_port));
-        wait_listening(redis_addr, "redis");
+        wait_listening(redis_addr, "redis", Duration::from_secs(30));
         node.external("redis", &[], &[(6379, Some(redis_addr))])
             .await
             .unwrap();

@@ -194,22 +194,14 @@ async fn failures_behind_a_workload_never_show_its_servers_addresses() {
     );
 
     // Auth: Postgres cut away once auth is up.
-    let (pg_host, pg_port) = {
-        let rest = stack.postgres_dsn.rsplit_once('@').unwrap().1;
-        let hostport = rest.split('/').next().unwrap();
-        let (h, p) = hostport.rsplit_once(':').unwrap();
-        (h.to_owned(), p.parse::<u16>().unwrap())
-    };
+    let (pg_host, pg_port) = stack.postgres_address();
     let upstream: SocketAddr = (pg_host.as_str(), pg_port)
         .to_socket_addrs()
         .unwrap()
         .next()
         .unwrap();
     let postgres = TcpProxy::start(upstream, None).unwrap();
-    let dsn = stack.postgres_dsn.replace(
-        &format!("{pg_host}:{pg_port}"),
-        &postgres.addr().to_string(),
-    );
+    let dsn = stack.postgres_dsn_via(&postgres.addr().to_string());
     let port = free_port();
     let _auth = start(
         "auth",

@@ -193,17 +193,9 @@ async fn every_declared_probe_is_served_and_readiness_follows_the_server_each_wo
 
     // Postgres through a proxy, so it can become unreachable for auth
     // without stopping the stack's server.
-    let (pg_host, pg_port) = {
-        let rest = stack.postgres_dsn.rsplit_once('@').unwrap().1;
-        let hostport = rest.split('/').next().unwrap();
-        let (h, p) = hostport.rsplit_once(':').unwrap();
-        (h.to_owned(), p.parse::<u16>().unwrap())
-    };
+    let (pg_host, pg_port) = stack.postgres_address();
     let postgres = TcpProxy::start(addr(&pg_host, pg_port), None).unwrap();
-    let dsn = stack.postgres_dsn.replace(
-        &format!("{pg_host}:{pg_port}"),
-        &postgres.addr().to_string(),
-    );
+    let dsn = stack.postgres_dsn_via(&postgres.addr().to_string());
 
     let kafka = |bootstrap: &str| {
         vec![

@@ -93,12 +93,7 @@ async fn redis_down_clickhouse_unreachable_and_stalled_are_answered_and_recovere
 
     let (ch_host, ch_port) = tributary_tests::clickhouse::host_port(&stack.clickhouse_url);
     let clickhouse = TcpProxy::start(addr(&ch_host, ch_port), None).unwrap();
-    let redis_port: u16 = stack
-        .redis_url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .expect("the stack's Redis port");
+    let redis_port = stack.redis_port();
     let redis = TcpProxy::start(addr("127.0.0.1", redis_port), None).unwrap();
     let ports = [
         clickhouse.addr().port(),
