@@ -550,9 +550,17 @@ impl Cluster {
 
     /// Steps until `done` holds, or fails naming every pod.
     async fn until(&mut self, what: &str, timeout: Duration, done: impl Fn(&Self) -> bool) {
-        let deadline = Instant::now() + timeout;
+        let (started, deadline) = (Instant::now(), Instant::now() + timeout);
+        let mut last = (String::new(), String::new(), String::new());
         loop {
             self.step().await;
+            // Each change of the Progressing condition, timed (what a slow
+            // start waited for).
+            let now = self.condition("Progressing");
+            if now != last {
+                eprintln!("{:6.1?} {what}: Progressing {now:?}", started.elapsed());
+                last = now;
+            }
             if done(self) {
                 return;
             }
@@ -803,13 +811,14 @@ async fn poison_reaches_the_dlq(c: &Cluster, topic: &str, dlq: &str) {
 async fn run_example(example: &str) -> Cluster {
     let started = Instant::now();
     let mut c = Cluster::start(example).await;
+    let supplied_after = started.elapsed();
     c.until(
         "the pipeline Ready",
         Duration::from_secs(120),
         Cluster::ready,
     )
     .await;
-    let up_after = started.elapsed();
+    let up_after = started.elapsed() - supplied_after;
 
     // The migration Job ran to completion before any Deployment's pod.
     let all = c.node.started_pods();
@@ -849,8 +858,9 @@ async fn run_example(example: &str) -> Cluster {
     poison_reaches_the_dlq(&c, &topic, &dlq).await;
 
     println!(
-        "{example}: up in {:.1?}; pods {:?}; events sent {}, acknowledged {}, stored {rows} \
-         ({uuids} distinct), visible in the trend after {:.1?}",
+        "{example}: dependencies up in {supplied_after:.1?}, then Ready in {:.1?}; pods {:?}; \
+         events sent {}, acknowledged {}, stored {rows} ({uuids} distinct), visible in the trend \
+         after {:.1?}",
         up_after,
         c.pods_per_owner(),
         figures.sent,
