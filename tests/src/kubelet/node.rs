@@ -144,6 +144,49 @@ fn int_or_percent(v: &Value, replicas: i64, default: &str, up: bool) -> i64 {
     if up { (exact + 99) / 100 } else { exact / 100 }
 }
 
+/// One step of a Deployment's rolling update.
+#[derive(Debug, PartialEq, Eq)]
+struct Rollout {
+    /// Pods to stop, by index.
+    retire: Vec<usize>,
+    /// New pods to start.
+    start: i64,
+}
+
+/// What the Deployment controller does next for `replicas` with `surge`
+/// and `unavailable`, given each pod's `(of the current template, ready)`
+/// in start order: old pods that are not ready go; old ready ones while
+/// enough stay available (all once the new ones are ready); new ones above
+/// `replicas` (not-ready, then the newest, first); new ones start within
+/// the surge.
+fn rollout_step(replicas: i64, surge: i64, unavailable: i64, pods: &[(bool, bool)]) -> Rollout {
+    let count = |f: &dyn Fn(&(bool, bool)) -> bool| pods.iter().filter(|p| f(p)).count() as i64;
+    let indices = |f: &dyn Fn(&(bool, bool)) -> bool| -> Vec<usize> {
+        (0..pods.len()).filter(|i| f(&pods[*i])).collect()
+    };
+    let mut retire = indices(&|&(new, ready)| !new && !ready);
+    let available = count(&|&(_, ready)| ready);
+    let new_ready = count(&|&(new, ready)| new && ready);
+    let old_ready = indices(&|&(new, ready)| !new && ready);
+    let removable = if new_ready >= replicas {
+        old_ready.len()
+    } else {
+        usize::try_from((available - (replicas - unavailable)).max(0)).unwrap_or(0)
+    };
+    retire.extend(old_ready.iter().take(removable));
+    let mut new = indices(&|&(new, _)| new);
+    // Ready ones first, each group in start order: the tail goes.
+    new.sort_by_key(|i| !pods[*i].1);
+    let excess = (new.len() as i64 - replicas).max(0) as usize;
+    retire.extend(new.iter().rev().take(excess));
+    let total = (pods.len() - retire.len()) as i64;
+    let new_left = (new.len() - excess) as i64;
+    Rollout {
+        retire,
+        start: (replicas + surge - total).min(replicas - new_left).max(0),
+    }
+}
+
 impl Node {
     pub fn start(cfg: NodeConfig) -> Result<Self, NodeError> {
         std::fs::create_dir_all(&cfg.logs).map_err(|e| NodeError::Service("logs".into(), e))?;
@@ -237,17 +280,10 @@ impl Node {
 
     /// Every name the pods resolve, with its address (the hosts table).
     pub fn dns(&self) -> BTreeMap<String, Ipv4Addr> {
-        let mut out = BTreeMap::new();
-        for line in self.hosts.lines() {
-            let mut words = line.split_whitespace();
-            let Some(Ok(ip)) = words.next().map(str::parse::<Ipv4Addr>) else {
-                continue;
-            };
-            for name in words {
-                out.insert(name.to_owned(), ip);
-            }
-        }
-        out
+        self.names()
+            .into_iter()
+            .flat_map(|(ip, names)| names.into_iter().map(move |n| (n, ip)))
+            .collect()
     }
 
     /// An external Service stops answering (`true`: its connections are
@@ -273,18 +309,27 @@ impl Node {
 
     /// What the cluster's DNS answers a pod: every Service under its short
     /// and qualified names, and the aliases given.
-    fn hosts_table(&self) -> String {
+    fn names(&self) -> Vec<(Ipv4Addr, Vec<String>)> {
         let ns = &self.cfg.namespace;
+        self.services
+            .iter()
+            .map(|(name, s)| {
+                let mut names = vec![
+                    name.clone(),
+                    format!("{name}.{ns}"),
+                    format!("{name}.{ns}.svc"),
+                    format!("{name}.{ns}.svc.cluster.local"),
+                ];
+                names.extend(s.aliases.iter().cloned());
+                (s.address, names)
+            })
+            .collect()
+    }
+
+    fn hosts_table(&self) -> String {
         let mut out = String::from("127.0.0.1\tlocalhost\n");
-        for (name, s) in &self.services {
-            out.push_str(&format!(
-                "{}\t{name} {name}.{ns} {name}.{ns}.svc {name}.{ns}.svc.cluster.local",
-                s.address
-            ));
-            for a in &s.aliases {
-                out.push_str(&format!(" {a}"));
-            }
-            out.push('\n');
+        for (ip, names) in self.names() {
+            out.push_str(&format!("{ip}\t{}\n", names.join(" ")));
         }
         out
     }
@@ -590,61 +635,19 @@ impl Node {
                 .max(if surge == 0 { 1 } else { 0 });
             let is_new = |p: &RunningPod| p.state.name.starts_with(&format!("{name}-{hash}-"));
             let ready = |p: &RunningPod| p.state.ready.load(Ordering::SeqCst);
-
-            // Old pods that are not ready go first; then old ones while
-            // enough stay available.
-            let mut keep = Vec::new();
-            let available = pods.iter().filter(|p| ready(p)).count() as i64;
-            let new_ready = pods.iter().filter(|p| is_new(p) && ready(p)).count() as i64;
-            let mut retire = Vec::new();
-            for p in pods.drain(..) {
-                if !is_new(&p) && !ready(&p) {
-                    retire.push(p);
-                } else {
-                    keep.push(p);
-                }
-            }
-            let min_available = replicas - unavailable;
-            let old_count = keep.iter().filter(|p| !is_new(p)).count() as i64;
-            let removable = (available - min_available).max(0);
-            let old_to_remove = if new_ready >= replicas {
-                old_count
-            } else {
-                old_count.min(removable)
-            };
-            let mut removed = 0;
-            let mut kept = Vec::new();
-            for p in keep {
-                if !is_new(&p) && removed < old_to_remove {
-                    removed += 1;
-                    retire.push(p);
-                } else {
-                    kept.push(p);
-                }
-            }
-            // Too many new pods (a scale down): the not-ready, then the
-            // newest, go.
-            let mut new_pods: Vec<RunningPod> = Vec::new();
-            let mut others = Vec::new();
-            for p in kept {
-                if is_new(&p) {
+            let seen: Vec<(bool, bool)> = pods.iter().map(|p| (is_new(p), ready(p))).collect();
+            let step = rollout_step(replicas, surge, unavailable, &seen);
+            let (mut new_pods, mut others) = (Vec::new(), Vec::new());
+            for (i, p) in pods.drain(..).enumerate() {
+                if step.retire.contains(&i) {
+                    self.retire(p);
+                } else if is_new(&p) {
                     new_pods.push(p);
                 } else {
                     others.push(p);
                 }
             }
-            new_pods.sort_by_key(|p| std::cmp::Reverse(ready(p)));
-            while new_pods.len() as i64 > replicas {
-                if let Some(p) = new_pods.pop() {
-                    retire.push(p);
-                }
-            }
-            for p in retire {
-                self.retire(p);
-            }
-            let total = (new_pods.len() + others.len()) as i64;
-            let room = (replicas + surge - total).min(replicas - new_pods.len() as i64);
-            for _ in 0..room.max(0) {
+            for _ in 0..step.start {
                 let pod = format!("{name}-{hash}-{}", self.suffix());
                 new_pods.push(self.launch(&name, pod, template)?);
             }
@@ -695,5 +698,74 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.endpoints_task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rolling_update_surges_then_retires_old_pods_as_new_ones_are_ready() {
+        // One replica, surge 1, none unavailable: a new pod first.
+        assert_eq!(
+            rollout_step(1, 1, 0, &[(false, true)]),
+            Rollout {
+                retire: vec![],
+                start: 1
+            }
+        );
+        // The new one not ready yet: nothing more.
+        let waiting = [(false, true), (true, false)];
+        assert_eq!(
+            rollout_step(1, 1, 0, &waiting),
+            Rollout {
+                retire: vec![],
+                start: 0
+            }
+        );
+        // Ready: the old one goes.
+        let ready = [(false, true), (true, true)];
+        assert_eq!(
+            rollout_step(1, 1, 0, &ready),
+            Rollout {
+                retire: vec![0],
+                start: 0
+            }
+        );
+        // An old pod that is not ready goes at once.
+        assert_eq!(
+            rollout_step(2, 1, 0, &[(false, false), (false, true)]).retire,
+            vec![0]
+        );
+        // Four replicas, 25 %: one old pod goes (one may be unavailable)
+        // and two new ones start (three old plus two is the surge's five).
+        let four = [(false, true); 4];
+        assert_eq!(
+            rollout_step(4, 1, 1, &four),
+            Rollout {
+                retire: vec![0],
+                start: 2
+            }
+        );
+    }
+
+    #[test]
+    fn a_scale_down_stops_not_ready_then_newest_pods_and_a_scale_up_starts_the_rest() {
+        let pods = [(true, true), (true, false), (true, true), (true, true)];
+        assert_eq!(
+            rollout_step(2, 1, 0, &pods),
+            Rollout {
+                retire: vec![1, 3],
+                start: 0
+            }
+        );
+        assert_eq!(
+            rollout_step(4, 1, 1, &[(true, true)]),
+            Rollout {
+                retire: vec![],
+                start: 3
+            }
+        );
     }
 }

@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use support::FakeApi;
 use tributary_cli::demo::api::{Api, Project, Urls};
 use tributary_operator::crd::TopicSpec;
-use tributary_operator::kafka::{Bootstrap, Brokers, Kafka, SystemDns};
+use tributary_operator::kafka::{Bootstrap, Brokers, Kafka, SystemDns, candidates};
 use tributary_operator::lag::{GroupLag, LagError};
 use tributary_operator::metrics::Metrics;
 use tributary_operator::reconcile::{Context, reconcile};
@@ -224,8 +224,8 @@ fn certificates(dir: &Path, names: &[String]) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 /// The operator's Kafka connections from the node: the bootstrap's names
-/// resolved as the pods' DNS answers them (the operator pod's search list:
-/// `<ns>.svc.cluster.local`, `svc.cluster.local`), since this process
+/// resolved as the pods' DNS answers them, in the order a pod's resolver
+/// tries them (`tributary_operator::kafka::candidates`), since this process
 /// cannot use the pods' hosts files.
 struct NodeKafka {
     brokers: Brokers,
@@ -239,13 +239,9 @@ impl NodeKafka {
             .split(',')
             .map(|entry| {
                 let (host, port) = entry.trim().rsplit_once(':').unwrap_or((entry, "9092"));
-                let found = [
-                    host.to_owned(),
-                    format!("{host}.{}.svc.cluster.local", b.namespace),
-                    format!("{host}.svc.cluster.local"),
-                ]
-                .iter()
-                .find_map(|n| self.dns.get(n).copied());
+                let found = candidates(host, &b.namespace, "cluster.local")
+                    .iter()
+                    .find_map(|n| self.dns.get(n.trim_end_matches('.')).copied());
                 match found {
                     Some(ip) => format!("{ip}:{port}"),
                     None => entry.to_owned(),
@@ -821,21 +817,7 @@ async fn run_example(example: &str) -> Cluster {
     let up_after = started.elapsed() - supplied_after;
 
     // The migration Job ran to completion before any Deployment's pod.
-    let all = c.node.started_pods();
-    let job = all
-        .iter()
-        .find(|p| p.owner.contains("-migrate-"))
-        .unwrap_or_else(|| panic!("no migration pod ran:\n{}", c.node.describe_all(10)));
-    let finished = job.exited_at.lock().unwrap().expect("the Job's pod exited");
-    for p in &all {
-        if !p.owner.contains("-migrate-") {
-            assert!(
-                p.started > finished,
-                "{} started before the migration finished",
-                p.name
-            );
-        }
-    }
+    c.assert_migration_first(started);
 
     let p = c.fake.get(&c.key()).unwrap();
     let kafka = &p["spec"]["kafka"];
@@ -919,6 +901,28 @@ impl Cluster {
             .iter()
             .filter(|p| p.owner == owner && p.ready.load(std::sync::atomic::Ordering::SeqCst))
             .count()
+    }
+
+    /// The last migration pod started after `since` exited before any
+    /// other pod started after `since`: the Job ran to completion first.
+    fn assert_migration_first(&self, since: Instant) {
+        let all = self.node.started_pods();
+        let is_job =
+            |p: &&Arc<tributary_tests::kubelet::pod::PodState>| p.owner.contains("-migrate-");
+        let job = all
+            .iter()
+            .filter(is_job)
+            .filter(|p| p.started > since)
+            .max_by_key(|p| p.started)
+            .unwrap_or_else(|| panic!("no migration pod ran:\n{}", self.node.describe_all(10)));
+        let finished = job.exited_at.lock().unwrap().expect("the Job's pod exited");
+        for p in all.iter().filter(|p| !is_job(p) && p.started > since) {
+            assert!(
+                p.started > finished,
+                "{} started before the migration finished",
+                p.name
+            );
+        }
     }
 
     /// Changes the stored pipeline as `kubectl apply` of an edited file
@@ -1111,31 +1115,7 @@ async fn scaling_and_an_upgrade_run_as_applied() {
     );
 
     // The new Job ran to completion before any pod of the new templates.
-    let all = c.node.started_pods();
-    let jobs: Vec<_> = all
-        .iter()
-        .filter(|p| p.owner.contains("-migrate-"))
-        .collect();
-    let new_job = jobs
-        .iter()
-        .filter(|p| p.started > rollout)
-        .max_by_key(|p| p.started)
-        .unwrap_or_else(|| panic!("no new migration pod ran:\n{}", c.node.describe_all(5)));
-    let finished = new_job
-        .exited_at
-        .lock()
-        .unwrap()
-        .expect("the new Job's pod exited");
-    for p in all
-        .iter()
-        .filter(|p| !p.owner.contains("-migrate-") && p.started > rollout)
-    {
-        assert!(
-            p.started > finished,
-            "{} started before the new migration finished",
-            p.name
-        );
-    }
+    c.assert_migration_first(rollout);
 
     // Nothing capture acknowledged during its rollout is lost: every
     // acknowledged event is on the events topic.
