@@ -92,6 +92,18 @@ impl Network {
             next: Mutex::new((2, 2)),
             pods: Mutex::new(Vec::new()),
         };
+        // A bridge without an address of its own takes the lowest MAC of
+        // its ports, so it changed as pods came and went, and pods' ARP
+        // entries for Service addresses pointed at a MAC nobody answered
+        // (connections hung until the entries expired, 30-60 s). A fixed,
+        // locally administered MAC keeps it.
+        ip(&[
+            "link",
+            "set",
+            &net.bridge,
+            "address",
+            &format!("02:54:52:42:00:{octet:02x}"),
+        ])?;
         ip(&[
             "addr",
             "add",

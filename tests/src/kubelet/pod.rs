@@ -373,6 +373,7 @@ async fn probe_loop(
             };
             tokio::time::sleep(p.initial_delay).await;
             let (mut ok, mut failed) = (0u32, 0u32);
+            let mut last_error = String::new();
             loop {
                 let answer = p.check(state.address).await;
                 match &answer {
@@ -380,9 +381,14 @@ async fn probe_loop(
                         ok += 1;
                         failed = 0;
                     }
-                    Err(_) => {
+                    Err(e) => {
                         failed += 1;
                         ok = 0;
+                        // Each new reason a probe fails for, once.
+                        if *e != last_error {
+                            state.note(format!("readiness probe failed: {e}"));
+                            last_error.clone_from(e);
+                        }
                     }
                 }
                 let was = state.ready.load(Ordering::SeqCst);
