@@ -23,6 +23,11 @@ pub fn request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
+/// The route label [`track`] computed, for [`identify`]'s span (track is
+/// the outer layer): worked out once per request.
+#[derive(Clone)]
+struct RouteLabel(String);
+
 /// The route a request matched, as labels and spans name it.
 fn route(request: &Request) -> String {
     request.extensions().get::<MatchedPath>().map_or_else(
@@ -53,7 +58,10 @@ pub async fn identify(request: Request, next: Next) -> Response {
     let span = tracing::info_span!(
         "capture",
         request_id = %id,
-        route = %route(&request),
+        route = %request
+            .extensions()
+            .get::<RouteLabel>()
+            .map_or_else(|| route(&request), |r| r.0.clone()),
         project_id = tracing::field::Empty,
     );
     let header = HeaderValue::from_str(&id).ok();
@@ -71,10 +79,11 @@ pub async fn identify(request: Request, next: Next) -> Response {
 /// (`capture_request_duration_seconds{route}`) every request.
 pub async fn track(
     State(metrics): State<CaptureMetrics>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let route = route(&request);
+    request.extensions_mut().insert(RouteLabel(route.clone()));
     let started = Instant::now();
     let response = next.run(request).await;
     metrics

@@ -406,7 +406,7 @@ async fn answer_inner(
     let project = project(state, headers).await?;
     let (prepared, normalised) =
         prepare(kind, body, project, state.warehouse.database()).map_err(ApiError::Request)?;
-    let key = result_key(&state.warehouse.source(), project, kind.name(), &normalised);
+    let key = result_key(state.warehouse.source(), project, kind.name(), &normalised);
     let cached = if refresh {
         None
     } else {

@@ -75,6 +75,8 @@ pub struct Warehouse {
     client: Client,
     url: String,
     database: String,
+    /// `url/database`, what cached answers are keyed by.
+    source: String,
     timeout: Duration,
     /// Funnel events this process may hold at once, shared by the funnels
     /// running (see [`Self::with_funnel_budget`]).
@@ -109,6 +111,7 @@ impl Warehouse {
             client: settings.client(),
             url: settings.url(),
             database: settings.database.clone(),
+            source: format!("{}/{}", settings.url(), settings.database),
             timeout,
             funnel_budget,
             funnel_grant,
@@ -149,8 +152,8 @@ impl Warehouse {
 
     /// The server and database read, as one name: what a cached answer
     /// came from.
-    pub fn source(&self) -> String {
-        format!("{}/{}", self.url, self.database)
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     fn query(&self, sql: &str) -> clickhouse::query::Query {
