@@ -5,36 +5,20 @@
 
 mod support;
 
-use std::io;
-use std::sync::{Arc, Mutex};
-
 use serde_json::{Value, json};
 use support::MemoryBroker;
 use support::harness::*;
-use tributary_core::telemetry::{LogConfig, init_with_writer};
-
-#[derive(Clone)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+use tributary_core::telemetry::{LogConfig, MemoryLog, init_with_writer};
 
 #[tokio::test]
 async fn a_step_s_warning_names_the_pipeline_from_the_reconcile_span() {
-    let buffer = Buffer(Arc::new(Mutex::new(Vec::new())));
+    let buffer = MemoryLog::default();
     let writer = buffer.clone();
     let config = LogConfig {
         level: "info".into(),
         json: true,
     };
-    init_with_writer("tributary-operator", &config, move || writer.clone()).unwrap();
+    init_with_writer("tributary-operator", &config, writer).unwrap();
 
     let broker = MemoryBroker::new(true);
     // The lag cannot be read: the scaling step warns.
@@ -48,7 +32,7 @@ async fn a_step_s_warning_names_the_pipeline_from_the_reconcile_span() {
     );
     h.reconcile().await.unwrap();
 
-    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let text = buffer.text();
     let lines: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

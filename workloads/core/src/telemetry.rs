@@ -157,34 +157,49 @@ impl Visit for JsonVisitor<'_> {
     }
 }
 
+/// Log output kept in memory (a [`MakeWriter`] for [`init_with_writer`]),
+/// for tests that read what was logged.
+#[derive(Clone, Default)]
+pub struct MemoryLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl MemoryLog {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for MemoryLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for MemoryLog {
+    type Writer = MemoryLog;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Buffer {
-        type Writer = Buffer;
-        fn make_writer(&'a self) -> Self::Writer {
-            self.clone()
-        }
-    }
 
     fn capture(f: impl FnOnce()) -> Vec<Value> {
-        let buffer = Buffer::default();
+        let buffer = MemoryLog::default();
         let subscriber = tracing_subscriber::fmt()
             .with_env_filter(EnvFilter::new("debug"))
             .with_writer(buffer.clone())
@@ -192,9 +207,8 @@ mod tests {
             .event_format(JsonLines { service: "capture" })
             .finish();
         tracing::subscriber::with_default(subscriber, f);
-        let bytes = buffer.0.lock().unwrap().clone();
-        String::from_utf8(bytes)
-            .unwrap()
+        buffer
+            .text()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
@@ -203,7 +217,7 @@ mod tests {
     #[test]
     fn lines_carry_service_level_message_and_fields() {
         let lines = capture(|| {
-            let err = io::Error::other("broker down");
+            let err = std::io::Error::other("broker down");
             tracing::warn!(error = %err, partition = 3u64, "produce failed");
         });
         assert_eq!(lines.len(), 1);
