@@ -25,17 +25,7 @@ async fn an_outage_is_waited_out_not_dead_lettered() {
     let down_since = Instant::now();
     common::produce(&f.bootstrap, &f.topic, &common::events(700, 21)).await;
     // The consumer must have hit the outage (not merely been idle).
-    poll_until(
-        "an insert to fail during the outage",
-        Duration::from_secs(30),
-        || async {
-            consumer
-                .metrics_text()
-                .contains(r#"consumer_insert_errors_total{kind="outage"}"#)
-                .then_some(())
-        },
-    )
-    .await;
+    consumer.until_outage_met().await;
     // Keep ClickHouse down for the scenario's 30 seconds.
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(down_since.elapsed())).await;
     clickhouse.restart();
@@ -93,17 +83,7 @@ async fn the_group_rebalances_during_an_outage_and_offsets_wait_for_the_rows() {
 
     clickhouse.kill();
     common::produce(&f.bootstrap, &f.topic, &common::events(1000, 31)).await;
-    poll_until(
-        "an insert to fail during the outage",
-        Duration::from_secs(30),
-        || async {
-            first
-                .metrics_text()
-                .contains(r#"consumer_insert_errors_total{kind="outage"}"#)
-                .then_some(())
-        },
-    )
-    .await;
+    first.until_outage_met().await;
 
     // Its next batch is full and waits: it pauses fetching, and polls on.
     poll_until(

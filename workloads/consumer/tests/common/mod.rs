@@ -197,6 +197,21 @@ impl Running {
     pub fn metrics_text(&self) -> String {
         tributary_core::metrics::render(&self.registry).unwrap()
     }
+
+    /// Waits until an insert of this consumer failed as an outage (it met
+    /// the outage, was not merely idle through it).
+    pub async fn until_outage_met(&self) {
+        poll_until(
+            "an insert to fail during the outage",
+            Duration::from_secs(30),
+            || async {
+                self.metrics_text()
+                    .contains(r#"consumer_insert_errors_total{kind="outage"}"#)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
 }
 
 pub fn start(config: ConsumerConfig) -> Running {
