@@ -219,12 +219,7 @@ async fn an_acknowledgement_that_never_comes_is_a_503_never_a_2xx() {
     }
     let produced = TappedBroker::count(&broker.take(), kafka_protocol::messages::ApiKey::Produce);
     assert!(produced > 0, "no Produce request reached the broker");
-    let ready = capture
-        .http
-        .get(capture.url("/ready"))
-        .send()
-        .await
-        .unwrap();
+    let ready = capture.get("/ready").await;
     assert_eq!(
         ready.status(),
         200,

@@ -735,20 +735,10 @@ async fn a_key_past_its_rate_is_told_when_to_retry_and_others_go_on() {
 #[tokio::test]
 async fn an_unready_sink_refuses_rather_than_acknowledges() {
     let (capture, sink) = common::start_in_memory(&[]).await;
-    let ready = capture
-        .http
-        .get(capture.url("/ready"))
-        .send()
-        .await
-        .unwrap();
+    let ready = capture.get("/ready").await;
     assert_eq!(ready.status(), 200);
     sink.set_down(Some("the brokers do not answer"));
-    let ready = capture
-        .http
-        .get(capture.url("/ready"))
-        .send()
-        .await
-        .unwrap();
+    let ready = capture.get("/ready").await;
     assert_eq!(ready.status(), 503);
     assert_eq!(
         ready.json::<Value>().await.unwrap()["kafka"],

@@ -26,6 +26,11 @@ impl Running {
         format!("http://{}{path}", self.addr)
     }
 
+    /// `GET path`, answered.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
     /// The `/metrics` page.
     pub async fn metrics_text(&self) -> String {
         self.http
