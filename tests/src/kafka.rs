@@ -157,18 +157,30 @@ pub fn free_port() -> u16 {
     panic!("no free port in {TEST_PORTS:?}")
 }
 
-/// A tansu broker of the test's own, on its own port, killed on drop.
+/// A tansu broker of the test's own, on its own address, killed on drop.
 pub struct PrivateBroker {
     bin: std::path::PathBuf,
     pub port: u16,
+    /// Where it listens and what it advertises.
+    pub addr: std::net::SocketAddr,
     child: Option<Child>,
 }
 
 impl PrivateBroker {
+    /// On a free port of 127.0.0.1.
     pub fn start(bin: &Path) -> Self {
+        Self::start_on(
+            bin,
+            std::net::SocketAddr::from(([127, 0, 0, 1], free_port())),
+        )
+    }
+
+    /// On `addr` (a Service's address, say), advertising it.
+    pub fn start_on(bin: &Path, addr: std::net::SocketAddr) -> Self {
         let mut broker = Self {
             bin: bin.to_path_buf(),
-            port: free_port(),
+            port: addr.port(),
+            addr,
             child: None,
         };
         broker.restart();
@@ -176,13 +188,13 @@ impl PrivateBroker {
     }
 
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.addr.to_string()
     }
 
-    /// Starts the broker (again) on the same port. Memory storage: topics are
-    /// gone after a restart, as after a real broker's disk loss.
+    /// Starts the broker (again) on the same address. Memory storage: topics
+    /// are gone after a restart, as after a real broker's disk loss.
     pub fn restart(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let url = format!("tcp://{}", self.addr);
         let child = Command::new(&self.bin)
             .args([
                 "broker",
@@ -197,11 +209,7 @@ impl PrivateBroker {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", self.bin.display()));
         self.child = Some(child);
-        crate::wait_listening(
-            std::net::SocketAddr::from(([127, 0, 0, 1], self.port)),
-            "the private broker",
-            Duration::from_secs(30),
-        );
+        crate::wait_listening(self.addr, "the private broker", Duration::from_secs(30));
     }
 
     /// Kills the broker (SIGKILL) and waits for it to be gone.

@@ -120,7 +120,7 @@ fn trend_request(first: NaiveDate, last: NaiveDate) -> Value {
 }
 
 /// The sum of series `i` of a trend answer.
-fn series_total(answer: &Value, i: usize) -> u64 {
+pub fn series_total(answer: &Value, i: usize) -> u64 {
     answer["results"][i]["data"]
         .as_array()
         .map_or(0, |d| d.iter().filter_map(Value::as_u64).sum())

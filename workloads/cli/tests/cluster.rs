@@ -34,6 +34,7 @@ use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
 use support::FakeApi;
 use tributary_cli::demo::api::{Api, Project, Urls};
+use tributary_cli::demo::series_total;
 use tributary_operator::crd::TopicSpec;
 use tributary_operator::kafka::{Bootstrap, Brokers, Kafka, SystemDns, candidates};
 use tributary_operator::lag::{GroupLag, LagError};
@@ -41,7 +42,7 @@ use tributary_operator::metrics::Metrics;
 use tributary_operator::reconcile::{Context, reconcile};
 use tributary_operator::topics::{TopicError, TopicOutcome};
 use tributary_tests::clickhouse::{ClickHouseOptions, PrivateClickHouse};
-use tributary_tests::kafka::free_port;
+use tributary_tests::kafka::{PrivateBroker, free_port};
 use tributary_tests::kubelet::node::{Applied, Node, NodeConfig};
 use tributary_tests::{Stack, wait_listening};
 
@@ -297,7 +298,7 @@ struct Cluster {
     node: Node,
     ns: String,
     name: String,
-    _broker: Owned,
+    _broker: PrivateBroker,
     _redis: Owned,
     clickhouse: PrivateClickHouse,
     kafka: Ipv4Addr,
@@ -358,28 +359,8 @@ impl Cluster {
             .external("kafka", &aliases, &[(9092, None)])
             .await
             .unwrap();
-        let url = format!("tcp://{kafka}:9092");
         let tansu = stack.tansu_bin.clone().expect("the stack's tansu");
-        let broker = Owned(
-            Command::new(tansu)
-                .args([
-                    "broker",
-                    "--listener-url",
-                    &url,
-                    "--advertised-listener-url",
-                    &url,
-                ])
-                .args(["--storage-engine", "memory://tansu/"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        wait_listening(
-            SocketAddr::from((kafka, 9092)),
-            "the broker",
-            Duration::from_secs(30),
-        );
+        let broker = PrivateBroker::start_on(&tansu, SocketAddr::from((kafka, 9092)));
 
         let (ch_service, ch_port, https) = supplied.clickhouse.clone();
         assert_eq!(supplied.clickhouse_names[0], ch_service);
@@ -687,12 +668,6 @@ fn trend_request() -> Value {
     })
 }
 
-fn series_total(answer: &Value, i: usize) -> u64 {
-    answer["results"][i]["data"]
-        .as_array()
-        .map_or(0, |d| d.iter().filter_map(Value::as_u64).sum())
-}
-
 struct Figures {
     sent: usize,
     acknowledged: usize,
@@ -891,6 +866,24 @@ fn group_members(bootstrap: &str, group: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Waits until `group` has `n` members; returns `n`.
+async fn until_members(bootstrap: &str, group: &str, n: usize) -> usize {
+    tributary_tests::poll_until(
+        &format!("{n} members in {group}"),
+        Duration::from_secs(60),
+        || {
+            let (b, g) = (bootstrap.to_owned(), group.to_owned());
+            async move {
+                let seen = tokio::task::spawn_blocking(move || group_members(&b, &g))
+                    .await
+                    .unwrap_or(0);
+                (seen == n).then_some(n)
+            }
+        },
+    )
+    .await
+}
+
 impl Cluster {
     fn deployment(&self, component: &str) -> Value {
         self.fake
@@ -1055,17 +1048,7 @@ async fn scaling_and_an_upgrade_run_as_applied() {
     })
     .await;
     let scaled_after = up.elapsed();
-    let members_up =
-        tributary_tests::poll_until("4 group members", Duration::from_secs(60), || {
-            let b = bootstrap.clone();
-            async move {
-                let n = tokio::task::spawn_blocking(move || group_members(&b, "event-consumers"))
-                    .await
-                    .unwrap_or(0);
-                (n == 4).then_some(n)
-            }
-        })
-        .await;
+    let members_up = until_members(&bootstrap, "event-consumers", 4).await;
 
     c.node.block("clickhouse", false);
     let total = (acked + spiked) as u64;
@@ -1082,17 +1065,7 @@ async fn scaling_and_an_upgrade_run_as_applied() {
     })
     .await;
     let scaled_down_after = down.elapsed();
-    let members_down =
-        tributary_tests::poll_until("1 group member", Duration::from_secs(60), || {
-            let b = bootstrap.clone();
-            async move {
-                let n = tokio::task::spawn_blocking(move || group_members(&b, "event-consumers"))
-                    .await
-                    .unwrap_or(0);
-                (n == 1).then_some(n)
-            }
-        })
-        .await;
+    let members_down = until_members(&bootstrap, "event-consumers", 1).await;
 
     // The upgrade, with traffic all along.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
