@@ -22,8 +22,11 @@ const EVENTS: usize = 300;
 const EVENT_BYTES: usize = 900_000;
 /// What the process may peak at: a fraction of the 270 MB backlog (two
 /// 16 MiB batches, each as read and as rows, librdkafka's prefetch queue,
-/// the insert's buffer and the binary itself).
-const PEAK_LIMIT: u64 = 200 * 1024 * 1024;
+/// the insert's buffer and the binary itself). Measured 186-189 MiB before
+/// ClickHouse over TLS (rustls, the system's roots) and 193-195 MiB after,
+/// a fixed cost: 200 MiB left too little room (201 MiB was seen once with
+/// the suite running beside it).
+const PEAK_LIMIT: u64 = 216 * 1024 * 1024;
 
 #[tokio::test]
 async fn large_events_are_stored_within_a_bounded_memory() {
@@ -111,6 +114,11 @@ async fn large_events_are_stored_within_a_bounded_memory() {
     })
     .await;
     let peak = peak_rss(pid);
+    println!(
+        "consumer peak RSS {} MiB (limit {} MiB)",
+        peak / 1024 / 1024,
+        PEAK_LIMIT / 1024 / 1024
+    );
     assert!(
         peak < PEAK_LIMIT,
         "the consumer peaked at {} MiB storing {} MB of events",
