@@ -142,6 +142,11 @@ fn max_poll_interval(insert_timeout: Duration) -> Duration {
     insert_timeout * 4 + Duration::from_secs(30)
 }
 
+/// librdkafka's prefetch limit (`queued.max.messages.kbytes`): one batch.
+fn prefetch_kbytes(batch_max_bytes: usize) -> usize {
+    batch_max_bytes.div_ceil(1024)
+}
+
 /// Exponential backoff from 200 ms to `max`.
 struct Backoff {
     next: Duration,
@@ -214,6 +219,19 @@ impl EventConsumer {
                     .to_string(),
             )
             .set("statistics.interval.ms", "5000")
+            // librdkafka prefetches up to 64 MiB by default, four batches
+            // of the default size, whatever the batch size: one batch of
+            // prefetch keeps the next batch ready while one is inserted,
+            // and bounds memory by CONSUMER_BATCH_MAX_BYTES. Fetches shrink
+            // to fit (fetch.max.bytes follows it unless set).
+            .set(
+                "queued.max.messages.kbytes",
+                prefetch_kbytes(config.batch_max_bytes).to_string(),
+            )
+            // A full queue makes the fetcher wait this long (1 s by
+            // default) before fetching again: with one batch of prefetch
+            // that wait, not the insert, would set the pace.
+            .set("fetch.queue.backoff.ms", "20")
             .create_with_context(context)
             .map_err(|source| ConsumerError::Kafka {
                 what: "consumer",
