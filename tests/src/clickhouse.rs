@@ -45,6 +45,19 @@ pub fn settings(url: &str, database: &str) -> tributary_core::clickhouse::ClickH
     .unwrap_or_else(|e| panic!("ClickHouse settings for {url} / {database}: {e}"))
 }
 
+/// Settings for database `database` on cluster `cluster`, through the node
+/// at `url`.
+pub fn cluster_settings(
+    url: &str,
+    database: &str,
+    cluster: &str,
+) -> tributary_core::clickhouse::ClickHouseSettings {
+    tributary_core::clickhouse::ClickHouseSettings {
+        cluster: Some(cluster.to_owned()),
+        ..settings(url, database)
+    }
+}
+
 fn server_binary() -> PathBuf {
     ["/usr/bin/clickhouse-server", "/usr/sbin/clickhouse-server"]
         .iter()

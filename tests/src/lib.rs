@@ -31,6 +31,9 @@ pub struct Stack {
     pub python: Option<PathBuf>,
     /// The tansu broker binary, for tests that run a private broker.
     pub tansu_bin: Option<PathBuf>,
+    /// The two-shard cluster: its name and one node's URL, when the stack
+    /// runs one (see [`Stack::cluster`]).
+    pub clickhouse_cluster: Option<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +107,19 @@ impl Stack {
             redis_url: get("REDIS_URL")?,
             python: get("TRIBUTARY_PYTHON").ok().map(PathBuf::from),
             tansu_bin: get("TANSU_BIN").ok().map(PathBuf::from),
+            clickhouse_cluster: get("CLICKHOUSE_CLUSTER")
+                .ok()
+                .zip(get("CLICKHOUSE_CLUSTER_URL").ok()),
+        })
+    }
+
+    /// The stack's ClickHouse cluster: (name, a node's URL).
+    pub fn cluster(&self) -> (String, String) {
+        self.clickhouse_cluster.clone().unwrap_or_else(|| {
+            panic!(
+                "the local stack runs no ClickHouse cluster (CLICKHOUSE_CLUSTER unset); \
+                 restart it with `infrastructure/local-stack.sh down && infrastructure/local-stack.sh up`"
+            )
         })
     }
 

@@ -1,7 +1,7 @@
 //! Every migration statement runs on ClickHouse 18.16 (the stack's server) and
 //! on a current ClickHouse (chdb), and both extract the same properties.
 
-use tributary_core::schema::{EXTRACTED_PROPERTIES, clickhouse_migrations, render};
+use tributary_core::schema::{EXTRACTED_PROPERTIES, Layout, clickhouse_migrations, render};
 use tributary_tests::chdb::{self, Outcome};
 use tributary_tests::{Stack, unique_name};
 
@@ -9,7 +9,7 @@ const SAMPLE: &str = r#"{"$current_url":"https://example.com/a?b=1","$pathname":
 
 fn statements(db: &str) -> Vec<String> {
     let mut out = vec![format!("CREATE DATABASE IF NOT EXISTS {db}")];
-    for m in clickhouse_migrations() {
+    for m in clickhouse_migrations(&Layout::Single) {
         out.extend(m.steps.iter().map(|s| render(s, db)));
     }
     out.push(format!(

@@ -35,9 +35,12 @@ pub async fn migrate(
             url: clickhouse.url(),
             message: e.to_string(),
         })?;
+    let servers = match &clickhouse.cluster {
+        None => clickhouse.url(),
+        Some(cluster) => format!("cluster {cluster} ({})", applied.servers.join(", ")),
+    };
     report.push(format!(
-        "ClickHouse {} database {}: schema version {} (applied now: {:?}, already applied: {:?})",
-        clickhouse.url(),
+        "ClickHouse {servers} database {}: schema version {} (applied now: {:?}, already applied: {:?})",
         clickhouse.database,
         tributary_core::schema::clickhouse_schema_version(),
         applied.applied,

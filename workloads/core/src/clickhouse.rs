@@ -28,22 +28,32 @@ pub struct ClickHouseSettings {
     pub validation: bool,
     /// `{P}_CLICKHOUSE_COMPRESSION` (`none`): `none` or `lz4`.
     pub lz4: bool,
+    /// `{P}_CLICKHOUSE_CLUSTER` (unset): the cluster's name in the servers'
+    /// `remote_servers`. Set, `events` is a `Distributed` table over each
+    /// shard's `events_local` (see [`crate::schema::Layout`]); unset, one
+    /// server holds `events`.
+    pub cluster: Option<String>,
 }
 
 impl ClickHouseSettings {
     pub fn from_env(env: &Env<'_>, prefix: &str) -> Result<Self, ConfigError> {
         let var = |name: &str| format!("{prefix}_CLICKHOUSE_{name}");
-        let database = env.string(&var("DATABASE"), "default")?;
-        if !database
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            return Err(ConfigError::Invalid {
-                var: var("DATABASE"),
-                value: database,
-                reason: "only letters, digits and _ are allowed".into(),
-            });
-        }
+        let identifier = |name: &str, value: String| {
+            if value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                Ok(value)
+            } else {
+                Err(ConfigError::Invalid {
+                    var: var(name),
+                    value,
+                    reason: "only letters, digits and _ are allowed".into(),
+                })
+            }
+        };
+        let database = identifier("DATABASE", env.string(&var("DATABASE"), "default")?)?;
+        let cluster = match env.optional_string(&var("CLUSTER"))? {
+            Some(name) => Some(identifier("CLUSTER", name)?),
+            None => None,
+        };
         Ok(Self {
             host: env.string(&var("HOST"), "localhost")?,
             port: env.port(&var("PORT"), 8123)?,
@@ -53,6 +63,7 @@ impl ClickHouseSettings {
             password: env.optional_string(&var("PASSWORD"))?.unwrap_or_default(),
             validation: env.bool(&var("VALIDATION"), false)?,
             lz4: env.one_of(&var("COMPRESSION"), "none", &["none", "lz4"])? == "lz4",
+            cluster,
         })
     }
 
@@ -60,6 +71,15 @@ impl ClickHouseSettings {
     pub fn url(&self) -> String {
         let scheme = if self.secure { "https" } else { "http" };
         format!("{scheme}://{}:{}", self.host, self.port)
+    }
+
+    /// The same settings for another server of the cluster (`host`, at
+    /// this server's port, scheme and credentials).
+    pub fn on_host(&self, host: &str) -> Self {
+        Self {
+            host: host.to_owned(),
+            ..self.clone()
+        }
     }
 
     /// A client bound to the database.
@@ -112,10 +132,28 @@ mod tests {
     }
 
     #[test]
-    fn database_names_cannot_inject_sql() {
+    fn database_and_cluster_names_cannot_inject_sql() {
         let src = [("QUERY_CLICKHOUSE_DATABASE", "x; DROP TABLE events")];
         let err = ClickHouseSettings::from_env(&Env::new(&src), "QUERY").unwrap_err();
         assert_eq!(err.var(), "QUERY_CLICKHOUSE_DATABASE");
+        let src = [("QUERY_CLICKHOUSE_CLUSTER", "c', events_local, rand())")];
+        let err = ClickHouseSettings::from_env(&Env::new(&src), "QUERY").unwrap_err();
+        assert_eq!(err.var(), "QUERY_CLICKHOUSE_CLUSTER");
+    }
+
+    #[test]
+    fn a_cluster_is_named_or_absent() {
+        let none = ClickHouseSettings::from_env(&Env::new(&[]), "QUERY").unwrap();
+        assert_eq!(none.cluster, None);
+        // Empty is refused, as every setting's empty value is: it is a
+        // mistake more often than a way to say "none".
+        let empty = [("QUERY_CLICKHOUSE_CLUSTER", " ")];
+        let e = ClickHouseSettings::from_env(&Env::new(&empty), "QUERY").unwrap_err();
+        assert_eq!(e.var(), "QUERY_CLICKHOUSE_CLUSTER");
+        let named = [("QUERY_CLICKHOUSE_CLUSTER", "tributary")];
+        let s = ClickHouseSettings::from_env(&Env::new(&named), "QUERY").unwrap();
+        assert_eq!(s.cluster.as_deref(), Some("tributary"));
+        assert_eq!(s.on_host("ch-1").url(), "http://ch-1:8123");
     }
 
     #[test]

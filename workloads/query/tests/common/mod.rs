@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
-use tributary_core::schema::{clickhouse_migrations, render};
+use tributary_core::schema::{Layout, clickhouse_migrations, render};
 use tributary_query::request::{Operator, PropertyFilter};
 use tributary_query::warehouse::Warehouse;
 use tributary_tests::{Stack, unique_name};
@@ -132,7 +132,7 @@ pub fn lit(s: &str) -> String {
 /// again in a separate insert (a replay ClickHouse has not merged away).
 pub fn statements(db: &str, events: &[Ev]) -> Vec<String> {
     let mut out = vec![format!("CREATE DATABASE IF NOT EXISTS {db}")];
-    for m in clickhouse_migrations() {
+    for m in clickhouse_migrations(&Layout::Single) {
         out.extend(m.steps.iter().map(|s| render(s, db)));
     }
     let values = |evs: &mut dyn Iterator<Item = &Ev>| {
