@@ -124,6 +124,11 @@ impl Dev {
             .env("CONSUMER_METRICS_PORT", metrics_port.to_string())
             .env("CONSUMER_FLUSH_INTERVAL_MS", "200")
             .env("LOG_LEVEL", "warn");
+        // Query reads where the consumer writes (dev's own default), even
+        // when the test runs with the stack's settings in its environment.
+        for var in ["HOST", "PORT", "DATABASE", "CLUSTER"] {
+            command.env_remove(format!("QUERY_CLICKHOUSE_{var}"));
+        }
         Self {
             command,
             capture_port,
@@ -132,6 +137,18 @@ impl Dev {
             metrics_port,
             database,
         }
+    }
+}
+
+impl Dev {
+    /// Stores the events on the cluster `name` through its node at `url`.
+    pub fn on_cluster(mut self, name: &str, url: &str) -> Self {
+        let (host, port) = host_port(url);
+        self.command
+            .env("CONSUMER_CLICKHOUSE_HOST", host)
+            .env("CONSUMER_CLICKHOUSE_PORT", port.to_string())
+            .env("CONSUMER_CLICKHOUSE_CLUSTER", name);
+        self
     }
 }
 

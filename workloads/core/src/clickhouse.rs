@@ -82,9 +82,17 @@ impl ClickHouseSettings {
         }
     }
 
-    /// A client bound to the database.
+    /// A client bound to the database. On a cluster its inserts into the
+    /// Distributed `events` are synchronous: acknowledged once every shard
+    /// has its rows, so a consumer commits offsets only for rows stored
+    /// (asynchronous inserts would be acknowledged from the receiving
+    /// node's queue, which a lost node takes with it).
     pub fn client(&self) -> Client {
-        self.client_without_database().with_database(&self.database)
+        let client = self.client_without_database().with_database(&self.database);
+        match self.cluster {
+            Some(_) => client.with_setting("insert_distributed_sync", "1"),
+            None => client,
+        }
     }
 
     /// A client for server-level statements (CREATE DATABASE).

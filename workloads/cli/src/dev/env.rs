@@ -55,6 +55,7 @@ impl<'a> DevEnv<'a> {
             ("QUERY_CLICKHOUSE_USER", "CONSUMER_CLICKHOUSE_USER"),
             ("QUERY_CLICKHOUSE_PASSWORD", "CONSUMER_CLICKHOUSE_PASSWORD"),
             ("QUERY_CLICKHOUSE_DATABASE", "CONSUMER_CLICKHOUSE_DATABASE"),
+            ("QUERY_CLICKHOUSE_CLUSTER", "CONSUMER_CLICKHOUSE_CLUSTER"),
         ] {
             if let Some(value) = base.get(consumer) {
                 default(query, value);
@@ -99,6 +100,7 @@ mod tests {
             "CONSUMER_CLICKHOUSE_DATABASE",
             "QUERY_CLICKHOUSE_HOST",
             "QUERY_CLICKHOUSE_DATABASE",
+            "QUERY_CLICKHOUSE_CLUSTER",
             "CAPTURE_AUTH_URL",
             "QUERY_REQUIRE_API_KEY",
         ]
@@ -120,8 +122,13 @@ mod tests {
             ("CAPTURE_KAFKA_TOPIC", "mine"),
             ("CONSUMER_CLICKHOUSE_HOST", "ch.local"),
             ("CONSUMER_CLICKHOUSE_DATABASE", "analytics"),
+            ("CONSUMER_CLICKHOUSE_CLUSTER", "tributary"),
             ("AUTH_PORT", "18002"),
         ]);
+        assert_eq!(
+            value(&vars, "QUERY_CLICKHOUSE_CLUSTER").as_deref(),
+            Some("tributary")
+        );
         assert_eq!(
             value(&vars, "CAPTURE_KAFKA_BOOTSTRAP_SERVERS").as_deref(),
             Some("127.0.0.1:19092")
