@@ -71,7 +71,10 @@ fn server_binary() -> PathBuf {
 /// A ClickHouse server of the test's own: own ports, own data, killed on drop.
 pub struct PrivateClickHouse {
     dir: PathBuf,
+    /// The address it listens on (127.0.0.1 unless [`ClickHouseOptions::host`]).
+    pub host: String,
     pub http_port: u16,
+    pub tcp_port: u16,
     /// With [`ClickHouseOptions::tls`].
     pub https_port: Option<u16>,
     child: Option<Child>,
@@ -85,6 +88,53 @@ pub struct ClickHouseOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// `(user, password)` added to `default`.
     pub users: Vec<(String, String)>,
+    /// A loopback address of its own (e.g. `127.9.0.2`), so that several
+    /// servers share ports as a cluster's nodes do.
+    pub host: Option<String>,
+    /// `(http, native)` ports, instead of free ones.
+    pub ports: Option<(u16, u16)>,
+    /// More of config.xml (e.g. `<remote_servers>`).
+    pub config: String,
+}
+
+/// Servers of the test's own making one cluster of `shards` shards (one
+/// replica each), on loopback addresses of their own sharing two ports.
+pub struct PrivateCluster {
+    pub name: String,
+    pub nodes: Vec<PrivateClickHouse>,
+}
+
+impl PrivateCluster {
+    pub fn start(shards: usize) -> Self {
+        let name = unique_name("cluster");
+        let (http_port, tcp_port) = (free_port(), free_port());
+        // A /24 of loopback of its own: 127.<pid>.<n>.x.
+        let net = format!(
+            "127.{}.{}",
+            std::process::id() % 250 + 1,
+            free_port() % 250 + 1
+        );
+        let hosts: Vec<String> = (1..=shards).map(|i| format!("{net}.{i}")).collect();
+        let replicas: String = hosts
+            .iter()
+            .map(|h| {
+                format!("<shard><replica><host>{h}</host><port>{tcp_port}</port></replica></shard>")
+            })
+            .collect();
+        let config = format!("<remote_servers><{name}>{replicas}</{name}></remote_servers>");
+        let nodes = hosts
+            .iter()
+            .map(|h| {
+                PrivateClickHouse::start_with(&ClickHouseOptions {
+                    host: Some(h.clone()),
+                    ports: Some((http_port, tcp_port)),
+                    config: config.clone(),
+                    ..ClickHouseOptions::default()
+                })
+            })
+            .collect();
+        Self { name, nodes }
+    }
 }
 
 impl PrivateClickHouse {
@@ -95,9 +145,13 @@ impl PrivateClickHouse {
     pub fn start_with(options: &ClickHouseOptions) -> Self {
         let dir = std::env::temp_dir().join(unique_name("tributary_ch"));
         std::fs::create_dir_all(dir.join("data/tmp")).unwrap();
-        let http_port = free_port();
-        let tcp_port = free_port();
+        let (http_port, tcp_port) = options.ports.unwrap_or_else(|| (free_port(), free_port()));
         let https_port = free_port();
+        let host = options
+            .host
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1".to_owned());
+        let more = &options.config;
         let d = dir.display();
         let tls = match &options.tls {
             Some((cert, key)) => format!(
@@ -115,7 +169,7 @@ impl PrivateClickHouse {
             format!(
                 r#"<?xml version="1.0"?><yandex>
 <logger><level>warning</level><log>{d}/server.log</log><errorlog>{d}/err.log</errorlog></logger>
-<http_port>{http_port}</http_port><tcp_port>{tcp_port}</tcp_port><listen_host>127.0.0.1</listen_host>{tls}
+<http_port>{http_port}</http_port><tcp_port>{tcp_port}</tcp_port><listen_host>{host}</listen_host>{tls}{more}
 <path>{d}/data/</path><tmp_path>{d}/data/tmp/</tmp_path><user_files_path>{d}/data/user_files/</user_files_path>
 <format_schema_path>{d}/data/format_schemas/</format_schema_path>
 <users_config>{d}/users.xml</users_config><default_profile>default</default_profile><default_database>default</default_database>
@@ -129,7 +183,7 @@ impl PrivateClickHouse {
             .iter()
             .map(|(user, password)| {
                 format!(
-                    "<{user}><password>{password}</password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></{user}>"
+                    "<{user}><password>{password}</password><networks><ip>127.0.0.0/8</ip></networks><profile>default</profile><quota>default</quota></{user}>"
                 )
             })
             .collect();
@@ -137,14 +191,16 @@ impl PrivateClickHouse {
             dir.join("users.xml"),
             format!(
                 r#"<?xml version="1.0"?><yandex><profiles><default></default></profiles>
-<users><default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default>{extra}</users>
+<users><default><password></password><networks><ip>127.0.0.0/8</ip></networks><profile>default</profile><quota>default</quota></default>{extra}</users>
 <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas></yandex>"#
             ),
         )
         .unwrap();
         let mut server = Self {
             dir,
+            host,
             http_port,
+            tcp_port,
             https_port: options.tls.as_ref().map(|_| https_port),
             child: None,
         };
@@ -153,7 +209,7 @@ impl PrivateClickHouse {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
+        format!("http://{}:{}", self.host, self.http_port)
     }
 
     /// Starts the server (again) on the same ports and data, and waits until
@@ -206,7 +262,7 @@ impl PrivateClickHouse {
             self.dir.join("users.xml"),
             format!(
                 r#"<?xml version="1.0"?><yandex><profiles>{profile}</profiles>
-<users><default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+<users><default><password></password><networks><ip>127.0.0.0/8</ip></networks><profile>default</profile><quota>default</quota></default></users>
 <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas></yandex>"#
             ),
         )

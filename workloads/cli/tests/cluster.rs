@@ -367,6 +367,7 @@ impl Cluster {
         let clickhouse = PrivateClickHouse::start_with(&ClickHouseOptions {
             tls: https.then(|| (cert.clone(), key.clone())),
             users: supplied.clickhouse_user.iter().cloned().collect(),
+            ..ClickHouseOptions::default()
         });
         let target = if https {
             clickhouse.https_port.unwrap()

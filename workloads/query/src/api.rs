@@ -153,6 +153,9 @@ impl ApiError {
             Self::KeyUnavailable(_) => "auth_unavailable",
             Self::Warehouse(WarehouseError::Timeout(_)) => "timeout",
             Self::Warehouse(WarehouseError::Unavailable { .. }) => "clickhouse_unavailable",
+            Self::Warehouse(WarehouseError::ShardUnavailable { .. }) => {
+                "clickhouse_shard_unavailable"
+            }
             Self::Warehouse(_) | Self::Answer(_) => "clickhouse_error",
             Self::Redis(_) => "redis_unavailable",
             Self::NoJob(_) => "not_found",
@@ -189,6 +192,9 @@ impl ApiError {
             }
             Self::Warehouse(WarehouseError::Unreadable(_)) | Self::Answer(_) => {
                 "ClickHouse's answer could not be read; query's log has why".into()
+            }
+            Self::Warehouse(e @ WarehouseError::ShardUnavailable { .. }) => {
+                format!("{}; retry shortly", shard_message(e))
             }
             Self::Redis(_) => "Redis is unavailable; retry shortly".into(),
             other => other.to_string(),
@@ -554,6 +560,18 @@ async fn job_route(
     result.unwrap_or_else(|e: ApiError| e.into_response())
 }
 
+/// Which shard of which cluster does not answer, and why nothing is
+/// answered instead: never its address (the log has it).
+fn shard_message(e: &WarehouseError) -> String {
+    let WarehouseError::ShardUnavailable { cluster, shard, .. } = e else {
+        return e.to_string();
+    };
+    let which = shard.map_or("a shard".to_owned(), |s| format!("shard {s}"));
+    format!(
+        "{which} of ClickHouse cluster {cluster} is unreachable; an answer without it would count too few events"
+    )
+}
+
 /// ClickHouse and Redis checked now, with their latency and what is wrong
 /// (`tributary_core::health`).
 async fn detailed(State(state): State<Arc<AppState>>) -> Response {
@@ -567,6 +585,7 @@ async fn detailed(State(state): State<Arc<AppState>>) -> Response {
             WarehouseError::Unreadable(_) => {
                 "answers, but the events table is missing or unreadable".to_owned()
             }
+            e @ WarehouseError::ShardUnavailable { .. } => shard_message(e),
         }),
         probe("redis", limit, state.cache.ping(), |_| {
             "unavailable: queries run without the cache, async jobs are refused".to_owned()

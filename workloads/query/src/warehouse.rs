@@ -3,7 +3,7 @@
 //! line, never a stack trace.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use clickhouse::Client;
@@ -13,6 +13,7 @@ use prometheus_client::metrics::family::Family;
 use serde_json::Value;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tributary_core::clickhouse::{ClickHouseSettings, exception_code};
+use tributary_core::schema::cluster::{Topology, read_topology};
 
 use crate::answer::Answer;
 use crate::funnel::{FunnelPlan, FunnelTally};
@@ -31,6 +32,15 @@ pub enum WarehouseError {
     Rejected { code: u32, message: String },
     #[error("ClickHouse's answer could not be read: {0}")]
     Unreadable(String),
+    /// A shard of the cluster did not answer: the answer would count only
+    /// the other shards' events, so there is none. `shard` is `None` when
+    /// the error names no server of the cluster known here.
+    #[error("shard {} of ClickHouse cluster {cluster} is unreachable: {message}", .shard.map_or("?".to_owned(), |s| s.to_string()))]
+    ShardUnavailable {
+        cluster: String,
+        shard: Option<u32>,
+        message: String,
+    },
 }
 
 /// Which paths a funnel statement returns, and which of them to count;
@@ -84,6 +94,10 @@ pub struct Warehouse {
     /// Permits taken from `funnel_budget` at a time.
     funnel_grant: u32,
     funnel_grouping: Family<GroupingLabels, Counter>,
+    /// `QUERY_CLICKHOUSE_CLUSTER`, and its shards as last read (by
+    /// [`Self::ping`]), to name a shard that does not answer.
+    cluster: Option<String>,
+    topology: Arc<RwLock<Option<Topology>>>,
 }
 
 /// Default of [`Warehouse::with_funnel_budget`]: 320 MB at 32 bytes per
@@ -104,6 +118,11 @@ pub fn server_limit(timeout: Duration) -> Duration {
 /// ClickHouse's code for "timeout exceeded".
 const TIMEOUT_EXCEEDED: u32 = 159;
 
+/// ClickHouse's codes for a server it could not reach: SOCKET_TIMEOUT,
+/// NETWORK_ERROR, ALL_CONNECTION_TRIES_FAILED. From the server asked, on a
+/// cluster, they mean a shard it asked in turn.
+const SHARD_UNREACHABLE: [u32; 3] = [209, 210, 279];
+
 impl Warehouse {
     pub fn new(settings: &ClickHouseSettings, timeout: Duration) -> Self {
         let (funnel_budget, funnel_grant) = budget(DEFAULT_FUNNEL_EVENTS);
@@ -116,6 +135,8 @@ impl Warehouse {
             funnel_budget,
             funnel_grant,
             funnel_grouping: Family::default(),
+            cluster: settings.cluster.clone(),
+            topology: Arc::new(RwLock::new(None)),
         }
     }
 
@@ -175,6 +196,21 @@ impl Warehouse {
                 let code = exception_code(&e).unwrap_or(0);
                 if code == TIMEOUT_EXCEEDED {
                     return WarehouseError::Timeout(self.timeout.as_secs());
+                }
+                if let Some(cluster) = &self.cluster
+                    && SHARD_UNREACHABLE.contains(&code)
+                {
+                    let shard = self
+                        .topology
+                        .read()
+                        .ok()
+                        .and_then(|t| t.as_ref().map(|t| t.shards_named(text)))
+                        .and_then(|shards| shards.first().copied());
+                    return WarehouseError::ShardUnavailable {
+                        cluster: cluster.clone(),
+                        shard,
+                        message: first_line(text),
+                    };
                 }
                 WarehouseError::Rejected {
                     code,
@@ -425,8 +461,19 @@ impl Warehouse {
         }
     }
 
-    /// Whether the server answers and the events table exists.
+    /// Whether the server answers and the events table exists; on a
+    /// cluster, reads its shards again too.
     pub async fn ping(&self) -> Result<(), WarehouseError> {
+        if let Some(cluster) = &self.cluster {
+            match read_topology(&self.client, &self.url, cluster).await {
+                Ok(topology) => {
+                    if let Ok(mut known) = self.topology.write() {
+                        *known = Some(topology);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the cluster's shards"),
+            }
+        }
         let sql = format!(
             "SELECT count() FROM system.tables WHERE database = {} AND name = 'events'",
             crate::sql::string(&self.database)

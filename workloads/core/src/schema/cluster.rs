@@ -135,12 +135,34 @@ impl Topology {
             .find(|n| n.address() == address)
             .map(|n| n.shard)
     }
+
+    /// The shards whose servers an error names, as ClickHouse names them:
+    /// `(host:port)` (e.g. `Connection refused (ch-2:9000)`), in order,
+    /// each once.
+    pub fn shards_named(&self, message: &str) -> Vec<u32> {
+        let mut shards = Vec::new();
+        for piece in message.split('(').skip(1) {
+            let Some(address) = piece.split(')').next() else {
+                continue;
+            };
+            if let Some(shard) = self.shard_of(address)
+                && !shards.contains(&shard)
+            {
+                shards.push(shard);
+            }
+        }
+        shards
+    }
 }
 
-/// Reads the cluster `name` from one server.
-async fn read(settings: &ClickHouseSettings, name: &str) -> Result<Topology, ClusterError> {
-    let rows: Vec<(u32, u32, String, u16)> = settings
-        .client_without_database()
+/// Reads the cluster `name` from the server `client` talks to (`server`,
+/// its URL, for messages).
+pub async fn read_topology(
+    client: &clickhouse::Client,
+    server: &str,
+    name: &str,
+) -> Result<Topology, ClusterError> {
+    let rows: Vec<(u32, u32, String, u16)> = client
         .query(
             "SELECT toUInt32(shard_num), toUInt32(replica_num), host_name, toUInt16(port) \
              FROM system.clusters WHERE cluster = ?",
@@ -150,10 +172,14 @@ async fn read(settings: &ClickHouseSettings, name: &str) -> Result<Topology, Clu
         .await
         .map_err(|e| ClusterError::Unreachable {
             cluster: name.to_owned(),
-            server: settings.url(),
+            server: server.to_owned(),
             message: e.to_string(),
         })?;
-    Topology::from_rows(name, &settings.url(), rows)
+    Topology::from_rows(name, server, rows)
+}
+
+async fn read(settings: &ClickHouseSettings, name: &str) -> Result<Topology, ClusterError> {
+    read_topology(&settings.client_without_database(), &settings.url(), name).await
 }
 
 /// The cluster `settings.cluster` names, as the configured server describes
@@ -218,6 +244,25 @@ mod tests {
         let r = Topology::from_rows("c", "http://a:8123", vec![row(1, 1, "a"), row(1, 2, "a2")])
             .unwrap();
         assert!(r.replicated());
+    }
+
+    #[test]
+    fn the_shards_an_error_names_are_found() {
+        let t = Topology::from_rows(
+            "c",
+            "http://a:8123",
+            vec![row(1, 1, "127.0.0.2"), row(2, 1, "127.0.0.3")],
+        )
+        .unwrap();
+        // As ClickHouse 18.16 answered with shard 2 killed.
+        let message = "Code: 279, e.displayText() = DB::NetException: All connection tries failed. Log: \n\n\
+            Code: 210, e.displayText() = DB::NetException: Connection reset by peer, while reading from socket (127.0.0.3:9000), e.what() = DB::NetException\n\
+            Code: 210, e.displayText() = DB::NetException: Connection refused (127.0.0.3:9000), e.what() = DB::NetException\n";
+        assert_eq!(t.shards_named(message), [2]);
+        assert_eq!(
+            t.shards_named("Connection refused (elsewhere:9000)"),
+            Vec::<u32>::new()
+        );
     }
 
     #[test]
