@@ -207,6 +207,16 @@ pub struct ClickHouseSpec {
     /// user without a password when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretRef>,
+    /// A cluster in the servers' `remote_servers` (the URL names one of
+    /// its nodes; every node serves HTTP at the same port): events are
+    /// stored in `events_local` on every node and read through a
+    /// `Distributed` `events` sharded by user; shards and replicas are read
+    /// from `system.clusters` by the migration, which fails (and the
+    /// `MigrationFailed` condition says why) when the cluster is missing or
+    /// its nodes describe it differently. Unset: one server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub cluster: Option<String>,
 }
 
 fn database() -> String {

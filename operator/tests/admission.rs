@@ -22,6 +22,7 @@ fn schema() -> Value {
 fn example(name: &str) -> Value {
     let text = match name {
         "minimal" => include_str!("../../crds/examples/minimal.yaml"),
+        "cluster" => include_str!("../../crds/examples/cluster.yaml"),
         _ => include_str!("../../crds/examples/full.yaml"),
     };
     serde_yaml::from_str(text).unwrap()
@@ -47,7 +48,7 @@ fn with(change: impl FnOnce(&mut Value)) -> Value {
 
 #[test]
 fn the_examples_are_admitted() {
-    for name in ["minimal", "full"] {
+    for name in ["minimal", "full", "cluster"] {
         assert_eq!(admit(&example(name)), Ok(()), "{name}");
     }
 }

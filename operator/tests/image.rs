@@ -272,7 +272,11 @@ fn the_labels_and_the_tag_agree_with_the_workspace_chart_examples_and_kind() {
         values["image"]["repository"].as_str().unwrap()
     );
 
-    for example in ["crds/examples/minimal.yaml", "crds/examples/full.yaml"] {
+    for example in [
+        "crds/examples/minimal.yaml",
+        "crds/examples/full.yaml",
+        "crds/examples/cluster.yaml",
+    ] {
         let p: AnalyticsPipeline = serde_yaml::from_str(&read(example)).unwrap();
         assert_eq!(p.spec.image, image, "{example}");
     }

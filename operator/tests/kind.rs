@@ -366,7 +366,14 @@ fn the_smoke_event_goes_where_the_pipeline_serves_and_stores_it() {
     );
     let table = format!("{}.events", p.spec.clickhouse.database);
     assert_eq!(script_var("EVENTS_TABLE"), table);
-    let schema = read(&repo_root().join("workloads/core/migrations/clickhouse/0001_events.sql"));
-    assert!(schema.contains("{db}.events"), "the events table moved");
+    let layout = tributary_core::schema::Layout::Single;
+    let schema = tributary_core::schema::render(
+        &tributary_core::schema::clickhouse_migrations(&layout)[0].steps[0],
+        &p.spec.clickhouse.database,
+    );
+    assert!(
+        schema.contains(&format!("CREATE TABLE IF NOT EXISTS {table}\n")),
+        "the events table moved: {schema}"
+    );
     assert!(schema.contains("distinct_id "), "no distinct_id column");
 }

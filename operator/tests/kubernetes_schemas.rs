@@ -66,6 +66,7 @@ fn rendered_examples_and_the_crd_are_valid_on_every_version() {
     for (what, yaml) in [
         ("minimal", rendered("minimal.yaml")),
         ("full", rendered("full.yaml")),
+        ("cluster", rendered("cluster.yaml")),
         ("crd", crd),
     ] {
         assert!(yaml.contains("kind:"), "{what}: nothing rendered");

@@ -364,6 +364,18 @@ async fn a_failed_migration_is_a_condition_with_the_jobs_reason_and_nothing_roll
         json!({"failed": 5, "conditions": [{"type": "Failed", "status": "True",
             "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}),
     );
+    // Its last pod, as the kubelet leaves it (FallbackToLogsOnError).
+    let job_name = job.rsplit('/').next().unwrap().to_owned();
+    h.fake.put(
+        &format!("{PODS}/{job_name}-x7k2p"),
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("{job_name}-x7k2p"), "namespace": "analytics",
+                "labels": {"batch.kubernetes.io/job-name": job_name}},
+            "status": {"phase": "Failed", "containerStatuses": [{"name": "tributary", "image": "i",
+                "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 1, "finishedAt": "2026-12-07T10:00:00Z",
+                    "message": "{\"level\":\"info\"}\ntributary migrate: ClickHouse at http://clickhouse:8123 has no cluster c in its remote_servers\n"}}}]}}),
+    );
     let (action, calls) = h.calls().await;
     assert_eq!(
         lines(&calls),
@@ -371,6 +383,7 @@ async fn a_failed_migration_is_a_condition_with_the_jobs_reason_and_nothing_roll
             &format!("PATCH {}", h.config_map_key()),
             &format!("GET {job}"),
             &format!("GET {JOBS}"),
+            &format!("GET {PODS}"),
             &format!("PUT {PIPELINE}/status"),
             &format!("POST {EVENTS}"),
         ])
@@ -379,6 +392,12 @@ async fn a_failed_migration_is_a_condition_with_the_jobs_reason_and_nothing_roll
     let (status, reason, message) = h.condition("MigrationsComplete");
     assert_eq!((status.as_str(), reason.as_str()), ("False", "Failed"));
     assert!(message.contains("BackoffLimitExceeded"), "{message}");
+    assert!(
+        message.ends_with(
+            "the last attempt said: tributary migrate: ClickHouse at http://clickhouse:8123 has no cluster c in its remote_servers"
+        ),
+        "{message}"
+    );
     assert_eq!(h.condition("Degraded").0, "True");
     assert!(h.fake.keys(DEPLOYMENTS).is_empty());
     assert_eq!(action, Action::requeue(RESYNC));

@@ -50,3 +50,8 @@ fn the_minimal_example_renders_as_reviewed() {
 fn the_full_example_renders_as_reviewed() {
     check("full");
 }
+
+#[test]
+fn the_cluster_example_renders_as_reviewed() {
+    check("cluster");
+}

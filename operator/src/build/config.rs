@@ -127,6 +127,9 @@ pub fn config_data(p: &AnalyticsPipeline) -> Result<BTreeMap<String, String>, Bu
             &format!("{prefix}_CLICKHOUSE_DATABASE"),
             spec.clickhouse.database.clone(),
         );
+        if let Some(cluster) = &spec.clickhouse.cluster {
+            set(&format!("{prefix}_CLICKHOUSE_CLUSTER"), cluster.clone());
+        }
     }
     set(
         "QUERY_REQUIRE_API_KEY",

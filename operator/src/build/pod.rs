@@ -70,6 +70,10 @@ pub fn container(
             ..EnvFromSource::default()
         }]),
         env: (!env.is_empty()).then_some(env),
+        // A container that fails leaves its last log lines (the error it
+        // exits with) as its termination message: in `kubectl describe`,
+        // and in the MigrationFailed condition for the migration Job.
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),

@@ -51,20 +51,32 @@ pub(super) async fn migrate<T: Kafka>(
             );
         }
     }
-    if state != Migration::Running {
+    if state == Migration::Succeeded {
         return Ok(state);
     }
-    // Running, as the Job says; whether its pod can start, its pod says
-    // (telling only: a failed read leaves it Running).
+    // Whether its pod can start while running, and what the last attempt
+    // said once failed, its pods say (telling only: a failed read leaves
+    // the state as the Job tells it).
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     let selector = format!("batch.kubernetes.io/job-name={}", job.name_any());
     let pods = match pods.list(&ListParams::default().labels(&selector)).await {
         Ok(pods) => pods.items,
         Err(e) => {
             tracing::warn!(error = %e, "cannot list the migration Job's pods; its progress is told without them");
-            return Ok(Migration::Running);
+            return Ok(state);
         }
     };
+    if let Migration::Failed { reason } = state {
+        return Ok(Migration::Failed {
+            reason: match observe::last_words(&pods) {
+                Some(words) => format!("{reason}; the last attempt said: {words}"),
+                None => reason,
+            },
+        });
+    }
+    if state != Migration::Running {
+        return Ok(state);
+    }
     Ok(
         match observe::migration_pending(&job, &pods, now.timestamp()) {
             Some((reason, message)) => Migration::Pending { reason, message },

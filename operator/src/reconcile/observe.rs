@@ -115,6 +115,38 @@ pub fn migration_pending(job: &Job, pods: &[Pod], now: Timestamp) -> Option<(Rea
     })
 }
 
+/// Longest part of a termination message carried into a condition.
+const LAST_WORDS: usize = 600;
+
+/// What the newest failed attempt among `pods` said as it exited: the last
+/// line of its termination message (its last log lines, the containers
+/// being `FallbackToLogsOnError`), e.g. `tributary migrate: ClickHouse at
+/// http://ch:8123 has no cluster c in its remote_servers`.
+pub fn last_words(pods: &[Pod]) -> Option<String> {
+    pods.iter()
+        .flat_map(|pod| {
+            pod.status
+                .iter()
+                .flat_map(|s| s.container_statuses.iter().flatten())
+        })
+        .flat_map(|c| {
+            [c.state.as_ref(), c.last_state.as_ref()]
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.terminated.as_ref())
+        })
+        .filter(|t| t.exit_code != 0)
+        .filter_map(|t| {
+            let line = t.message.as_deref()?.lines().rev().find(|l| !l.trim().is_empty())?;
+            Some((t.finished_at.as_ref().map(|f| f.0), line.trim()))
+        })
+        .max_by_key(|(finished, _)| *finished)
+        .map(|(_, line)| match line.char_indices().nth(LAST_WORDS) {
+            Some((cut, _)) => format!("{}…", &line[..cut]),
+            None => line.to_owned(),
+        })
+}
+
 /// Whether the Deployment the API server returned has rolled out: the
 /// controller saw the latest spec, and every wanted replica runs it and is
 /// available, with no old pods left.
@@ -234,6 +266,33 @@ mod tests {
             "creationTimestamp": Timestamp::from_second(secs).unwrap_or_default().to_string(),
         }}))
         .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_newest_failed_attempt_tells_why_in_its_last_line() {
+        let failed = |at: &str, message: &str| {
+            pod(serde_json::json!({"containerStatuses": [{
+                "name": "tributary", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 1, "finishedAt": at, "message": message}},
+            }]}))
+        };
+        let older = failed("2026-12-07T10:00:00Z", "tributary migrate: earlier\n");
+        let newer = failed(
+            "2026-12-07T10:01:00Z",
+            "{\"level\":\"info\"}\ntributary migrate: ClickHouse at http://ch:8123 has no cluster c in its remote_servers\n\n",
+        );
+        assert_eq!(
+            last_words(&[older.clone(), newer]).as_deref(),
+            Some("tributary migrate: ClickHouse at http://ch:8123 has no cluster c in its remote_servers")
+        );
+        assert_eq!(last_words(&[older]).as_deref(), Some("tributary migrate: earlier"));
+        let ok = pod(serde_json::json!({"containerStatuses": [{
+            "name": "tributary", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "message": "done"}},
+        }]}));
+        assert_eq!(last_words(&[ok]), None);
+        let long = failed("2026-12-07T10:00:00Z", &"x".repeat(5000));
+        assert_eq!(last_words(&[long]).map(|w| w.chars().count()), Some(LAST_WORDS + 1));
     }
 
     #[test]
