@@ -5,10 +5,13 @@
 #   up    create the cluster (cluster.yaml), build the image and load it into
 #         the node, install Kafka, ClickHouse, Postgres and Redis (deps/),
 #         install the operator with its Helm chart, apply the example
-#         pipeline (crds/examples/minimal.yaml), wait until it is Ready, and
+#         pipeline (crds/examples/$EXAMPLE.yaml), wait until it is Ready, and
 #         send an event through capture over a port-forward until it is in
 #         ClickHouse.
 #   down  delete the cluster.
+#
+# EXAMPLE=cluster runs crds/examples/cluster.yaml on a two-shard ClickHouse
+# (cluster-deps/) instead of the minimal pipeline on one server.
 #
 # Needs docker, kind, kubectl and helm. Usage: infrastructure/kind/kind.sh up|down
 set -euo pipefail
@@ -21,6 +24,13 @@ OPERATOR_NAMESPACE=tributary-system
 # The release named like the chart: its objects are named `tributary-operator`.
 RELEASE=tributary-operator
 PIPELINE=analytics
+EXAMPLE=${EXAMPLE:-minimal}
+# The ClickHouse server the smoke test reads through.
+case "$EXAMPLE" in
+  minimal) CLICKHOUSE_WORKLOAD=deployment/clickhouse ;;
+  cluster) CLICKHOUSE_WORKLOAD=deployment/clickhouse-shard-1 ;;
+  *) printf 'kind: EXAMPLE=%s: give minimal or cluster\n' "$EXAMPLE" >&2; exit 2 ;;
+esac
 # Where the example pipeline's consumer writes (spec.clickhouse.database).
 EVENTS_TABLE=tributary.events
 # The image the chart (its appVersion) and the example pipeline name; the
@@ -88,7 +98,12 @@ up() {
     kc -n "$NAMESPACE" create secret generic tributary-jwt \
       --from-literal=secret="$(head -c 48 /dev/urandom | base64 | tr -d '\n')"
   fi
-  for workload in statefulset/kafka deployment/clickhouse deployment/postgres deployment/redis; do
+  local workloads=(statefulset/kafka deployment/clickhouse deployment/postgres deployment/redis)
+  if [ "$EXAMPLE" = cluster ]; then
+    kc apply -f "$HERE/cluster-deps/"
+    workloads+=(deployment/clickhouse-shard-1 deployment/clickhouse-shard-2)
+  fi
+  for workload in "${workloads[@]}"; do
     kc -n "$NAMESPACE" rollout status "$workload" --timeout 5m
   done
 
@@ -99,11 +114,11 @@ up() {
 
   kc wait --for=condition=Established crd/analyticspipelines.tributary.dev --timeout 60s
 
-  log "applying crds/examples/minimal.yaml in namespace $NAMESPACE, image tag $tag"
+  log "applying crds/examples/$EXAMPLE.yaml in namespace $NAMESPACE, image tag $tag"
   local manifest generation
-  manifest=$(sed "s|^  image: $IMAGE\$|  image: $REPOSITORY:$tag|" "$REPO/crds/examples/minimal.yaml")
+  manifest=$(sed "s|^  image: $IMAGE\$|  image: $REPOSITORY:$tag|" "$REPO/crds/examples/$EXAMPLE.yaml")
   grep -q "^  image: $REPOSITORY:$tag\$" <<< "$manifest" \
-    || fail "crds/examples/minimal.yaml no longer names image $IMAGE; update IMAGE here"
+    || fail "crds/examples/$EXAMPLE.yaml no longer names image $IMAGE; update IMAGE here"
   kc -n "$NAMESPACE" apply -f - <<< "$manifest"
   # Ready of this generation, not the one before a re-run.
   generation=$(kc -n "$NAMESPACE" get "analyticspipeline/$PIPELINE" -o jsonpath='{.metadata.generation}')
@@ -171,7 +186,7 @@ smoke() {
 
   deadline=$((SECONDS + 120))
   while :; do
-    count=$(kc -n "$NAMESPACE" exec deployment/clickhouse -- clickhouse-client --query \
+    count=$(kc -n "$NAMESPACE" exec "$CLICKHOUSE_WORKLOAD" -- clickhouse-client --query \
       "SELECT count() FROM $EVENTS_TABLE WHERE distinct_id = '$id'" 2> /dev/null || echo 0)
     # At least once: a redelivered event may be counted twice until merged.
     [ "$count" -ge 1 ] 2> /dev/null && break

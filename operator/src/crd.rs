@@ -215,7 +215,10 @@ pub struct ClickHouseSpec {
     /// `MigrationFailed` condition says why) when the cluster is missing or
     /// its nodes describe it differently. Unset: one server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")
+    )]
     pub cluster: Option<String>,
 }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Container, Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, Secret, Service};
 use serde::Deserialize;
 use serde_yaml::Value;
 use tributary_operator::build::{Component, meta};
@@ -35,10 +35,16 @@ struct Deps {
     secrets: Vec<Secret>,
     deployments: Vec<Deployment>,
     statefulsets: Vec<StatefulSet>,
+    config_maps: Vec<ConfigMap>,
 }
 
 fn deps() -> Deps {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(kind_dir().join("deps"))
+    deps_in("deps")
+}
+
+/// The objects of `infrastructure/kind/<dir>/`.
+fn deps_in(dir: &str) -> Deps {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(kind_dir().join(dir))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
@@ -55,6 +61,7 @@ fn deps() -> Deps {
                 "Secret" => deps.secrets.push(parse(value, &what)),
                 "Deployment" => deps.deployments.push(parse(value, &what)),
                 "StatefulSet" => deps.statefulsets.push(parse(value, &what)),
+                "ConfigMap" => deps.config_maps.push(parse(value, &what)),
                 _ => panic!("{what}: a kind this test does not know; teach it"),
             }
         }
@@ -77,7 +84,12 @@ fn script_var(name: &str) -> String {
 }
 
 fn example() -> AnalyticsPipeline {
-    serde_yaml::from_str(&read(&repo_root().join("crds/examples/minimal.yaml"))).unwrap()
+    example_named("minimal")
+}
+
+fn example_named(name: &str) -> AnalyticsPipeline {
+    let path = repo_root().join(format!("crds/examples/{name}.yaml"));
+    serde_yaml::from_str(&read(&path)).unwrap()
 }
 
 /// `host` and `port` of `scheme://host:port/...` or `host:port`.
@@ -290,6 +302,66 @@ fn clickhouse_lets_the_examples_passwordless_user_in_over_the_network() {
     assert!(example().spec.clickhouse.credentials_secret_ref.is_none());
     // Otherwise the image restricts `default` to localhost.
     assert_eq!(deps().env("clickhouse", "CLICKHOUSE_SKIP_USER_SETUP"), "1");
+}
+
+#[test]
+fn the_cluster_example_runs_on_the_two_shards_cluster_deps_install() {
+    let deps = deps_in("cluster-deps");
+    let spec = example_named("cluster").spec;
+    let (url_host, http) = host_port(&spec.clickhouse.url);
+    deps.serves(&url_host, http, "spec.clickhouse.url");
+    let cluster = spec
+        .clickhouse
+        .cluster
+        .expect("the example names a cluster");
+    let config = &deps.config_maps[0];
+    let xml = config
+        .data
+        .as_ref()
+        .and_then(|d| d.get("remote_servers.xml"))
+        .expect("remote_servers.xml");
+    let named = xml
+        .split(&format!("<{cluster}>"))
+        .nth(1)
+        .and_then(|rest| rest.split(&format!("</{cluster}>")).next())
+        .unwrap_or_else(|| panic!("remote_servers has no cluster {cluster}: {xml}"));
+    let hosts: Vec<&str> = named
+        .split("<host>")
+        .skip(1)
+        .filter_map(|h| h.split("</host>").next())
+        .collect();
+    assert_eq!(hosts.len(), 2, "two shards: {named}");
+    assert!(hosts.contains(&url_host.as_str()), "the URL names a node");
+    for host in hosts {
+        // Its native port for the other node, and the HTTP port of the URL
+        // for the migration, which reaches every node there.
+        deps.serves(host, 9000, "remote_servers");
+        deps.serves(host, http, "the migration");
+        let mounted = deps.deployments.iter().any(|d| {
+            d.metadata.name.as_deref() == Some(host)
+                && d.spec
+                    .as_ref()
+                    .unwrap()
+                    .template
+                    .spec
+                    .as_ref()
+                    .unwrap()
+                    .volumes
+                    .iter()
+                    .flatten()
+                    .any(|v| {
+                        v.config_map.as_ref().map(|c| c.name.as_str())
+                            == config.metadata.name.as_deref()
+                    })
+        });
+        assert!(mounted, "{host} does not mount the cluster's config");
+        assert_eq!(deps.env(host, "CLICKHOUSE_SKIP_USER_SETUP"), "1");
+    }
+    let script = read(&kind_dir().join("kind.sh"));
+    assert!(
+        script.contains("$HERE/cluster-deps/"),
+        "kind.sh applies cluster-deps"
+    );
 }
 
 /// `(major, minor)` of `v1.33.1`, `>=1.33.0-0` and the like.

@@ -137,7 +137,12 @@ pub fn last_words(pods: &[Pod]) -> Option<String> {
         })
         .filter(|t| t.exit_code != 0)
         .filter_map(|t| {
-            let line = t.message.as_deref()?.lines().rev().find(|l| !l.trim().is_empty())?;
+            let line = t
+                .message
+                .as_deref()?
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())?;
             Some((t.finished_at.as_ref().map(|f| f.0), line.trim()))
         })
         .max_by_key(|(finished, _)| *finished)
@@ -283,16 +288,24 @@ mod tests {
         );
         assert_eq!(
             last_words(&[older.clone(), newer]).as_deref(),
-            Some("tributary migrate: ClickHouse at http://ch:8123 has no cluster c in its remote_servers")
+            Some(
+                "tributary migrate: ClickHouse at http://ch:8123 has no cluster c in its remote_servers"
+            )
         );
-        assert_eq!(last_words(&[older]).as_deref(), Some("tributary migrate: earlier"));
+        assert_eq!(
+            last_words(&[older]).as_deref(),
+            Some("tributary migrate: earlier")
+        );
         let ok = pod(serde_json::json!({"containerStatuses": [{
             "name": "tributary", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
             "state": {"terminated": {"exitCode": 0, "message": "done"}},
         }]}));
         assert_eq!(last_words(&[ok]), None);
         let long = failed("2026-12-07T10:00:00Z", &"x".repeat(5000));
-        assert_eq!(last_words(&[long]).map(|w| w.chars().count()), Some(LAST_WORDS + 1));
+        assert_eq!(
+            last_words(&[long]).map(|w| w.chars().count()),
+            Some(LAST_WORDS + 1)
+        );
     }
 
     #[test]
