@@ -10,7 +10,10 @@
 //! 3. The consumer reads the pre-filled topic into another fresh table:
 //!    rows/s from the moment it holds its partitions until the last row is
 //!    written (decode, insert, commit included).
-//! 4. Visibility: capture and the consumer run together while events are
+//! 4. The stack's two-shard cluster: 2 and 3 again with `events`
+//!    Distributed over the shards (synchronous inserts, as the consumer
+//!    makes them there).
+//! 5. Visibility: capture and the consumer run together while events are
 //!    posted at a steady rate; p50/p95 of insert time minus capture's
 //!    `received_at`, read from the consumer's histogram.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -28,7 +31,7 @@ use tributary_consumer::row::EventRow;
 use tributary_core::Event;
 use tributary_core::clickhouse::ClickHouseSettings;
 use tributary_core::config::Env;
-use tributary_tests::clickhouse::host_port;
+use tributary_tests::clickhouse::{cluster_settings, host_port};
 use tributary_tests::kafka::{client_config, create_topic};
 use tributary_tests::{Stack, poll_until, unique_name};
 
@@ -98,6 +101,49 @@ fn consumer_config(stack: &Stack, topic: &str, db: &str) -> ConsumerConfig {
         ("CONSUMER_SESSION_TIMEOUT_MS", "6000".to_owned()),
     ]);
     ConsumerConfig::from_env(&Env::new(&vars)).unwrap()
+}
+
+/// Seconds to insert `rows` in batches with the `clickhouse` crate into the
+/// (freshly migrated) events of `settings`.
+async fn raw_insert(settings: &ClickHouseSettings, rows: &[EventRow]) -> f64 {
+    tributary_core::schema::migrate_clickhouse(settings)
+        .await
+        .unwrap();
+    let client = settings.client();
+    let started = Instant::now();
+    for chunk in rows.chunks(batch()) {
+        let mut insert = client.insert::<EventRow>("events").await.unwrap();
+        for row in chunk {
+            insert.write(row).await.unwrap();
+        }
+        insert.end().await.unwrap();
+    }
+    started.elapsed().as_secs_f64()
+}
+
+/// Seconds the consumer configured by `config` takes to write `n` rows
+/// from the pre-filled topic into its (freshly migrated) database, timed
+/// from the first message read, like the raw read baseline: group join and
+/// offset lookup are start-up, not throughput.
+async fn consume(config: ConsumerConfig, n: usize) -> f64 {
+    tributary_core::schema::migrate_clickhouse(&config.clickhouse)
+        .await
+        .unwrap();
+    let consumer = common::start(config);
+    poll_until(
+        "the consumer's first message",
+        Duration::from_secs(60),
+        || async { (consumer.metrics.consumed.get() > 0).then_some(()) },
+    )
+    .await;
+    let started = Instant::now();
+    poll_until("every row written", Duration::from_secs(600), || async {
+        (consumer.metrics.rows_written.get() >= n as u64).then_some(())
+    })
+    .await;
+    let secs = started.elapsed().as_secs_f64();
+    consumer.stop().await;
+    secs
 }
 
 /// Quantile from the cumulative `_bucket` lines of a histogram (upper bound
@@ -177,25 +223,11 @@ async fn main() {
     }
 
     // Baseline: raw inserts of the same rows.
-    let raw_db = unique_name("bench_raw");
-    let raw_settings = settings(&stack, &raw_db);
-    tributary_core::schema::migrate_clickhouse(&raw_settings)
-        .await
-        .unwrap();
     let rows: Vec<EventRow> = all
         .iter()
         .map(|e| EventRow::from_event(e.clone()).unwrap())
         .collect();
-    let client = raw_settings.client();
-    let started = Instant::now();
-    for chunk in rows.chunks(batch()) {
-        let mut insert = client.insert::<EventRow>("events").await.unwrap();
-        for row in chunk {
-            insert.write(row).await.unwrap();
-        }
-        insert.end().await.unwrap();
-    }
-    let raw_secs = started.elapsed().as_secs_f64();
+    let raw_secs = raw_insert(&settings(&stack, &unique_name("bench_raw")), &rows).await;
     let raw_rate = n as f64 / raw_secs;
 
     // Decode alone: the same messages pushed into a batch, no I/O.
@@ -243,26 +275,16 @@ async fn main() {
 
     // The consumer on the pre-filled topic.
     let db = unique_name("bench_consumer");
-    tributary_core::schema::migrate_clickhouse(&settings(&stack, &db))
-        .await
-        .unwrap();
-    let consumer = common::start(consumer_config(&stack, &topic, &db));
-    // Timed from the first message read, like the raw read baseline: group
-    // join and offset lookup are start-up, not throughput.
-    poll_until(
-        "the consumer's first message",
-        Duration::from_secs(60),
-        || async { (consumer.metrics.consumed.get() > 0).then_some(()) },
-    )
-    .await;
-    let started = Instant::now();
-    poll_until("every row written", Duration::from_secs(600), || async {
-        (consumer.metrics.rows_written.get() >= n as u64).then_some(())
-    })
-    .await;
-    let consumer_secs = started.elapsed().as_secs_f64();
+    let consumer_secs = consume(consumer_config(&stack, &topic, &db), n).await;
     let consumer_rate = n as f64 / consumer_secs;
-    consumer.stop().await;
+
+    // The same two on the stack's two-shard cluster.
+    let (cluster, node) = stack.cluster();
+    let on_cluster = |db: &str| cluster_settings(&node, db, &cluster);
+    let raw_cluster_secs = raw_insert(&on_cluster(&unique_name("bench_raw_c")), &rows).await;
+    let mut config = consumer_config(&stack, &topic, "unused");
+    config.clickhouse = on_cluster(&unique_name("bench_consumer_c"));
+    let consumer_cluster_secs = consume(config, n).await;
 
     // Visibility under steady capture load.
     let rate: u64 = std::env::var("BENCH_RATE")
@@ -354,6 +376,18 @@ async fn main() {
     );
     println!(
         "{:<44} {:>12.0} {:>10.2}",
+        "raw insert, two-shard cluster (Distributed)",
+        n as f64 / raw_cluster_secs,
+        raw_cluster_secs
+    );
+    println!(
+        "{:<44} {:>12.0} {:>10.2}",
+        "consumer, two-shard cluster",
+        n as f64 / consumer_cluster_secs,
+        consumer_cluster_secs
+    );
+    println!(
+        "{:<44} {:>12.0} {:>10.2}",
         "raw Kafka read of the topic (no decode/insert)", read_rate, read_secs
     );
     println!(
@@ -366,6 +400,10 @@ async fn main() {
     println!(
         "ratio consumer/raw insert: {:.3} (goal >= 0.8)",
         consumer_rate / raw_rate
+    );
+    println!(
+        "ratio consumer/raw insert on the two-shard cluster: {:.3}",
+        raw_cluster_secs / consumer_cluster_secs
     );
     println!(
         "ratio consumer/raw Kafka read: {:.3}",

@@ -5,14 +5,20 @@
 //! in the same run, is ClickHouse counting the same 7 days' events with a
 //! bare `SELECT count()`.
 //!
+//! Then the same on the stack's two-shard cluster (`events` Distributed over
+//! both shards), with the ratio of each p95 to one server's and a check that
+//! both answer alike (`BENCH_NO_CLUSTER=1` skips it).
+//!
 //! Run: `make bench-query` (the data is generated in ClickHouse once, into
-//! the `tributary_bench` database, and reused while it holds 10M rows).
+//! the `tributary_bench` database of the server and of the cluster, and
+//! reused while it holds 10M rows).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use tributary_core::clickhouse::ClickHouseSettings;
 use tributary_core::config::Env;
 use tributary_tests::Stack;
 
@@ -28,30 +34,34 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples[i]
 }
 
-async fn ensure_data(stack: &Stack) {
-    let ch = tributary_tests::clickhouse::client(&stack.clickhouse_url);
+/// Where the events are: the stack's server, or its two-shard cluster.
+struct Target {
+    what: &'static str,
+    settings: ClickHouseSettings,
+}
+
+async fn ensure_data(target: &Target) {
+    let ch = target.settings.client();
     let count: u64 = ch
-        .query_raw(&format!("SELECT count() FROM {DB}.events"))
+        .query_raw("SELECT count() FROM events")
         .fetch_one()
         .await
         .unwrap_or(0);
+    let db = &target.settings.database;
     if count == EVENTS {
-        println!("reusing {EVENTS} events in {DB}.events");
+        println!("{}: reusing {EVENTS} events in {db}.events", target.what);
         return;
     }
-    ch.query_raw(&format!("DROP DATABASE IF EXISTS {DB}"))
-        .execute()
-        .await
-        .unwrap();
-    let settings = tributary_tests::clickhouse::settings(&stack.clickhouse_url, DB);
-    tributary_core::schema::migrate_clickhouse(&settings)
+    drop_everywhere(target).await;
+    tributary_core::schema::migrate_clickhouse(&target.settings)
         .await
         .unwrap();
     let started = Instant::now();
     // Half pageviews, then view_item, checkout, purchase, signup; 100k users;
-    // four browsers; spread evenly over 30 days.
+    // four browsers; spread evenly over 30 days. On the cluster through the
+    // Distributed table, synchronously, as the consumer writes.
     let sql = format!(
-        "INSERT INTO {DB}.events (uuid, project_id, event, distinct_id, properties, timestamp, timestamp_ms, received_at, ip, lib, lib_version) \
+        "INSERT INTO {db}.events (uuid, project_id, event, distinct_id, properties, timestamp, timestamp_ms, received_at, ip, lib, lib_version) \
          SELECT generateUUIDv4(), 1, \
            arrayElement(['$pageview','$pageview','$pageview','$pageview','$pageview','view_item','view_item','checkout','purchase','signup'], cityHash64(number) % 10 + 1), \
            concat('user-', toString(cityHash64(number, 1) % 100000)), \
@@ -61,9 +71,36 @@ async fn ensure_data(stack: &Stack) {
     );
     ch.query_raw(&sql).execute().await.unwrap();
     println!(
-        "generated {EVENTS} events in {:.1} s",
+        "{}: generated {EVENTS} events in {:.1} s",
+        target.what,
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Drops the database on the server, or on every node of the cluster.
+async fn drop_everywhere(target: &Target) {
+    let db = &target.settings.database;
+    let hosts: Vec<String> = match &target.settings.cluster {
+        None => vec![target.settings.host.clone()],
+        Some(cluster) => target
+            .settings
+            .client_without_database()
+            .query("SELECT host_name FROM system.clusters WHERE cluster = ?")
+            .bind(cluster)
+            .fetch_all()
+            .await
+            .unwrap(),
+    };
+    for host in hosts {
+        target
+            .settings
+            .on_host(&host)
+            .client_without_database()
+            .query_raw(&format!("DROP DATABASE IF EXISTS {db}"))
+            .execute()
+            .await
+            .unwrap();
+    }
 }
 
 async fn timed(http: &reqwest::Client, url: &str, body: &Value) -> (Duration, Value) {
@@ -90,22 +127,35 @@ fn report(name: &str, samples: &mut [Duration], goal: Option<Duration>) -> Durat
     p95
 }
 
-#[tokio::main]
-async fn main() {
-    let stack = Stack::require();
-    ensure_data(&stack).await;
-    let (host, port) = tributary_tests::clickhouse::host_port(&stack.clickhouse_url);
-    let port = port.to_string();
-    let vars = [
+/// p95s of the trend and funnel (uncached, cached) and what they answered.
+struct Measured {
+    p95s: Vec<Duration>,
+    answers: (Value, Value),
+}
+
+async fn measure(stack: &Stack, target: &Target) -> Measured {
+    ensure_data(target).await;
+    let port = target.settings.port.to_string();
+    let mut vars = vec![
         // Keyless reads of the bench's project (the explicit opt-in).
         ("QUERY_REQUIRE_API_KEY", "false"),
         ("QUERY_KEYLESS_PROJECT_ID", "1"),
         ("QUERY_HOST", "127.0.0.1"),
-        ("QUERY_CLICKHOUSE_HOST", host.as_str()),
+        ("QUERY_CLICKHOUSE_HOST", target.settings.host.as_str()),
         ("QUERY_CLICKHOUSE_PORT", port.as_str()),
-        ("QUERY_CLICKHOUSE_DATABASE", DB),
+        (
+            "QUERY_CLICKHOUSE_DATABASE",
+            target.settings.database.as_str(),
+        ),
         ("REDIS_URL", stack.redis_url.as_str()),
     ];
+    if let Some(cluster) = &target.settings.cluster {
+        vars.push(("QUERY_CLICKHOUSE_CLUSTER", cluster.as_str()));
+    }
+    let vars: std::collections::HashMap<String, String> = vars
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
     let mut config = tributary_query::QueryConfig::from_env(&Env::new(&vars)).unwrap();
     config.listen.set_port(0);
     let server = tributary_query::QueryServer::bind(&config).await.unwrap();
@@ -116,13 +166,13 @@ async fn main() {
 
     let from = START + 20 * 86_400;
     let to = from + 7 * 86_400;
-    let ch = tributary_tests::clickhouse::client(&stack.clickhouse_url);
+    let ch = target.settings.client();
     let mut baseline = Vec::new();
     for _ in 0..RUNS {
         let started = Instant::now();
         let n: u64 = ch
             .query_raw(&format!(
-                "SELECT count() FROM {DB}.events WHERE project_id = 1 AND timestamp >= toDateTime({from}) AND timestamp < toDateTime({to})"
+                "SELECT count() FROM events WHERE project_id = 1 AND timestamp >= toDateTime({from}) AND timestamp < toDateTime({to})"
             ))
             .fetch_one()
             .await
@@ -163,7 +213,10 @@ async fn main() {
         samples.push((format!("{name} uncached"), uncached));
         samples.push((format!("{name} cached"), cached));
     }
-    println!("\n{EVENTS} events, 100000 users, 30 days; {RUNS} runs each");
+    println!(
+        "\n{}: {EVENTS} events, 100000 users, 30 days; {RUNS} runs each",
+        target.what
+    );
     let base_p95 = report("baseline: bare count() over 7 days", &mut baseline, None);
     let goals = [
         Some(Duration::from_millis(500)),
@@ -171,13 +224,13 @@ async fn main() {
         Some(Duration::from_secs(2)),
         None,
     ];
-    let mut p95s = Vec::new();
+    let mut p95s = vec![base_p95];
     for ((name, s), goal) in samples.iter_mut().zip(goals) {
         p95s.push(report(name, s, goal));
     }
     println!(
         "ratio trend uncached p95 / baseline p95: {:.1}x",
-        p95s[0].as_secs_f64() / base_p95.as_secs_f64()
+        p95s[1].as_secs_f64() / base_p95.as_secs_f64()
     );
     println!(
         "funnel: {} users entered, {} converted",
@@ -188,4 +241,54 @@ async fn main() {
         last.0["results"].as_array().map_or(0, Vec::len)
     );
     stop.cancel();
+    Measured {
+        p95s,
+        answers: last,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let stack = Stack::require();
+    let single = Target {
+        what: "one server",
+        settings: tributary_tests::clickhouse::settings(&stack.clickhouse_url, DB),
+    };
+    let one = measure(&stack, &single).await;
+    if std::env::var_os("BENCH_NO_CLUSTER").is_some() {
+        return;
+    }
+    let (cluster, node) = stack.cluster();
+    let sharded = Target {
+        what: "two-shard cluster",
+        settings: tributary_tests::clickhouse::cluster_settings(&node, DB, &cluster),
+    };
+    let two = measure(&stack, &sharded).await;
+    println!();
+    for (i, name) in [
+        "baseline",
+        "trend uncached",
+        "trend cached",
+        "funnel uncached",
+        "funnel cached",
+    ]
+    .iter()
+    .enumerate()
+    {
+        println!(
+            "two-shard cluster / one server, {name} p95: {:.2}",
+            two.p95s[i].as_secs_f64() / one.p95s[i].as_secs_f64()
+        );
+    }
+    // The data differ only in uuids: the answers must not.
+    let strip = |mut v: Value| {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("computed_at");
+            o.remove("cached");
+        }
+        v
+    };
+    assert_eq!(strip(one.answers.0), strip(two.answers.0), "trend");
+    assert_eq!(strip(one.answers.1), strip(two.answers.1), "funnel");
+    println!("the trend and funnel answers are equal on both");
 }
