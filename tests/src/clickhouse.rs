@@ -105,30 +105,59 @@ pub struct PrivateCluster {
 }
 
 impl PrivateCluster {
+    /// `shards` shards of one replica each.
     pub fn start(shards: usize) -> Self {
+        Self::make(shards, 1, None)
+    }
+
+    /// One shard of `replicas` replicas, replicated through the ZooKeeper
+    /// at `zookeeper` (`host:port`) with a 3 s session, so that a killed
+    /// replica is taken for gone, and catches up, within seconds.
+    pub fn start_replicated(replicas: usize, zookeeper: &str) -> Self {
+        Self::make(1, replicas, Some(zookeeper))
+    }
+
+    fn make(shards: usize, replicas: usize, zookeeper: Option<&str>) -> Self {
         let name = unique_name("cluster");
-        let (http_port, tcp_port) = (free_port(), free_port());
+        let (http_port, tcp_port, interserver) = (free_port(), free_port(), free_port());
         // A /24 of loopback of its own: 127.<pid>.<n>.x.
         let net = format!(
             "127.{}.{}",
             std::process::id() % 250 + 1,
             free_port() % 250 + 1
         );
-        let hosts: Vec<String> = (1..=shards).map(|i| format!("{net}.{i}")).collect();
-        let replicas: String = hosts
-            .iter()
-            .map(|h| {
-                format!("<shard><replica><host>{h}</host><port>{tcp_port}</port></replica></shard>")
+        // (shard, host) of every node, shard by shard.
+        let nodes: Vec<(usize, String)> = (0..shards * replicas)
+            .map(|i| (i / replicas + 1, format!("{net}.{}", i + 1)))
+            .collect();
+        let replicated = zookeeper.is_some();
+        let layout: String = (1..=shards)
+            .map(|shard| {
+                let hosts: String = nodes
+                    .iter()
+                    .filter(|(s, _)| *s == shard)
+                    .map(|(_, h)| format!("<replica><host>{h}</host><port>{tcp_port}</port></replica>"))
+                    .collect();
+                format!("<shard><internal_replication>{replicated}</internal_replication>{hosts}</shard>")
             })
             .collect();
-        let config = format!("<remote_servers><{name}>{replicas}</{name}></remote_servers>");
-        let nodes = hosts
+        let remote = format!("<remote_servers><{name}>{layout}</{name}></remote_servers>");
+        let nodes = nodes
             .iter()
-            .map(|h| {
+            .map(|(shard, host)| {
+                let mut config = remote.clone();
+                if let Some(zookeeper) = zookeeper {
+                    let (zk_host, zk_port) = zookeeper.rsplit_once(':').unwrap_or((zookeeper, "2181"));
+                    config.push_str(&format!(
+                        "<zookeeper><node><host>{zk_host}</host><port>{zk_port}</port></node><session_timeout_ms>3000</session_timeout_ms></zookeeper>\
+<macros><shard>{shard}</shard><replica>{host}</replica></macros>\
+<interserver_http_host>{host}</interserver_http_host><interserver_http_port>{interserver}</interserver_http_port>"
+                    ));
+                }
                 PrivateClickHouse::start_with(&ClickHouseOptions {
-                    host: Some(h.clone()),
+                    host: Some(host.clone()),
                     ports: Some((http_port, tcp_port)),
-                    config: config.clone(),
+                    config,
                     ..ClickHouseOptions::default()
                 })
             })

@@ -34,6 +34,10 @@ pub struct Stack {
     /// The two-shard cluster: its name and one node's URL, when the stack
     /// runs one (see [`Stack::cluster`]).
     pub clickhouse_cluster: Option<(String, String)>,
+    /// The replica pair (one shard, two replicas): name and a node's URL.
+    pub clickhouse_replicated: Option<(String, String)>,
+    /// The ZooKeeper the replicas use, `host:port`.
+    pub zookeeper: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +114,10 @@ impl Stack {
             clickhouse_cluster: get("CLICKHOUSE_CLUSTER")
                 .ok()
                 .zip(get("CLICKHOUSE_CLUSTER_URL").ok()),
+            clickhouse_replicated: get("CLICKHOUSE_REPLICATED_CLUSTER")
+                .ok()
+                .zip(get("CLICKHOUSE_REPLICATED_URL").ok()),
+            zookeeper: get("ZOOKEEPER").ok(),
         })
     }
 
@@ -118,6 +126,16 @@ impl Stack {
         self.clickhouse_cluster.clone().unwrap_or_else(|| {
             panic!(
                 "the local stack runs no ClickHouse cluster (CLICKHOUSE_CLUSTER unset); \
+                 restart it with `infrastructure/local-stack.sh down && infrastructure/local-stack.sh up`"
+            )
+        })
+    }
+
+    /// The stack's replica pair: (name, a node's URL).
+    pub fn replicated(&self) -> (String, String) {
+        self.clickhouse_replicated.clone().unwrap_or_else(|| {
+            panic!(
+                "the local stack runs no ClickHouse replica pair (CLICKHOUSE_REPLICATED_CLUSTER unset); \
                  restart it with `infrastructure/local-stack.sh down && infrastructure/local-stack.sh up`"
             )
         })

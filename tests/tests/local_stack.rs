@@ -8,12 +8,14 @@ use std::process::{Command, Output};
 
 use tributary_tests::{parse_env_lines, repo_root, unique_name};
 
-const PORTS: [(&str, u16); 5] = [
+const PORTS: [(&str, u16); 7] = [
     ("STACK_KAFKA_PORT", 29092),
     ("STACK_CLICKHOUSE_HTTP_PORT", 28123),
     ("STACK_CLICKHOUSE_TCP_PORT", 29000),
     ("STACK_POSTGRES_PORT", 25432),
     ("STACK_REDIS_PORT", 26379),
+    ("STACK_CLICKHOUSE_INTERSERVER_PORT", 29009),
+    ("STACK_ZOOKEEPER_PORT", 22181),
 ];
 
 fn run(dir: &Path, verb: &str) -> Output {
@@ -94,6 +96,8 @@ fn up_twice_then_down_leaves_no_process_behind() {
     assert_eq!(env["CLICKHOUSE_URL"], "http://127.0.0.1:28123");
     assert_eq!(env["CLICKHOUSE_CLUSTER"], "tributary");
     assert_eq!(env["CLICKHOUSE_CLUSTER_URL"], "http://127.0.0.2:28123");
+    assert_eq!(env["CLICKHOUSE_REPLICATED_CLUSTER"], "tributary_replicated");
+    assert_eq!(env["CLICKHOUSE_REPLICATED_URL"], "http://127.0.0.4:28123");
     assert_eq!(
         env["POSTGRES_DSN"],
         "postgres://tributary:tributary@127.0.0.1:25432/tributary"
@@ -111,11 +115,14 @@ fn up_twice_then_down_leaves_no_process_behind() {
         started.keys().map(String::as_str).collect::<Vec<_>>(),
         [
             "clickhouse",
+            "clickhouse_replica1",
+            "clickhouse_replica2",
             "clickhouse_shard1",
             "clickhouse_shard2",
             "kafka",
             "postgres",
-            "redis"
+            "redis",
+            "zookeeper"
         ]
     );
     assert!(started.values().all(|&p| alive(p)), "{started:?}");
