@@ -12,6 +12,13 @@
 //! folded from the rows for every math but unique users, where a user seen
 //! under two values must count once: that takes a follow-up statement
 //! ([`SeriesPlan::follow_up`]) over the values outside the top 25.
+//!
+//! On a cluster (events sharded by user), totals, unique users, minimum and
+//! maximum are computed on each shard and only the shards' points combined
+//! ([`ShardPlan`]): a user's events, and every copy of an event, are on one
+//! shard, so unique users and distinct uuids add up across shards. Sums and
+//! averages, which need one row per `uuid` before adding, stream their rows
+//! to the node asked as on one server.
 
 use std::collections::HashMap;
 
@@ -49,6 +56,44 @@ pub struct SeriesPlan {
     /// The rows before grouping (`distinct_id, bucket, bv, v`).
     inner: String,
     breakdown: bool,
+    /// The same series computed on each shard, where its math allows.
+    pub per_shard: Option<ShardPlan>,
+}
+
+/// A series computed on each shard of a cluster, run with
+/// `distributed_group_by_no_merge` so that each shard answers its own
+/// points and the node asked only combines them.
+#[derive(Debug, Clone)]
+pub struct ShardPlan {
+    /// Rows of `[bucket, label, value, count, sum]`, as [`SeriesPlan::sql`].
+    pub sql: String,
+    /// `FROM ... WHERE ...` of the series' rows on a shard.
+    from_where: String,
+    bucket: String,
+    label: String,
+    v: String,
+}
+
+impl ShardPlan {
+    /// `per shard` statement grouped by `keys`, its points combined by
+    /// `combine` (`sum`, `min`, `max`).
+    fn combined(inner: &str, combine: &str, keys: &str) -> String {
+        format!(
+            "SELECT {keys}, {combine}(value) AS value, sum(c) AS c, sum(s) AS s FROM ({inner}) GROUP BY {keys} ORDER BY {keys}"
+        )
+    }
+
+    /// The "other" line of a unique-users breakdown, on each shard.
+    fn follow_up(&self, top: &str) -> String {
+        let inner = format!(
+            "SELECT {bucket} AS bucket, '' AS label, toFloat64(uniqExact(distinct_id)) AS value, toFloat64(count()) AS c, toFloat64(sum({v})) AS s {from_where} AND {label} NOT IN ({top}) GROUP BY bucket",
+            bucket = self.bucket,
+            v = self.v,
+            from_where = self.from_where,
+            label = self.label,
+        );
+        Self::combined(&inner, "sum", "bucket, label")
+    }
 }
 
 impl SeriesPlan {
@@ -68,6 +113,23 @@ impl SeriesPlan {
     /// from the rows (unique users) and more than [`BREAKDOWN_LIMIT`] values
     /// appear in `rows`.
     pub fn follow_up(&self, rows: &[Vec<Value>]) -> Option<String> {
+        let top = self.outside_top(rows)?;
+        Some(format!(
+            "SELECT bucket, '' AS label, {value} AS value, toFloat64(count()) AS c, toFloat64(sum(v)) AS s FROM ({inner}) WHERE bv NOT IN ({top}) GROUP BY bucket ORDER BY bucket",
+            value = Self::value(self.math),
+            inner = self.inner,
+        ))
+    }
+
+    /// [`Self::follow_up`] computed on each shard.
+    pub fn follow_up_per_shard(&self, rows: &[Vec<Value>]) -> Option<String> {
+        let top = self.outside_top(rows)?;
+        self.per_shard.as_ref().map(|p| p.follow_up(&top))
+    }
+
+    /// The top values as a SQL list, when a unique-users breakdown has
+    /// values beyond them.
+    fn outside_top(&self, rows: &[Vec<Value>]) -> Option<String> {
         if !self.breakdown || self.math != Math::UniqueUsers {
             return None;
         }
@@ -79,12 +141,7 @@ impl SeriesPlan {
             .iter()
             .map(|l| sql::string(l))
             .collect();
-        Some(format!(
-            "SELECT bucket, '' AS label, {value} AS value, toFloat64(count()) AS c, toFloat64(sum(v)) AS s FROM ({inner}) WHERE bv NOT IN ({top}) GROUP BY bucket ORDER BY bucket",
-            value = Self::value(self.math),
-            inner = self.inner,
-            top = top.join(", "),
-        ))
+        Some(top.join(", "))
     }
 }
 
@@ -155,14 +212,38 @@ pub fn plan(
                 Math::Total | Math::Sum | Math::Avg => " LIMIT 1 BY uuid",
                 Math::UniqueUsers | Math::Min | Math::Max => "",
             };
-            let inner = format!(
-                "SELECT uuid, distinct_id, {bucket} AS bucket, {label} AS bv, {v} AS v FROM {table} WHERE {cond}{dedup}",
-                bucket = sql::bucket_key(req.interval, tz),
-                label = breakdown.as_ref().map_or("''".to_owned(), Property::label),
-                v = value.as_ref().map_or("0".to_owned(), Property::number),
+            let bucket = sql::bucket_key(req.interval, tz);
+            let label = breakdown.as_ref().map_or("''".to_owned(), Property::label);
+            let v = value.as_ref().map_or("0".to_owned(), Property::number);
+            let from_where = format!(
+                "FROM {table} WHERE {cond}",
                 table = sql::events_table(database),
                 cond = conditions.join(" AND "),
             );
+            let inner =
+                format!("SELECT uuid, distinct_id, {bucket} AS bucket, {label} AS bv, {v} AS v {from_where}{dedup}");
+            // Each copy of an event is on its user's shard: distinct uuids
+            // per shard add up to the total.
+            let per_shard = match s.math {
+                Math::Total => Some(("toFloat64(uniqExact(uuid))", "toFloat64(uniqExact(uuid))", "sum")),
+                Math::UniqueUsers => Some(("toFloat64(uniqExact(distinct_id))", "toFloat64(count())", "sum")),
+                Math::Min => Some(("toFloat64(min(v))", "toFloat64(count())", "min")),
+                Math::Max => Some(("toFloat64(max(v))", "toFloat64(count())", "max")),
+                Math::Sum | Math::Avg => None,
+            }
+            .map(|(value, count, combine)| {
+                let value = value.replace("(v)", &format!("({v})"));
+                let shard = format!(
+                    "SELECT {bucket} AS bucket, {label} AS label, {value} AS value, {count} AS c, toFloat64(sum({v})) AS s {from_where} GROUP BY bucket, label"
+                );
+                ShardPlan {
+                    sql: ShardPlan::combined(&shard, combine, "bucket, label"),
+                    from_where: from_where.clone(),
+                    bucket: bucket.clone(),
+                    label: label.clone(),
+                    v: v.clone(),
+                }
+            });
             let sql = format!(
                 "SELECT bucket, bv AS label, {agg} AS value, toFloat64(count()) AS c, toFloat64(sum(v)) AS s FROM ({inner}) GROUP BY bucket, label ORDER BY bucket, label",
                 agg = SeriesPlan::value(s.math),
@@ -173,6 +254,7 @@ pub fn plan(
                 sql,
                 inner,
                 breakdown: breakdown.is_some(),
+                per_shard,
             })
         })
         .collect::<Result<Vec<_>, RequestError>>()?;
@@ -407,6 +489,67 @@ mod tests {
             assert_eq!(sql.contains("LIMIT 1 BY uuid"), dedup, "{math}: {sql}");
             assert_eq!(p.buckets.len(), 8);
         }
+    }
+
+    #[test]
+    fn on_a_cluster_totals_users_minima_and_maxima_are_computed_per_shard() {
+        for (math, per_shard, combine) in [
+            ("total", Some("uniqExact(uuid)"), "sum(value)"),
+            ("unique_users", Some("uniqExact(distinct_id)"), "sum(value)"),
+            ("min", Some("min(visitParamExtractFloat"), "min(value)"),
+            ("max", Some("max(visitParamExtractFloat"), "max(value)"),
+            ("sum", None, ""),
+            ("avg", None, ""),
+        ] {
+            let prop = if math == "total" || math == "unique_users" {
+                String::new()
+            } else {
+                r#","math_property":"amount""#.to_owned()
+            };
+            let p = plan_of(&format!(
+                r#"{{"series":[{{"event":"a","math":"{math}"{prop}}}],"date_from":"-7d","breakdown":"b"}}"#
+            ))
+            .unwrap();
+            let shard = p.series[0].per_shard.as_ref().map(|s| s.sql.as_str());
+            match (shard, per_shard) {
+                (Some(sql), Some(aggregate)) => {
+                    // Grouped where the Distributed table is read, combined outside.
+                    let (outer, inner) = sql.split_once("FROM (").unwrap();
+                    assert!(outer.contains(combine), "{math}: {sql}");
+                    assert!(inner.contains(aggregate), "{math}: {sql}");
+                    assert!(
+                        inner.contains("FROM tributary.events WHERE")
+                            && inner.contains("GROUP BY bucket, label"),
+                        "{math}: {sql}"
+                    );
+                    assert!(!sql.contains("LIMIT 1 BY"), "{math}: {sql}");
+                }
+                (None, None) => {}
+                other => panic!("{math}: {other:?}"),
+            }
+        }
+        // The "other" line of a unique-users breakdown, per shard too.
+        let p = plan_of(
+            r#"{"series":[{"event":"a","math":"unique_users"}],"date_from":"-1d","breakdown":"b"}"#,
+        )
+        .unwrap();
+        let wide: Vec<Vec<Value>> = (0..=BREAKDOWN_LIMIT)
+            .map(|k| {
+                vec![
+                    json!(p.buckets[0].key),
+                    json!(format!("v{k:02}")),
+                    json!(1.0),
+                    json!(1.0),
+                    json!(0.0),
+                ]
+            })
+            .collect();
+        let other = p.series[0].follow_up_per_shard(&wide).unwrap();
+        assert!(other.contains("NOT IN ('v00'"), "{other}");
+        assert!(
+            other.starts_with("SELECT bucket, label, sum(value)"),
+            "{other}"
+        );
     }
 
     #[test]

@@ -229,8 +229,29 @@ impl Warehouse {
 
     /// Rows of a result as JSON values (`JSONCompact`).
     pub async fn rows(&self, sql: &str) -> Result<Vec<Vec<Value>>, WarehouseError> {
+        self.rows_of(self.query(sql)).await
+    }
+
+    /// [`Self::rows`] of a statement whose reads of the Distributed table
+    /// each shard answers whole (`distributed_group_by_no_merge`): the
+    /// node asked only combines the shards' rows in the outer statement.
+    pub async fn rows_per_shard(&self, sql: &str) -> Result<Vec<Vec<Value>>, WarehouseError> {
+        self.rows_of(
+            self.query(sql)
+                .with_setting("distributed_group_by_no_merge", "1"),
+        )
+        .await
+    }
+
+    async fn rows_of(
+        &self,
+        query: clickhouse::query::Query,
+    ) -> Result<Vec<Vec<Value>>, WarehouseError> {
         let run = async {
-            let mut answer = self.answer(sql, "JSONCompact")?;
+            let mut answer = query
+                .fetch_bytes("JSONCompact")
+                .map(Answer::new)
+                .map_err(|e| self.error(e))?;
             let mut bytes = Vec::new();
             while let Some(chunk) = answer.next().await.map_err(|e| self.error(e))? {
                 bytes.extend_from_slice(&chunk);
@@ -258,6 +279,17 @@ impl Warehouse {
         plan: &crate::trend::TrendPlan,
     ) -> Result<Vec<crate::trend::SeriesRows>, WarehouseError> {
         let runs = plan.series.iter().map(|s| async move {
+            // On a cluster, on each shard where the math allows.
+            if self.cluster.is_some()
+                && let Some(shard) = &s.per_shard
+            {
+                let rows = self.rows_per_shard(&shard.sql).await?;
+                let other = match s.follow_up_per_shard(&rows) {
+                    Some(sql) => Some(self.rows_per_shard(&sql).await?),
+                    None => None,
+                };
+                return Ok(crate::trend::SeriesRows { rows, other });
+            }
             let rows = self.rows(&s.sql).await?;
             let other = match s.follow_up(&rows) {
                 Some(sql) => Some(self.rows(&sql).await?),
