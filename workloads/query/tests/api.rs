@@ -11,7 +11,6 @@ use common::*;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tributary_auth::testing::{post, start_auth};
-use tributary_core::config::Env;
 use tributary_tests::{Stack, poll_until, unique_name};
 
 /// A user with two projects; a query key for each and a capture key.
@@ -106,12 +105,7 @@ async fn start_query(stack: &Stack, db: &str, auth: &str, extra: &[(&str, &str)]
     .chain(extra)
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .collect();
-    let mut config = tributary_query::QueryConfig::from_env(&Env::new(&vars)).unwrap();
-    config.listen.set_port(0);
-    let server = tributary_query::QueryServer::bind(&config).await.unwrap();
-    let base = format!("http://{}", server.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    tokio::spawn(server.serve(stop.clone()));
+    let (base, stop) = common::serve(&vars).await;
     Service { base, stop }
 }
 

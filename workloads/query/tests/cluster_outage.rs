@@ -9,12 +9,12 @@
 //! alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
-use tributary_core::config::Env;
 use tributary_core::schema::migrate_clickhouse;
 use tributary_tests::clickhouse::{PrivateCluster, client, cluster_settings};
 use tributary_tests::poll_until;
@@ -97,12 +97,7 @@ async fn a_killed_shard_is_named_and_never_counted_as_nothing() {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    let mut config = tributary_query::QueryConfig::from_env(&Env::new(&vars)).unwrap();
-    config.listen.set_port(0);
-    let server = tributary_query::QueryServer::bind(&config).await.unwrap();
-    let base = format!("http://{}", server.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    tokio::spawn(server.serve(stop.clone()));
+    let (base, stop) = common::serve(&vars).await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()

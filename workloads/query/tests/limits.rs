@@ -4,13 +4,14 @@
 //! and one project could queue jobs without end.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use tributary_core::config::Env;
 use tributary_tests::Stack;
 
 /// Query with static keys (`busy` and `quiet` of projects 1 and 2) and
@@ -33,12 +34,7 @@ async fn start(
     .chain(extra)
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .collect();
-    let mut config = tributary_query::QueryConfig::from_env(&Env::new(&vars)).unwrap();
-    config.listen.set_port(0);
-    let server = tributary_query::QueryServer::bind(&config).await.unwrap();
-    let base = format!("http://{}", server.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    tokio::spawn(server.serve(stop.clone()));
+    let (base, stop) = common::serve(&vars).await;
     (base, stop)
 }
 

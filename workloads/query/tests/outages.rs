@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::{Ev, START_MS};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
-use tributary_core::config::Env;
 use tributary_tests::tcp_proxy::TcpProxy;
 use tributary_tests::{Stack, poll_until};
 
@@ -121,12 +119,7 @@ async fn redis_down_clickhouse_unreachable_and_stalled_are_answered_and_recovere
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    let mut config = tributary_query::QueryConfig::from_env(&Env::new(&vars)).unwrap();
-    config.listen.set_port(0);
-    let server = tributary_query::QueryServer::bind(&config).await.unwrap();
-    let base = format!("http://{}", server.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    tokio::spawn(server.serve(stop.clone()));
+    let (base, stop) = common::serve(&vars).await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()

@@ -188,6 +188,21 @@ pub async fn load(stack: &Stack, events: &[Ev]) -> (Warehouse, String) {
     (Warehouse::new(&settings, Duration::from_secs(30)), db)
 }
 
+/// The query service, configured by `vars`, serving on a free port: its
+/// base URL, and the token that stops it.
+pub async fn serve(
+    vars: &std::collections::HashMap<String, String>,
+) -> (String, tokio_util::sync::CancellationToken) {
+    let env = tributary_core::config::Env::new(vars);
+    let mut config = tributary_query::QueryConfig::from_env(&env).unwrap();
+    config.listen.set_port(0);
+    let server = tributary_query::QueryServer::bind(&config).await.unwrap();
+    let base = format!("http://{}", server.local_addr().unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(server.serve(stop.clone()));
+    (base, stop)
+}
+
 pub async fn drop_db(stack: &Stack, db: &str) {
     let client = tributary_tests::clickhouse::client(&stack.clickhouse_url);
     let _ = client
