@@ -45,6 +45,15 @@ pub fn settings(url: &str, database: &str) -> tributary_core::clickhouse::ClickH
     .unwrap_or_else(|e| panic!("ClickHouse settings for {url} / {database}: {e}"))
 }
 
+/// Drops `database` from the server at `url`, if it is there.
+pub async fn drop_database(url: &str, database: &str) {
+    client(url)
+        .query(&format!("DROP DATABASE IF EXISTS {database}"))
+        .execute()
+        .await
+        .unwrap_or_else(|e| panic!("dropping {database} on {url}: {e}"));
+}
+
 /// Settings for database `database` on cluster `cluster`, through the node
 /// at `url`.
 pub fn cluster_settings(

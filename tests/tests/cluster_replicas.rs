@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use tributary_core::schema::{MigrateError, migrate_clickhouse};
-use tributary_tests::clickhouse::{PrivateCluster, client, cluster_settings};
+use tributary_tests::clickhouse::{PrivateCluster, client, cluster_settings, drop_database};
 use tributary_tests::{Stack, poll_until, unique_name};
 
 const USERS: u64 = 300;
@@ -119,11 +119,7 @@ async fn replicas_share_every_row_and_a_replay_collapses() {
     .await;
 
     for node in &nodes {
-        client(node)
-            .query(&format!("DROP DATABASE IF EXISTS {db}"))
-            .execute()
-            .await
-            .unwrap();
+        drop_database(node, &db).await;
     }
 }
 
@@ -159,10 +155,6 @@ async fn a_replica_that_was_down_is_named_then_catches_up() {
     let again = migrate_clickhouse(&settings).await.unwrap();
     assert!(again.applied.is_empty(), "{again:?}");
     for node in &cluster.nodes {
-        client(&node.url())
-            .query(&format!("DROP DATABASE IF EXISTS {db}"))
-            .execute()
-            .await
-            .unwrap();
+        drop_database(&node.url(), &db).await;
     }
 }

@@ -11,7 +11,7 @@
 
 use tributary_core::schema::cluster::ClusterError;
 use tributary_core::schema::{EXTRACTED_PROPERTIES, MigrateError, migrate_clickhouse};
-use tributary_tests::clickhouse::{client, cluster_settings};
+use tributary_tests::clickhouse::{client, cluster_settings, drop_database};
 use tributary_tests::{Stack, unique_name};
 
 const USERS: u64 = 200;
@@ -148,11 +148,7 @@ async fn the_schema_spans_every_shard_and_users_stay_on_one() {
     assert_eq!(engine(&nodes[1], &db, "events").await, "Distributed");
 
     for node in &nodes {
-        client(node)
-            .query(&format!("DROP DATABASE IF EXISTS {db}"))
-            .execute()
-            .await
-            .unwrap();
+        drop_database(node, &db).await;
     }
 }
 

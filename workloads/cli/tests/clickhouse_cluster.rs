@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use tributary_cli::demo::api::{Api, Project, Urls};
 use tributary_cli::demo::dataset::{Expected, FUNNEL, Shape, first_day, generate};
 use tributary_cli::demo::series_total;
-use tributary_tests::clickhouse::{client, host_port};
+use tributary_tests::clickhouse::{client, drop_database, host_port};
 use tributary_tests::process::{Dev, Guarded, drain, lines_until};
 use tributary_tests::{Stack, poll_until};
 
@@ -313,12 +313,4 @@ async fn a_single_server_and_a_two_shard_cluster_give_the_same_answers() {
     for node in &nodes {
         drop_database(node, &sharded_database).await;
     }
-}
-
-async fn drop_database(url: &str, database: &str) {
-    client(url)
-        .query(&format!("DROP DATABASE IF EXISTS {database}"))
-        .execute()
-        .await
-        .unwrap();
 }

@@ -48,13 +48,6 @@ async fn ask(http: &reqwest::Client, base: &str, kind: &str, body: &Value) -> (u
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
-fn total(answer: &Value) -> u64 {
-    answer["results"][0]["data"]
-        .as_array()
-        .map(|d| d.iter().filter_map(Value::as_u64).sum())
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn a_killed_shard_is_named_and_never_counted_as_nothing() {
     let mut cluster = PrivateCluster::start(2);
@@ -115,7 +108,7 @@ async fn a_killed_shard_is_named_and_never_counted_as_nothing() {
         assert_eq!(status, 200, "{kind}: {answer}");
         before.push(answer);
     }
-    assert_eq!(total(&before[0]), USERS);
+    assert_eq!(common::series_total(&before[0], 0), USERS);
 
     cluster.nodes[1].kill();
     let hidden = [
@@ -146,7 +139,7 @@ async fn a_killed_shard_is_named_and_never_counted_as_nothing() {
         }
     })
     .await;
-    assert_eq!(total(&again), USERS);
+    assert_eq!(common::series_total(&again, 0), USERS);
     for (i, (kind, body)) in questions().iter().enumerate().skip(1) {
         let (status, mut answer) = ask(&http, &base, kind, body).await;
         assert_eq!(status, 200, "{kind}: {answer}");

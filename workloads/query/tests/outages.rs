@@ -67,13 +67,6 @@ async fn health_of(
     (body["status"].as_str().unwrap_or_default().to_owned(), dep)
 }
 
-fn total(answer: &Value) -> u64 {
-    answer["results"][0]["data"]
-        .as_array()
-        .map(|d| d.iter().filter_map(Value::as_u64).sum())
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn redis_down_clickhouse_unreachable_and_stalled_are_answered_and_recovered_from() {
     let stack = Stack::require();
@@ -131,7 +124,7 @@ async fn redis_down_clickhouse_unreachable_and_stalled_are_answered_and_recovere
     // Healthy: the answer, then the same from the cache.
     let (status, answer, _) = post(&http, &trend).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(total(&answer), 40);
+    assert_eq!(common::series_total(&answer, 0), 40);
     let (_, again, _) = post(&http, &trend).await;
     assert_eq!(again["cached"], true);
     let (status, clickhouse_health) = health_of(&http, &base, "clickhouse", &ports).await;
@@ -147,7 +140,7 @@ async fn redis_down_clickhouse_unreachable_and_stalled_are_answered_and_recovere
     let (status, answer, took) = post(&http, &trend).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
-        (total(&answer), answer["cached"].clone()),
+        (common::series_total(&answer, 0), answer["cached"].clone()),
         (40, json!(false))
     );
     assert!(took < Duration::from_secs(10), "took {took:?}");
@@ -201,7 +194,7 @@ async fn redis_down_clickhouse_unreachable_and_stalled_are_answered_and_recovere
         Duration::from_secs(30),
         || async {
             let (status, answer, _) = post(&http, &fresh).await;
-            (status == 200 && total(&answer) == 40).then_some(())
+            (status == 200 && common::series_total(&answer, 0) == 40).then_some(())
         },
     )
     .await;
@@ -223,7 +216,7 @@ async fn redis_down_clickhouse_unreachable_and_stalled_are_answered_and_recovere
         Duration::from_secs(30),
         || async {
             let (status, answer, _) = post(&http, &fresh).await;
-            (status == 200 && total(&answer) == 40).then_some(())
+            (status == 200 && common::series_total(&answer, 0) == 40).then_some(())
         },
     )
     .await;

@@ -203,6 +203,13 @@ pub async fn serve(
     (base, stop)
 }
 
+/// The sum of series `i`'s points in a trend answer.
+pub fn series_total(answer: &Value, i: usize) -> u64 {
+    answer["results"][i]["data"]
+        .as_array()
+        .map_or(0, |d| d.iter().filter_map(Value::as_u64).sum())
+}
+
 pub async fn drop_db(stack: &Stack, db: &str) {
     let client = tributary_tests::clickhouse::client(&stack.clickhouse_url);
     let _ = client
