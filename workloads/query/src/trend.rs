@@ -13,12 +13,11 @@
 //! under two values must count once: that takes a follow-up statement
 //! ([`SeriesPlan::follow_up`]) over the values outside the top 25.
 //!
-//! On a cluster (events sharded by user), totals, unique users, minimum and
-//! maximum are computed on each shard and only the shards' points combined
-//! ([`ShardPlan`]): a user's events, and every copy of an event, are on one
-//! shard, so unique users and distinct uuids add up across shards. Sums and
-//! averages, which need one row per `uuid` before adding, stream their rows
-//! to the node asked as on one server.
+//! On a cluster (events sharded by user), every series is computed on each
+//! shard and only the shards' points combined ([`ShardPlan`]): a user's
+//! events, and every copy of an event, are on one shard, so unique users,
+//! distinct uuids and sums over distinct `(uuid, value)` pairs add up
+//! across shards.
 
 use std::collections::HashMap;
 
@@ -56,8 +55,8 @@ pub struct SeriesPlan {
     /// The rows before grouping (`distinct_id, bucket, bv, v`).
     inner: String,
     breakdown: bool,
-    /// The same series computed on each shard, where its math allows.
-    pub per_shard: Option<ShardPlan>,
+    /// The same series computed on each shard of a cluster.
+    pub per_shard: ShardPlan,
 }
 
 /// A series computed on each shard of a cluster, run with
@@ -75,11 +74,14 @@ pub struct ShardPlan {
 }
 
 impl ShardPlan {
-    /// `per shard` statement grouped by `keys`, its points combined by
-    /// `combine` (`sum`, `min`, `max`).
+    /// `inner`, a statement each shard answers, grouped by `keys`, its
+    /// points combined by `combine` (e.g. `sum(value)`, or `sum(s) / sum(c)`
+    /// for averages). The outer sums of `c` and `s` have names of their own:
+    /// ClickHouse's aliases are visible in the whole statement, and
+    /// `sum(s) AS s` would make `combine`'s `s` an aggregate of itself.
     fn combined(inner: &str, combine: &str, keys: &str) -> String {
         format!(
-            "SELECT {keys}, {combine}(value) AS value, sum(c) AS c, sum(s) AS s FROM ({inner}) GROUP BY {keys} ORDER BY {keys}"
+            "SELECT {keys}, {combine} AS value, sum(c) AS c_all, sum(s) AS s_all FROM ({inner}) GROUP BY {keys} ORDER BY {keys}"
         )
     }
 
@@ -92,7 +94,7 @@ impl ShardPlan {
             from_where = self.from_where,
             label = self.label,
         );
-        Self::combined(&inner, "sum", "bucket, label")
+        Self::combined(&inner, "sum(value)", "bucket, label")
     }
 }
 
@@ -124,7 +126,7 @@ impl SeriesPlan {
     /// [`Self::follow_up`] computed on each shard.
     pub fn follow_up_per_shard(&self, rows: &[Vec<Value>]) -> Option<String> {
         let top = self.outside_top(rows)?;
-        self.per_shard.as_ref().map(|p| p.follow_up(&top))
+        Some(self.per_shard.follow_up(&top))
     }
 
     /// The top values as a SQL list, when a unique-users breakdown has
@@ -224,26 +226,38 @@ pub fn plan(
                 format!("SELECT uuid, distinct_id, {bucket} AS bucket, {label} AS bv, {v} AS v {from_where}{dedup}");
             // Each copy of an event is on its user's shard: distinct uuids
             // per shard add up to the total.
-            let per_shard = match s.math {
-                Math::Total => Some(("toFloat64(uniqExact(uuid))", "toFloat64(uniqExact(uuid))", "sum")),
-                Math::UniqueUsers => Some(("toFloat64(uniqExact(distinct_id))", "toFloat64(count())", "sum")),
-                Math::Min => Some(("toFloat64(min(v))", "toFloat64(count())", "min")),
-                Math::Max => Some(("toFloat64(max(v))", "toFloat64(count())", "max")),
-                Math::Sum | Math::Avg => None,
-            }
-            .map(|(value, count, combine)| {
-                let value = value.replace("(v)", &format!("({v})"));
-                let shard = format!(
-                    "SELECT {bucket} AS bucket, {label} AS label, {value} AS value, {count} AS c, toFloat64(sum({v})) AS s {from_where} GROUP BY bucket, label"
-                );
-                ShardPlan {
-                    sql: ShardPlan::combined(&shard, combine, "bucket, label"),
-                    from_where: from_where.clone(),
-                    bucket: bucket.clone(),
-                    label: label.clone(),
-                    v: v.clone(),
-                }
-            });
+            // Per shard: (value, count, sum), and how the node asked
+            // combines the shards' rows into the point.
+            let distinct = "toFloat64(uniqExact(uuid))";
+            // The sum over distinct (uuid, value) pairs: each event once,
+            // as `LIMIT 1 BY uuid` keeps it, in one aggregate.
+            let distinct_sum = format!(
+                "toFloat64(arraySum(arrayMap(t -> tupleElement(t, 2), groupUniqArray((uuid, {v})))))"
+            );
+            let rows_sum = format!("toFloat64(sum({v}))");
+            let (value, count, sum, combine) = match s.math {
+                Math::Total => (distinct.to_owned(), distinct, rows_sum, "sum(value)"),
+                Math::UniqueUsers => (
+                    "toFloat64(uniqExact(distinct_id))".to_owned(),
+                    "toFloat64(count())",
+                    rows_sum,
+                    "sum(value)",
+                ),
+                Math::Min => (format!("toFloat64(min({v}))"), "toFloat64(count())", rows_sum, "min(value)"),
+                Math::Max => (format!("toFloat64(max({v}))"), "toFloat64(count())", rows_sum, "max(value)"),
+                Math::Sum => (distinct_sum.clone(), distinct, distinct_sum, "sum(value)"),
+                Math::Avg => (distinct_sum.clone(), distinct, distinct_sum, "sum(s) / sum(c)"),
+            };
+            let shard = format!(
+                "SELECT {bucket} AS bucket, {label} AS label, {value} AS value, {count} AS c, {sum} AS s {from_where} GROUP BY bucket, label"
+            );
+            let per_shard = ShardPlan {
+                sql: ShardPlan::combined(&shard, combine, "bucket, label"),
+                from_where: from_where.clone(),
+                bucket: bucket.clone(),
+                label: label.clone(),
+                v: v.clone(),
+            };
             let sql = format!(
                 "SELECT bucket, bv AS label, {agg} AS value, toFloat64(count()) AS c, toFloat64(sum(v)) AS s FROM ({inner}) GROUP BY bucket, label ORDER BY bucket, label",
                 agg = SeriesPlan::value(s.math),
@@ -492,14 +506,22 @@ mod tests {
     }
 
     #[test]
-    fn on_a_cluster_totals_users_minima_and_maxima_are_computed_per_shard() {
+    fn on_a_cluster_every_series_is_computed_per_shard() {
         for (math, per_shard, combine) in [
-            ("total", Some("uniqExact(uuid)"), "sum(value)"),
-            ("unique_users", Some("uniqExact(distinct_id)"), "sum(value)"),
-            ("min", Some("min(visitParamExtractFloat"), "min(value)"),
-            ("max", Some("max(visitParamExtractFloat"), "max(value)"),
-            ("sum", None, ""),
-            ("avg", None, ""),
+            ("total", "uniqExact(uuid)", "sum(value)"),
+            ("unique_users", "uniqExact(distinct_id)", "sum(value)"),
+            ("min", "min(visitParamExtractFloat", "min(value)"),
+            ("max", "max(visitParamExtractFloat", "max(value)"),
+            (
+                "sum",
+                "groupUniqArray((uuid, visitParamExtractFloat",
+                "sum(value)",
+            ),
+            (
+                "avg",
+                "groupUniqArray((uuid, visitParamExtractFloat",
+                "sum(s) / sum(c)",
+            ),
         ] {
             let prop = if math == "total" || math == "unique_users" {
                 String::new()
@@ -510,23 +532,17 @@ mod tests {
                 r#"{{"series":[{{"event":"a","math":"{math}"{prop}}}],"date_from":"-7d","breakdown":"b"}}"#
             ))
             .unwrap();
-            let shard = p.series[0].per_shard.as_ref().map(|s| s.sql.as_str());
-            match (shard, per_shard) {
-                (Some(sql), Some(aggregate)) => {
-                    // Grouped where the Distributed table is read, combined outside.
-                    let (outer, inner) = sql.split_once("FROM (").unwrap();
-                    assert!(outer.contains(combine), "{math}: {sql}");
-                    assert!(inner.contains(aggregate), "{math}: {sql}");
-                    assert!(
-                        inner.contains("FROM tributary.events WHERE")
-                            && inner.contains("GROUP BY bucket, label"),
-                        "{math}: {sql}"
-                    );
-                    assert!(!sql.contains("LIMIT 1 BY"), "{math}: {sql}");
-                }
-                (None, None) => {}
-                other => panic!("{math}: {other:?}"),
-            }
+            let sql = &p.series[0].per_shard.sql;
+            // Grouped where the Distributed table is read, combined outside.
+            let (outer, inner) = sql.split_once("FROM (").unwrap();
+            assert!(outer.contains(combine), "{math}: {sql}");
+            assert!(inner.contains(per_shard), "{math}: {sql}");
+            assert!(
+                inner.contains("FROM tributary.events WHERE")
+                    && inner.contains("GROUP BY bucket, label"),
+                "{math}: {sql}"
+            );
+            assert!(!sql.contains("LIMIT 1 BY"), "{math}: {sql}");
         }
         // The "other" line of a unique-users breakdown, per shard too.
         let p = plan_of(

@@ -279,11 +279,9 @@ impl Warehouse {
         plan: &crate::trend::TrendPlan,
     ) -> Result<Vec<crate::trend::SeriesRows>, WarehouseError> {
         let runs = plan.series.iter().map(|s| async move {
-            // On a cluster, on each shard where the math allows.
-            if self.cluster.is_some()
-                && let Some(shard) = &s.per_shard
-            {
-                let rows = self.rows_per_shard(&shard.sql).await?;
+            // On a cluster, on each shard.
+            if self.cluster.is_some() {
+                let rows = self.rows_per_shard(&s.per_shard.sql).await?;
                 let other = match s.follow_up_per_shard(&rows) {
                     Some(sql) => Some(self.rows_per_shard(&sql).await?),
                     None => None,

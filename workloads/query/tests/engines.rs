@@ -55,9 +55,7 @@ fn shapes(db: &str, keys: &[UserKey]) -> Vec<(String, String)> {
         for s in plan.series {
             // The per-shard statements run on one server too (the setting
             // only changes reads of a Distributed table).
-            if let Some(shard) = &s.per_shard {
-                out.push((format!("trend per shard {body}"), shard.sql.clone()));
-            }
+            out.push((format!("trend per shard {body}"), s.per_shard.sql.clone()));
             if let Some(sql) = s.follow_up_per_shard(&wide) {
                 out.push((format!("trend other per shard {body}"), sql));
             }
