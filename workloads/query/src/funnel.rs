@@ -106,6 +106,17 @@ impl FunnelPlan {
         self.statement("", false)
     }
 
+    /// The same funnel over one shard's own table, `events_local`: on a
+    /// cluster whose users each live on one shard, each shard's funnel is
+    /// whole, and the shards' counts add up.
+    pub fn on_shard(&self) -> Self {
+        let mut plan = self.clone();
+        if let Some((table, rest)) = self.source.split_once(" WHERE ") {
+            plan.source = format!("{table}_local WHERE {rest}");
+        }
+        plan
+    }
+
     fn events_statement(&self, extra: &str, dedup: bool) -> String {
         format!(
             "SELECT cityHash64(distinct_id), murmurHash2_64(distinct_id), {columns} FROM {source}{extra}{limit}",
@@ -549,6 +560,19 @@ mod tests {
 
     fn plan_of(body: &str) -> Result<FunnelPlan, RequestError> {
         plan(&parse(body.as_bytes()).unwrap(), 3, "db", now())
+    }
+
+    #[test]
+    fn on_a_shard_the_funnel_reads_its_own_table_with_the_same_conditions() {
+        let p = plan_of(r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-30d"}"#).unwrap();
+        let shard = p.on_shard();
+        for (whole, local) in [(p.sql(), shard.sql()), (p.events_sql(), shard.events_sql())] {
+            assert!(whole.contains("FROM db.events WHERE"), "{whole}");
+            assert_eq!(
+                local,
+                whole.replace("FROM db.events WHERE", "FROM db.events_local WHERE")
+            );
+        }
     }
 
     #[test]

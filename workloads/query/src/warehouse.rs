@@ -98,6 +98,8 @@ pub struct Warehouse {
     /// [`Self::ping`]), to name a shard that does not answer.
     cluster: Option<String>,
     topology: Arc<RwLock<Option<Topology>>>,
+    /// The settings it was made from, to reach each shard's own server.
+    settings: ClickHouseSettings,
 }
 
 /// Default of [`Warehouse::with_funnel_budget`]: 320 MB at 32 bytes per
@@ -137,6 +139,7 @@ impl Warehouse {
             funnel_grouping: Family::default(),
             cluster: settings.cluster.clone(),
             topology: Arc::new(RwLock::new(None)),
+            settings: settings.clone(),
         }
     }
 
@@ -299,14 +302,83 @@ impl Warehouse {
     }
 
     /// A funnel's answer: its events grouped into users' paths here when
-    /// the budget allows, by ClickHouse otherwise.
+    /// the budget allows, by ClickHouse otherwise. On a cluster whose shards
+    /// are known, each shard's own table is read and matched on its own, and
+    /// only the counts are merged: a user's events are all on one shard.
     pub async fn funnel(&self, plan: &FunnelPlan) -> Result<Value, WarehouseError> {
+        if let Some(shards) = self.shards() {
+            let on_shard = plan.on_shard();
+            let runs = shards
+                .iter()
+                .map(|(shard, hosts)| self.funnel_on_shard(&on_shard, *shard, hosts));
+            let mut tallies = futures::future::try_join_all(runs).await?.into_iter();
+            let Some(mut tally) = tallies.next() else {
+                return Ok(FunnelTally::new(plan).answer());
+            };
+            for other in tallies {
+                tally.merge(other);
+            }
+            return Ok(tally.answer());
+        }
+        Ok(self.funnel_tally(plan).await?.answer())
+    }
+
+    async fn funnel_tally(&self, plan: &FunnelPlan) -> Result<FunnelTally, WarehouseError> {
         if let Some(tally) = self.funnel_grouped_here(plan).await? {
             self.count_grouping("service");
-            return Ok(tally.answer());
+            return Ok(tally);
         }
         self.count_grouping("clickhouse");
         self.funnel_grouped_by_clickhouse(plan).await
+    }
+
+    /// Each shard's replicas' hosts, shard by shard, when this is a cluster
+    /// whose shards were read.
+    fn shards(&self) -> Option<Vec<(u32, Vec<String>)>> {
+        self.cluster.as_ref()?;
+        let known = self.topology.read().ok()?;
+        let topology = known.as_ref()?;
+        Some(
+            (1..=topology.shards())
+                .map(|shard| {
+                    let hosts = topology
+                        .nodes
+                        .iter()
+                        .filter(|n| n.shard == shard)
+                        .map(|n| n.host.clone())
+                        .collect();
+                    (shard, hosts)
+                })
+                .collect(),
+        )
+    }
+
+    /// The funnel over one shard's `events_local`, from the first of its
+    /// replicas that answers; a shard none of whose replicas does is named.
+    async fn funnel_on_shard(
+        &self,
+        plan: &FunnelPlan,
+        shard: u32,
+        hosts: &[String],
+    ) -> Result<FunnelTally, WarehouseError> {
+        let mut last = None;
+        for host in hosts {
+            let server = Self {
+                client: self.settings.on_host(host).client(),
+                url: self.settings.on_host(host).url(),
+                cluster: None,
+                ..self.clone()
+            };
+            match server.funnel_tally(plan).await {
+                Err(e @ WarehouseError::Unavailable { .. }) => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(WarehouseError::ShardUnavailable {
+            cluster: self.cluster.clone().unwrap_or_default(),
+            shard: Some(shard),
+            message: last.map_or_else(|| "no replica listed".to_owned(), |e| e.to_string()),
+        })
     }
 
     fn count_grouping(&self, grouped_by: &'static str) {
@@ -392,14 +464,14 @@ impl Warehouse {
     async fn funnel_grouped_by_clickhouse(
         &self,
         plan: &FunnelPlan,
-    ) -> Result<Value, WarehouseError> {
+    ) -> Result<FunnelTally, WarehouseError> {
         let widths = plan.widths();
         let tally = FunnelTally::new(plan);
         let (tally, again) = self
             .match_paths(&plan.sql(), widths, tally, Paths::AsStored)
             .await?;
         if again.is_empty() {
-            return Ok(tally.answer());
+            return Ok(tally);
         }
         let (tally, _) = match plan.copies_sql(&again) {
             Some(sql) => {
@@ -413,7 +485,7 @@ impl Warehouse {
                     .await?
             }
         };
-        Ok(tally.answer())
+        Ok(tally)
     }
 
     /// Streams the paths `sql` returns to a thread matching them while the
