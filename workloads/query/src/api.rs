@@ -361,7 +361,7 @@ async fn execute(state: &AppState, prepared: &Prepared) -> Result<Value, ApiErro
             (a, &state.metrics.funnel_duration)
         }
         Prepared::Retention(plan) => {
-            let rows = wh.rows(&plan.sql).await.map_err(ApiError::Warehouse)?;
+            let rows = wh.retention(plan).await.map_err(ApiError::Warehouse)?;
             let a =
                 retention::assemble(plan, &rows).map_err(|e| ApiError::Answer(e.to_string()))?;
             (a, &state.metrics.retention_duration)

@@ -23,6 +23,10 @@ pub struct RetentionPlan {
     /// First local date of each cohort.
     pub cohorts: Vec<NaiveDate>,
     pub sql: String,
+    /// The same over one shard's own `events_local`: on a cluster whose
+    /// users each live on one shard, each shard's cohorts are whole, and
+    /// the shards' cells add up.
+    pub sql_on_shard: String,
 }
 
 fn interval(period: Period) -> Interval {
@@ -77,26 +81,31 @@ pub fn plan(
         Period::Day => "toRelativeDayNum",
         Period::Week => "toRelativeWeekNum",
     };
-    let table = sql::events_table(database);
     let base = format!("{rel}(toDateTime({}), {tzl})", range.from_epoch());
-    let first = format!(
-        "SELECT distinct_id, toInt64({rel}(min(timestamp), {tzl})) - toInt64({base}) AS cohort FROM {table} WHERE project_id = {project_id} AND timestamp < toDateTime({to}) AND {target} GROUP BY distinct_id HAVING cohort >= 0",
-        to = range.to_epoch(),
-    );
-    let back = format!(
-        "SELECT DISTINCT distinct_id, toInt64({rel}(timestamp, {tzl})) - toInt64({base}) AS period FROM {table} WHERE project_id = {project_id} AND timestamp >= toDateTime({from}) AND timestamp < toDateTime({to}) AND {returning}",
-        from = range.from_epoch(),
-        to = range.to_epoch(),
-    );
-    let sql = format!(
-        "SELECT cohort, toInt64(0) AS offset, count() AS users FROM ({first}) GROUP BY cohort UNION ALL SELECT cohort, period - cohort AS offset, count() AS users FROM ({first}) AS first_seen ALL INNER JOIN ({back}) AS came_back USING distinct_id WHERE period > cohort GROUP BY cohort, offset"
-    );
+    let statement = |table: &str| {
+        let first = format!(
+            "SELECT distinct_id, toInt64({rel}(min(timestamp), {tzl})) - toInt64({base}) AS cohort FROM {table} WHERE project_id = {project_id} AND timestamp < toDateTime({to}) AND {target} GROUP BY distinct_id HAVING cohort >= 0",
+            to = range.to_epoch(),
+        );
+        let back = format!(
+            "SELECT DISTINCT distinct_id, toInt64({rel}(timestamp, {tzl})) - toInt64({base}) AS period FROM {table} WHERE project_id = {project_id} AND timestamp >= toDateTime({from}) AND timestamp < toDateTime({to}) AND {returning}",
+            from = range.from_epoch(),
+            to = range.to_epoch(),
+        );
+        format!(
+            "SELECT cohort, toInt64(0) AS offset, count() AS users FROM ({first}) GROUP BY cohort UNION ALL SELECT cohort, period - cohort AS offset, count() AS users FROM ({first}) AS first_seen ALL INNER JOIN ({back}) AS came_back USING distinct_id WHERE period > cohort GROUP BY cohort, offset"
+        )
+    };
+    let table = sql::events_table(database);
+    let sql = statement(&table);
+    let sql_on_shard = statement(&format!("{table}_local"));
     Ok(RetentionPlan {
         range,
         tz,
         period: req.period,
         cohorts,
         sql,
+        sql_on_shard,
     })
 }
 
@@ -122,7 +131,8 @@ pub fn assemble(plan: &RetentionPlan, rows: &[Vec<Value>]) -> Result<Value, Shap
             .get_mut(c)
             .and_then(|r| r.get_mut(o))
             .ok_or_else(|| ShapeError(format!("{row:?}")))?;
-        *cell = users as u64;
+        // One row per cell from each server (shards answer their own).
+        *cell += users as u64;
     }
     let cohorts: Vec<Value> = plan
         .cohorts
@@ -172,6 +182,28 @@ mod tests {
         assert_eq!(out["cohorts"][0]["values"], json!([10, 0, 4]));
         assert_eq!(out["cohorts"][2]["values"], json!([0]));
         assert!(assemble(&p, &[vec![json!(2), json!(1), json!(1)]]).is_err());
+    }
+
+    #[test]
+    fn on_a_cluster_each_shard_answers_its_cohorts_and_the_cells_add_up() {
+        let r = parse(br#"{"target":{"event":"signup"},"date_from":"2026-11-04","periods":2}"#)
+            .unwrap();
+        let p = plan(&r, 2, "db", now()).unwrap();
+        assert_eq!(
+            p.sql_on_shard,
+            p.sql
+                .replace("FROM db.events WHERE", "FROM db.events_local WHERE")
+        );
+        assert!(!p.sql_on_shard.contains("db.events "), "{}", p.sql_on_shard);
+        // Shard 1's rows, then shard 2's.
+        let rows = [
+            vec![json!(0), json!(0), json!("6")],
+            vec![json!(0), json!(1), json!("2")],
+            vec![json!(0), json!(0), json!("4")],
+            vec![json!(0), json!(1), json!("1")],
+        ];
+        let out = assemble(&p, &rows).unwrap();
+        assert_eq!(out["cohorts"][0]["values"], json!([10, 3]));
     }
 
     #[test]

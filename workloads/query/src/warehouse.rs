@@ -308,10 +308,13 @@ impl Warehouse {
     pub async fn funnel(&self, plan: &FunnelPlan) -> Result<Value, WarehouseError> {
         if let Some(shards) = self.shards() {
             let on_shard = plan.on_shard();
-            let runs = shards
-                .iter()
-                .map(|(shard, hosts)| self.funnel_on_shard(&on_shard, *shard, hosts));
-            let mut tallies = futures::future::try_join_all(runs).await?.into_iter();
+            let tallies = self
+                .per_shard(&shards, |server| {
+                    let plan = &on_shard;
+                    async move { server.funnel_tally(plan).await }
+                })
+                .await?;
+            let mut tallies = tallies.into_iter();
             let Some(mut tally) = tallies.next() else {
                 return Ok(FunnelTally::new(plan).answer());
             };
@@ -353,14 +356,35 @@ impl Warehouse {
         )
     }
 
-    /// The funnel over one shard's `events_local`, from the first of its
-    /// replicas that answers; a shard none of whose replicas does is named.
-    async fn funnel_on_shard(
+    /// `work` done on every shard at once, each with this warehouse pointed
+    /// at that shard's own server.
+    async fn per_shard<T, F, Fut>(
         &self,
-        plan: &FunnelPlan,
+        shards: &[(u32, Vec<String>)],
+        work: F,
+    ) -> Result<Vec<T>, WarehouseError>
+    where
+        F: Fn(Warehouse) -> Fut,
+        Fut: std::future::Future<Output = Result<T, WarehouseError>>,
+    {
+        let runs = shards
+            .iter()
+            .map(|(shard, hosts)| self.on_shard(*shard, hosts, &work));
+        futures::future::try_join_all(runs).await
+    }
+
+    /// `work` on one shard, on the first of its replicas that answers; a
+    /// shard none of whose replicas does is named.
+    async fn on_shard<T, F, Fut>(
+        &self,
         shard: u32,
         hosts: &[String],
-    ) -> Result<FunnelTally, WarehouseError> {
+        work: &F,
+    ) -> Result<T, WarehouseError>
+    where
+        F: Fn(Warehouse) -> Fut,
+        Fut: std::future::Future<Output = Result<T, WarehouseError>>,
+    {
         let mut last = None;
         for host in hosts {
             let server = Self {
@@ -369,7 +393,7 @@ impl Warehouse {
                 cluster: None,
                 ..self.clone()
             };
-            match server.funnel_tally(plan).await {
+            match work(server).await {
                 Err(e @ WarehouseError::Unavailable { .. }) => last = Some(e),
                 other => return other,
             }
@@ -379,6 +403,25 @@ impl Warehouse {
             shard: Some(shard),
             message: last.map_or_else(|| "no replica listed".to_owned(), |e| e.to_string()),
         })
+    }
+
+    /// A retention table's rows: on a cluster whose shards are known, each
+    /// shard's own cohorts (its users' whole history is there), the cells
+    /// adding up across shards.
+    pub async fn retention(
+        &self,
+        plan: &crate::retention::RetentionPlan,
+    ) -> Result<Vec<Vec<Value>>, WarehouseError> {
+        let Some(shards) = self.shards() else {
+            return self.rows(&plan.sql).await;
+        };
+        let rows = self
+            .per_shard(&shards, |server| {
+                let sql = &plan.sql_on_shard;
+                async move { server.rows(sql).await }
+            })
+            .await?;
+        Ok(rows.into_iter().flatten().collect())
     }
 
     fn count_grouping(&self, grouped_by: &'static str) {
