@@ -78,10 +78,27 @@ impl Pipeline {
             "cluster-{what}-{}@example.test",
             uuid::Uuid::new_v4().simple()
         );
-        let project = api
-            .project(&email, "cluster-password-1", what)
-            .await
-            .unwrap();
+        // Once in CI (1 run of 4) the first call to auth after dev said it
+        // was up failed to connect. Retried within a deadline; if dev itself
+        // is gone, its exit status and stderr say why.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let project = loop {
+            match api.project(&email, "cluster-password-1", what).await {
+                Ok(project) => break project,
+                Err(e) => {
+                    let exited = child.0.try_wait().ok().flatten();
+                    if exited.is_some() || std::time::Instant::now() >= deadline {
+                        child.terminate(Duration::from_secs(10));
+                        let errors = stderr
+                            .recv_timeout(Duration::from_secs(5))
+                            .unwrap_or_default();
+                        panic!("{what}: {e}; dev exited: {exited:?}\n{errors}");
+                    }
+                    eprintln!("{what}: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
         Self {
             what,
             child,
