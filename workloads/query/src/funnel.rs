@@ -29,7 +29,7 @@ use crate::path_sort::PathSorter;
 use crate::range::{self, TimeRange};
 use crate::request::{FunnelOrderRequest, FunnelRequest, Interval, RequestError};
 use crate::rowbinary::{EventShape, UserKey, Widths};
-use crate::rows::PathRow;
+use crate::rows::{FunnelGroupRow, PathRow};
 use crate::sql::{self, Property};
 
 pub const MIN_STEPS: usize = 2;
@@ -49,13 +49,13 @@ pub struct FunnelPlan {
     pub exclusions: Vec<Exclusion>,
     pub breakdown: bool,
     /// `SELECT` list of the rows before grouping, after the user.
-    columns: String,
+    pub(crate) columns: String,
     /// The arrays of each user's row.
     arrays: String,
     /// `FROM ... WHERE ...` of the rows before grouping.
-    source: String,
+    pub(crate) source: String,
     /// Which users can enter the funnel.
-    having: String,
+    pub(crate) having: String,
 }
 
 /// Most users [`FunnelPlan::event_copies_sql`] names in its statement
@@ -453,6 +453,25 @@ impl FunnelTally {
                 .or_insert_with(|| Counts::new(steps))
                 .merge(counts);
         }
+    }
+
+    /// Adds the users of one breakdown value matched inside ClickHouse
+    /// (none of them counted here).
+    pub fn add_group(&mut self, row: FunnelGroupRow) {
+        let steps = self.plan.events.len();
+        let mut counts = Counts::new(steps);
+        for (k, n) in row.users.into_iter().enumerate().take(steps) {
+            counts.users[k] = n;
+        }
+        for (k, times) in row.durations.into_iter().enumerate() {
+            if let Some(slot) = counts.times.get_mut(k + 1) {
+                *slot = times;
+            }
+        }
+        self.groups
+            .entry(row.label)
+            .or_insert_with(|| Counts::new(steps))
+            .merge(counts);
     }
 
     /// Matches one user's path as read without de-duplication. Counts

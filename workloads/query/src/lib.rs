@@ -11,6 +11,7 @@ pub mod api;
 pub mod cache;
 pub mod config;
 pub mod funnel;
+pub mod funnel_in_clickhouse;
 pub mod funnel_match;
 pub mod metrics;
 pub mod openapi;

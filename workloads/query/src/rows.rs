@@ -26,3 +26,74 @@ pub fn number(v: &Value) -> Option<f64> {
         _ => None,
     }
 }
+
+/// One breakdown value of a funnel matched inside ClickHouse
+/// ([`crate::funnel_in_clickhouse`]): users per step, and per step `k >= 1`
+/// (at index `k - 1`) the milliseconds each user reaching it took from
+/// step `k - 1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunnelGroupRow {
+    pub label: String,
+    pub users: Vec<u64>,
+    pub durations: Vec<Vec<u64>>,
+}
+
+impl FunnelGroupRow {
+    /// Reads a `JSONCompact` row `[label, users, durations]`; `None` when
+    /// it is not one.
+    pub fn from_json(row: &[Value]) -> Option<Self> {
+        let [label, users, durations] = row else {
+            return None;
+        };
+        let integers = |v: &Value| -> Option<Vec<u64>> {
+            v.as_array()?
+                .iter()
+                .map(|n| match n {
+                    Value::Number(n) => n.as_u64(),
+                    Value::String(s) => s.parse().ok(),
+                    _ => None,
+                })
+                .collect()
+        };
+        Some(Self {
+            label: label.as_str()?.to_owned(),
+            users: integers(users)?,
+            durations: durations
+                .as_array()?
+                .iter()
+                .map(integers)
+                .collect::<Option<_>>()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn funnel_groups_are_read_with_quoted_or_plain_integers() {
+        let row = FunnelGroupRow::from_json(&[
+            json!("Chrome"),
+            json!(["3", 2, "0"]),
+            json!([["10", 20], []]),
+        ]);
+        assert_eq!(
+            row,
+            Some(FunnelGroupRow {
+                label: "Chrome".into(),
+                users: vec![3, 2, 0],
+                durations: vec![vec![10, 20], vec![]],
+            })
+        );
+        for bad in [
+            vec![json!("x"), json!([1])],
+            vec![json!(1), json!([1]), json!([])],
+            vec![json!("x"), json!(["-1"]), json!([])],
+            vec![json!("x"), json!([1]), json!([["a"]])],
+        ] {
+            assert_eq!(FunnelGroupRow::from_json(&bad), None, "{bad:?}");
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! line, never a stack trace.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -17,9 +18,10 @@ use tributary_core::schema::cluster::{Topology, read_topology};
 
 use crate::answer::Answer;
 use crate::funnel::{FunnelPlan, FunnelTally};
+use crate::funnel_in_clickhouse::{PROBE_SQL, long_paths_sql, matched_sql};
 use crate::path_group::PathGrouper;
 use crate::rowbinary::{DecodeError, EventDecoder, PathDecoder, UserKey, Widths};
-use crate::rows::{PathRow, number};
+use crate::rows::{FunnelGroupRow, PathRow, number};
 
 /// Why a query produced no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,7 +102,17 @@ pub struct Warehouse {
     topology: Arc<RwLock<Option<Topology>>>,
     /// The settings it was made from, to reach each shard's own server.
     settings: ClickHouseSettings,
+    /// Whether the server can match funnels itself (see [`Self::ping`]).
+    matching: Arc<AtomicU8>,
 }
+
+/// Values of [`Warehouse::matching`].
+const MATCHING_UNKNOWN: u8 = 0;
+const MATCHING_IN_CLICKHOUSE: u8 = 1;
+const MATCHING_HERE: u8 = 2;
+
+/// ClickHouse's code for "unknown function".
+const UNKNOWN_FUNCTION: u32 = 46;
 
 /// Default of [`Warehouse::with_funnel_budget`]: 320 MB at 32 bytes per
 /// event, up to twice that while the arrays grow.
@@ -140,6 +152,7 @@ impl Warehouse {
             cluster: settings.cluster.clone(),
             topology: Arc::new(RwLock::new(None)),
             settings: settings.clone(),
+            matching: Arc::new(AtomicU8::new(MATCHING_UNKNOWN)),
         }
     }
 
@@ -327,6 +340,23 @@ impl Warehouse {
     }
 
     async fn funnel_tally(&self, plan: &FunnelPlan) -> Result<FunnelTally, WarehouseError> {
+        if self.matching.load(Ordering::Relaxed) == MATCHING_IN_CLICKHOUSE {
+            match self.funnel_matched_by_clickhouse(plan).await {
+                // A server older than the one probed (a shard not yet
+                // upgraded): matched here from now on.
+                Err(WarehouseError::Rejected {
+                    code: UNKNOWN_FUNCTION,
+                    message,
+                }) => {
+                    tracing::warn!(%message, url = %self.url, "ClickHouse cannot match funnels; matching them here");
+                    self.matching.store(MATCHING_HERE, Ordering::Relaxed);
+                }
+                other => {
+                    self.count_grouping("matched_in_clickhouse");
+                    return other;
+                }
+            }
+        }
         if let Some(tally) = self.funnel_grouped_here(plan).await? {
             self.count_grouping("service");
             return Ok(tally);
@@ -502,6 +532,73 @@ impl Warehouse {
         Ok(grouper.map(|g| (g, held)))
     }
 
+    /// The funnel matched by ClickHouse: only users per step and their
+    /// times to convert arrive, per breakdown value.
+    async fn funnel_matched_by_clickhouse(
+        &self,
+        plan: &FunnelPlan,
+    ) -> Result<FunnelTally, WarehouseError> {
+        let groups = self.rows(&matched_sql(plan)).await?;
+        self.funnel_of_groups(plan, groups).await
+    }
+
+    /// The tally of `groups`, rows of [`matched_sql`], and of the paths too
+    /// long to be matched by ClickHouse, read from this server and matched
+    /// here.
+    pub async fn funnel_of_groups(
+        &self,
+        plan: &FunnelPlan,
+        groups: Vec<Vec<Value>>,
+    ) -> Result<FunnelTally, WarehouseError> {
+        let mut tally = FunnelTally::new(plan);
+        for row in groups {
+            let group = FunnelGroupRow::from_json(&row).ok_or_else(|| {
+                WarehouseError::Unreadable(format!("not a funnel group: {row:?}"))
+            })?;
+            tally.add_group(group);
+        }
+        let (tally, _) = self
+            .match_paths(
+                &long_paths_sql(plan),
+                plan.widths(),
+                tally,
+                Paths::Unique(None),
+            )
+            .await?;
+        Ok(tally)
+    }
+
+    /// Whether funnels are matched by ClickHouse (`Some(true)`), here
+    /// (`Some(false)`), or not known until the server was asked.
+    pub fn matches_funnels_in_clickhouse(&self) -> Option<bool> {
+        match self.matching.load(Ordering::Relaxed) {
+            MATCHING_IN_CLICKHOUSE => Some(true),
+            MATCHING_HERE => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Asks the server, once it answers, whether it can match funnels.
+    async fn probe_matching(&self) {
+        if self.matching.load(Ordering::Relaxed) != MATCHING_UNKNOWN {
+            return;
+        }
+        let found = match self.rows(PROBE_SQL).await {
+            Ok(rows) => rows.first().and_then(|r| r.first()).and_then(number) == Some(3.0),
+            Err(WarehouseError::Rejected { .. }) => false,
+            Err(_) => return,
+        };
+        tracing::info!(url = %self.url, in_clickhouse = found, "where funnels are matched");
+        self.matching.store(
+            if found {
+                MATCHING_IN_CLICKHOUSE
+            } else {
+                MATCHING_HERE
+            },
+            Ordering::Relaxed,
+        );
+    }
+
     /// Every user's path read as ClickHouse grouped it, and the paths that
     /// may hold copies of an event read again by `uuid`.
     async fn funnel_grouped_by_clickhouse(
@@ -626,6 +723,7 @@ impl Warehouse {
         let rows = tokio::time::timeout(Duration::from_secs(3), self.rows(&sql))
             .await
             .map_err(|_| WarehouseError::Timeout(3))??;
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.probe_matching()).await;
         match rows.first().and_then(|r| r.first()).map(number) {
             Some(Some(n)) if n >= 1.0 => Ok(()),
             _ => Err(WarehouseError::Unreadable(format!(
