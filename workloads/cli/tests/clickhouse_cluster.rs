@@ -16,7 +16,12 @@
 //! Once per-user work runs on each shard, that placement is what keeps the
 //! answers right.
 //!
-//! What it cannot show: replicas (the stack's shards have one each).
+//! A third pipeline stores on the stack's replica pair (one shard, two
+//! replicas, `ReplicatedReplacingMergeTree`) and answers the same; each
+//! replica holds every event once after a merge.
+//!
+//! What it cannot show: shards that have replicas (the stack runs two
+//! shards of one replica and one shard of two).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -250,6 +255,12 @@ async fn a_single_server_and_a_two_shard_cluster_give_the_same_answers() {
     let single = Pipeline::start("single", Dev::new(bin, &stack)).await;
     let sharded =
         Pipeline::start("cluster", Dev::new(bin, &stack).on_cluster(&cluster, &url)).await;
+    let (pair, pair_url) = stack.replicated();
+    let replicated = Pipeline::start(
+        "replicated",
+        Dev::new(bin, &stack).on_cluster(&pair, &pair_url),
+    )
+    .await;
 
     let now = Utc::now().trunc_subsecs(0);
     let dataset = generate(&SHAPE, now);
@@ -266,12 +277,25 @@ async fn a_single_server_and_a_two_shard_cluster_give_the_same_answers() {
             event
         })
         .collect();
-    for pipeline in [&single, &sharded] {
+    for pipeline in [&single, &sharded, &replicated] {
         pipeline.send(&events).await;
         pipeline.send(&events).await;
     }
-    for pipeline in [&single, &sharded] {
+    for pipeline in [&single, &sharded, &replicated] {
         pipeline.until_written(2 * events.len() as u64).await;
+    }
+    // A replica fetches what the other was written asynchronously; a query
+    // may read either. Wait until each has fetched everything queued.
+    let replicas = nodes_of(&pair, &pair_url).await;
+    for node in &replicas {
+        client(node)
+            .query(&format!(
+                "SYSTEM SYNC REPLICA {}.events_local",
+                replicated.database
+            ))
+            .execute()
+            .await
+            .unwrap_or_else(|e| panic!("{node}: {e}"));
     }
 
     let (from, to) = (
@@ -282,6 +306,8 @@ async fn a_single_server_and_a_two_shard_cluster_give_the_same_answers() {
     for (kind, body) in &questions {
         let (a, b) = (single.ask(kind, body).await, sharded.ask(kind, body).await);
         assert_eq!(a, b, "{kind} {body}: single server vs cluster");
+        let c = replicated.ask(kind, body).await;
+        assert_eq!(a, c, "{kind} {body}: single server vs replica pair");
     }
 
     // Equal, and right: what the demo checks, against the dataset.
@@ -299,14 +325,7 @@ async fn a_single_server_and_a_two_shard_cluster_give_the_same_answers() {
     assert!(expected.funnel[2] > 0, "a funnel worth comparing");
 
     // Both shards hold some of the users, and the single server all.
-    let nodes: Vec<String> = client(&url)
-        .query("SELECT host_name FROM system.clusters WHERE cluster = ? ORDER BY shard_num")
-        .bind(&cluster)
-        .fetch_all()
-        .await
-        .unwrap();
-    let port = host_port(&url).1;
-    let nodes: Vec<String> = nodes.iter().map(|h| format!("http://{h}:{port}")).collect();
+    let nodes = nodes_of(&cluster, &url).await;
     let mut users = 0;
     for (i, node) in nodes.iter().enumerate() {
         let here: u64 = client(node)
@@ -321,13 +340,47 @@ async fn a_single_server_and_a_two_shard_cluster_give_the_same_answers() {
         users += here;
     }
     assert_eq!(users, SHAPE.users as u64, "each user on one shard");
+    // Each replica holds every user, each event once after a merge.
+    for node in &replicas {
+        let (users, events_held): (u64, u64) = client(node)
+            .query(&format!(
+                "SELECT uniqExact(distinct_id), count() FROM {}.events_local FINAL",
+                replicated.database
+            ))
+            .fetch_one()
+            .await
+            .unwrap();
+        assert_eq!(
+            (users, events_held),
+            (SHAPE.users as u64, events.len() as u64),
+            "{node}: every user, each event once"
+        );
+    }
 
     let single_database = single.database.clone();
     let sharded_database = sharded.database.clone();
+    let replicated_database = replicated.database.clone();
     single.stop();
     sharded.stop();
+    replicated.stop();
     drop_database(&stack.clickhouse_url, &single_database).await;
     for node in &nodes {
         drop_database(node, &sharded_database).await;
     }
+    for node in &replicas {
+        drop_database(node, &replicated_database).await;
+    }
+}
+
+/// Every node of `cluster`, as the URL of its HTTP interface (at the port
+/// of `url`, a node's).
+async fn nodes_of(cluster: &str, url: &str) -> Vec<String> {
+    let hosts: Vec<String> = client(url)
+        .query("SELECT host_name FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num")
+        .bind(cluster)
+        .fetch_all()
+        .await
+        .unwrap();
+    let port = host_port(url).1;
+    hosts.iter().map(|h| format!("http://{h}:{port}")).collect()
 }
