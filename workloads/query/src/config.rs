@@ -33,6 +33,11 @@ pub struct QueryConfig {
     /// users' paths itself (32 bytes each); past it ClickHouse
     /// groups them, about twice as slowly. 0: always ClickHouse.
     pub funnel_local_events: usize,
+    /// `QUERY_FUNNEL_MATCHING` (`auto`): `auto` lets a ClickHouse that can
+    /// (one with `arrayFold`) match funnels itself, sending only counts and
+    /// times to convert; `service` always matches them here, sparing
+    /// ClickHouse's CPU for the price of holding the funnel's events.
+    pub funnel_matching_in_clickhouse: bool,
     /// `QUERY_REQUIRE_API_KEY` (`true`) and `QUERY_KEYLESS_PROJECT_ID`:
     /// requests without an `X-API-Key` of scope `query` are refused (401),
     /// unless keys are not required and the project open to keyless reads
@@ -77,6 +82,11 @@ impl QueryConfig {
                 0,
                 1_000_000_000,
             )?,
+            funnel_matching_in_clickhouse: env.one_of(
+                "QUERY_FUNNEL_MATCHING",
+                "auto",
+                &["auto", "service"],
+            )? == "auto",
             auth_cache: CachePolicy::from_env(env, "QUERY")?,
             keyless,
             api_keys,
@@ -108,6 +118,13 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_secs(60));
         assert_eq!(c.auth_cache.valid_for, Duration::from_secs(60));
         assert_eq!(c.funnel_local_events, 10_000_000);
+        assert!(c.funnel_matching_in_clickhouse);
+        let src = [
+            ("QUERY_AUTH_URL", "http://auth:8002"),
+            ("QUERY_FUNNEL_MATCHING", "Service"),
+        ];
+        let c = QueryConfig::from_env(&Env::new(&src)).unwrap();
+        assert!(!c.funnel_matching_in_clickhouse);
     }
 
     #[test]
@@ -120,6 +137,8 @@ mod tests {
             ("QUERY_CLICKHOUSE_DATABASE", "a;b"),
             ("QUERY_AUTH_CACHE_SECS", "-1"),
             ("QUERY_FUNNEL_LOCAL_EVENTS", "lots"),
+            ("QUERY_FUNNEL_MATCHING", "clickhouse"),
+            ("QUERY_FUNNEL_MATCHING", ""),
             ("QUERY_DEFAULT_PROJECT_ID", "1"),
         ] {
             let src = [(var, value), ("QUERY_AUTH_URL", "http://auth:8002")];

@@ -65,10 +65,11 @@ impl QueryServer {
         let mut registry = Registry::default();
         let metrics = metrics::QueryMetrics::register(&mut registry);
         let warehouse = warehouse::Warehouse::new(&config.clickhouse, config.timeout)
-            .with_funnel_budget(config.funnel_local_events);
+            .with_funnel_budget(config.funnel_local_events)
+            .with_funnel_matching_in_clickhouse(config.funnel_matching_in_clickhouse);
         registry.register(
             "query_funnel_paths_grouped",
-            "Funnels by where their events were grouped into users' paths (service; clickhouse when QUERY_FUNNEL_LOCAL_EVENTS was in use)",
+            "Funnels by where their events were grouped into users' paths and matched (matched_in_clickhouse; service; clickhouse when QUERY_FUNNEL_LOCAL_EVENTS was in use)",
             warehouse.funnel_grouping(),
         );
         let state = Arc::new(api::AppState {

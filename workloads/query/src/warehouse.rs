@@ -168,6 +168,15 @@ impl Warehouse {
         self
     }
 
+    /// Whether a ClickHouse that can match funnels may (`true`, the
+    /// default), or funnels are always matched here.
+    pub fn with_funnel_matching_in_clickhouse(self, allowed: bool) -> Self {
+        if !allowed {
+            self.matching.store(MATCHING_HERE, Ordering::Relaxed);
+        }
+        self
+    }
+
     /// Up to `funnel_grant` more permits of the budget, as many as are
     /// left; `None` when none are.
     fn take_budget(&self) -> Option<SemaphorePermit<'_>> {
@@ -798,6 +807,19 @@ mod tests {
         assert_eq!(secs(300), 295);
     }
     use super::*;
+
+    #[test]
+    fn funnel_matching_can_be_kept_here_before_the_server_is_asked() {
+        let settings = ClickHouseSettings::from_env(
+            &tributary_core::config::Env::new(&[("QUERY_CLICKHOUSE_HOST", "127.0.0.1")]),
+            "QUERY",
+        )
+        .unwrap();
+        let wh = Warehouse::new(&settings, Duration::from_secs(5));
+        assert_eq!(wh.matches_funnels_in_clickhouse(), None, "not asked yet");
+        let wh = wh.with_funnel_matching_in_clickhouse(false);
+        assert_eq!(wh.matches_funnels_in_clickhouse(), Some(false));
+    }
 
     #[test]
     fn server_errors_lose_their_stack_traces() {

@@ -621,3 +621,29 @@ async fn an_old_server_is_asked_once_and_funnels_are_matched_here() {
     assert_eq!(grouped(&wh, "matched_in_clickhouse"), 0);
     drop_db(&stack, &db).await;
 }
+
+/// The cost of matching inside ClickHouse on chdb, against grouping the
+/// same events into paths (what ClickHouse does when the service matches),
+/// as paths grow. Prints; run by hand (BENCHMARKS.md).
+#[test]
+#[ignore = "a benchmark: cargo test -p tributary-query --test funnels -- --ignored --nocapture"]
+fn funnel_matching_cost_on_chdb() {
+    let stack = Stack::require();
+    let python = stack.python.clone().expect("TRIBUTARY_PYTHON");
+    let req: FunnelRequest = parse(
+        br#"{"steps":[{"event":"$pageview"},{"event":"signup"},{"event":"view_item"}],"date_from":"2026-10-20","date_to":"2026-11-13"}"#,
+    )
+    .unwrap();
+    let plan = funnel::plan(&req, PROJECT, "db", now()).unwrap();
+    let spec = json!({
+        "statements": {"grouped into paths": plan.sql(), "matched inside": matched_sql(&plan)},
+        "shapes": [[20_000, 30], [2_400, 250], [600, 1_000]],
+    });
+    let mut child = std::process::Command::new(python)
+        .arg(tributary_tests::repo_root().join("tests/chdb/funnel_matching_cost.py"))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    serde_json::to_writer(child.stdin.take().unwrap(), &spec).unwrap();
+    assert!(child.wait().unwrap().success());
+}
