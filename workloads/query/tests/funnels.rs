@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use common::*;
 use serde_json::{Value, json};
 use tributary_query::funnel::{self, BREAKDOWN_LIMIT};
-use tributary_query::funnel_in_clickhouse::{MAX_MATCHED_PATH, PROBE_SQL, matched_sql};
+use tributary_query::funnel_in_clickhouse::{
+    MAX_MATCHED_PATH, PROBE_SQL, long_paths_sql, matched_sql,
+};
 use tributary_query::request::{FunnelOrderRequest, FunnelRequest, parse};
 use tributary_query::warehouse::{DEFAULT_FUNNEL_EVENTS, GroupingLabels, Warehouse};
 use tributary_tests::Stack;
@@ -478,6 +480,7 @@ async fn agree_inside_and_here(stack: &Stack, events: &[Ev], bodies: &[Value]) -
         let req: FunnelRequest = parse(body.to_string().as_bytes()).unwrap();
         let plan = funnel::plan(&req, PROJECT, &db, now()).unwrap();
         statements.push(matched_sql(&plan));
+        statements.push(long_paths_sql(&plan));
         plans.push((body, plan));
     }
     let outcomes = chdb::run(&python, &statements);
@@ -494,8 +497,22 @@ async fn agree_inside_and_here(stack: &Stack, events: &[Ev], bodies: &[Value]) -
         "the probe says yes"
     );
     let mut converted = 0;
-    for ((body, plan), outcome) in plans.iter().zip(&outcomes[setup..]) {
-        let rows = match outcome {
+    for ((body, plan), outcomes) in plans.iter().zip(outcomes[setup..].chunks(2)) {
+        // The paths left to query run on a current server too, and name
+        // the users they name on 18.16.
+        let long = match &outcomes[1] {
+            Outcome::Ok(Some(rows)) => rows.len(),
+            other => panic!(
+                "current ClickHouse: {body}: {other:?}\n{}",
+                long_paths_sql(plan)
+            ),
+        };
+        assert_eq!(
+            long,
+            wh.rows(&long_paths_sql(plan)).await.unwrap().len(),
+            "{body}: long paths"
+        );
+        let rows = match &outcomes[0] {
             Outcome::Ok(Some(rows)) => rows,
             other => panic!(
                 "current ClickHouse: {body}: {other:?}\n{}",
