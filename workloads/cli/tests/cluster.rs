@@ -1124,8 +1124,16 @@ async fn scaling_and_an_upgrade_run_as_applied() {
         during.len(),
         &missing[..missing.len().min(5)]
     );
-    // ... and stored, each once as the query API counts them.
-    let rows = c.until_stored(expected, Duration::from_secs(60)).await;
+    // ... and stored, each once as the query API counts them. The lag of
+    // the rollout scales the consumer up and down while it runs, so members
+    // leave the group in the middle of a rebalance. The stack's broker then
+    // holds the rebalance until the leaving member's rebalance timeout
+    // (`max.poll.interval.ms`, 150 s with the default insert timeout)
+    // instead of dropping it: seen in CI, the last consumer was revoked,
+    // the other left a second later, and no partition was assigned for the
+    // next 57 s. Kafka removes a member when it leaves. The window covers
+    // that timeout; the events must still all arrive.
+    let rows = c.until_stored(expected, Duration::from_secs(180)).await;
     let today = chrono::Utc::now().date_naive();
     let trend = api
         .query(
