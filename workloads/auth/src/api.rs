@@ -533,7 +533,7 @@ fn parse_id(raw: &str, what: &str) -> ApiResult<i64> {
 pub(crate) struct NewKey {
     #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     name: String,
-    #[schema(pattern = "^(capture|query)$")]
+    #[schema(pattern = "^(capture|query|dashboards)$")]
     scope: String,
 }
 
@@ -555,10 +555,8 @@ pub(crate) async fn create_key(
     let user = current_user(&state, &headers).await?;
     let project_id = parse_id(&project_id, "project_id")?;
     let k: NewKey = parse(&body)?;
-    if k.scope != "capture" && k.scope != "query" {
-        return Err(ApiError::bad_request(
-            "scope must be \"capture\" or \"query\"",
-        ));
+    if !crate::scopes::SCOPES.contains(&k.scope.as_str()) {
+        return Err(ApiError::bad_request(crate::scopes::SCOPE_RULE));
     }
     let name = k.name.trim();
     check_name(name)?;
@@ -638,7 +636,7 @@ pub(crate) async fn revoke_key(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ValidateRequest {
     api_key: String,
-    #[schema(pattern = "^(capture|query)$")]
+    #[schema(pattern = "^(capture|query|dashboards)$")]
     scope: String,
 }
 
@@ -661,12 +659,10 @@ pub(crate) async fn validate_key(
         "AUTH_VALIDATE_RATE_LIMIT_PER_ADDRESS",
     )?;
     let v: ValidateRequest = parse(&body)?;
-    if v.scope != "capture" && v.scope != "query" {
-        return Err(ApiError::bad_request(
-            "scope must be \"capture\" or \"query\"",
-        ));
-    }
-    let grant = store::validate_key(&state.pool, &secrets::key_hash(&v.api_key), &v.scope).await?;
+    let Some(granting) = crate::scopes::granting(&v.scope) else {
+        return Err(ApiError::bad_request(crate::scopes::SCOPE_RULE));
+    };
+    let grant = store::validate_key(&state.pool, &secrets::key_hash(&v.api_key), granting).await?;
     state
         .metrics
         .validations

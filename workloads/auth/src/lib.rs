@@ -10,6 +10,7 @@ pub mod api;
 pub mod config;
 pub mod metrics;
 pub mod openapi;
+pub mod scopes;
 pub mod secrets;
 pub mod store;
 #[cfg(feature = "test-support")]
@@ -47,15 +48,7 @@ pub enum AuthError {
     Serve(#[from] ServeError),
 }
 
-/// `host:port/db` of a DSN, without credentials, for messages.
-pub fn dsn_server(dsn: &str) -> String {
-    let Some((_, rest)) = dsn.split_once("://") else {
-        // key=value DSNs may carry password=...: never echo them.
-        return "<POSTGRES_DSN without a URL scheme>".to_owned();
-    };
-    let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
-    rest.split('?').next().unwrap_or(rest).to_owned()
-}
+pub use tributary_core::postgres::dsn_server;
 
 pub async fn connect(dsn: &str) -> Result<PgPool, AuthError> {
     PgPoolOptions::new()
@@ -147,19 +140,4 @@ pub async fn run(config: AuthConfig, shutdown: CancellationToken) -> Result<(), 
     let auth = Auth::bind(&config).await?;
     tracing::info!(listen = %auth.local_addr()?, postgres = %dsn_server(&config.postgres_dsn), "auth listening");
     auth.serve(shutdown).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dsn_server_drops_credentials() {
-        assert_eq!(
-            dsn_server("postgres://u:secret@db.internal:5432/app?sslmode=require"),
-            "db.internal:5432/app"
-        );
-        assert_eq!(dsn_server("postgres://localhost/app"), "localhost/app");
-        assert!(!dsn_server("host=db password=hunter2").contains("hunter2"));
-    }
 }

@@ -218,21 +218,21 @@ pub async fn revoke_key(pool: &PgPool, project: i64, key: i64) -> Result<bool, S
     Ok(done.rows_affected() == 1)
 }
 
-/// The grant of a live key with `scope`, marking it used.
+/// The grant of a live key with one of `scopes`, marking it used.
 pub async fn validate_key(
     pool: &PgPool,
     hash: &str,
-    scope: &str,
+    scopes: &[&str],
 ) -> Result<Option<KeyGrant>, StoreError> {
     // A read: an unknown key, and a known one used within the last minute,
     // cost Postgres no write.
     let row = sqlx::query(
         "SELECT id, project_id, \
          (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $3)) AS stale \
-         FROM api_keys WHERE key_hash = $1 AND scope = $2 AND revoked_at IS NULL",
+         FROM api_keys WHERE key_hash = $1 AND scope = ANY($2) AND revoked_at IS NULL",
     )
     .bind(hash)
-    .bind(scope)
+    .bind(scopes)
     .bind(LAST_USED_RESOLUTION_SECS)
     .fetch_optional(pool)
     .await?;

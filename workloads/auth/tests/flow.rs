@@ -609,3 +609,50 @@ async fn control_characters_in_names_and_emails_are_bad_requests() {
         assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {body}");
     }
 }
+
+/// A `dashboards` key validates for `query` too (it reads answers as well as
+/// saving insights); a `query` key does not validate for `dashboards`, and a
+/// `dashboards` key cannot capture.
+#[tokio::test]
+async fn dashboards_keys_also_query_and_query_keys_do_not_write() {
+    let srv = start(&[]).await;
+    let (_, token) = srv.user().await;
+    let project = srv.project(&token).await;
+    let mut keys = std::collections::HashMap::new();
+    for scope in ["query", "dashboards"] {
+        let (s, key) = srv
+            .call(
+                "POST",
+                &format!("/api/projects/{project}/api-keys"),
+                Some(&token),
+                Some(json!({"name": scope, "scope": scope})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{key}");
+        assert_eq!(key["scope"], scope);
+        keys.insert(scope, key["api_key"].as_str().unwrap().to_owned());
+    }
+    let yes = |scope: &str| json!({"valid": true, "project_id": project, "scope": scope});
+    let no = json!({"valid": false});
+    assert_eq!(
+        srv.validate(&keys["dashboards"], "query").await,
+        yes("query")
+    );
+    assert_eq!(
+        srv.validate(&keys["dashboards"], "dashboards").await,
+        yes("dashboards")
+    );
+    assert_eq!(srv.validate(&keys["dashboards"], "capture").await, no);
+    assert_eq!(srv.validate(&keys["query"], "query").await, yes("query"));
+    assert_eq!(srv.validate(&keys["query"], "dashboards").await, no);
+    let (s, body) = srv
+        .call(
+            "POST",
+            &format!("/api/projects/{project}/api-keys"),
+            Some(&token),
+            Some(json!({"name": "x", "scope": "admin"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.to_string().contains("dashboards"), "{body}");
+}

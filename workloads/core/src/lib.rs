@@ -20,6 +20,7 @@ pub mod key_service;
 pub mod keys;
 pub mod metrics;
 pub mod openapi;
+pub mod postgres;
 pub mod rate;
 pub mod schema;
 pub mod shutdown;
