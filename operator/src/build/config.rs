@@ -144,6 +144,8 @@ pub fn config_data(p: &AnalyticsPipeline) -> Result<BTreeMap<String, String>, Bu
     }
     // With the operator's migration Job, auth need not migrate on start.
     set("AUTH_MIGRATE_ON_START", (!spec.migrations).to_string());
+    // Nor query, whose saved insights live in the same Postgres.
+    set("QUERY_MIGRATE_ON_START", (!spec.migrations).to_string());
     Ok(data)
 }
 
@@ -235,6 +237,8 @@ pub fn secret_env(p: &AnalyticsPipeline, reader: Reader) -> Vec<EnvVar> {
         Reader::Workload(Component::Consumer) => clickhouse("CONSUMER"),
         Reader::Workload(Component::Query) => {
             let mut env = clickhouse("QUERY");
+            // Saved insights and dashboards.
+            env.push(from_ref("POSTGRES_DSN", &spec.postgres_dsn_secret_ref));
             if let Some(r) = &spec.redis.url_secret_ref {
                 env.push(from_ref("REDIS_URL", r));
             }

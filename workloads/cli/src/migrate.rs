@@ -1,5 +1,6 @@
 //! `tributary migrate` (and the first step of `tributary dev`): the
-//! Postgres migrations of auth, then the ClickHouse schema of the events.
+//! Postgres migrations of auth and of query's saved insights, then the
+//! ClickHouse schema of the events.
 
 use tributary_core::clickhouse::ClickHouseSettings;
 
@@ -27,7 +28,20 @@ pub async fn migrate(
         };
         let pool = tributary_auth::connect(dsn).await.map_err(failed)?;
         tributary_auth::migrate(&pool, dsn).await.map_err(failed)?;
-        report.push(format!("Postgres {server}: migrations applied"));
+        // Saved insights and dashboards, in the query service's schema.
+        let store =
+            tributary_query::store::Store::new(dsn, false).map_err(|e| MigrateError::Postgres {
+                server: server.clone(),
+                message: e.to_string(),
+            })?;
+        store.migrate().await.map_err(|e| MigrateError::Postgres {
+            server: server.clone(),
+            message: e.to_string(),
+        })?;
+        report.push(format!(
+            "Postgres {server}: migrations applied (auth; saved insights in schema {})",
+            tributary_query::store::SCHEMA
+        ));
     }
     let applied = tributary_core::schema::migrate_clickhouse(clickhouse)
         .await

@@ -29,6 +29,10 @@ pub struct AppState {
     pub warehouse: Warehouse,
     pub cache: Cache,
     pub keys: Arc<dyn KeyValidator>,
+    /// Keys that may save insights and dashboards (scope `dashboards`).
+    pub writers: Arc<dyn KeyValidator>,
+    /// Saved insights and dashboards (`None` without `POSTGRES_DSN`).
+    pub store: Option<crate::store::Store>,
     pub metrics: QueryMetrics,
     /// What becomes of requests without a key.
     pub keyless: Keyless,
@@ -96,14 +100,14 @@ impl Drop for JobSlot {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Trend,
     Funnel,
     Retention,
 }
 
 impl Kind {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Trend => "trend",
             Self::Funnel => "funnel",
@@ -113,7 +117,7 @@ impl Kind {
 }
 
 /// A validated query, ready to run.
-enum Prepared {
+pub(crate) enum Prepared {
     Trend(trend::TrendPlan),
     Funnel(funnel::FunnelPlan),
     Retention(retention::RetentionPlan),
@@ -121,7 +125,7 @@ enum Prepared {
 
 /// Everything that turns into an error answer.
 #[derive(Debug, thiserror::Error)]
-enum ApiError {
+pub(crate) enum ApiError {
     #[error("{0}")]
     Request(RequestError),
     #[error("{0}")]
@@ -136,6 +140,17 @@ enum ApiError {
     Redis(String),
     #[error("no job {0} in this project (jobs are kept for QUERY_JOB_TTL_SECS)")]
     NoJob(String),
+    /// No such insight or dashboard in the key's project.
+    #[error("no {0} {1} in this project")]
+    Missing(&'static str, i64),
+    #[error(
+        "saved insights and dashboards need POSTGRES_DSN, which this query service was not given"
+    )]
+    NoStore,
+    #[error("{0}")]
+    Store(crate::store::StoreError),
+    #[error("this key may read but not save insights or dashboards: use a key of scope dashboards")]
+    Scope,
     #[error("too many requests for this key (QUERY_RATE_LIMIT_PER_KEY); retry after {} s", tributary_core::rate::retry_after_secs(*.0))]
     RateLimited(std::time::Duration),
     #[error(
@@ -145,7 +160,7 @@ enum ApiError {
 }
 
 impl ApiError {
-    fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Self::Request(_) => "invalid_request",
             Self::Key(KeyRefusal::Missing) => "missing_api_key",
@@ -158,20 +173,26 @@ impl ApiError {
             }
             Self::Warehouse(_) | Self::Answer(_) => "clickhouse_error",
             Self::Redis(_) => "redis_unavailable",
-            Self::NoJob(_) => "not_found",
+            Self::NoJob(_) | Self::Missing(..) => "not_found",
+            Self::NoStore => "saved_insights_unavailable",
+            Self::Store(crate::store::StoreError::Unreadable(_)) => "postgres_error",
+            Self::Store(_) => "postgres_unavailable",
+            Self::Scope => "insufficient_scope",
             Self::RateLimited(_) => "rate_limited",
             Self::TooManyJobs(_) => "too_many_jobs",
         }
     }
 
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::Request(_) => StatusCode::BAD_REQUEST,
             Self::Key(_) => StatusCode::UNAUTHORIZED,
             Self::KeyUnavailable(_) | Self::Redis(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Warehouse(WarehouseError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             Self::Warehouse(_) | Self::Answer(_) => StatusCode::BAD_GATEWAY,
-            Self::NoJob(_) => StatusCode::NOT_FOUND,
+            Self::NoJob(_) | Self::Missing(..) => StatusCode::NOT_FOUND,
+            Self::NoStore | Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Scope => StatusCode::FORBIDDEN,
             Self::RateLimited(_) | Self::TooManyJobs(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -197,11 +218,16 @@ impl ApiError {
                 format!("{}; retry shortly", shard_message(e))
             }
             Self::Redis(_) => "Redis is unavailable; retry shortly".into(),
+            Self::Store(crate::store::StoreError::NotMigrated) => {
+                "saved insights are not ready: their Postgres migration has not run yet; retry shortly"
+                    .into()
+            }
+            Self::Store(_) => "Postgres is unavailable; retry shortly".into(),
             other => other.to_string(),
         }
     }
 
-    fn body(&self) -> Value {
+    pub(crate) fn body(&self) -> Value {
         let mut body = json!({"error": self.kind(), "message": self.message()});
         if let Self::Request(e) = self {
             body["field"] = json!(e.field);
@@ -243,6 +269,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/api/query/funnel", post(route!(Kind::Funnel)))
         .route("/api/query/retention", post(route!(Kind::Retention)))
         .route("/api/query/jobs/{id}", get(job_route))
+        .merge(crate::saved_api::routes())
         .route("/ready", get(ready))
         .route("/health/detailed", get(detailed))
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
@@ -274,7 +301,7 @@ pub struct Params {
     refresh: Option<String>,
 }
 
-fn flag(value: Option<&str>, name: &str) -> Result<bool, ApiError> {
+pub(crate) fn flag(value: Option<&str>, name: &str) -> Result<bool, ApiError> {
     match value {
         None | Some("false" | "0") => Ok(false),
         Some("true" | "1" | "") => Ok(true),
@@ -286,7 +313,7 @@ fn flag(value: Option<&str>, name: &str) -> Result<bool, ApiError> {
 }
 
 /// The project of a request, from its `X-API-Key`.
-async fn project(state: &AppState, headers: &HeaderMap) -> Result<u64, ApiError> {
+pub(crate) async fn project(state: &AppState, headers: &HeaderMap) -> Result<u64, ApiError> {
     let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
     let check = match key {
         Some(k) => Some(
@@ -308,7 +335,7 @@ async fn project(state: &AppState, headers: &HeaderMap) -> Result<u64, ApiError>
     Ok(project)
 }
 
-fn prepare(
+pub(crate) fn prepare(
     kind: Kind,
     body: &[u8],
     project: u64,
@@ -371,12 +398,50 @@ async fn execute(state: &AppState, prepared: &Prepared) -> Result<Value, ApiErro
     Ok(answer)
 }
 
-fn stamped(mut answer: Value, cached: bool) -> Value {
+/// The answer marked as read from the cache or not; it carries the time
+/// it was computed ([`compute`]).
+pub(crate) fn stamped(mut answer: Value, cached: bool) -> Value {
     answer["cached"] = json!(cached);
-    if !cached {
-        answer["computed_at"] = json!(Utc::now().to_rfc3339());
-    }
     answer
+}
+
+/// The answer cached under `key`, unless `refresh`; a cache that cannot
+/// answer counts as a miss.
+pub(crate) async fn cached(state: &AppState, key: &str, refresh: bool) -> Option<Value> {
+    if refresh {
+        return None;
+    }
+    match state.cache.get(key).await {
+        Ok(Some(v)) => {
+            state.metrics.cache("hit");
+            Some(v)
+        }
+        Ok(None) => {
+            state.metrics.cache("miss");
+            None
+        }
+        Err(e) => {
+            state.metrics.cache("error");
+            tracing::warn!(error = %e, "cache unavailable; computing without it");
+            None
+        }
+    }
+}
+
+/// Computes an answer, stamps when (`computed_at`, kept in the cache so a
+/// cached answer says how old it is) and caches it under `key`.
+pub(crate) async fn compute(
+    state: &AppState,
+    prepared: &Prepared,
+    key: &str,
+) -> Result<Value, ApiError> {
+    let mut answer = execute(state, prepared).await?;
+    answer["computed_at"] = json!(Utc::now().to_rfc3339());
+    if let Err(e) = state.cache.put(key, &answer, state.cache.ttl).await {
+        state.metrics.cache("error");
+        tracing::warn!(error = %e, "answer not cached");
+    }
+    Ok(answer)
 }
 
 async fn answer(
@@ -413,38 +478,13 @@ async fn answer_inner(
     let (prepared, normalised) =
         prepare(kind, body, project, state.warehouse.database()).map_err(ApiError::Request)?;
     let key = result_key(state.warehouse.source(), project, kind.name(), &normalised);
-    let cached = if refresh {
-        None
-    } else {
-        match state.cache.get(&key).await {
-            Ok(Some(v)) => {
-                state.metrics.cache("hit");
-                Some(v)
-            }
-            Ok(None) => {
-                state.metrics.cache("miss");
-                None
-            }
-            Err(e) => {
-                state.metrics.cache("error");
-                tracing::warn!(error = %e, "cache unavailable; computing without it");
-                None
-            }
-        }
-    };
+    let cached = cached(state, &key, refresh).await;
     if run_async {
         return start_job(state, project, kind, prepared, key, cached).await;
     }
     let (answer, was_cached) = match cached {
         Some(v) => (v, true),
-        None => {
-            let a = execute(state, &prepared).await?;
-            if let Err(e) = state.cache.put(&key, &a, state.cache.ttl).await {
-                state.metrics.cache("error");
-                tracing::warn!(error = %e, "answer not cached");
-            }
-            (a, false)
-        }
+        None => (compute(state, &prepared, &key).await?, false),
     };
     tracing::info!(
         project_id = project,
@@ -499,13 +539,10 @@ async fn start_job(
         let job_id = id.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let outcome = execute(&state, &prepared).await;
+            let outcome = compute(&state, &prepared, &key).await;
             let mut job = job;
             match outcome {
                 Ok(answer) => {
-                    if let Err(e) = state.cache.put(&key, &answer, state.cache.ttl).await {
-                        tracing::warn!(error = %e, "answer not cached");
-                    }
                     job["status"] = json!("complete");
                     job["result"] = stamped(answer, false);
                 }

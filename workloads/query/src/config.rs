@@ -57,6 +57,26 @@ pub struct QueryConfig {
     /// `QUERY_AUTH_CACHE_SECS` (60), `QUERY_AUTH_NEGATIVE_CACHE_SECS` (10),
     /// `QUERY_AUTH_STALE_SECS` (600).
     pub auth_cache: CachePolicy,
+    /// Saved insights and dashboards: `None` without `POSTGRES_DSN`.
+    pub saved: Option<SavedConfig>,
+}
+
+/// `POSTGRES_DSN` (secret) and `QUERY_MIGRATE_ON_START` (`true`: create the
+/// tables at start, retrying while Postgres cannot; `false` when `tributary
+/// migrate` does it).
+#[derive(Clone, PartialEq)]
+pub struct SavedConfig {
+    pub postgres_dsn: String,
+    pub migrate_on_start: bool,
+}
+
+impl std::fmt::Debug for SavedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SavedConfig")
+            .field("postgres_dsn", &"<secret>")
+            .field("migrate_on_start", &self.migrate_on_start)
+            .finish()
+    }
 }
 
 impl QueryConfig {
@@ -88,6 +108,13 @@ impl QueryConfig {
                 &["auto", "service"],
             )? == "auto",
             auth_cache: CachePolicy::from_env(env, "QUERY")?,
+            saved: match env.optional_string("POSTGRES_DSN")? {
+                Some(postgres_dsn) => Some(SavedConfig {
+                    postgres_dsn,
+                    migrate_on_start: env.bool("QUERY_MIGRATE_ON_START", true)?,
+                }),
+                None => None,
+            },
             keyless,
             api_keys,
             auth_url,
@@ -119,12 +146,26 @@ mod tests {
         assert_eq!(c.auth_cache.valid_for, Duration::from_secs(60));
         assert_eq!(c.funnel_local_events, 10_000_000);
         assert!(c.funnel_matching_in_clickhouse);
+        assert_eq!(c.saved, None, "no saved insights without Postgres");
         let src = [
             ("QUERY_AUTH_URL", "http://auth:8002"),
             ("QUERY_FUNNEL_MATCHING", "Service"),
         ];
         let c = QueryConfig::from_env(&Env::new(&src)).unwrap();
         assert!(!c.funnel_matching_in_clickhouse);
+    }
+
+    #[test]
+    fn postgres_makes_saved_insights_and_its_dsn_stays_secret() {
+        let src = [
+            ("QUERY_AUTH_URL", "http://auth:8002"),
+            ("POSTGRES_DSN", "postgres://u:hunter2@db/app"),
+        ];
+        let c = QueryConfig::from_env(&Env::new(&src)).unwrap();
+        let saved = c.saved.clone().unwrap();
+        assert!(saved.migrate_on_start);
+        assert_eq!(saved.postgres_dsn, "postgres://u:hunter2@db/app");
+        assert!(!format!("{c:?}").contains("hunter2"));
     }
 
     #[test]
@@ -139,6 +180,7 @@ mod tests {
             ("QUERY_FUNNEL_LOCAL_EVENTS", "lots"),
             ("QUERY_FUNNEL_MATCHING", "clickhouse"),
             ("QUERY_FUNNEL_MATCHING", ""),
+            ("POSTGRES_DSN", ""),
             ("QUERY_DEFAULT_PROJECT_ID", "1"),
         ] {
             let src = [(var, value), ("QUERY_AUTH_URL", "http://auth:8002")];

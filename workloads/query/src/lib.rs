@@ -15,6 +15,7 @@ pub mod funnel_in_clickhouse;
 pub mod funnel_match;
 pub mod metrics;
 pub mod openapi;
+pub mod openapi_saved;
 pub mod path_group;
 pub mod path_sort;
 pub mod range;
@@ -22,7 +23,10 @@ pub mod request;
 pub mod retention;
 pub mod rowbinary;
 pub mod rows;
+pub mod saved;
+pub mod saved_api;
 pub mod sql;
+pub mod store;
 pub mod trend;
 pub mod warehouse;
 
@@ -46,6 +50,8 @@ pub enum QueryError {
     Keys(KeyError),
     #[error(transparent)]
     Cache(#[from] cache::CacheError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
 }
 
 /// A query server bound to its port, not yet serving.
@@ -62,6 +68,28 @@ impl QueryServer {
             ),
             None => Arc::new(StaticKeys::new(config.api_keys.clone())),
         };
+        // Saving needs a key of scope `dashboards`; static keys
+        // (`QUERY_API_KEYS`, for development) may save too.
+        let writers: Arc<dyn KeyValidator> = match &config.auth_url {
+            Some(url) => Arc::new(
+                AuthServiceKeys::new(url, "dashboards", config.auth_cache)
+                    .map_err(QueryError::Keys)?,
+            ),
+            None => Arc::new(StaticKeys::new(config.api_keys.clone())),
+        };
+        let store = match &config.saved {
+            Some(saved) => {
+                let store = store::Store::new(&saved.postgres_dsn, !saved.migrate_on_start)?;
+                if saved.migrate_on_start {
+                    let migrating = store.clone();
+                    tokio::spawn(async move {
+                        migrating.migrate_until_done(Duration::from_secs(5)).await;
+                    });
+                }
+                Some(store)
+            }
+            None => None,
+        };
         let mut registry = Registry::default();
         let metrics = metrics::QueryMetrics::register(&mut registry);
         let warehouse = warehouse::Warehouse::new(&config.clickhouse, config.timeout)
@@ -76,6 +104,8 @@ impl QueryServer {
             warehouse,
             cache: cache::Cache::new(&config.redis_url, config.cache_ttl, config.job_ttl)?,
             keys,
+            writers,
+            store,
             metrics,
             keyless: config.keyless,
             per_key: config.rate_per_key.map(tributary_core::rate::Limiter::new),

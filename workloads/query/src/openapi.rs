@@ -40,7 +40,7 @@ pub struct TrendAnswer {
     pub results: Vec<TrendLine>,
     /// Whether the answer came from the cache.
     pub cached: bool,
-    /// When it was computed (absent when cached).
+    /// When it was computed (a cached answer keeps the time it was computed).
     pub computed_at: Option<String>,
 }
 
@@ -203,6 +203,12 @@ pub fn ready() {}
 #[openapi(
     info(title = "Tributary query", description = "Trends, funnels and retention over the events of a project."),
     paths(trend, funnel, retention, job, ready,
+        crate::openapi_saved::create_insight, crate::openapi_saved::list_insights,
+        crate::openapi_saved::read_insight, crate::openapi_saved::change_insight,
+        crate::openapi_saved::delete_insight, crate::openapi_saved::create_dashboard,
+        crate::openapi_saved::list_dashboards, crate::openapi_saved::read_dashboard,
+        crate::openapi_saved::change_dashboard, crate::openapi_saved::delete_dashboard,
+        crate::openapi_saved::dashboard_results,
         tributary_core::openapi::health, tributary_core::openapi::metrics),
     components(schemas(Series, Step, ExclusionRequest, PropertyFilter, Interval, Period, Math,
         Operator, FunnelOrderRequest)),
