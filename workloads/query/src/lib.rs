@@ -28,6 +28,7 @@ pub mod saved_api;
 pub mod sql;
 pub mod store;
 pub mod trend;
+pub mod ui;
 pub mod warehouse;
 
 use std::sync::Arc;
@@ -119,6 +120,7 @@ impl QueryServer {
                 axum::http::StatusCode::REQUEST_TIMEOUT,
                 config.timeout + Duration::from_secs(30),
             ))
+            .merge(ui::routes())
             .merge(health_router("query"))
             .merge(tributary_core::openapi::router(&openapi::document()))
             .merge(tributary_core::metrics::router(Arc::new(registry)));

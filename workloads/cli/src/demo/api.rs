@@ -80,7 +80,8 @@ impl Api {
         })
     }
 
-    /// Signs a new user up and makes a project with a capture and a query key.
+    /// Signs a new user up and makes a project with a capture key and a key
+    /// that queries and saves dashboards.
     pub async fn project(
         &self,
         email: &str,
@@ -119,7 +120,8 @@ impl Api {
             .post(
                 keys,
                 token,
-                &json!({"name": "dashboards", "scope": "query"}),
+                // Reads answers, and saves the demo's dashboard.
+                &json!({"name": "dashboards", "scope": "dashboards"}),
             )
             .await?;
         Ok(Project {
@@ -137,6 +139,43 @@ impl Api {
             .map(|_| ())
     }
 
+    /// Saves an insight (`kind`: `trend`, `funnel`, `retention`) and
+    /// answers its id.
+    pub async fn save_insight(
+        &self,
+        key: &str,
+        name: &str,
+        kind: &str,
+        query: &Value,
+    ) -> Result<u64, ApiError> {
+        let url = format!("{}/api/insights", self.urls.query);
+        let body = json!({"name": name, "kind": kind, "query": query});
+        id(
+            &self.post(url, Auth::Key(key), &body).await?,
+            "save insight",
+        )
+    }
+
+    /// Saves a dashboard of `insights`, each a whole row wide, and answers
+    /// its id.
+    pub async fn save_dashboard(
+        &self,
+        key: &str,
+        name: &str,
+        insights: &[u64],
+    ) -> Result<u64, ApiError> {
+        let url = format!("{}/api/dashboards", self.urls.query);
+        let tiles: Vec<Value> = insights
+            .iter()
+            .map(|i| json!({"insight_id": i, "width": 12}))
+            .collect();
+        let body = json!({"name": name, "tiles": tiles});
+        id(
+            &self.post(url, Auth::Key(key), &body).await?,
+            "save dashboard",
+        )
+    }
+
     /// A query (`trend`, `funnel`, `retention`) of the key's project,
     /// computed fresh.
     pub async fn query(&self, key: &str, kind: &str, body: &Value) -> Result<Value, ApiError> {
@@ -150,6 +189,13 @@ enum Auth<'a> {
     None,
     Bearer(&'a str),
     Key(&'a str),
+}
+
+fn id(answer: &Value, call: &str) -> Result<u64, ApiError> {
+    answer["id"].as_u64().ok_or_else(|| ApiError::Failed {
+        call: call.to_owned(),
+        message: format!("no numeric id in {answer}"),
+    })
 }
 
 fn field(answer: &Value, name: &str, call: &str) -> Result<String, ApiError> {
