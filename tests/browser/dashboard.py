@@ -3,9 +3,11 @@ and chromedriver) with selenium.
 
 Reads JSON on stdin: {"base": "http://127.0.0.1:PORT", "key": "...",
 "dashboard": ID, "trend": {"tile": i, "totals": {label: total}, "points": n},
-"funnel": {"tile": i, "counts": [...]}, "screenshots": "DIR"}. Enters the key
+"funnel": {"tile": i, "counts": [...]}, "retention": {"tile": i, "cohorts":
+[{"size": n, "values": [...]}]}, "screenshots": "DIR"}. Enters the key
 in the page's form, opens the dashboard, checks that the trend's legend and
-points and the funnel's bars show the numbers given (the API's), saves a new
+points, the funnel's bars and the retention grid show the numbers given
+(the API's), saves a new
 insight through the form and sees it drawn, checks the page at phone width,
 and writes desktop.png and phone.png to DIR. Prints one line per check;
 exits 1 naming the first that failed. Used by
@@ -81,6 +83,15 @@ def run(driver, wait, spec) -> None:
     check(counts == spec["funnel"]["counts"], f"funnel counts {counts} == {spec['funnel']['counts']}")
     widths = [b.size["width"] for b in funnel.find_elements(By.CSS_SELECTOR, ".bar")]
     check(all(a >= b for a, b in zip(widths, widths[1:])) and widths[0] > 0, f"funnel bars narrow step by step: {widths}")
+    retention = tiles(driver)[spec["retention"]["tile"]]
+    rows = retention.find_elements(By.CSS_SELECTOR, "table.retention tr")[1:]
+    grid = [{"size": int(r.find_elements(By.TAG_NAME, "td")[0].text),
+             "values": [int(td.get_attribute("data-value")) for td in r.find_elements(By.CSS_SELECTOR, "td[data-value]")
+                        if td.get_attribute("data-value") != ""]}
+            for r in rows]
+    check(grid == spec["retention"]["cohorts"], f"retention grid {grid} == {spec['retention']['cohorts']}")
+    shades = {td.value_of_css_property("background-color") for r in rows for td in r.find_elements(By.CSS_SELECTOR, "td[data-value]")}
+    check(len(shades) > 1, f"retention cells shaded by percentage ({len(shades)} shades)")
     driver.save_screenshot(f"{spec['screenshots']}/desktop.png")
 
     # A new insight through the form lands on the dashboard.

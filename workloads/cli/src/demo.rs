@@ -117,8 +117,29 @@ pub async fn run(urls: Urls, shape: Shape, now: DateTime<Utc>) -> Result<Answers
             &funnel_request(first, today),
         )
         .await?,
+        api.save_insight(
+            key,
+            "Shop: visitors coming back",
+            "retention",
+            &json!({
+                "target": {"event": FUNNEL[0]},
+                "returning": {"event": FUNNEL[0]},
+                "date_from": first.to_string(),
+                "periods": shape.days,
+                "timezone": "UTC",
+            }),
+        )
+        .await?,
     ];
-    let dashboard = api.save_dashboard(key, "Demo shop", &insights).await?;
+    // The trend a whole row wide, the funnel and retention side by side.
+    let [trend_id, funnel_id, retention_id] = insights;
+    let dashboard = api
+        .save_dashboard(
+            key,
+            "Demo shop",
+            &[(trend_id, 12), (funnel_id, 6), (retention_id, 6)],
+        )
+        .await?;
     println!("demo: dashboard: open {page}/#dashboard={dashboard} and paste the key {key}");
     Ok(answers)
 }

@@ -1,8 +1,8 @@
 //! The dashboard page in a real browser: `tributary dev --demo` saves the
 //! demo's dashboard and prints its address; headless Chromium (Debian's,
 //! driven by selenium from `tests/browser/dashboard.py`) opens it with the
-//! printed key, and the trend's legend and points and the funnel's bars
-//! show the numbers the API returns for that dashboard. A new insight saved
+//! printed key, and the trend's legend and points, the funnel's bars and
+//! the retention grid show the numbers the API returns for that dashboard. A new insight saved
 //! through the page's form is drawn, the page fits a phone's width, and
 //! the console shows no error (a script or style the page's policy refused
 //! would be one). Screenshots go to `target/browser/`.
@@ -93,6 +93,18 @@ async fn the_demo_dashboard_shows_the_apis_numbers_in_a_browser() {
     let kind = |t: &Value| t["insight"]["kind"].as_str().unwrap().to_owned();
     let trend_tile = tiles.iter().position(|t| kind(t) == "trend").unwrap();
     let funnel_tile = tiles.iter().position(|t| kind(t) == "funnel").unwrap();
+    let retention_tile = tiles.iter().position(|t| kind(t) == "retention").unwrap();
+    // Each cohort's size and users back per period, as the grid shows them.
+    let cohorts: Vec<Value> = tiles[retention_tile]["result"]["cohorts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| json!({"size": c["size"], "values": c["values"]}))
+        .collect();
+    assert!(
+        cohorts.iter().any(|c| c["values"][1].as_u64() > Some(0)),
+        "somebody comes back: {cohorts:?}"
+    );
     let trend = &tiles[trend_tile]["result"];
     let lines_of_trend = trend["results"].as_array().unwrap();
     let totals: serde_json::Map<String, Value> = lines_of_trend
@@ -125,6 +137,7 @@ async fn the_demo_dashboard_shows_the_apis_numbers_in_a_browser() {
         "tiles": tiles.len(),
         "trend": {"tile": trend_tile, "totals": totals, "points": points},
         "funnel": {"tile": funnel_tile, "counts": counts},
+        "retention": {"tile": retention_tile, "cohorts": cohorts},
         "new_event": first["event"],
         "new_from": new_from,
         "new_total": total(first),

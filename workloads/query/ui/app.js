@@ -228,7 +228,8 @@ function drawRetention(a) {
     }
     table.append(row);
   }
-  return table;
+  // A wide grid scrolls inside its tile, not the page.
+  return el("div", { class: "scroll" }, table);
 }
 
 async function saveInsight(event) {

@@ -156,18 +156,18 @@ impl Api {
         )
     }
 
-    /// Saves a dashboard of `insights`, each a whole row wide, and answers
-    /// its id.
+    /// Saves a dashboard of `insights`, each `(id, width in columns of
+    /// 12)`, and answers its id.
     pub async fn save_dashboard(
         &self,
         key: &str,
         name: &str,
-        insights: &[u64],
+        insights: &[(u64, u8)],
     ) -> Result<u64, ApiError> {
         let url = format!("{}/api/dashboards", self.urls.query);
         let tiles: Vec<Value> = insights
             .iter()
-            .map(|i| json!({"insight_id": i, "width": 12}))
+            .map(|(i, width)| json!({"insight_id": i, "width": width}))
             .collect();
         let body = json!({"name": name, "tiles": tiles});
         id(
