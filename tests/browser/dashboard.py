@@ -21,7 +21,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 WAIT_SECS = 30
 
@@ -93,6 +93,23 @@ def run(driver, wait, spec) -> None:
     shades = {td.value_of_css_property("background-color") for r in rows for td in r.find_elements(By.CSS_SELECTOR, "td[data-value]")}
     check(len(shades) > 1, f"retention cells shaded by percentage ({len(shades)} shades)")
     driver.save_screenshot(f"{spec['screenshots']}/desktop.png")
+
+    # The interval picker: weekly buckets, the same totals.
+    Select(driver.find_element(By.ID, "interval")).select_by_value("week")
+    def points_of(d):
+        shown = tiles(d)  # empty while the dashboard is drawn again
+        if len(shown) <= spec["trend"]["tile"]:
+            return -1
+        return len(shown[spec["trend"]["tile"]].find_elements(By.CSS_SELECTOR, "svg circle[data-value]"))
+    wait.until(lambda d: 0 < points_of(d) < spec["trend"]["points"])
+    weekly = {li.get_attribute("data-series"): float(li.get_attribute("data-total"))
+              for li in tiles(driver)[spec["trend"]["tile"]].find_elements(By.CSS_SELECTOR, "ul.legend li")}
+    # Event counts add up the same by week; unique users per week do not.
+    counts = lambda totals: {k: v for k, v in totals.items() if k.endswith("(total)")}
+    check(counts(weekly) == counts(want) and counts(want),
+          f"weekly buckets ({points_of(driver)} points) keep the event counts {counts(weekly)}")
+    Select(driver.find_element(By.ID, "interval")).select_by_value("")
+    wait.until(lambda d: points_of(d) == spec["trend"]["points"])
 
     # A new insight through the form lands on the dashboard.
     before = len(tiles(driver))

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use tributary_auth::testing::{post, start_auth};
+use tributary_auth::testing::start_auth;
 use tributary_tests::{Stack, poll_until, unique_name};
 
 /// A user with two projects; a query key for each and a capture key.
@@ -23,48 +23,15 @@ struct Tenants {
 }
 
 async fn tenants(http: &reqwest::Client, auth: &str) -> Tenants {
-    let email = format!("{}@example.test", unique_name("analyst"));
-    let creds = json!({"email": email, "password": "long-password"});
-    post(http, format!("{auth}/api/signup"), None, creds.clone()).await;
-    let token = post(http, format!("{auth}/api/login"), None, creds).await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut ids = Vec::new();
-    let mut keys = Vec::new();
-    for name in ["A", "B"] {
-        let id = post(
-            http,
-            format!("{auth}/api/projects"),
-            Some(&token),
-            json!({"name": name}),
-        )
-        .await["id"]
-            .as_u64()
-            .unwrap();
-        let key = post(
-            http,
-            format!("{auth}/api/projects/{id}/api-keys"),
-            Some(&token),
-            json!({"name": "dash", "scope": "query"}),
-        )
-        .await;
-        ids.push(id);
-        keys.push(key["api_key"].as_str().unwrap().to_owned());
-    }
-    let capture = post(
-        http,
-        format!("{auth}/api/projects/{}/api-keys", ids[0]),
-        Some(&token),
-        json!({"name": "sdk", "scope": "capture"}),
-    )
-    .await;
+    let token = user_token(http, auth, "analyst").await;
+    let (a, a_keys) = project_keys(http, auth, &token, "A", &["query", "capture"]).await;
+    let (b, b_keys) = project_keys(http, auth, &token, "B", &["query"]).await;
     Tenants {
-        a: ids[0],
-        b: ids[1],
-        key_a: keys[0].clone(),
-        key_b: keys[1].clone(),
-        capture_key_a: capture["api_key"].as_str().unwrap().to_owned(),
+        a,
+        b,
+        key_a: a_keys[0].clone(),
+        key_b: b_keys[0].clone(),
+        capture_key_a: a_keys[1].clone(),
     }
 }
 

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
-use tributary_auth::testing::{post, start_auth};
-use tributary_tests::{Stack, poll_until, unique_name};
+use tributary_auth::testing::start_auth;
+use tributary_tests::{Stack, poll_until};
 
 /// Keys of two projects of one user: A's `query` and `dashboards` keys,
 /// B's `dashboards` key.
@@ -26,44 +26,15 @@ struct Keys {
 }
 
 async fn keys(http: &reqwest::Client, auth: &str) -> Keys {
-    let email = format!("{}@example.test", unique_name("saver"));
-    let creds = json!({"email": email, "password": "long-password"});
-    post(http, format!("{auth}/api/signup"), None, creds.clone()).await;
-    let token = post(http, format!("{auth}/api/login"), None, creds).await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut out = Vec::new();
-    for (name, scopes) in [
-        ("A", &["query", "dashboards"][..]),
-        ("B", &["dashboards"][..]),
-    ] {
-        let id = post(
-            http,
-            format!("{auth}/api/projects"),
-            Some(&token),
-            json!({ "name": name }),
-        )
-        .await["id"]
-            .as_u64()
-            .unwrap();
-        for scope in scopes {
-            let key = post(
-                http,
-                format!("{auth}/api/projects/{id}/api-keys"),
-                Some(&token),
-                json!({"name": scope, "scope": scope}),
-            )
-            .await;
-            out.push((id, key["api_key"].as_str().unwrap().to_owned()));
-        }
-    }
+    let token = user_token(http, auth, "saver").await;
+    let (a, a_keys) = project_keys(http, auth, &token, "A", &["query", "dashboards"]).await;
+    let (b, b_keys) = project_keys(http, auth, &token, "B", &["dashboards"]).await;
     Keys {
-        a: out[0].0,
-        b: out[2].0,
-        read_a: out[0].1.clone(),
-        write_a: out[1].1.clone(),
-        write_b: out[2].1.clone(),
+        a,
+        b,
+        read_a: a_keys[0].clone(),
+        write_a: a_keys[1].clone(),
+        write_b: b_keys[0].clone(),
     }
 }
 

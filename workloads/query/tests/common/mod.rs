@@ -285,3 +285,48 @@ pub fn label(props: &Map<String, Value>, key: &str) -> String {
 pub fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_millis((START_MS + SPAN_MS + 86_400_000) as i64).unwrap()
 }
+
+/// A new user of the auth service at `auth`, signed up and logged in: its
+/// bearer token.
+pub async fn user_token(http: &reqwest::Client, auth: &str, name: &str) -> String {
+    let email = format!("{}@example.test", tributary_tests::unique_name(name));
+    let creds = json!({"email": email, "password": "long-password"});
+    tributary_auth::testing::post(http, format!("{auth}/api/signup"), None, creds.clone()).await;
+    tributary_auth::testing::post(http, format!("{auth}/api/login"), None, creds).await["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned()
+}
+
+/// A new project of the user with bearer `token`, and a key of it of each
+/// of `scopes`, in order.
+pub async fn project_keys(
+    http: &reqwest::Client,
+    auth: &str,
+    token: &str,
+    name: &str,
+    scopes: &[&str],
+) -> (u64, Vec<String>) {
+    let post = tributary_auth::testing::post;
+    let id = post(
+        http,
+        format!("{auth}/api/projects"),
+        Some(token),
+        json!({ "name": name }),
+    )
+    .await["id"]
+        .as_u64()
+        .expect("a project id");
+    let mut keys = Vec::new();
+    for scope in scopes {
+        let key = post(
+            http,
+            format!("{auth}/api/projects/{id}/api-keys"),
+            Some(token),
+            json!({"name": scope, "scope": scope}),
+        )
+        .await;
+        keys.push(key["api_key"].as_str().expect("a key").to_owned());
+    }
+    (id, keys)
+}
