@@ -176,6 +176,7 @@ impl ApiError {
             Self::NoJob(_) | Self::Missing(..) => "not_found",
             Self::NoStore => "saved_insights_unavailable",
             Self::Store(crate::store::StoreError::Unreadable(_)) => "postgres_error",
+            Self::Store(crate::store::StoreError::Full { .. }) => "limit_reached",
             Self::Store(_) => "postgres_unavailable",
             Self::Scope => "insufficient_scope",
             Self::RateLimited(_) => "rate_limited",
@@ -191,6 +192,7 @@ impl ApiError {
             Self::Warehouse(WarehouseError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             Self::Warehouse(_) | Self::Answer(_) => StatusCode::BAD_GATEWAY,
             Self::NoJob(_) | Self::Missing(..) => StatusCode::NOT_FOUND,
+            Self::Store(crate::store::StoreError::Full { .. }) => StatusCode::CONFLICT,
             Self::NoStore | Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Scope => StatusCode::FORBIDDEN,
             Self::RateLimited(_) | Self::TooManyJobs(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -222,6 +224,7 @@ impl ApiError {
                 "saved insights are not ready: their Postgres migration has not run yet; retry shortly"
                     .into()
             }
+            Self::Store(e @ crate::store::StoreError::Full { .. }) => e.to_string(),
             Self::Store(_) => "Postgres is unavailable; retry shortly".into(),
             other => other.to_string(),
         }

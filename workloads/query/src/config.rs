@@ -68,6 +68,9 @@ pub struct QueryConfig {
 pub struct SavedConfig {
     pub postgres_dsn: String,
     pub migrate_on_start: bool,
+    /// `QUERY_MAX_INSIGHTS_PER_PROJECT` (`1000`) and
+    /// `QUERY_MAX_DASHBOARDS_PER_PROJECT` (`100`): what one project may keep.
+    pub limits: crate::store::Limits,
 }
 
 impl std::fmt::Debug for SavedConfig {
@@ -75,6 +78,7 @@ impl std::fmt::Debug for SavedConfig {
         f.debug_struct("SavedConfig")
             .field("postgres_dsn", &"<secret>")
             .field("migrate_on_start", &self.migrate_on_start)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -112,6 +116,20 @@ impl QueryConfig {
                 Some(postgres_dsn) => Some(SavedConfig {
                     postgres_dsn,
                     migrate_on_start: env.bool("QUERY_MIGRATE_ON_START", true)?,
+                    limits: crate::store::Limits {
+                        insights: env.int_in(
+                            "QUERY_MAX_INSIGHTS_PER_PROJECT",
+                            1_000i64,
+                            1,
+                            1_000_000,
+                        )?,
+                        dashboards: env.int_in(
+                            "QUERY_MAX_DASHBOARDS_PER_PROJECT",
+                            100i64,
+                            1,
+                            100_000,
+                        )?,
+                    },
                 }),
                 None => None,
             },
@@ -164,6 +182,13 @@ mod tests {
         let c = QueryConfig::from_env(&Env::new(&src)).unwrap();
         let saved = c.saved.clone().unwrap();
         assert!(saved.migrate_on_start);
+        assert_eq!(
+            saved.limits,
+            crate::store::Limits {
+                insights: 1_000,
+                dashboards: 100
+            }
+        );
         assert_eq!(saved.postgres_dsn, "postgres://u:hunter2@db/app");
         assert!(!format!("{c:?}").contains("hunter2"));
     }

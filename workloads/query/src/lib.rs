@@ -80,7 +80,8 @@ impl QueryServer {
         };
         let store = match &config.saved {
             Some(saved) => {
-                let store = store::Store::new(&saved.postgres_dsn, !saved.migrate_on_start)?;
+                let store = store::Store::new(&saved.postgres_dsn, !saved.migrate_on_start)?
+                    .with_limits(saved.limits);
                 if saved.migrate_on_start {
                     let migrating = store.clone();
                     tokio::spawn(async move {

@@ -23,6 +23,28 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// The schema of the query service's tables (and of its migration record).
 pub const SCHEMA: &str = "tributary_query";
 
+/// What one project may keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub insights: i64,
+    pub dashboards: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            insights: 1_000,
+            dashboards: 100,
+        }
+    }
+}
+
+/// Advisory lock classes (`pg_advisory_xact_lock(class, project)`) that
+/// make one project's creations wait for each other, so the count a limit
+/// is checked against cannot change under it.
+const INSIGHTS_LOCK: i32 = 7_211;
+const DASHBOARDS_LOCK: i32 = 7_212;
+
 /// Postgres' code for a foreign key violation.
 const FOREIGN_KEY_VIOLATION: &str = "23503";
 
@@ -40,6 +62,9 @@ pub enum StoreError {
     NotMigrated,
     #[error("Postgres: {0}")]
     Postgres(#[from] sqlx::Error),
+    /// The project keeps as many as it may.
+    #[error("this project keeps {limit} {what}, the most it may (QUERY_MAX_{}_PER_PROJECT); delete some first", .what.to_uppercase())]
+    Full { what: &'static str, limit: i64 },
     /// A tile names an insight this project does not have.
     #[error("{field}: no insight {insight_id} in this project")]
     UnknownInsight { field: String, insight_id: i64 },
@@ -54,6 +79,7 @@ pub struct Store {
     server: String,
     /// Whether the tables exist (migrated here, or by `tributary migrate`).
     migrated: Arc<AtomicBool>,
+    limits: Limits,
 }
 
 impl Store {
@@ -72,7 +98,14 @@ impl Store {
             pool,
             server: dsn_server(dsn),
             migrated: Arc::new(AtomicBool::new(migrated)),
+            limits: Limits::default(),
         })
+    }
+
+    /// What one project may keep.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Creates the schema and runs the migrations (idempotent; concurrent
@@ -120,6 +153,15 @@ impl Store {
         project: i64,
         insight: &InsightFields,
     ) -> Result<Insight, StoreError> {
+        let mut tx = self.ready()?.begin().await?;
+        room(
+            &mut tx,
+            INSIGHTS_LOCK,
+            "insights",
+            project,
+            self.limits.insights,
+        )
+        .await?;
         let row = sqlx::query(&format!(
             "INSERT INTO insights (project_id, name, description, kind, query) \
              VALUES ($1, $2, $3, $4, $5) RETURNING {INSIGHT_COLUMNS}"
@@ -129,8 +171,9 @@ impl Store {
         .bind(&insight.description)
         .bind(insight.kind.name())
         .bind(&insight.query)
-        .fetch_one(self.ready()?)
+        .fetch_one(&mut *tx)
         .await?;
+        tx.commit().await?;
         insight_of(&row)
     }
 
@@ -201,6 +244,14 @@ impl Store {
         dashboard: &DashboardFields,
     ) -> Result<Dashboard, StoreError> {
         let mut tx = self.ready()?.begin().await?;
+        room(
+            &mut tx,
+            DASHBOARDS_LOCK,
+            "dashboards",
+            project,
+            self.limits.dashboards,
+        )
+        .await?;
         let row = sqlx::query(&format!(
             "INSERT INTO dashboards (project_id, name, description) VALUES ($1, $2, $3) \
              RETURNING {DASHBOARD_COLUMNS}"
@@ -338,6 +389,32 @@ pub struct DashboardFields {
 
 const INSIGHT_COLUMNS: &str = "id, name, description, kind, query, created_at, updated_at";
 const DASHBOARD_COLUMNS: &str = "id, name, description, created_at, updated_at";
+
+/// Waits for the project's other creations of `table` rows, then refuses
+/// when it already keeps `limit` of them.
+async fn room(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    lock: i32,
+    table: &'static str,
+    project: i64,
+    limit: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, ($2 % 2147483647)::int)")
+        .bind(lock)
+        .bind(project)
+        .execute(&mut **tx)
+        .await?;
+    let kept: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM {table} WHERE project_id = $1"
+    ))
+    .bind(project)
+    .fetch_one(&mut **tx)
+    .await?;
+    if kept >= limit {
+        return Err(StoreError::Full { what: table, limit });
+    }
+    Ok(())
+}
 
 /// Writes `tiles` in order, after checking that each names an insight of
 /// `project` (so the error can say which tile).

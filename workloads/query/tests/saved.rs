@@ -490,3 +490,103 @@ async fn without_postgres_saved_routes_say_so_and_queries_still_answer() {
     auth_stop.cancel();
     drop_db(&stack, &db).await;
 }
+
+/// A project keeps at most `QUERY_MAX_INSIGHTS_PER_PROJECT` insights and
+/// `QUERY_MAX_DASHBOARDS_PER_PROJECT` dashboards, however many creations
+/// race for the last places; another project is not held back.
+#[tokio::test]
+async fn a_project_keeps_no_more_than_its_limits_even_when_creations_race() {
+    let stack = Stack::require();
+    let (auth, auth_stop) = start_auth(&stack.postgres_dsn).await;
+    let http = reqwest::Client::new();
+    let k = keys(&http, &auth).await;
+    let (_, db) = load(&stack, &events(k.a, 2)).await;
+    let mut vars = query_vars(&stack, &db, &auth);
+    vars.insert("POSTGRES_DSN".into(), stack.postgres_dsn.clone());
+    vars.insert("QUERY_MAX_INSIGHTS_PER_PROJECT".into(), "5".into());
+    vars.insert("QUERY_MAX_DASHBOARDS_PER_PROJECT".into(), "2".into());
+    vars.insert("QUERY_RATE_LIMIT_PER_KEY".into(), "0".into());
+    let (base, stop) = serve(&vars).await;
+    let c = std::sync::Arc::new(Client { http, base });
+    poll_until("saved insights ready", Duration::from_secs(30), || async {
+        (c.call("GET", "/api/insights", Some(&k.read_a), None)
+            .await
+            .0
+            == 200)
+            .then_some(())
+    })
+    .await;
+
+    let races = (0..20).map(|i| {
+        let (c, key) = (std::sync::Arc::clone(&c), k.write_a.clone());
+        tokio::spawn(async move {
+            let body = json!({"name": format!("race {i}"), "kind": "trend", "query": trend()});
+            c.call("POST", "/api/insights", Some(&key), Some(body))
+                .await
+        })
+    });
+    let mut statuses: Vec<u16> = Vec::new();
+    for r in futures::future::join_all(races).await {
+        let (s, body) = r.unwrap();
+        if s == 409 {
+            assert_eq!(body["error"], "limit_reached", "{body}");
+            assert!(
+                body["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("QUERY_MAX_INSIGHTS_PER_PROJECT"),
+                "{body}"
+            );
+        }
+        statuses.push(s);
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [vec![201; 5], vec![409; 15]].concat());
+    let (_, list) = c.call("GET", "/api/insights", Some(&k.read_a), None).await;
+    assert_eq!(list["insights"].as_array().unwrap().len(), 5);
+    // Another project has its own places.
+    let (s, _) = c
+        .call(
+            "POST",
+            "/api/insights",
+            Some(&k.write_b),
+            Some(json!({"name": "b", "kind": "trend", "query": trend()})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    // Deleting one frees a place.
+    let first = list["insights"][0]["id"].as_i64().unwrap();
+    assert_eq!(
+        c.call(
+            "DELETE",
+            &format!("/api/insights/{first}"),
+            Some(&k.write_a),
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    let again = json!({"name": "again", "kind": "trend", "query": trend()});
+    assert_eq!(
+        c.call("POST", "/api/insights", Some(&k.write_a), Some(again))
+            .await
+            .0,
+        201
+    );
+
+    for i in 0..3 {
+        let (s, _) = c
+            .call(
+                "POST",
+                "/api/dashboards",
+                Some(&k.write_a),
+                Some(json!({"name": format!("d{i}")})),
+            )
+            .await;
+        assert_eq!(s, if i < 2 { 201 } else { 409 }, "dashboard {i}");
+    }
+    stop.cancel();
+    auth_stop.cancel();
+    drop_db(&stack, &db).await;
+}
