@@ -1,0 +1,53 @@
+//! Decodes `N` wire events (the consumer bench's PostHog-like events, six
+//! properties) with the consumer's decoder, for an instruction count that
+//! stays repeatable on a noisy machine: run it under callgrind with two
+//! sizes and divide the difference by the difference of the sizes
+//! (BENCHMARKS.md, "Consumer decode instructions").
+//!
+//! `cargo build --release -p tributary-consumer --example decode_instructions`
+//! `valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/decode_instructions 1000`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+
+use chrono::TimeZone;
+use tributary_core::Event;
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .expect("usage: decode_instructions N");
+    let t = chrono::Utc.timestamp_millis_opt(1_765_000_000_123).unwrap();
+    let payloads: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let mut e = Event::new(
+                1,
+                if i % 3 == 0 { "signed_up" } else { "$pageview" },
+                format!("user-{}", i % 5000),
+                t,
+            );
+            for (k, v) in [
+                (
+                    "$current_url",
+                    format!("https://shop.example.com/products/{}", i % 700),
+                ),
+                ("$browser", "Chrome".to_owned()),
+                ("$os", "Mac OS X".to_owned()),
+                ("$device_type", "Desktop".to_owned()),
+                ("$referrer", "https://news.example.org/".to_owned()),
+                ("plan", "pro".to_owned()),
+            ] {
+                e.properties.insert(k.into(), v.into());
+            }
+            e.to_kafka_payload().unwrap()
+        })
+        .collect();
+    let mut sum = 0u64;
+    for p in &payloads {
+        let (row, received_ms) = tributary_consumer::wire::decode(black_box(p)).unwrap();
+        sum = sum.wrapping_add(row.timestamp_ms ^ received_ms as u64 ^ row.properties.len() as u64);
+        black_box(row);
+    }
+    println!("{n} events decoded ({sum})");
+}
