@@ -166,6 +166,12 @@ impl Capture {
         })
     }
 
+    /// The routes as served, for driving them in-process (the instruction
+    /// count of `examples/request_instructions.rs`).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
     /// The address actually bound.
     pub fn local_addr(&self) -> Result<SocketAddr, CaptureError> {
         self.listener

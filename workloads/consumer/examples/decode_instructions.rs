@@ -8,6 +8,10 @@
 //! `valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/decode_instructions 1000`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// The allocator of the `tributary` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 
 use chrono::TimeZone;
