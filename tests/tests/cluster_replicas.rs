@@ -117,11 +117,7 @@ async fn replicas_share_every_row_and_a_replay_collapses() {
 
     // A replica made again (its database lost) takes the table as its shard
     // has it now, and fetches every row from the other.
-    client(&nodes[1])
-        .query(&format!("DROP DATABASE {db}"))
-        .execute()
-        .await
-        .unwrap();
+    drop_database(&nodes[1], &db).await;
     let rebuilt = migrate_clickhouse(&settings).await.unwrap();
     assert_eq!(rebuilt.applied, [1, 2], "{rebuilt:?}");
     until_rows(

@@ -138,11 +138,7 @@ async fn the_schema_spans_every_shard_and_users_stay_on_one() {
     assert_eq!(total, USERS, "replayed events collapse on their shard");
 
     // A node that missed the migrations catches up on the next run.
-    client(&nodes[1])
-        .query(&format!("DROP DATABASE {db}"))
-        .execute()
-        .await
-        .unwrap();
+    drop_database(&nodes[1], &db).await;
     let caught_up = migrate_clickhouse(&settings).await.unwrap();
     assert_eq!(caught_up.applied, [1, 2], "{caught_up:?}");
     assert_eq!(engine(&nodes[1], &db, "events").await, "Distributed");

@@ -47,28 +47,7 @@ fn batch() -> usize {
 
 fn events(n: usize) -> Vec<Event> {
     (0..n)
-        .map(|i| {
-            let mut e = Event::new(
-                1,
-                if i % 3 == 0 { "signed_up" } else { "$pageview" },
-                format!("user-{}", i % 5000),
-                chrono::Utc::now(),
-            );
-            for (k, v) in [
-                (
-                    "$current_url",
-                    format!("https://shop.example.com/products/{}", i % 700),
-                ),
-                ("$browser", "Chrome".to_owned()),
-                ("$os", "Mac OS X".to_owned()),
-                ("$device_type", "Desktop".to_owned()),
-                ("$referrer", "https://news.example.org/".to_owned()),
-                ("plan", "pro".to_owned()),
-            ] {
-                e.properties.insert(k.into(), v.into());
-            }
-            e
-        })
+        .map(|i| tributary_tests::sample::shop_event(i, chrono::Utc::now()))
         .collect()
 }
 

@@ -15,7 +15,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::hint::black_box;
 
 use chrono::TimeZone;
-use tributary_core::Event;
 
 fn main() {
     let n: usize = std::env::args()
@@ -25,25 +24,7 @@ fn main() {
     let t = chrono::Utc.timestamp_millis_opt(1_765_000_000_123).unwrap();
     let payloads: Vec<Vec<u8>> = (0..n)
         .map(|i| {
-            let mut e = Event::new(
-                1,
-                if i % 3 == 0 { "signed_up" } else { "$pageview" },
-                format!("user-{}", i % 5000),
-                t,
-            );
-            for (k, v) in [
-                (
-                    "$current_url",
-                    format!("https://shop.example.com/products/{}", i % 700),
-                ),
-                ("$browser", "Chrome".to_owned()),
-                ("$os", "Mac OS X".to_owned()),
-                ("$device_type", "Desktop".to_owned()),
-                ("$referrer", "https://news.example.org/".to_owned()),
-                ("plan", "pro".to_owned()),
-            ] {
-                e.properties.insert(k.into(), v.into());
-            }
+            let e = tributary_tests::sample::shop_event(i, t);
             e.to_kafka_payload().unwrap()
         })
         .collect();

@@ -122,29 +122,69 @@ fn bare(mut v: Value) -> Value {
     v
 }
 
-#[tokio::test]
-async fn insights_and_dashboards_are_saved_per_project_and_answer_as_queries_do() {
+/// Auth, the keys of two projects, `events_of` them loaded into
+/// ClickHouse, and query serving them with `extra` settings, with Postgres
+/// (its tables made, as by default, at start) or without.
+struct Setup {
+    stack: Stack,
+    c: std::sync::Arc<Client>,
+    k: Keys,
+    db: String,
+    stops: [tokio_util::sync::CancellationToken; 2],
+}
+
+async fn setup(
+    events_of: impl FnOnce(&Keys) -> Vec<Ev>,
+    postgres: bool,
+    extra: &[(&str, &str)],
+) -> Setup {
     let stack = Stack::require();
     let (auth, auth_stop) = start_auth(&stack.postgres_dsn).await;
     let http = reqwest::Client::new();
     let k = keys(&http, &auth).await;
-    let mut evs = events(k.a, 6);
-    evs.extend(events(k.b, 4));
-    let (_, db) = load(&stack, &evs).await;
+    let (_, db) = load(&stack, &events_of(&k)).await;
     let mut vars = query_vars(&stack, &db, &auth);
-    vars.insert("POSTGRES_DSN".into(), stack.postgres_dsn.clone());
+    if postgres {
+        vars.insert("POSTGRES_DSN".into(), stack.postgres_dsn.clone());
+    }
+    for (name, value) in extra {
+        vars.insert((*name).into(), (*value).into());
+    }
     let (base, stop) = serve(&vars).await;
-    let c = Client { http, base };
+    let c = std::sync::Arc::new(Client { http, base });
+    if postgres {
+        // Tables are made at start (QUERY_MIGRATE_ON_START, the default).
+        poll_until("saved insights ready", Duration::from_secs(30), || async {
+            (c.call("GET", "/api/insights", Some(&k.read_a), None)
+                .await
+                .0
+                == 200)
+                .then_some(())
+        })
+        .await;
+    }
+    Setup {
+        stack,
+        c,
+        k,
+        db,
+        stops: [stop, auth_stop],
+    }
+}
 
-    // Tables are made at start (QUERY_MIGRATE_ON_START, the default).
-    poll_until("saved insights ready", Duration::from_secs(30), || async {
-        (c.call("GET", "/api/insights", Some(&k.read_a), None)
-            .await
-            .0
-            == 200)
-            .then_some(())
-    })
-    .await;
+impl Setup {
+    async fn finish(self) {
+        for stop in &self.stops {
+            stop.cancel();
+        }
+        drop_db(&self.stack, &self.db).await;
+    }
+}
+
+#[tokio::test]
+async fn insights_and_dashboards_are_saved_per_project_and_answer_as_queries_do() {
+    let set = setup(|k| [events(k.a, 6), events(k.b, 4)].concat(), true, &[]).await;
+    let (c, k, stack) = (&set.c, &set.k, &set.stack);
 
     // Saving needs a key of scope `dashboards`.
     let new = json!({"name": " Views and signups ", "kind": "trend", "query": trend()});
@@ -454,22 +494,15 @@ async fn insights_and_dashboards_are_saved_per_project_and_answer_as_queries_do(
         "{metrics}"
     );
 
-    stop.cancel();
-    auth_stop.cancel();
-    drop_db(&stack, &db).await;
+    set.finish().await;
 }
 
 /// Without `POSTGRES_DSN` queries work and the saved routes say what is
 /// missing.
 #[tokio::test]
 async fn without_postgres_saved_routes_say_so_and_queries_still_answer() {
-    let stack = Stack::require();
-    let (auth, auth_stop) = start_auth(&stack.postgres_dsn).await;
-    let http = reqwest::Client::new();
-    let k = keys(&http, &auth).await;
-    let (_, db) = load(&stack, &events(k.a, 2)).await;
-    let (base, stop) = serve(&query_vars(&stack, &db, &auth)).await;
-    let c = Client { http, base };
+    let set = setup(|k| events(k.a, 2), false, &[]).await;
+    let (c, k) = (&set.c, &set.k);
     let (s, e) = c
         .call("GET", "/api/dashboards", Some(&k.read_a), None)
         .await;
@@ -486,9 +519,7 @@ async fn without_postgres_saved_routes_say_so_and_queries_still_answer() {
         .call("POST", "/api/query/trend", Some(&k.read_a), Some(trend()))
         .await;
     assert_eq!(s, 200);
-    stop.cancel();
-    auth_stop.cancel();
-    drop_db(&stack, &db).await;
+    set.finish().await;
 }
 
 /// A project keeps at most `QUERY_MAX_INSIGHTS_PER_PROJECT` insights and
@@ -496,29 +527,20 @@ async fn without_postgres_saved_routes_say_so_and_queries_still_answer() {
 /// race for the last places; another project is not held back.
 #[tokio::test]
 async fn a_project_keeps_no_more_than_its_limits_even_when_creations_race() {
-    let stack = Stack::require();
-    let (auth, auth_stop) = start_auth(&stack.postgres_dsn).await;
-    let http = reqwest::Client::new();
-    let k = keys(&http, &auth).await;
-    let (_, db) = load(&stack, &events(k.a, 2)).await;
-    let mut vars = query_vars(&stack, &db, &auth);
-    vars.insert("POSTGRES_DSN".into(), stack.postgres_dsn.clone());
-    vars.insert("QUERY_MAX_INSIGHTS_PER_PROJECT".into(), "5".into());
-    vars.insert("QUERY_MAX_DASHBOARDS_PER_PROJECT".into(), "2".into());
-    vars.insert("QUERY_RATE_LIMIT_PER_KEY".into(), "0".into());
-    let (base, stop) = serve(&vars).await;
-    let c = std::sync::Arc::new(Client { http, base });
-    poll_until("saved insights ready", Duration::from_secs(30), || async {
-        (c.call("GET", "/api/insights", Some(&k.read_a), None)
-            .await
-            .0
-            == 200)
-            .then_some(())
-    })
+    let set = setup(
+        |k| events(k.a, 2),
+        true,
+        &[
+            ("QUERY_MAX_INSIGHTS_PER_PROJECT", "5"),
+            ("QUERY_MAX_DASHBOARDS_PER_PROJECT", "2"),
+            ("QUERY_RATE_LIMIT_PER_KEY", "0"),
+        ],
+    )
     .await;
+    let (c, k) = (&set.c, &set.k);
 
     let races = (0..20).map(|i| {
-        let (c, key) = (std::sync::Arc::clone(&c), k.write_a.clone());
+        let (c, key) = (std::sync::Arc::clone(c), k.write_a.clone());
         tokio::spawn(async move {
             let body = json!({"name": format!("race {i}"), "kind": "trend", "query": trend()});
             c.call("POST", "/api/insights", Some(&key), Some(body))
@@ -586,7 +608,5 @@ async fn a_project_keeps_no_more_than_its_limits_even_when_creations_race() {
             .await;
         assert_eq!(s, if i < 2 { 201 } else { 409 }, "dashboard {i}");
     }
-    stop.cancel();
-    auth_stop.cancel();
-    drop_db(&stack, &db).await;
+    set.finish().await;
 }
