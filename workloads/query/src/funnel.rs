@@ -458,6 +458,10 @@ impl FunnelTally {
     /// Adds the users of one breakdown value matched inside ClickHouse
     /// (none of them counted here).
     pub fn add_group(&mut self, row: FunnelGroupRow) {
+        // A value only users left out for their long paths have: no users.
+        if row.users.first().copied().unwrap_or(0) == 0 {
+            return;
+        }
         let steps = self.plan.events.len();
         let mut counts = Counts::new(steps);
         for (k, n) in row.users.into_iter().enumerate().take(steps) {

@@ -117,23 +117,29 @@ fn attempts(plan: &FunnelPlan) -> String {
         FunnelOrder::Unordered => format!(
             "arrayMap(a -> (toUInt8(length(a.1)), arraySort(arrayMap(p -> path[p].1, a.1)), a.2), \
              arrayMap(i -> (arrayFilter(p -> p > 0 AND path[p].1 <= path[i].1 + {window}, arrayMap(j -> nexts[j + 1][i], range({steps}))), path[i].4), \
-             arrayFilter(i -> path[i].2 != 0, arrayEnumerate(path))))",
+             arrayFilter(i -> path[i].2 != 0, {STARTS})))",
             window = plan.window_ms,
         ),
         _ => format!(
             "arrayMap(a -> (toUInt8(length(a.1)), arrayMap(p -> path[p].1, a.1), a.2), arrayFilter(a -> {valid}, \
-             arrayMap(i -> ({fold}, path[i].4), arrayFilter(i -> bitTest(path[i].2, 0), arrayEnumerate(path)))))",
+             arrayMap(i -> ({fold}, path[i].4), arrayFilter(i -> bitTest(path[i].2, 0), {STARTS}))))",
             valid = valid(plan, "a.1"),
             fold = ordered_attempt(plan),
         ),
     }
 }
 
+/// Where an attempt may start: every event of a path, none of a path too
+/// long to match here (no attempt is then built, so it costs nothing).
+const STARTS: &str = "if(long, emptyArrayUInt32(), arrayEnumerate(path))";
+
 /// The statement: per breakdown value (`''` without a breakdown), users
-/// per step (`Array(UInt64)`, one per step) and, at index `k - 1`, the
-/// times in milliseconds the users reaching step `k` took from step
-/// `k - 1` (`Array(Array(UInt64))`, as long as the furthest step reached
-/// minus one).
+/// per step (`Array(UInt64)`, one per step), at index `k - 1` the times in
+/// milliseconds the users reaching step `k` took from step `k - 1`
+/// (`Array(Array(UInt64))`, as long as the furthest step reached minus
+/// one), and how many users' paths were too long to match here
+/// ([`long_paths_sql`] reads them, only when there are some). A value
+/// only such users have answers no users.
 pub fn matched_sql(plan: &FunnelPlan) -> String {
     let steps = plan.events.len();
     let x = if plan.exclusions.is_empty() {
@@ -143,14 +149,16 @@ pub fn matched_sql(plan: &FunnelPlan) -> String {
     };
     let label = if plan.breakdown { "bv" } else { "''" };
     format!(
-        "SELECT label, sumForEach(arrayMap(k -> toUInt64(k < level), range({steps}))) AS users, \
-         groupArrayForEach(arrayMap(k -> times[k + 2] - times[k + 1], range(level - 1))) AS durations \
-         FROM (SELECT best.1 AS level, best.2 AS times, best.3 AS label FROM (\
+        "SELECT label, sumForEachIf(arrayMap(k -> toUInt64(k < level), range({steps})), NOT long) AS users, \
+         groupArrayForEachIf(arrayMap(k -> times[k + 2] - times[k + 1], range(greatest(level, 1) - 1)), NOT long) AS durations, \
+         countIf(long) AS long_users \
+         FROM (SELECT best.1 AS level, best.2 AS times, best.3 AS label, long FROM (\
          SELECT arraySort(groupUniqArray((toUInt64(t), s, {x}, {label}, uuid))) AS path, \
+         length(path) > {MAX_MATCHED_PATH} AS long, \
          {nexts}{inside}{attempts} AS attempts, \
          arrayFirst(a -> a.1 = arrayMax(b -> b.1, attempts), attempts) AS best \
          FROM (SELECT distinct_id, uuid, {columns} FROM {source}) \
-         GROUP BY distinct_id HAVING {having} AND length(path) <= {MAX_MATCHED_PATH} AND notEmpty(attempts))) \
+         GROUP BY distinct_id HAVING {having} AND (long OR notEmpty(attempts)))) \
          GROUP BY label",
         nexts = if plan.order == FunnelOrder::Strict {
             String::new()

@@ -30,32 +30,32 @@ pub fn number(v: &Value) -> Option<f64> {
 /// One breakdown value of a funnel matched inside ClickHouse
 /// ([`crate::funnel_in_clickhouse`]): users per step, and per step `k >= 1`
 /// (at index `k - 1`) the milliseconds each user reaching it took from
-/// step `k - 1`.
+/// step `k - 1`; and how many users whose paths were too long to match
+/// there it left out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunnelGroupRow {
     pub label: String,
     pub users: Vec<u64>,
     pub durations: Vec<Vec<u64>>,
+    pub long_users: u64,
 }
 
 impl FunnelGroupRow {
-    /// Reads a `JSONCompact` row `[label, users, durations]`; `None` when
-    /// it is not one.
+    /// Reads a `JSONCompact` row `[label, users, durations, long_users]`;
+    /// `None` when it is not one.
     pub fn from_json(row: &[Value]) -> Option<Self> {
-        let [label, users, durations] = row else {
+        let [label, users, durations, long_users] = row else {
             return None;
         };
-        let integers = |v: &Value| -> Option<Vec<u64>> {
-            v.as_array()?
-                .iter()
-                .map(|n| match n {
-                    Value::Number(n) => n.as_u64(),
-                    Value::String(s) => s.parse().ok(),
-                    _ => None,
-                })
-                .collect()
+        let integer = |n: &Value| match n {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.parse().ok(),
+            _ => None,
         };
+        let integers =
+            |v: &Value| -> Option<Vec<u64>> { v.as_array()?.iter().map(integer).collect() };
         Some(Self {
+            long_users: integer(long_users)?,
             label: label.as_str()?.to_owned(),
             users: integers(users)?,
             durations: durations
@@ -78,6 +78,7 @@ mod tests {
             json!("Chrome"),
             json!(["3", 2, "0"]),
             json!([["10", 20], []]),
+            json!("2"),
         ]);
         assert_eq!(
             row,
@@ -85,13 +86,15 @@ mod tests {
                 label: "Chrome".into(),
                 users: vec![3, 2, 0],
                 durations: vec![vec![10, 20], vec![]],
+                long_users: 2,
             })
         );
         for bad in [
             vec![json!("x"), json!([1])],
-            vec![json!(1), json!([1]), json!([])],
-            vec![json!("x"), json!(["-1"]), json!([])],
-            vec![json!("x"), json!([1]), json!([["a"]])],
+            vec![json!(1), json!([1]), json!([]), json!(0)],
+            vec![json!("x"), json!(["-1"]), json!([]), json!(0)],
+            vec![json!("x"), json!([1]), json!([["a"]]), json!(0)],
+            vec![json!("x"), json!([1]), json!([]), json!("many")],
         ] {
             assert_eq!(FunnelGroupRow::from_json(&bad), None, "{bad:?}");
         }

@@ -553,18 +553,23 @@ impl Warehouse {
 
     /// The tally of `groups`, rows of [`matched_sql`], and of the paths too
     /// long to be matched by ClickHouse, read from this server and matched
-    /// here.
+    /// here when the groups say there are some.
     pub async fn funnel_of_groups(
         &self,
         plan: &FunnelPlan,
         groups: Vec<Vec<Value>>,
     ) -> Result<FunnelTally, WarehouseError> {
         let mut tally = FunnelTally::new(plan);
+        let mut long_users = 0;
         for row in groups {
             let group = FunnelGroupRow::from_json(&row).ok_or_else(|| {
                 WarehouseError::Unreadable(format!("not a funnel group: {row:?}"))
             })?;
+            long_users += group.long_users;
             tally.add_group(group);
+        }
+        if long_users == 0 {
+            return Ok(tally);
         }
         let (tally, _) = self
             .match_paths(
