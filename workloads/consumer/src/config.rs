@@ -35,6 +35,14 @@ pub struct ConsumerConfig {
     pub backoff_max: Duration,
     /// `CONSUMER_METRICS_PORT` (`9090`): `/metrics` and `/health`.
     pub metrics_port: u16,
+    /// `CONSUMER_LEAVE_GROUP_ON_STOP` (`true`): on shutdown, after its
+    /// last commit, the consumer tells the group it leaves, so its
+    /// partitions move at once. `false`: the process exits without a
+    /// word and the group moves them after `CONSUMER_SESSION_TIMEOUT_MS`.
+    /// For brokers whose coordinator mishandles a leave in the middle of a
+    /// rebalance (tansu 0.6 keeps a departed leader and assigns nothing
+    /// again); the process must exit after [`crate::run`] returns.
+    pub leave_group_on_stop: bool,
     /// `CONSUMER_CLICKHOUSE_*`: HOST, PORT, DATABASE, USER, PASSWORD,
     /// VALIDATION, COMPRESSION, SECURE.
     pub clickhouse: ClickHouseSettings,
@@ -59,6 +67,7 @@ impl ConsumerConfig {
             insert_timeout: env.duration_ms("CONSUMER_INSERT_TIMEOUT_MS", 30_000, 100)?,
             backoff_max: env.duration_ms("CONSUMER_BACKOFF_MAX_MS", 30_000, 200)?,
             metrics_port: env.port("CONSUMER_METRICS_PORT", 9090)?,
+            leave_group_on_stop: env.bool("CONSUMER_LEAVE_GROUP_ON_STOP", true)?,
             clickhouse: ClickHouseSettings::from_env(env, "CONSUMER")?,
         })
     }
@@ -76,6 +85,7 @@ mod tests {
         assert_eq!(c.dlq_topic, "events-dlq");
         assert_eq!(c.topic, "events");
         assert_eq!(c.metrics_port, 9090);
+        assert!(c.leave_group_on_stop);
         assert_eq!(c.clickhouse.url(), "http://localhost:8123");
     }
 
@@ -86,6 +96,7 @@ mod tests {
             ("CONSUMER_FLUSH_INTERVAL_MS", "soon"),
             ("CONSUMER_METRICS_PORT", "99999"),
             ("CONSUMER_CLICKHOUSE_COMPRESSION", "zstd"),
+            ("CONSUMER_LEAVE_GROUP_ON_STOP", "maybe"),
         ] {
             let src = [(var, value)];
             assert_eq!(

@@ -264,8 +264,22 @@ impl EventConsumer {
         })
     }
 
-    /// Consumes until `shutdown`, then flushes, commits and leaves the group.
+    /// Consumes until `shutdown`, then flushes, commits and leaves the
+    /// group (or, with `CONSUMER_LEAVE_GROUP_ON_STOP=false`, stops without
+    /// leaving: the process is expected to exit).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
+        let result = self.consume(shutdown).await;
+        if !self.config.leave_group_on_stop {
+            // Dropping the Kafka client closes it, and closing sends the
+            // LeaveGroup this setting holds back. The offsets are committed
+            // (synchronously) by now; the process exits next and takes the
+            // client's threads and sockets with it.
+            std::mem::forget(self.consumer);
+        }
+        result
+    }
+
+    async fn consume(&self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
         self.consumer
             .subscribe(&[&self.config.topic])
             .map_err(|source| ConsumerError::Kafka {
@@ -427,8 +441,15 @@ impl EventConsumer {
     }
 
     fn leave(&self) -> Result<(), ConsumerError> {
-        self.consumer.unsubscribe();
-        tracing::info!("left the consumer group");
+        if self.config.leave_group_on_stop {
+            self.consumer.unsubscribe();
+            tracing::info!("left the consumer group");
+        } else {
+            tracing::info!(
+                session_timeout_ms = self.config.session_timeout.as_millis() as u64,
+                "stopping without leaving the consumer group (CONSUMER_LEAVE_GROUP_ON_STOP=false): it moves this consumer's partitions after the session timeout"
+            );
+        }
         Ok(())
     }
 
