@@ -202,18 +202,16 @@ impl<'c> Normalizer<'c> {
         })
     }
 
-    /// Like [`Normalizer::new`], from the `sent_at` of an outline.
-    pub fn from_raw(
-        sent_at: Option<&serde_json::value::RawValue>,
-        ctx: &'c Context,
-    ) -> Result<Self, PayloadError> {
+    /// Like [`Normalizer::new`], from the JSON text of an outline's
+    /// `sent_at`.
+    pub fn from_raw(sent_at: Option<&str>, ctx: &'c Context) -> Result<Self, PayloadError> {
         let value = match sent_at {
             None => None,
-            Some(raw) if raw.get().len() > MAX_SENT_AT_JSON => {
+            Some(raw) if raw.len() > MAX_SENT_AT_JSON => {
                 return Err(field_err(0, "sent_at", "is not a time"));
             }
             Some(raw) => Some(
-                serde_json::from_str::<Value>(raw.get())
+                serde_json::from_str::<Value>(raw)
                     .map_err(|_| field_err(0, "sent_at", "is not a time"))?,
             ),
         };
@@ -402,7 +400,9 @@ fn max_time() -> DateTime<Utc> {
 
 /// A digest of what the client sent for an event (the project its key
 /// names, event, distinct_id, its own timestamp if any, properties), the
-/// same however often the request is sent.
+/// same however often the request is sent: the UUIDv5 (in the OID
+/// namespace) of `{project_id}␟{event}␟{distinct_id}␟{ms or -}␟{properties
+/// as JSON}`, hashed as it is written rather than joined first.
 pub fn content_digest(
     project_id: u64,
     event: &str,
@@ -410,14 +410,37 @@ pub fn content_digest(
     client_timestamp: Option<DateTime<Utc>>,
     properties: &Map<String, Value>,
 ) -> Uuid {
-    let ms = client_timestamp.map_or_else(|| "-".to_owned(), |t| t.timestamp_millis().to_string());
+    use std::io::Write;
+    let mut hash = Sha1Writer(sha1_smol::Sha1::new());
+    hash.0.update(Uuid::NAMESPACE_OID.as_bytes());
+    // Writes into a hasher cannot fail.
+    let _ = write!(hash, "{project_id}\u{1f}{event}\u{1f}{distinct_id}\u{1f}");
+    let _ = match client_timestamp {
+        Some(t) => write!(hash, "{}\u{1f}", t.timestamp_millis()),
+        None => hash.write_all("-\u{1f}".as_bytes()),
+    };
     // The text `Value::Object(properties)` displays, written without
     // copying the tree (a copy would double an event's memory). A map with
     // string keys always serialises.
-    let properties = serde_json::to_string(properties).unwrap_or_default();
-    let content =
-        format!("{project_id}\u{1f}{event}\u{1f}{distinct_id}\u{1f}{ms}\u{1f}{properties}");
-    Uuid::new_v5(&Uuid::NAMESPACE_OID, content.as_bytes())
+    let _ = serde_json::to_writer(&mut hash, properties);
+    let digest = hash.0.digest().bytes();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_sha1_bytes(first).into_uuid()
+}
+
+/// SHA-1 as an `io::Write`.
+struct Sha1Writer(sha1_smol::Sha1);
+
+impl std::io::Write for Sha1Writer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The uuid of an event sent without one: derived from its content and its
@@ -744,6 +767,37 @@ mod tests {
     /// again, however the SDK batches the retry, so readers (distinct
     /// uuids) never show a copy; identical events of one request stay
     /// distinct.
+    #[test]
+    fn the_content_digest_is_the_v5_uuid_of_the_joined_content() {
+        // How digests were made before they were hashed piece by piece: a
+        // change would give a request retried across an upgrade new uuids.
+        let joined = |project: u64, event: &str, id: &str, ms: &str, props: &Value| {
+            let text = format!("{project}\u{1f}{event}\u{1f}{id}\u{1f}{ms}\u{1f}{props}");
+            Uuid::new_v5(&Uuid::NAMESPACE_OID, text.as_bytes())
+        };
+        let t = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let props = json!({"plan": "pro", "n": [1, 2.5, null], "é\"": {"x": true}});
+        let Value::Object(map) = props.clone() else {
+            unreachable!()
+        };
+        assert_eq!(
+            content_digest(7, "paid", "user-1", Some(t), &map),
+            joined(
+                7,
+                "paid",
+                "user-1",
+                &t.timestamp_millis().to_string(),
+                &props
+            )
+        );
+        assert_eq!(
+            content_digest(0, "x", "", None, &Map::new()),
+            joined(0, "x", "", "-", &json!({}))
+        );
+    }
+
     #[test]
     fn a_retried_request_yields_the_same_uuids_and_identical_events_stay_distinct() {
         let uuids = |events: Value, secs: i64| -> Vec<Uuid> {
