@@ -166,7 +166,7 @@ async fn capture(
     let read = read(state, &parts, body, flavor)
         .await
         .inspect_err(|e| refused(e, 0))?;
-    let count = read.decoded.count;
+    let count = read.decoded.events.len();
     deliver(state, peer, &parts.headers, read, flavor)
         .await
         .inspect_err(|e| refused(e, count))?;
@@ -239,10 +239,10 @@ async fn deliver(
     let Read {
         received_at,
         query,
-        decoded,
+        mut decoded,
         mut charge,
     } = read;
-    let key = named_key(headers, &query, decoded.key, flavor)?;
+    let key = named_key(headers, &query, decoded.key.take(), flavor)?;
     let check = match &key {
         Some(k) => Some(
             state
@@ -267,7 +267,7 @@ async fn deliver(
         received_at,
         ip: Some(client_ip(headers, peer, state.trusted_proxy_hops)),
     };
-    let records = normalised(state, decoded.text, ctx, &mut charge).await?;
+    let records = normalised(state, decoded, ctx, &mut charge).await?;
     state.sink.send(&records).await.map_err(ApiError::Produce)
 }
 

@@ -29,6 +29,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::{DecodePaddingMode, general_purpose};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
@@ -380,73 +381,81 @@ fn base64_decode(
 /// Checks decoded JSON text without building a tree: UTF-8, syntax,
 /// integers within 64 bits, nesting within [`MAX_DEPTH`].
 pub fn checked_json(bytes: &[u8]) -> Result<&str, DecodeError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::Utf8 {
+    let text = utf8(bytes)?;
+    checked_value(text)?;
+    Ok(text)
+}
+
+/// The bytes as text, or where they stop being UTF-8.
+pub fn utf8(bytes: &[u8]) -> Result<&str, DecodeError> {
+    std::str::from_utf8(bytes).map_err(|e| DecodeError::Utf8 {
         offset: e.valid_up_to(),
-    })?;
+    })
+}
+
+/// Checks JSON text as [`checked_json`] does, and returns it as one raw
+/// value: the one parse that checks its syntax is also the start of its
+/// outline (`crate::outline::outline_of`).
+pub fn checked_value(text: &str) -> Result<&RawValue, DecodeError> {
+    let found = scan(text.as_bytes());
     // Depth first: the syntax check keeps a byte per open level.
-    if let Some(offset) = too_deep(bytes) {
+    if let Some(offset) = found.too_deep {
         return Err(DecodeError::TooDeep { offset });
     }
-    serde_json::from_str::<serde::de::IgnoredAny>(text)
-        .map_err(|e| DecodeError::Json(e.to_string()))?;
+    let value: &RawValue =
+        serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
     // Valid JSON: now no integer may be rounded into a float.
-    match oversized_integer(bytes) {
+    match found.oversized_integer {
         Some(offset) => Err(DecodeError::IntegerTooLarge { offset }),
-        None => Ok(text),
+        None => Ok(value),
     }
 }
 
-/// The offset where a JSON text opens its `MAX_DEPTH + 1`th level, outside
-/// strings.
-fn too_deep(json: &[u8]) -> Option<usize> {
+/// What one pass over JSON text finds outside its strings.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Scan {
+    /// Where the text opens its `MAX_DEPTH + 1`th level (the scan stops
+    /// there).
+    too_deep: Option<usize>,
+    /// Where the first integer literal (no fraction, no exponent) that fits
+    /// neither `i64` nor `u64` starts: serde would keep it as the nearest
+    /// `f64`, losing digits.
+    oversized_integer: Option<usize>,
+}
+
+/// Scans JSON text once, outside its strings (skipped to their next quote
+/// or backslash at a time), for nesting and integer literals.
+fn scan(json: &[u8]) -> Scan {
+    let mut found = Scan::default();
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (i, &b) in json.iter().enumerate() {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
+    let mut i = 0;
+    while i < json.len() {
+        match json[i] {
+            b'"' => {
+                // To the closing quote, past escaped characters; an
+                // unclosed string runs to the end.
+                i += 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &json[i..]) {
+                        None => return found,
+                        Some(at) if json[i + at] == b'"' => {
+                            i += at + 1;
+                            break;
+                        }
+                        Some(at) => i = (i + at + 2).min(json.len()),
+                    }
+                }
             }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_DEPTH {
-                    return Some(i);
+                    found.too_deep = Some(i);
+                    return found;
                 }
+                i += 1;
             }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    None
-}
-
-/// The offset of the first integer literal (no fraction, no exponent) of
-/// a JSON text that fits neither `i64` nor `u64`, outside strings: serde
-/// would keep it as the nearest `f64`, losing digits.
-pub fn oversized_integer(json: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    let mut in_string = false;
-    while i < json.len() {
-        let b = json[i];
-        if in_string {
-            match b {
-                b'\\' => i += 1,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            i += 1;
-            continue;
-        }
-        match b {
-            b'"' => {
-                in_string = true;
+            b']' | b'}' => {
+                depth = depth.saturating_sub(1);
                 i += 1;
             }
             b'-' | b'0'..=b'9' => {
@@ -456,19 +465,30 @@ pub fn oversized_integer(json: &[u8]) -> Option<usize> {
                 {
                     i += 1;
                 }
-                let literal = &json[start..i];
-                let integer = !literal.iter().any(|c| matches!(c, b'.' | b'e' | b'E'));
-                if integer {
-                    let text = std::str::from_utf8(literal).unwrap_or("");
-                    if text.parse::<i64>().is_err() && text.parse::<u64>().is_err() {
-                        return Some(start);
-                    }
+                if found.oversized_integer.is_none() && !fits_64_bits(&json[start..i]) {
+                    found.oversized_integer = Some(start);
                 }
             }
             _ => i += 1,
         }
     }
-    None
+    found
+}
+
+/// Whether a number literal is a fraction, has an exponent, or is an
+/// integer within `i64` or `u64`.
+fn fits_64_bits(literal: &[u8]) -> bool {
+    if literal.iter().any(|c| matches!(c, b'.' | b'e' | b'E')) {
+        return true;
+    }
+    let text = std::str::from_utf8(literal).unwrap_or("");
+    text.parse::<i64>().is_ok() || text.parse::<u64>().is_ok()
+}
+
+/// The offset of the first integer literal of a JSON text that fits
+/// neither `i64` nor `u64`, outside strings.
+pub fn oversized_integer(json: &[u8]) -> Option<usize> {
+    scan(json).oversized_integer
 }
 
 #[cfg(test)]
@@ -476,6 +496,7 @@ mod tests {
     use super::*;
     use flate2::Compression;
     use flate2::write::GzEncoder;
+    use proptest::prelude::*;
     use serde_json::json;
     use std::io::Write;
 
@@ -758,7 +779,6 @@ mod tests {
 
     mod fuzz {
         use super::*;
-        use proptest::prelude::*;
 
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(2000))]
@@ -785,6 +805,102 @@ mod tests {
                 prop_assert_eq!(&decode_body(&gzip(text.as_bytes()), &plain(), LIMIT).unwrap(), &v);
                 prop_assert_eq!(&decode_body(b64(text.as_bytes()).as_bytes(), &plain(), LIMIT).unwrap(), &v);
             }
+        }
+    }
+
+    /// The two scans [`scan`] replaced, byte by byte, as references.
+    fn reference(json: &[u8]) -> Scan {
+        let mut depth = 0usize;
+        let (mut in_string, mut escaped) = (false, false);
+        let mut too_deep = None;
+        for (i, &b) in json.iter().enumerate() {
+            if in_string {
+                match (escaped, b) {
+                    (true, _) => escaped = false,
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        too_deep = Some(i);
+                        break;
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        let mut oversized = None;
+        let (mut i, mut in_string) = (0, false);
+        while i < json.len() {
+            let b = json[i];
+            if in_string {
+                match b {
+                    b'\\' => i += 1,
+                    b'"' => in_string = false,
+                    _ => {}
+                }
+                i += 1;
+                continue;
+            }
+            match b {
+                b'"' => {
+                    in_string = true;
+                    i += 1;
+                }
+                b'-' | b'0'..=b'9' => {
+                    let start = i;
+                    while i < json.len()
+                        && matches!(json[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                    {
+                        i += 1;
+                    }
+                    if !fits_64_bits(&json[start..i]) {
+                        oversized = Some(start);
+                        break;
+                    }
+                }
+                _ => i += 1,
+            }
+        }
+        match too_deep {
+            // The one scan stops at the level too deep: integers past it
+            // are not looked at.
+            Some(at) => Scan {
+                too_deep: Some(at),
+                oversized_integer: oversized.filter(|o| *o < at),
+            },
+            None => Scan {
+                too_deep: None,
+                oversized_integer: oversized,
+            },
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn one_scan_finds_what_the_two_found(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just("\"".to_owned()), Just("\\".to_owned()), Just("[".to_owned()),
+                    Just("{".to_owned()), Just("]".to_owned()), Just("}".to_owned()),
+                    Just(",".to_owned()), Just(":".to_owned()), Just("-".to_owned()),
+                    Just("1e5".to_owned()), Just("0.5".to_owned()),
+                    Just("18446744073709551616".to_owned()),
+                    Just("-9223372036854775809".to_owned()), "[0-9]{1,20}", "[a-z \"]{0,4}",
+                    Just("[".repeat(MAX_DEPTH)),
+                ],
+                0..40,
+            )
+        ) {
+            let text = parts.concat();
+            prop_assert_eq!(scan(text.as_bytes()), reference(text.as_bytes()), "{}", text);
         }
     }
 }

@@ -4,6 +4,7 @@
 //! serialised one at a time ([`records`]). Heavy work runs off the async
 //! workers ([`off_the_runtime`]).
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -11,10 +12,12 @@ use axum::http::{HeaderMap, header};
 
 use crate::bigbuf::BigBuf;
 use crate::budget::{Charge, Refused};
-use crate::decode::{BodyHints, DecodeError, Text, checked_json, decode_query_text, decode_text};
+use crate::decode::{
+    BodyHints, DecodeError, Text, checked_value, decode_query_text, decode_text, utf8,
+};
 use crate::error::ApiError;
 use crate::normalize::{Context, Normalizer, PayloadError};
-use crate::outline::{Outline, outline, request_key};
+use crate::outline::{outline_of, request_key};
 use crate::sink::Record;
 use crate::state::AppState;
 use crate::tree_cost;
@@ -49,7 +52,7 @@ impl Input {
         }
     }
 
-    /// The decoded JSON text, checked (`limit` bytes at most).
+    /// The decoded JSON text, not yet checked (`limit` bytes at most).
     fn text(&self, limit: usize, charge: &mut Charge) -> Result<Bytes, ApiError> {
         let text = if self.from_query {
             decode_query_text(&self.raw, limit, charge)
@@ -57,7 +60,6 @@ impl Input {
             decode_text(&self.raw, &self.hints, limit, charge)
         }
         .map_err(ApiError::Decode)?;
-        checked_json(&text).map_err(ApiError::Decode)?;
         Ok(match text {
             Text::Borrowed(b) => self.raw.slice_ref(b),
             Text::Owned(b) => b,
@@ -69,24 +71,25 @@ impl Input {
 /// the work leaves the async workers ([`off_the_runtime`]).
 const HEAVY_TEXT_BYTES: usize = 64 * 1024;
 
-/// The outline of checked JSON text and the key its events name.
-fn outlined(text: &[u8], max_events: usize) -> Result<(Outline<'_>, Option<String>), ApiError> {
-    let json = std::str::from_utf8(text).map_err(|e| {
-        ApiError::Decode(DecodeError::Utf8 {
-            offset: e.valid_up_to(),
-        })
-    })?;
-    let outline = outline(json, max_events).map_err(ApiError::Payload)?;
-    let key = request_key(&outline).map_err(ApiError::Payload)?;
-    Ok((outline, key))
+/// Where `inner`, a slice of `outer`, lies in it.
+fn span(outer: &str, inner: &str) -> Result<Range<usize>, ApiError> {
+    let start = (inner.as_ptr() as usize)
+        .checked_sub(outer.as_ptr() as usize)
+        .filter(|start| start + inner.len() <= outer.len())
+        .ok_or_else(|| ApiError::Internal("an outline left its text".into()))?;
+    Ok(start..start + inner.len())
 }
 
 /// A request's payload decoded and checked.
 pub struct Decoded {
     /// The JSON text.
     pub text: Bytes,
-    /// How many events it holds.
-    pub count: usize,
+    /// Where each event's text lies in it (what [`outline_of`] found,
+    /// kept as offsets: an outline borrows its text and cannot travel with
+    /// it).
+    pub events: Vec<Range<usize>>,
+    /// Where the batch's `sent_at` lies in it.
+    pub sent_at: Option<Range<usize>>,
     /// The key its events name, if any.
     pub key: Option<String>,
 }
@@ -124,31 +127,43 @@ fn first_stage(
     charge: &mut Charge,
 ) -> Result<Decoded, ApiError> {
     let text = input.text(limit, charge)?;
-    let (count, key) = {
-        let (outline, key) = outlined(&text, max_events)?;
-        (outline.events.len(), key)
-    };
-    Ok(Decoded { text, count, key })
+    let json = utf8(&text).map_err(ApiError::Decode)?;
+    // One parse checks the syntax and finds the events.
+    let whole = checked_value(json).map_err(ApiError::Decode)?;
+    let outline = outline_of(whole, max_events).map_err(ApiError::Payload)?;
+    let key = request_key(&outline).map_err(ApiError::Payload)?;
+    charge
+        .take(outline.events.len() * std::mem::size_of::<Range<usize>>())
+        .map_err(ApiError::Budget)?;
+    let events = outline
+        .events
+        .iter()
+        .map(|raw| span(json, raw.get()))
+        .collect::<Result<_, _>>()?;
+    let sent_at = outline
+        .sent_at
+        .map(|raw| span(json, raw.get()))
+        .transpose()?;
+    Ok(Decoded {
+        events,
+        sent_at,
+        key,
+        text,
+    })
 }
 
 /// The request's events normalised and serialised for Kafka, off the
 /// runtime if the text is heavy.
 pub async fn normalised(
     state: &Arc<AppState>,
-    text: Bytes,
+    decoded: Decoded,
     ctx: Context,
     charge: &mut Charge,
 ) -> Result<Vec<Record>, ApiError> {
-    let heavy = text.len() > HEAVY_TEXT_BYTES;
-    let max_events = state.max_events_per_request;
+    let heavy = decoded.text.len() > HEAVY_TEXT_BYTES;
     let normalise = {
         let state = Arc::clone(state);
-        move |charge: &mut Charge| {
-            // Outlined again: an outline borrows its text, so it cannot wait
-            // for the key check beside it. (A pass without allocation.)
-            let (outline, _) = outlined(&text, max_events)?;
-            records(&state, &outline, &ctx, charge)
-        }
+        move |charge: &mut Charge| records(&state, &decoded, &ctx, charge)
     };
     if heavy {
         off_the_runtime(state, charge, normalise).await
@@ -196,18 +211,25 @@ async fn off_the_runtime<R: Send + 'static>(
 /// request ends.
 fn records(
     state: &AppState,
-    outline: &Outline<'_>,
+    decoded: &Decoded,
     ctx: &Context,
     charge: &mut Charge,
 ) -> Result<Vec<Record>, ApiError> {
     let limit = state.max_message_bytes;
-    let mut normalizer = Normalizer::from_raw(outline.sent_at, ctx).map_err(ApiError::Payload)?;
-    let mut records = Vec::with_capacity(outline.events.len());
+    let json = utf8(&decoded.text).map_err(ApiError::Decode)?;
+    let slice = |range: &Range<usize>| {
+        json.get(range.clone())
+            .ok_or_else(|| ApiError::Internal("an event outside its text".into()))
+    };
+    let sent_at = decoded.sent_at.as_ref().map(slice).transpose()?;
+    let mut normalizer = Normalizer::from_raw(sent_at, ctx).map_err(ApiError::Payload)?;
+    let mut records = Vec::with_capacity(decoded.events.len());
     charge
-        .take(outline.events.len() * std::mem::size_of::<Record>())
+        .take(decoded.events.len() * std::mem::size_of::<Record>())
         .map_err(ApiError::Budget)?;
-    for (index, raw) in outline.events.iter().enumerate() {
-        let size = raw.get().len();
+    for (index, range) in decoded.events.iter().enumerate() {
+        let raw = slice(range)?;
+        let size = raw.len();
         if size > limit {
             return Err(ApiError::Payload(PayloadError::EventTooLarge {
                 index,
@@ -215,9 +237,9 @@ fn records(
                 limit,
             }));
         }
-        let tree = tree_cost::tree_bytes(raw.get().as_bytes());
+        let tree = tree_cost::tree_bytes(raw.as_bytes());
         charge.take(tree).map_err(ApiError::Budget)?;
-        let parsed = serde_json::from_str(raw.get()).map_err(|e| {
+        let parsed = serde_json::from_str(raw).map_err(|e| {
             ApiError::Payload(PayloadError::Field {
                 index,
                 field: "event",

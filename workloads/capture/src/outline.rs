@@ -30,6 +30,12 @@ pub struct Outline<'a> {
 /// `{"batch": [...], ...}`, with at most `max_events` events.
 pub fn outline(text: &str, max_events: usize) -> Result<Outline<'_>, PayloadError> {
     let whole: &RawValue = serde_json::from_str(text).map_err(|_| PayloadError::Shape)?;
+    outline_of(whole, max_events)
+}
+
+/// Like [`outline`], for text already read as one JSON value (which
+/// checked its syntax).
+pub fn outline_of(whole: &RawValue, max_events: usize) -> Result<Outline<'_>, PayloadError> {
     match first_byte(whole) {
         Some(b'[') => Ok(Outline {
             batch_key: None,
