@@ -140,6 +140,107 @@ impl Server {
     }
 }
 
+/// CPU time a process has used so far (user and system), from
+/// /proc/<pid>/stat.
+fn cpu_time(pid: u32) -> Duration {
+    let (user, system) = stat_cpu(&format!("/proc/{pid}/stat"));
+    user + system
+}
+
+/// CPU time by thread name (librdkafka's `rdk:broker1`, tokio's workers),
+/// the numbers in names folded so that threads of a kind add up.
+/// Each kind's user and system time.
+fn cpu_by_thread(pid: u32) -> std::collections::BTreeMap<String, (Duration, Duration)> {
+    let mut by = std::collections::BTreeMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let kind: String = name
+            .trim()
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .to_owned();
+        let (user, system) = stat_cpu(&path.join("stat").display().to_string());
+        let slot = by.entry(kind).or_insert((Duration::ZERO, Duration::ZERO));
+        slot.0 += user;
+        slot.1 += system;
+    }
+    by
+}
+
+/// User and system time from a stat file.
+fn stat_cpu(path: &str) -> (Duration, Duration) {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // The fields after the command name (which may hold spaces): utime and
+    // stime are the 12th and 13th of them, in clock ticks.
+    let rest: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let hz = clock_ticks_per_second();
+    (
+        Duration::from_secs_f64(ticks(11) as f64 / hz),
+        Duration::from_secs_f64(ticks(12) as f64 / hz),
+    )
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The stack's broker process, if its pid file is where `local-stack.sh`
+/// keeps it.
+fn broker_pid() -> Option<u32> {
+    let dir = std::env::var("TRIBUTARY_STACK_DIR").map_or_else(
+        |_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.stack"),
+        std::path::PathBuf::from,
+    );
+    std::fs::read_to_string(dir.join("run/kafka.pid"))
+        .ok()
+        .and_then(|p| p.lines().next().and_then(|l| l.trim().parse().ok()))
+}
+
+/// A wrk run and the CPU time the server (and the broker) used during it.
+fn measured(server: &Server, script: &str) -> (Load, Duration, Option<Duration>) {
+    let broker = broker_pid();
+    let (cpu, broker_cpu) = (cpu_time(server.child.id()), broker.map(cpu_time));
+    let threads = cpu_by_thread(server.child.id());
+    let load = wrk(server.addr, script, DURATION_S);
+    let used = cpu_time(server.child.id()).saturating_sub(cpu);
+    let requests = load.requests_per_s * DURATION_S as f64;
+    let mut line = String::new();
+    for (kind, (user, system)) in cpu_by_thread(server.child.id()) {
+        let (user0, system0) = threads.get(&kind).copied().unwrap_or_default();
+        let (user, system) = (user.saturating_sub(user0), system.saturating_sub(system0));
+        if user + system > Duration::ZERO {
+            line += &format!(
+                " {kind} {:.1} ({:.1} in the kernel);",
+                micros_each(user + system, requests),
+                micros_each(system, requests)
+            );
+        }
+    }
+    println!("  CPU us per request by thread:{line}");
+    let broker_used = broker
+        .zip(broker_cpu)
+        .map(|(pid, before)| cpu_time(pid).saturating_sub(before));
+    (load, used, broker_used)
+}
+
+/// Microseconds of `cpu` for each of `count`.
+fn micros_each(cpu: Duration, count: f64) -> f64 {
+    cpu.as_secs_f64() * 1e6 / count.max(1.0)
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -254,9 +355,9 @@ fn orchestrate() {
         "measuring {DURATION_S} s per case, {} connections, {THREADS} wrk threads",
         connections()
     );
-    let base = wrk(bare.addr, &single, DURATION_S);
-    let one = wrk(capture.addr, &single, DURATION_S);
-    let ten = wrk(capture.addr, &batch, DURATION_S);
+    let (base, base_cpu, _) = measured(&bare, &single);
+    let (one, one_cpu, one_broker) = measured(&capture, &single);
+    let (ten, ten_cpu, ten_broker) = measured(&capture, &batch);
     let (peak_rss, rss) = capture.memory_mib();
 
     println!();
@@ -298,4 +399,22 @@ fn orchestrate() {
         one.p99_ms
     );
     println!("capture RSS: peak {peak_rss:.1} MiB, now {rss:.1} MiB (goal < 64 MiB)");
+    // CPU per request, from /proc: less noisy than throughput on a shared
+    // machine, and it tells the server's share from the broker's.
+    let requests = |load: &Load| load.requests_per_s * DURATION_S as f64;
+    println!(
+        "CPU per request: bare {:.1} us; capture, single events {:.1} us (goal <= 20 us), \
+         10-event batches {:.1} us ({:.1} us an event)",
+        micros_each(base_cpu, requests(&base)),
+        micros_each(one_cpu, requests(&one)),
+        micros_each(ten_cpu, requests(&ten)),
+        micros_each(ten_cpu, requests(&ten) * 10.0),
+    );
+    if let (Some(one_b), Some(ten_b)) = (one_broker, ten_broker) {
+        println!(
+            "broker CPU per event: single events {:.1} us, 10-event batches {:.1} us",
+            micros_each(one_b, requests(&one)),
+            micros_each(ten_b, requests(&ten) * 10.0),
+        );
+    }
 }

@@ -24,6 +24,9 @@ pub struct Outline<'a> {
     /// The batch-level `sent_at`, if any.
     pub sent_at: Option<&'a RawValue>,
     pub events: Vec<&'a RawValue>,
+    /// For a payload that is one event object, the key that event names,
+    /// found while it was outlined (see [`request_key`]).
+    single_key: Option<Option<String>>,
 }
 
 /// Outlines `text` (valid JSON): one event object, an array of events, or
@@ -41,6 +44,7 @@ pub fn outline_of(whole: &RawValue, max_events: usize) -> Result<Outline<'_>, Pa
             batch_key: None,
             sent_at: None,
             events: events_of(whole, max_events)?,
+            single_key: None,
         }),
         Some(b'{') => {
             let top = whole_object(whole)?;
@@ -49,12 +53,15 @@ pub fn outline_of(whole: &RawValue, max_events: usize) -> Result<Outline<'_>, Pa
                     batch_key: top.keys.key(),
                     sent_at: top.sent_at,
                     events: events_of(batch, max_events)?,
+                    single_key: None,
                 }),
                 Some(_) => Err(PayloadError::BatchNotArray),
                 None => Ok(Outline {
                     batch_key: None,
                     sent_at: None,
                     events: vec![whole],
+                    // As `probe_event` would find it, without a second parse.
+                    single_key: Some(top.keys.key().or(top.in_properties)),
                 }),
             }
         }
@@ -74,6 +81,9 @@ pub fn outline_of(whole: &RawValue, max_events: usize) -> Result<Outline<'_>, Pa
 /// its `properties`). Every event must be an object, and every key named
 /// must be that one.
 pub fn request_key(outline: &Outline<'_>) -> Result<Option<String>, PayloadError> {
+    if let Some(found) = &outline.single_key {
+        return Ok(found.clone());
+    }
     let mut key = outline.batch_key.clone();
     let mut mixed = None;
     for (index, raw) in outline.events.iter().enumerate() {
@@ -260,6 +270,8 @@ struct Top<'a> {
     batch: Option<&'a RawValue>,
     sent_at: Option<&'a RawValue>,
     keys: KeyFields,
+    /// The key its `properties` name, if it is one event.
+    in_properties: Option<String>,
 }
 
 fn whole_object(raw: &RawValue) -> Result<Top<'_>, PayloadError> {
@@ -275,6 +287,7 @@ fn whole_object(raw: &RawValue) -> Result<Top<'_>, PayloadError> {
                 match name {
                     Field::Batch => top.batch = Some(map.next_value()?),
                     Field::SentAt => top.sent_at = Some(map.next_value()?),
+                    Field::Properties => top.in_properties = map.next_value::<Props>()?.0,
                     other => {
                         if !top.keys.read(other, &mut map)? {
                             map.next_value::<IgnoredAny>()?;
@@ -289,53 +302,55 @@ fn whole_object(raw: &RawValue) -> Result<Top<'_>, PayloadError> {
     de.deserialize_map(V).map_err(|_| PayloadError::Shape)
 }
 
+/// The key an event's `properties` name; `None` for anything else.
+struct Props(Option<String>);
+impl<'de> serde::Deserialize<'de> for Props {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Props;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Props, A::Error> {
+                let mut keys = KeyFields::default();
+                while let Some(name) = map.next_key::<Field>()? {
+                    if !keys.read(name, &mut map)? {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Props(keys.key()))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Props, E> {
+                Ok(Props(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Props, E> {
+                Ok(Props(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Props, E> {
+                Ok(Props(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Props, E> {
+                Ok(Props(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Props, E> {
+                Ok(Props(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Props, E> {
+                Ok(Props(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Props, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Props(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// The key one event names (its own fields first, then its properties'),
 /// or `None` when the event is not an object.
 fn probe_event(raw: &RawValue) -> Option<Option<String>> {
-    struct Props(Option<String>);
-    impl<'de> serde::Deserialize<'de> for Props {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Props;
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("any value")
-                }
-                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Props, A::Error> {
-                    let mut keys = KeyFields::default();
-                    while let Some(name) = map.next_key::<Field>()? {
-                        if !keys.read(name, &mut map)? {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                    Ok(Props(keys.key()))
-                }
-                fn visit_str<E: de::Error>(self, _: &str) -> Result<Props, E> {
-                    Ok(Props(None))
-                }
-                fn visit_bool<E: de::Error>(self, _: bool) -> Result<Props, E> {
-                    Ok(Props(None))
-                }
-                fn visit_i64<E: de::Error>(self, _: i64) -> Result<Props, E> {
-                    Ok(Props(None))
-                }
-                fn visit_u64<E: de::Error>(self, _: u64) -> Result<Props, E> {
-                    Ok(Props(None))
-                }
-                fn visit_f64<E: de::Error>(self, _: f64) -> Result<Props, E> {
-                    Ok(Props(None))
-                }
-                fn visit_unit<E: de::Error>(self) -> Result<Props, E> {
-                    Ok(Props(None))
-                }
-                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Props, A::Error> {
-                    while seq.next_element::<IgnoredAny>()?.is_some() {}
-                    Ok(Props(None))
-                }
-            }
-            d.deserialize_any(V)
-        }
-    }
     struct V;
     impl<'de> Visitor<'de> for V {
         type Value = Option<String>;
@@ -384,6 +399,30 @@ mod tests {
         assert_eq!(o.batch_key.as_deref(), Some("k"));
         assert_eq!(o.sent_at.unwrap().get(), r#""2023-11-14T22:13:30Z""#);
         assert_eq!(o.events[1].get(), e);
+    }
+
+    #[test]
+    fn a_single_event_names_the_key_a_probe_of_it_finds() {
+        for event in [
+            r#"{"event": "a"}"#,
+            r#"{"event": "a", "api_key": "k"}"#,
+            r#"{"token": "t", "event": "a", "api_key": "k"}"#,
+            r#"{"$token": "d", "token": 7, "event": "a"}"#,
+            r#"{"token": "", "properties": {"token": "p"}}"#,
+            r#"{"properties": {"$token": "p", "api_key": "q"}, "token": "t"}"#,
+            r#"{"properties": {"token": "p"}, "properties": {"token": "q"}}"#,
+            r#"{"properties": {"token": "p"}, "properties": 3}"#,
+            r#"{"properties": ["token", "p"], "api_key": null}"#,
+            r#"{"token": "x", "token": "y", "sent_at": "now"}"#,
+        ] {
+            let o = outline(event, 10).unwrap();
+            assert!(o.single_key.is_some(), "{event}");
+            let probed = Outline {
+                single_key: None,
+                ..outline(event, 10).unwrap()
+            };
+            assert_eq!(request_key(&o), request_key(&probed), "{event}");
+        }
     }
 
     #[test]
