@@ -60,7 +60,7 @@ fuzz_target!(|input: &[u8]| {
             received_at: Utc::now(),
             ip: None,
         };
-        let Ok(mut normalizer) = Normalizer::from_raw(outline.sent_at, &ctx) else {
+        let Ok(mut normalizer) = Normalizer::from_raw(outline.sent_at.map(|raw| raw.get()), &ctx) else {
             return;
         };
         for (index, raw) in outline.events.iter().enumerate() {

@@ -138,7 +138,7 @@ pub struct BodyHints {
 }
 
 /// Decodes `body` into a JSON value; see the module docs. (The service
-/// uses [`decode_text`] and [`checked_json`], which build no tree.)
+/// uses [`decode_text`] and [`checked_value`], which build no tree.)
 pub fn decode_body(body: &[u8], hints: &BodyHints, limit: usize) -> Result<Value, DecodeError> {
     let text = decode_text(body, hints, limit, &mut Unlimited)?;
     let json = checked_json(&text)?;

@@ -1,8 +1,8 @@
 //! From a request's bytes to Kafka records, holding every buffer against
-//! the byte budget: the body read with a limit and a deadline, decoded and
-//! checked ([`Input::text`]), outlined, and its events normalised and
-//! serialised one at a time ([`records`]). Heavy work runs off the async
-//! workers ([`off_the_runtime`]).
+//! the byte budget: the body read with a limit and a deadline, decoded
+//! ([`Input::text`]), checked and outlined in one parse ([`decoded`]), and
+//! its events normalised and serialised one at a time ([`records`]). Heavy
+//! work runs off the async workers ([`off_the_runtime`]).
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -762,11 +762,6 @@ mod tests {
         assert_eq!(timed.unwrap().uuid.get_version_num(), 7);
     }
 
-    /// A request whose events were partly acknowledged before it failed is
-    /// sent again by the SDK: every event without a uuid gets the same one
-    /// again, however the SDK batches the retry, so readers (distinct
-    /// uuids) never show a copy; identical events of one request stay
-    /// distinct.
     #[test]
     fn the_content_digest_is_the_v5_uuid_of_the_joined_content() {
         // How digests were made before they were hashed piece by piece: a
@@ -798,6 +793,11 @@ mod tests {
         );
     }
 
+    /// A request whose events were partly acknowledged before it failed is
+    /// sent again by the SDK: every event without a uuid gets the same one
+    /// again, however the SDK batches the retry, so readers (distinct
+    /// uuids) never show a copy; identical events of one request stay
+    /// distinct.
     #[test]
     fn a_retried_request_yields_the_same_uuids_and_identical_events_stay_distinct() {
         let uuids = |events: Value, secs: i64| -> Vec<Uuid> {

@@ -14,8 +14,9 @@
 //!   one allocates none), and every entry its share of the further nodes a
 //!   map grows (each holds at least five);
 //! - the text four times more: a string is parsed into a scratch buffer and
-//!   copied into the tree, the properties' text is hashed for the event's
-//!   uuid, and the Kafka payload is written while the tree lives;
+//!   copied into the tree, and the Kafka payload is written while the tree
+//!   lives (the properties' text, once written out whole to be hashed for
+//!   the event's uuid, is now hashed as it is written: a share to spare);
 //! - a quarter on top for the allocator's rounding, which counting
 //!   requested bytes cannot see.
 //!

@@ -41,7 +41,9 @@ pub struct ConsumerConfig {
     /// word and the group moves them after `CONSUMER_SESSION_TIMEOUT_MS`.
     /// For brokers whose coordinator mishandles a leave in the middle of a
     /// rebalance (tansu 0.6 keeps a departed leader and assigns nothing
-    /// again); the process must exit after [`crate::run`] returns.
+    /// again). The client is left running (it heartbeats until the process
+    /// ends): the process must exit after [`crate::run`] returns, so never
+    /// set it for a consumer inside a process that goes on.
     pub leave_group_on_stop: bool,
     /// `CONSUMER_CLICKHOUSE_*`: HOST, PORT, DATABASE, USER, PASSWORD,
     /// VALIDATION, COMPRESSION, SECURE.
