@@ -26,7 +26,7 @@ use crate::request::{self, RequestError};
 use crate::saved::{
     self, Dashboard, DashboardPatch, Insight, InsightKind, InsightPatch, NewDashboard, NewInsight,
 };
-use crate::store::{DashboardFields, InsightFields, Store, StoreError};
+use crate::store::{DashboardFields, InsightFields, Saved, Store, StoreError};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -252,20 +252,33 @@ async fn delete_insight(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
+    delete_one(&state, &headers, &id, Saved::Insight).await
+}
+
+async fn delete_dashboard(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    delete_one(&state, &headers, &id, Saved::Dashboard).await
+}
+
+/// `DELETE /api/insights/{id}` and `DELETE /api/dashboards/{id}`.
+async fn delete_one(state: &AppState, headers: &HeaderMap, id: &str, what: Saved) -> Response {
     let answer = async {
-        let project = writer(&state, &headers).await?;
-        let id = id_of(&id)?;
-        if !store(&state)?
-            .delete_insight(project, id)
+        let project = writer(state, headers).await?;
+        let id = id_of(id)?;
+        if !store(state)?
+            .delete(what, project, id)
             .await
             .map_err(store_error)?
         {
-            return Err(ApiError::Missing("insight", id));
+            return Err(ApiError::Missing(what.name(), id));
         }
-        tracing::info!(project_id = project, insight_id = id, "insight deleted");
+        tracing::info!(project_id = project, id, what = what.name(), "deleted");
         Ok(StatusCode::NO_CONTENT.into_response())
     };
-    respond(&state, "delete insight", answer.await)
+    respond(state, &format!("delete {}", what.name()), answer.await)
 }
 
 fn checked_dashboard(
@@ -371,27 +384,6 @@ async fn change_dashboard(
     respond(&state, "change dashboard", answer.await)
 }
 
-async fn delete_dashboard(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let answer = async {
-        let project = writer(&state, &headers).await?;
-        let id = id_of(&id)?;
-        if !store(&state)?
-            .delete_dashboard(project, id)
-            .await
-            .map_err(store_error)?
-        {
-            return Err(ApiError::Missing("dashboard", id));
-        }
-        tracing::info!(project_id = project, dashboard_id = id, "dashboard deleted");
-        Ok(StatusCode::NO_CONTENT.into_response())
-    };
-    respond(&state, "delete dashboard", answer.await)
-}
-
 /// `?refresh=true`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -447,8 +439,9 @@ async fn dashboard_results(
         let id = id_of(&id)?;
         let refresh = api::flag(params.refresh.as_deref(), "refresh")?;
         let dashboard = one_dashboard(&state, project, id).await?;
+        let ids: Vec<i64> = dashboard.tiles.iter().map(|t| t.insight_id).collect();
         let insights: HashMap<i64, Insight> = store(&state)?
-            .insights(project)
+            .insights_among(project, &ids)
             .await
             .map_err(store_error)?
             .into_iter()

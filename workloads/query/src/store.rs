@@ -178,10 +178,29 @@ impl Store {
     }
 
     pub async fn insights(&self, project: i64) -> Result<Vec<Insight>, StoreError> {
+        self.some_insights(project, None).await
+    }
+
+    /// The project's insights among `ids` (those that exist), by id.
+    pub async fn insights_among(
+        &self,
+        project: i64,
+        ids: &[i64],
+    ) -> Result<Vec<Insight>, StoreError> {
+        self.some_insights(project, Some(ids)).await
+    }
+
+    async fn some_insights(
+        &self,
+        project: i64,
+        ids: Option<&[i64]>,
+    ) -> Result<Vec<Insight>, StoreError> {
         sqlx::query(&format!(
-            "SELECT {INSIGHT_COLUMNS} FROM insights WHERE project_id = $1 ORDER BY id"
+            "SELECT {INSIGHT_COLUMNS} FROM insights \
+             WHERE project_id = $1 AND ($2::bigint[] IS NULL OR id = ANY($2)) ORDER BY id"
         ))
         .bind(project)
+        .bind(ids)
         .fetch_all(self.ready()?)
         .await?
         .iter()
@@ -227,14 +246,18 @@ impl Store {
         .transpose()
     }
 
-    /// Deletes an insight, and takes it off every dashboard; `false` when
-    /// the project has no such insight.
-    pub async fn delete_insight(&self, project: i64, id: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM insights WHERE project_id = $1 AND id = $2")
-            .bind(project)
-            .bind(id)
-            .execute(self.ready()?)
-            .await?;
+    /// Deletes an insight (taking it off every dashboard: the tiles'
+    /// foreign key cascades) or a dashboard; `false` when the project has
+    /// no such one.
+    pub async fn delete(&self, what: Saved, project: i64, id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(&format!(
+            "DELETE FROM {} WHERE project_id = $1 AND id = $2",
+            what.table()
+        ))
+        .bind(project)
+        .bind(id)
+        .execute(self.ready()?)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -359,14 +382,29 @@ impl Store {
         tx.commit().await?;
         self.dashboard(project, id).await
     }
+}
 
-    pub async fn delete_dashboard(&self, project: i64, id: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM dashboards WHERE project_id = $1 AND id = $2")
-            .bind(project)
-            .bind(id)
-            .execute(self.ready()?)
-            .await?;
-        Ok(done.rows_affected() == 1)
+/// What a project saves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    Insight,
+    Dashboard,
+}
+
+impl Saved {
+    /// Its name in messages and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Insight => "insight",
+            Self::Dashboard => "dashboard",
+        }
+    }
+
+    fn table(self) -> &'static str {
+        match self {
+            Self::Insight => "insights",
+            Self::Dashboard => "dashboards",
+        }
     }
 }
 
