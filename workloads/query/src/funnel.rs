@@ -289,11 +289,8 @@ pub fn plan(
         .as_deref()
         .map(|key| Property::new(key, "breakdown"))
         .transpose()?;
-    let mut conditions = vec![
-        format!("project_id = {project_id}"),
-        format!("timestamp >= toDateTime({})", range.from_epoch()),
-        format!("timestamp < toDateTime({})", range.to_epoch()),
-    ];
+    let mut conditions = vec![format!("project_id = {project_id}")];
+    conditions.extend(sql::time_range(&range));
     if order != FunnelOrder::Strict {
         // Only events that can matter; strict funnels need every event to
         // see what comes between two steps.

@@ -88,9 +88,8 @@ pub fn plan(
             to = range.to_epoch(),
         );
         let back = format!(
-            "SELECT DISTINCT distinct_id, toInt64({rel}(timestamp, {tzl})) - toInt64({base}) AS period FROM {table} WHERE project_id = {project_id} AND timestamp >= toDateTime({from}) AND timestamp < toDateTime({to}) AND {returning}",
-            from = range.from_epoch(),
-            to = range.to_epoch(),
+            "SELECT DISTINCT distinct_id, toInt64({rel}(timestamp, {tzl})) - toInt64({base}) AS period FROM {table} WHERE project_id = {project_id} AND {within} AND {returning}",
+            within = sql::time_range(&range).join(" AND "),
         );
         format!(
             "SELECT cohort, toInt64(0) AS offset, count() AS users FROM ({first}) GROUP BY cohort UNION ALL SELECT cohort, period - cohort AS offset, count() AS users FROM ({first}) AS first_seen ALL INNER JOIN ({back}) AS came_back USING distinct_id WHERE period > cohort GROUP BY cohort, offset"

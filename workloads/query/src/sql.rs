@@ -10,6 +10,7 @@
 use chrono_tz::Tz;
 use serde_json::Value;
 
+use crate::range::TimeRange;
 use crate::request::{Interval, Operator, PropertyFilter, RequestError};
 
 /// Longest property key or value accepted.
@@ -304,13 +305,38 @@ pub fn event_is(event: &str, field: &str) -> Result<String, RequestError> {
 
 /// The key of the bucket of `timestamp`, as [`crate::range::Bucket::key`].
 pub fn bucket_key(interval: Interval, tz: Tz) -> String {
+    format!("toString({})", bucket_value(interval, tz))
+}
+
+/// The bucket of `timestamp` as ClickHouse's own value (a number or a
+/// date): cheaper to group by than its text, which [`bucket_key`] gives.
+pub fn bucket_value(interval: Interval, tz: Tz) -> String {
     let tz = string(tz.name());
     match interval {
-        Interval::Hour => format!("toString(toUInt32(toStartOfHour(timestamp, {tz})))"),
-        Interval::Day => format!("toString(toDate(timestamp, {tz}))"),
-        Interval::Week => format!("toString(toMonday(timestamp, {tz}))"),
-        Interval::Month => format!("toString(toStartOfMonth(timestamp, {tz}))"),
+        Interval::Hour => format!("toUInt32(toStartOfHour(timestamp, {tz}))"),
+        Interval::Day => format!("toDate(timestamp, {tz})"),
+        Interval::Week => format!("toMonday(timestamp, {tz})"),
+        Interval::Month => format!("toStartOfMonth(timestamp, {tz})"),
     }
+}
+
+/// The conditions keeping events of `[from, to)`: on `timestamp`, and the
+/// same range again on `toDate(timestamp)`, the table's sorting key, which
+/// ClickHouse (18.16 at least) cannot derive from a condition on
+/// `timestamp`: without it a 7-day query reads every day of the project.
+/// Both sides of the key's condition are the server's `toDate`, so the
+/// days match whatever the server's timezone.
+pub fn time_range(range: &TimeRange) -> [String; 4] {
+    let (from, to) = (range.from_epoch(), range.to_epoch());
+    [
+        format!("timestamp >= toDateTime({from})"),
+        format!("timestamp < toDateTime({to})"),
+        format!("toDate(timestamp) >= toDate(toDateTime({from}))"),
+        format!(
+            "toDate(timestamp) <= toDate(toDateTime({}))",
+            to.saturating_sub(1).max(from)
+        ),
+    ]
 }
 
 /// The table, qualified by the configured database (validated at start).
@@ -329,6 +355,46 @@ mod tests {
             operator,
             value,
         }
+    }
+
+    #[test]
+    fn a_time_range_names_the_days_it_needs_and_no_others() {
+        use chrono::TimeZone;
+        let at = |s: i64, ms: i64| chrono::Utc.timestamp_millis_opt(s * 1000 + ms).unwrap();
+        // 2025-01-01T00:00:00Z to 2025-01-08T00:00:00Z: the last day is the
+        // 7th, since the end is excluded.
+        let week = TimeRange {
+            from: at(1_735_689_600, 0),
+            to: at(1_736_294_400, 0),
+        };
+        assert_eq!(
+            time_range(&week),
+            [
+                "timestamp >= toDateTime(1735689600)",
+                "timestamp < toDateTime(1736294400)",
+                "toDate(timestamp) >= toDate(toDateTime(1735689600))",
+                "toDate(timestamp) <= toDate(toDateTime(1736294399))",
+            ]
+        );
+        // A `to` within a second takes that second in, and its day.
+        let partial = TimeRange {
+            from: at(1_735_689_600, 0),
+            to: at(1_736_294_400, 500),
+        };
+        assert_eq!(
+            time_range(&partial)[3],
+            "toDate(timestamp) <= toDate(toDateTime(1736294400))"
+        );
+        // An empty range stays empty (the `timestamp` conditions) and never
+        // names a day before its start.
+        let empty = TimeRange {
+            from: at(1_735_689_600, 0),
+            to: at(1_735_689_600, 0),
+        };
+        assert_eq!(
+            time_range(&empty)[3],
+            "toDate(timestamp) <= toDate(toDateTime(1735689600))"
+        );
     }
 
     #[test]

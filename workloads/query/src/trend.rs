@@ -117,7 +117,7 @@ impl SeriesPlan {
     pub fn follow_up(&self, rows: &[Vec<Value>]) -> Option<String> {
         let top = self.outside_top(rows)?;
         Some(format!(
-            "SELECT bucket, '' AS label, {value} AS value, toFloat64(count()) AS c, toFloat64(sum(v)) AS s FROM ({inner}) WHERE bv NOT IN ({top}) GROUP BY bucket ORDER BY bucket",
+            "SELECT toString(b) AS bucket, '' AS label, value, c, s FROM (SELECT b, {value} AS value, toFloat64(count()) AS c, toFloat64(sum(v)) AS s FROM ({inner}) WHERE bv NOT IN ({top}) GROUP BY b) ORDER BY bucket",
             value = Self::value(self.math),
             inner = self.inner,
         ))
@@ -198,14 +198,9 @@ pub fn plan(
                 }
                 (false, None) => None,
             };
-            let mut conditions = vec![
-                format!("project_id = {project_id}"),
-                format!("timestamp >= toDateTime({})", range.from_epoch()),
-                format!("timestamp < toDateTime({})", range.to_epoch()),
-                event,
-                own,
-                global.clone(),
-            ];
+            let mut conditions = vec![format!("project_id = {project_id}")];
+            conditions.extend(sql::time_range(&range));
+            conditions.extend([event, own, global.clone()]);
             if let Some(p) = &value {
                 conditions.push(p.has());
             }
@@ -222,8 +217,13 @@ pub fn plan(
                 table = sql::events_table(database),
                 cond = conditions.join(" AND "),
             );
-            let inner =
-                format!("SELECT uuid, distinct_id, {bucket} AS bucket, {label} AS bv, {v} AS v {from_where}{dedup}");
+            // The rows carry the bucket as ClickHouse's value (`b`), and
+            // only the points become text: grouping by the text cost a
+            // tenth of a 7-day breakdown's time.
+            let inner = format!(
+                "SELECT uuid, distinct_id, {b} AS b, {label} AS bv, {v} AS v {from_where}{dedup}",
+                b = sql::bucket_value(req.interval, tz),
+            );
             // Each copy of an event is on its user's shard: distinct uuids
             // per shard add up to the total.
             // Per shard: (value, count, sum), and how the node asked
@@ -259,7 +259,7 @@ pub fn plan(
                 v: v.clone(),
             };
             let sql = format!(
-                "SELECT bucket, bv AS label, {agg} AS value, toFloat64(count()) AS c, toFloat64(sum(v)) AS s FROM ({inner}) GROUP BY bucket, label ORDER BY bucket, label",
+                "SELECT toString(b) AS bucket, label, value, c, s FROM (SELECT b, bv AS label, {agg} AS value, toFloat64(count()) AS c, toFloat64(sum(v)) AS s FROM ({inner}) GROUP BY b, label) ORDER BY bucket, label",
                 agg = SeriesPlan::value(s.math),
             );
             Ok(SeriesPlan {
