@@ -25,10 +25,11 @@ use serde_json::{Value, json};
 use crate::funnel_match::{
     Exclusion, FunnelOrder, FunnelSpec, match_user, mean_seconds, median_seconds,
 };
+use crate::native::{EventShape, UserKey};
 use crate::path_sort::PathSorter;
 use crate::range::{self, TimeRange};
 use crate::request::{FunnelOrderRequest, FunnelRequest, Interval, RequestError};
-use crate::rowbinary::{EventShape, UserKey, Widths};
+use crate::rowbinary::Widths;
 use crate::rows::{FunnelGroupRow, PathRow};
 use crate::sql::{self, Property};
 

@@ -14,6 +14,7 @@ pub mod funnel;
 pub mod funnel_in_clickhouse;
 pub mod funnel_match;
 pub mod metrics;
+pub mod native;
 pub mod openapi;
 pub mod openapi_saved;
 pub mod path_group;

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use foldhash::fast::RandomState;
 
-use crate::rowbinary::{EventRow, UserKey};
+use crate::native::{EventRow, UserKey};
 use crate::rows::PathRow;
 
 /// Arrays the events are spread over.

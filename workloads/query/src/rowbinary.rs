@@ -6,12 +6,9 @@
 //!
 //! A path row ([`PathDecoder`]) is `distinct_id String, times
 //! Array(UInt32 | UInt64), steps Array(UInt8 | UInt16), exclusions
-//! Array(UInt16), labels Array(String)`. An event row ([`EventDecoder`]) is
-//! `UInt64, UInt64, t UInt32 | UInt64, s UInt8 | UInt16` (`h`, `g`: two
-//! hashes of the distinct id, see [`UserKey`]), then
-//! `x UInt16` when the funnel has exclusions and `bv String` when it has a
-//! breakdown. Strings and array lengths are LEB128 lengths, numbers
-//! little-endian.
+//! Array(UInt16), labels Array(String)`. Strings and array lengths are
+//! LEB128 lengths, numbers little-endian. Funnel events one per row come
+//! in ClickHouse's Native format instead (`crate::native`).
 
 use crate::rows::PathRow;
 
@@ -26,6 +23,14 @@ pub enum DecodeError {
     Utf8,
     #[error("the answer ended inside a funnel row ({0} bytes left over)")]
     Truncated(usize),
+    #[error("a block of funnel rows has column {column} of type {found}, not {expected}")]
+    Column {
+        column: usize,
+        found: String,
+        expected: &'static str,
+    },
+    #[error("a block of funnel rows has {found} columns, not {expected}")]
+    Columns { found: usize, expected: usize },
 }
 
 /// Integer widths of the times and step masks of the rows.
@@ -51,13 +56,13 @@ impl Widths {
 
 /// Bytes received and not yet decoded.
 #[derive(Debug, Default)]
-struct Pending {
-    buf: Vec<u8>,
-    pos: usize,
+pub(crate) struct Pending {
+    pub(crate) buf: Vec<u8>,
+    pub(crate) pos: usize,
 }
 
 impl Pending {
-    fn push(&mut self, chunk: &[u8]) {
+    pub(crate) fn push(&mut self, chunk: &[u8]) {
         if self.pos > 0 {
             self.buf.drain(..self.pos);
             self.pos = 0;
@@ -65,7 +70,7 @@ impl Pending {
         self.buf.extend_from_slice(chunk);
     }
 
-    fn cursor(&self) -> Cursor<'_> {
+    pub(crate) fn cursor(&self) -> Cursor<'_> {
         Cursor {
             bytes: &self.buf,
             pos: self.pos,
@@ -73,7 +78,7 @@ impl Pending {
     }
 
     /// Bytes left over at the end of the answer mean it was cut short.
-    fn finish(&self) -> Result<(), DecodeError> {
+    pub(crate) fn finish(&self) -> Result<(), DecodeError> {
         match self.buf.len() - self.pos {
             0 => Ok(()),
             n => Err(DecodeError::Truncated(n)),
@@ -89,20 +94,20 @@ pub struct PathDecoder {
 }
 
 /// A cursor over a byte slice; `None` means "not enough bytes yet".
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+pub(crate) struct Cursor<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.pos.checked_add(n)?;
         let out = self.bytes.get(self.pos..end)?;
         self.pos = end;
         Some(out)
     }
 
-    fn len(&mut self) -> Result<Option<usize>, DecodeError> {
+    pub(crate) fn len(&mut self) -> Result<Option<usize>, DecodeError> {
         let mut value: u64 = 0;
         for shift in (0..64).step_by(7) {
             let Some(&b) = self.bytes.get(self.pos) else {
@@ -120,7 +125,7 @@ impl<'a> Cursor<'a> {
         Err(DecodeError::Length(value))
     }
 
-    fn str(&mut self) -> Result<Option<&'a str>, DecodeError> {
+    pub(crate) fn str(&mut self) -> Result<Option<&'a str>, DecodeError> {
         let Some(n) = self.len()? else {
             return Ok(None);
         };
@@ -134,34 +139,6 @@ impl<'a> Cursor<'a> {
 
     fn string(&mut self) -> Result<Option<String>, DecodeError> {
         Ok(self.str()?.map(str::to_owned))
-    }
-
-    /// A little-endian `u64`.
-    fn u64(&mut self) -> Option<u64> {
-        let b = self.take(8)?;
-        <[u8; 8]>::try_from(b).ok().map(u64::from_le_bytes)
-    }
-
-    /// A little-endian time of `width` bytes (8, else 4) as a `u64`.
-    fn time(&mut self, width: usize) -> Option<u64> {
-        if width == 8 {
-            self.u64()
-        } else {
-            let b = self.take(4)?;
-            <[u8; 4]>::try_from(b)
-                .ok()
-                .map(|b| u64::from(u32::from_le_bytes(b)))
-        }
-    }
-
-    /// A little-endian mask of `width` bytes (2, else 1).
-    fn mask(&mut self, width: usize) -> Option<u16> {
-        if width == 2 {
-            let b = self.take(2)?;
-            <[u8; 2]>::try_from(b).ok().map(u16::from_le_bytes)
-        } else {
-            self.take(1).map(|b| u16::from(b[0]))
-        }
     }
 
     /// The bytes of an array of `width`-byte numbers.
@@ -258,144 +235,6 @@ impl PathDecoder {
             steps,
             exclusions,
             labels,
-        }))
-    }
-
-    /// Call at the end of the answer: bytes left over mean it was cut short.
-    pub fn finish(&self) -> Result<(), DecodeError> {
-        self.pending.finish()
-    }
-}
-
-/// Which columns an event row has, and how wide.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventShape {
-    pub widths: Widths,
-    /// An exclusion mask follows the step mask.
-    pub exclusions: bool,
-    /// A breakdown label comes last.
-    pub labels: bool,
-}
-
-/// A user as event rows name them: `cityHash64` and `murmurHash2_64` of
-/// the distinct id, 128 bits together (like ClickHouse's own `uniqExact`,
-/// which counts strings by a 128-bit hash). Two ids that agree on both are
-/// taken for one user: by chance that is about as likely as two random
-/// UUIDs colliding; on purpose it takes crafting ids that collide on both
-/// hashes, i.e. someone who can send the project's events, who could fake
-/// its funnels anyway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UserKey {
-    pub city: u64,
-    pub murmur: u64,
-}
-
-/// One event of a funnel, borrowed from the bytes received.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventRow<'a> {
-    pub user: UserKey,
-    pub ts_ms: u64,
-    pub steps: u16,
-    pub exclusions: u16,
-    pub label: &'a str,
-}
-
-/// Event rows out of a stream of chunks.
-#[derive(Debug)]
-pub struct EventDecoder {
-    shape: EventShape,
-    pending: Pending,
-}
-
-impl EventDecoder {
-    pub fn new(shape: EventShape) -> Self {
-        Self {
-            shape,
-            pending: Pending::default(),
-        }
-    }
-
-    /// Adds the next bytes of the answer and hands every complete row to
-    /// `each`.
-    pub fn push(
-        &mut self,
-        chunk: &[u8],
-        mut each: impl FnMut(EventRow<'_>),
-    ) -> Result<(), DecodeError> {
-        self.pending.push(chunk);
-        let mut c = self.pending.cursor();
-        match self.fixed_len() {
-            // Every row has this length: take the whole ones at once.
-            Some(len) => {
-                let whole = (c.bytes.len() - c.pos) / len * len;
-                for row in c.take(whole).unwrap_or_default().chunks_exact(len) {
-                    let mut r = Cursor { bytes: row, pos: 0 };
-                    if let Some(row) = self.fields(&mut r)? {
-                        each(row);
-                    }
-                }
-            }
-            None => {
-                while let Some(row) = self.row(&mut c)? {
-                    each(row);
-                }
-            }
-        }
-        self.pending.pos = c.pos;
-        Ok(())
-    }
-
-    /// The length of every row, when they have no label.
-    fn fixed_len(&self) -> Option<usize> {
-        let w = self.shape.widths;
-        (!self.shape.labels).then_some(
-            16 + w.time_bytes() + w.mask_bytes() + if self.shape.exclusions { 2 } else { 0 },
-        )
-    }
-
-    /// The row at the cursor, moving past it; `None` (cursor left where
-    /// it was) until all of it has arrived.
-    fn row<'a>(&self, c: &mut Cursor<'a>) -> Result<Option<EventRow<'a>>, DecodeError> {
-        let start = c.pos;
-        let row = self.fields(c)?;
-        if row.is_none() {
-            c.pos = start;
-        }
-        Ok(row)
-    }
-
-    fn fields<'a>(&self, c: &mut Cursor<'a>) -> Result<Option<EventRow<'a>>, DecodeError> {
-        let (Some(city), Some(murmur)) = (c.u64(), c.u64()) else {
-            return Ok(None);
-        };
-        let Some(ts_ms) = c.time(self.shape.widths.time_bytes()) else {
-            return Ok(None);
-        };
-        let Some(steps) = c.mask(self.shape.widths.mask_bytes()) else {
-            return Ok(None);
-        };
-        let exclusions = if self.shape.exclusions {
-            match c.mask(2) {
-                Some(x) => x,
-                None => return Ok(None),
-            }
-        } else {
-            0
-        };
-        let label = if self.shape.labels {
-            match c.str()? {
-                Some(l) => l,
-                None => return Ok(None),
-            }
-        } else {
-            ""
-        };
-        Ok(Some(EventRow {
-            user: UserKey { city, murmur },
-            ts_ms,
-            steps,
-            exclusions,
-            label,
         }))
     }
 
@@ -536,122 +375,5 @@ mod tests {
         let mut d = PathDecoder::new(w);
         d.push(&[2, 0xff, 0xfe]);
         assert_eq!(d.next_row(), Err(DecodeError::Utf8));
-    }
-
-    /// Encodes an event row the way ClickHouse does.
-    fn encode_event(e: &EventRow<'_>, shape: EventShape, out: &mut Vec<u8>) {
-        out.extend_from_slice(&e.user.city.to_le_bytes());
-        out.extend_from_slice(&e.user.murmur.to_le_bytes());
-        if shape.widths.narrow_times {
-            out.extend_from_slice(&(e.ts_ms as u32).to_le_bytes());
-        } else {
-            out.extend_from_slice(&e.ts_ms.to_le_bytes());
-        }
-        if shape.widths.narrow_steps {
-            out.push(e.steps as u8);
-        } else {
-            out.extend_from_slice(&e.steps.to_le_bytes());
-        }
-        if shape.exclusions {
-            out.extend_from_slice(&e.exclusions.to_le_bytes());
-        }
-        if shape.labels {
-            string(e.label, out);
-        }
-    }
-
-    fn shapes() -> Vec<EventShape> {
-        let mut all = Vec::new();
-        for bits in 0..16u8 {
-            all.push(EventShape {
-                widths: Widths {
-                    narrow_times: bits & 1 != 0,
-                    narrow_steps: bits & 2 != 0,
-                },
-                exclusions: bits & 4 != 0,
-                labels: bits & 8 != 0,
-            });
-        }
-        all
-    }
-
-    #[test]
-    fn event_rows_decode_whatever_the_chunking_and_shape() {
-        let long = "y".repeat(300);
-        for shape in shapes() {
-            let events: Vec<EventRow<'_>> = (0..40u64)
-                .map(|i| EventRow {
-                    user: UserKey {
-                        city: i % 3 * 0x0102_0304_0506_0708,
-                        murmur: u64::MAX - i,
-                    },
-                    ts_ms: i * 86_400_123,
-                    steps: (i % 200) as u16,
-                    exclusions: if shape.exclusions { i as u16 } else { 0 },
-                    label: if shape.labels && i % 2 == 0 {
-                        &long
-                    } else if shape.labels && i % 5 == 0 {
-                        "Chrome ✓"
-                    } else {
-                        ""
-                    },
-                })
-                .collect();
-            let mut bytes = Vec::new();
-            for e in &events {
-                encode_event(e, shape, &mut bytes);
-            }
-            for chunk in [1, 2, 5, 64, bytes.len()] {
-                let mut d = EventDecoder::new(shape);
-                let mut got: Vec<(UserKey, u64, u16, u16, String)> = Vec::new();
-                for part in bytes.chunks(chunk) {
-                    d.push(part, |e| {
-                        got.push((e.user, e.ts_ms, e.steps, e.exclusions, e.label.to_owned()));
-                    })
-                    .unwrap();
-                }
-                d.finish().unwrap();
-                let want: Vec<(UserKey, u64, u16, u16, String)> = events
-                    .iter()
-                    .map(|e| (e.user, e.ts_ms, e.steps, e.exclusions, e.label.to_owned()))
-                    .collect();
-                assert_eq!(got, want, "{shape:?} chunk {chunk}");
-            }
-        }
-    }
-
-    #[test]
-    fn cut_and_corrupt_event_answers_are_errors() {
-        let shape = EventShape {
-            widths: Widths {
-                narrow_times: true,
-                narrow_steps: true,
-            },
-            exclusions: true,
-            labels: true,
-        };
-        let e = EventRow {
-            user: UserKey { city: 1, murmur: 2 },
-            ts_ms: 5,
-            steps: 1,
-            exclusions: 2,
-            label: "l",
-        };
-        let mut bytes = Vec::new();
-        encode_event(&e, shape, &mut bytes);
-        let mut d = EventDecoder::new(shape);
-        let mut n = 0;
-        d.push(&bytes[..bytes.len() - 1], |_| n += 1).unwrap();
-        assert_eq!(n, 0);
-        assert_eq!(d.finish(), Err(DecodeError::Truncated(bytes.len() - 1)));
-
-        // A label that is not UTF-8, then one with an impossible length.
-        let head = &bytes[..16 + 4 + 1 + 2];
-        let mut d = EventDecoder::new(shape);
-        let bad: Vec<u8> = head.iter().copied().chain([2, 0xff, 0xfe]).collect();
-        assert_eq!(d.push(&bad, |_| ()), Err(DecodeError::Utf8));
-        let mut d = EventDecoder::new(shape);
-        let bad: Vec<u8> = head.iter().copied().chain([0xff; 12]).collect();
-        assert!(matches!(d.push(&bad, |_| ()), Err(DecodeError::Length(_))));
     }
 }

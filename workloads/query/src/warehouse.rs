@@ -19,8 +19,10 @@ use tributary_core::schema::cluster::{Topology, read_topology};
 use crate::answer::Answer;
 use crate::funnel::{FunnelPlan, FunnelTally};
 use crate::funnel_in_clickhouse::{PROBE_SQL, long_paths_sql, matched_sql};
+use crate::native::NativeEventDecoder;
+use crate::native::UserKey;
 use crate::path_group::PathGrouper;
-use crate::rowbinary::{DecodeError, EventDecoder, PathDecoder, UserKey, Widths};
+use crate::rowbinary::{DecodeError, PathDecoder, Widths};
 use crate::rows::{FunnelGroupRow, PathRow, number};
 
 /// Why a query produced no answer.
@@ -511,8 +513,8 @@ impl Warehouse {
             return Ok(None);
         };
         let read = async {
-            let mut answer = self.answer(sql, "RowBinary")?;
-            let mut decoder = EventDecoder::new(plan.event_shape());
+            let mut answer = self.answer(sql, "Native")?;
+            let mut decoder = NativeEventDecoder::new(plan.event_shape());
             let mut grouper = PathGrouper::default();
             while let Some(chunk) = answer.next().await.map_err(|e| self.error(e))? {
                 if let Err(e) = decoder.push(&chunk, |event| grouper.add(&event)) {

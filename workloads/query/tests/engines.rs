@@ -7,8 +7,8 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
+use tributary_query::native::UserKey;
 use tributary_query::request::parse;
-use tributary_query::rowbinary::UserKey;
 use tributary_query::trend::BREAKDOWN_LIMIT;
 use tributary_query::{funnel, retention, trend};
 use tributary_tests::Stack;
