@@ -120,7 +120,7 @@ impl FunnelPlan {
 
     fn events_statement(&self, extra: &str, dedup: bool) -> String {
         format!(
-            "SELECT cityHash64(distinct_id), murmurHash2_64(distinct_id), {columns} FROM {source}{extra}{limit}",
+            "SELECT cityHash64(distinct_id), murmurHash2_32(distinct_id), {columns} FROM {source}{extra}{limit}",
             columns = self.columns,
             source = self.source,
             limit = if dedup { " LIMIT 1 BY uuid" } else { "" },
