@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub mod chdb;
 pub mod clickhouse;
+pub mod cpu;
 pub mod faults;
 pub mod kafka;
 pub mod kafka_tap;

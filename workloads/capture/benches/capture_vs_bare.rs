@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use tributary_tests::cpu::{cpu_by_thread, cpu_time, stack_pid};
+
 // The same allocator as the `tributary` binary, so capture is measured as shipped.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -140,81 +142,9 @@ impl Server {
     }
 }
 
-/// CPU time a process has used so far (user and system), from
-/// /proc/<pid>/stat.
-fn cpu_time(pid: u32) -> Duration {
-    let (user, system) = stat_cpu(&format!("/proc/{pid}/stat"));
-    user + system
-}
-
-/// CPU time by thread name (librdkafka's `rdk:broker1`, tokio's workers),
-/// the numbers in names folded so that threads of a kind add up.
-/// Each kind's user and system time.
-fn cpu_by_thread(pid: u32) -> std::collections::BTreeMap<String, (Duration, Duration)> {
-    let mut by = std::collections::BTreeMap::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let path = task.path();
-        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        let kind: String = name
-            .trim()
-            .trim_end_matches(|c: char| c.is_ascii_digit())
-            .to_owned();
-        let (user, system) = stat_cpu(&path.join("stat").display().to_string());
-        let slot = by.entry(kind).or_insert((Duration::ZERO, Duration::ZERO));
-        slot.0 += user;
-        slot.1 += system;
-    }
-    by
-}
-
-/// User and system time from a stat file.
-fn stat_cpu(path: &str) -> (Duration, Duration) {
-    let stat = std::fs::read_to_string(path).unwrap_or_default();
-    // The fields after the command name (which may hold spaces): utime and
-    // stime are the 12th and 13th of them, in clock ticks.
-    let rest: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let hz = clock_ticks_per_second();
-    (
-        Duration::from_secs_f64(ticks(11) as f64 / hz),
-        Duration::from_secs_f64(ticks(12) as f64 / hz),
-    )
-}
-
-fn clock_ticks_per_second() -> f64 {
-    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *HZ.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100.0)
-    })
-}
-
-/// The stack's broker process, if its pid file is where `local-stack.sh`
-/// keeps it.
-fn broker_pid() -> Option<u32> {
-    let dir = std::env::var("TRIBUTARY_STACK_DIR").map_or_else(
-        |_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.stack"),
-        std::path::PathBuf::from,
-    );
-    std::fs::read_to_string(dir.join("run/kafka.pid"))
-        .ok()
-        .and_then(|p| p.lines().next().and_then(|l| l.trim().parse().ok()))
-}
-
 /// A wrk run and the CPU time the server (and the broker) used during it.
 fn measured(server: &Server, script: &str) -> (Load, Duration, Option<Duration>) {
-    let broker = broker_pid();
+    let broker = stack_pid("kafka");
     let (cpu, broker_cpu) = (cpu_time(server.child.id()), broker.map(cpu_time));
     let threads = cpu_by_thread(server.child.id());
     let load = wrk(server.addr, script, DURATION_S);

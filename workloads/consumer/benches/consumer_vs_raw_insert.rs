@@ -32,6 +32,7 @@ use tributary_core::Event;
 use tributary_core::clickhouse::ClickHouseSettings;
 use tributary_core::config::Env;
 use tributary_tests::clickhouse::{cluster_settings, host_port};
+use tributary_tests::cpu::{cpu_time, stack_pid};
 use tributary_tests::kafka::{client_config, create_topic};
 use tributary_tests::{Stack, poll_until, unique_name};
 
@@ -80,6 +81,25 @@ fn consumer_config(stack: &Stack, topic: &str, db: &str) -> ConsumerConfig {
         ("CONSUMER_SESSION_TIMEOUT_MS", "6000".to_owned()),
     ]);
     ConsumerConfig::from_env(&Env::new(&vars)).unwrap()
+}
+
+/// CPU time used so far by this process (the consumer runs in it), the
+/// stack's broker and its ClickHouse server, in that order.
+fn cpu_now() -> [Duration; 3] {
+    let of = |pid: Option<u32>| pid.map_or(Duration::ZERO, cpu_time);
+    [
+        cpu_time(std::process::id()),
+        of(stack_pid("kafka")),
+        of(stack_pid("clickhouse")),
+    ]
+}
+
+/// CPU µs per row spent since `before` by each of the three of `cpu_now`.
+fn cpu_per_row(before: [Duration; 3], rows: usize) -> [f64; 3] {
+    let after = cpu_now();
+    std::array::from_fn(|i| {
+        after[i].saturating_sub(before[i]).as_secs_f64() * 1e6 / rows.max(1) as f64
+    })
 }
 
 /// Seconds to insert `rows` in batches with the `clickhouse` crate into the
@@ -206,7 +226,9 @@ async fn main() {
         .iter()
         .map(|e| EventRow::from_event(e.clone()).unwrap())
         .collect();
+    let cpu = cpu_now();
     let raw_secs = raw_insert(&settings(&stack, &unique_name("bench_raw")), &rows).await;
+    let raw_cpu = cpu_per_row(cpu, n);
     let raw_rate = n as f64 / raw_secs;
 
     // Decode alone: the same messages pushed into a batch, no I/O.
@@ -214,6 +236,7 @@ async fn main() {
         .iter()
         .map(|e| (e.kafka_key().to_vec(), e.to_kafka_payload().unwrap()))
         .collect();
+    let cpu = cpu_now();
     let started = Instant::now();
     let mut decoded = tributary_consumer::batch::Batch::default();
     for (i, (k, p)) in payloads.into_iter().enumerate() {
@@ -228,6 +251,7 @@ async fn main() {
         );
     }
     let decode_secs = started.elapsed().as_secs_f64();
+    let decode_cpu = cpu_per_row(cpu, n);
     assert_eq!(decoded.entries.len(), n);
     drop(decoded);
 
@@ -243,18 +267,22 @@ async fn main() {
     rdkafka::consumer::Consumer::subscribe(&reader, &[&topic]).unwrap();
     let first = reader.recv().await.unwrap();
     drop(first);
+    let cpu = cpu_now();
     let started = Instant::now();
     for _ in 1..n {
         let m = reader.recv().await.unwrap();
         std::hint::black_box(rdkafka::Message::payload(&m).map(<[u8]>::len));
     }
     let read_secs = started.elapsed().as_secs_f64();
+    let read_cpu = cpu_per_row(cpu, n);
     let read_rate = n as f64 / read_secs;
     drop(reader);
 
     // The consumer on the pre-filled topic.
     let db = unique_name("bench_consumer");
+    let cpu = cpu_now();
     let consumer_secs = consume(consumer_config(&stack, &topic, &db), n).await;
+    let consumer_cpu = cpu_per_row(cpu, n);
     let consumer_rate = n as f64 / consumer_secs;
 
     // The same two on the stack's two-shard cluster.
@@ -375,6 +403,25 @@ async fn main() {
         n as f64 / decode_secs,
         decode_secs
     );
+    println!();
+    println!(
+        "CPU µs per row (/proc): {:<30} {:>8} {:>8} {:>10} {:>8}",
+        "case", "bench", "broker", "ClickHouse", "total"
+    );
+    for (case, cpu) in [
+        ("raw insert (bench = client)", raw_cpu),
+        ("decode only", decode_cpu),
+        ("raw Kafka read", read_cpu),
+        ("consumer (in the bench)", consumer_cpu),
+    ] {
+        println!(
+            "CPU µs per row (/proc): {case:<30} {:>8.2} {:>8.2} {:>10.2} {:>8.2}",
+            cpu[0],
+            cpu[1],
+            cpu[2],
+            cpu.iter().sum::<f64>()
+        );
+    }
     println!();
     println!(
         "ratio consumer/raw insert: {:.3} (goal >= 0.8)",
