@@ -15,7 +15,8 @@
 //!
 //! `BENCH_QUERY_EVENTS=N` runs the same on N events of the same shape (the
 //! same users and days, denser), in a database of their own
-//! (`tributary_bench_N`), for the table of how latency and memory grow.
+//! (`tributary_bench_N`), for the table of how latency and memory grow;
+//! `QUERY_FUNNEL_LOCAL_EVENTS` passes the service's funnel memory budget.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -169,6 +170,11 @@ async fn measure(stack: &Stack, target: &Target) -> Measured {
     ];
     if let Some(cluster) = &target.settings.cluster {
         vars.push(("QUERY_CLICKHOUSE_CLUSTER", cluster.as_str()));
+    }
+    // The funnel's memory budget, when the run sets it.
+    let budget = std::env::var("QUERY_FUNNEL_LOCAL_EVENTS").ok();
+    if let Some(events) = &budget {
+        vars.push(("QUERY_FUNNEL_LOCAL_EVENTS", events.as_str()));
     }
     let vars: std::collections::HashMap<String, String> = vars
         .into_iter()
