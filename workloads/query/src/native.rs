@@ -251,23 +251,7 @@ fn block<'a>(c: &mut Cursor<'a>, types: &[&'static str]) -> Result<Block<'a>, De
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let b = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(b);
-                return;
-            }
-            out.push(b | 0x80);
-        }
-    }
-
-    fn string(s: &str, out: &mut Vec<u8>) {
-        leb(s.len(), out);
-        out.extend_from_slice(s.as_bytes());
-    }
+    use crate::rowbinary::encoding::{leb, string};
 
     #[derive(Debug, Clone, PartialEq)]
     struct Owned {

@@ -244,11 +244,11 @@ impl PathDecoder {
     }
 }
 
+/// ClickHouse's encodings of lengths and strings, written independently of
+/// the decoders, for their tests (RowBinary's and Native's).
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
+pub(crate) mod encoding {
+    pub fn leb(mut n: usize, out: &mut Vec<u8>) {
         loop {
             let b = (n & 0x7f) as u8;
             n >>= 7;
@@ -260,10 +260,16 @@ mod tests {
         }
     }
 
-    fn string(s: &str, out: &mut Vec<u8>) {
+    pub fn string(s: &str, out: &mut Vec<u8>) {
         leb(s.len(), out);
         out.extend_from_slice(s.as_bytes());
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encoding::{leb, string};
+    use super::*;
 
     /// Encodes a row the way ClickHouse does, independently of the decoder.
     fn encode(row: &PathRow, w: Widths) -> Vec<u8> {
