@@ -600,6 +600,14 @@ mod tests {
     fn statements_are_scoped_and_only_strict_reads_every_event() {
         let p = plan_of(r#"{"steps":[{"event":"a"},{"event":"b"}],"date_from":"-30d"}"#).unwrap();
         assert!(p.sql().contains("project_id = 3"));
+        // The days of the range on the sorting key, or every day is read.
+        for sql in [p.sql(), p.events_sql()] {
+            assert!(
+                sql.contains("toDate(timestamp) >= toDate(toDateTime(")
+                    && sql.contains("toDate(timestamp) <= toDate(toDateTime("),
+                "{sql}"
+            );
+        }
         assert!(p.sql().contains("event IN ('a', 'b')"), "{}", p.sql());
         assert!(!p.sql().contains("uuid"), "no uuid read: {}", p.sql());
         assert!(

@@ -26,8 +26,8 @@ pub struct EventShape {
 
 /// A user as event rows name them: `cityHash64` and `murmurHash2_32` of
 /// the distinct id, 96 bits together. Two ids that agree on both are taken
-/// for one user: by chance that is about as likely as two random UUIDs
-/// colliding (among a million users, about 10^-17); on purpose it takes
+/// for one user: by chance, among a million users, about once in 10^17
+/// funnels; on purpose it takes
 /// crafting ids that collide on both hashes, i.e. someone who can send the
 /// project's events, who could fake its funnels anyway. The second hash
 /// was 64 bits wide: at 32, ClickHouse answers a 10 M-event funnel a tenth
@@ -64,6 +64,17 @@ pub struct NativeEventDecoder {
     /// Bytes the block being received needs at least, as far as its
     /// header told: no new attempt to read it before they are here.
     needed: usize,
+    /// How far the block's strings were read: they are not read again.
+    strings: Resume,
+}
+
+/// Where reading a block's string column stopped for want of bytes: the
+/// strings whole so far, and the offset (from the block's start) of the
+/// first one that was not.
+#[derive(Debug, Default, Clone, Copy)]
+struct Resume {
+    rows: usize,
+    offset: usize,
 }
 
 impl NativeEventDecoder {
@@ -72,6 +83,7 @@ impl NativeEventDecoder {
             shape,
             pending: Pending::default(),
             needed: 0,
+            strings: Resume::default(),
         }
     }
 
@@ -108,11 +120,12 @@ impl NativeEventDecoder {
                 return Ok(());
             }
             let mut c = self.pending.cursor();
-            match block(&mut c, &types)? {
+            match block(&mut c, &types, &mut self.strings)? {
                 Block::Whole(rows, columns) => {
                     self.emit(rows, &columns, &mut each)?;
                     self.pending.pos = c.pos;
                     self.needed = 0;
+                    self.strings = Resume::default();
                 }
                 Block::Needs(n) => {
                     self.needed = n;
@@ -186,8 +199,13 @@ enum Block<'a> {
     Needs(usize),
 }
 
-/// Reads the block at the cursor.
-fn block<'a>(c: &mut Cursor<'a>, types: &[&'static str]) -> Result<Block<'a>, DecodeError> {
+/// Reads the block at the cursor; its strings from where `strings` says
+/// an earlier attempt stopped.
+fn block<'a>(
+    c: &mut Cursor<'a>,
+    types: &[&'static str],
+    strings: &mut Resume,
+) -> Result<Block<'a>, DecodeError> {
     let start = c.pos;
     let needs = |c: &Cursor<'_>, more: usize| Ok(Block::Needs(c.pos - start + more.max(1)));
     let Some(count) = c.len()? else {
@@ -234,12 +252,24 @@ fn block<'a>(c: &mut Cursor<'a>, types: &[&'static str]) -> Result<Block<'a>, De
             }
         } else {
             let from = c.pos;
-            for _ in 0..rows {
+            if strings.rows > 0 {
+                c.pos = start + strings.offset;
+            }
+            for row in strings.rows..rows {
+                let at = c.pos;
+                let stop = |c: &Cursor<'_>, strings: &mut Resume, more: usize| {
+                    *strings = Resume {
+                        rows: row,
+                        offset: at - start,
+                    };
+                    // Each string after this one takes a byte at least.
+                    needs(c, more + (rows - row - 1))
+                };
                 let Some(n) = c.len()? else {
-                    return needs(c, 1);
+                    return stop(c, strings, 1);
                 };
                 if c.take(n).is_none() {
-                    return needs(c, n);
+                    return stop(c, strings, n);
                 }
             }
             columns.push(Column::Strings(c.bytes.get(from..c.pos).unwrap_or(&[])));
@@ -398,6 +428,54 @@ mod tests {
             }
         }
         assert_eq!(checked, 16 * 3 * 5);
+    }
+
+    #[test]
+    fn empty_blocks_give_no_rows_and_bad_bytes_are_errors() {
+        let shape = EventShape {
+            widths: Widths {
+                narrow_times: true,
+                narrow_steps: true,
+            },
+            exclusions: false,
+            labels: true,
+        };
+        // A block of no columns and no rows, and one with its header and
+        // no rows, before a block of three rows.
+        let mut bytes = vec![0, 0, 5, 0];
+        for (name, ty) in [
+            ("h", "UInt64"),
+            ("g", "UInt32"),
+            ("t", "UInt32"),
+            ("s", "UInt8"),
+            ("bv", "String"),
+        ] {
+            string(name, &mut bytes);
+            string(ty, &mut bytes);
+        }
+        bytes.extend(encode(&rows(3), shape, 3));
+        for chunk in [1, 7, bytes.len()] {
+            assert_eq!(
+                decode(&bytes, shape, chunk).unwrap(),
+                expected(&rows(3), shape)
+            );
+        }
+        // A label that is not UTF-8.
+        let mut bad = encode(&rows(1), shape, 1);
+        let last = bad.len() - 1;
+        bad[last] = 0xff;
+        assert_eq!(decode(&bad, shape, 64).unwrap_err(), DecodeError::Utf8);
+        // A row count past belief.
+        let mut huge = vec![5];
+        huge.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+        assert!(matches!(
+            decode(&huge, shape, 64),
+            Err(DecodeError::Length(_))
+        ));
+        // An error ClickHouse appends after some blocks: an error at once.
+        let mut failed = encode(&rows(3), shape, 3);
+        failed.extend_from_slice(b"Code: 241. DB::Exception: Memory limit exceeded");
+        assert!(decode(&failed, shape, 5).is_err());
     }
 
     #[test]

@@ -170,6 +170,12 @@ mod tests {
         assert_eq!(dates, ["2026-11-02", "2026-11-09", "2026-11-16"]);
         assert_eq!(p.range.to.to_rfc3339(), "2026-11-23T00:00:00+00:00");
         assert!(p.sql.contains("project_id = 2"));
+        // The days of the range on the sorting key, or every day is read.
+        assert!(
+            p.sql.contains("toDate(timestamp) >= toDate(toDateTime("),
+            "{}",
+            p.sql
+        );
         let out = assemble(
             &p,
             &[

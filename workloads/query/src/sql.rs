@@ -325,7 +325,8 @@ pub fn bucket_value(interval: Interval, tz: Tz) -> String {
 /// ClickHouse (18.16 at least) cannot derive from a condition on
 /// `timestamp`: without it a 7-day query reads every day of the project.
 /// Both sides of the key's condition are the server's `toDate`, so the
-/// days match whatever the server's timezone.
+/// days match whatever the server's timezone (on a cluster, its servers
+/// must share one, as they must for `toDate` in the sorting key anyway).
 pub fn time_range(range: &TimeRange) -> [String; 4] {
     let (from, to) = (range.from_epoch(), range.to_epoch());
     [

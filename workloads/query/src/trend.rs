@@ -701,6 +701,14 @@ mod tests {
         );
         assert!(!sql.contains("'v04'"), "{sql}");
         assert!(sql.contains("uniqExact(distinct_id)"), "{sql}");
+        // The days of the range on the sorting key, or every day is read.
+        for sql in [&sql, &s.sql, &s.per_shard.sql] {
+            assert!(
+                sql.contains("toDate(timestamp) >= toDate(toDateTime(")
+                    && sql.contains("toDate(timestamp) <= toDate(toDateTime("),
+                "{sql}"
+            );
+        }
         // Without its rows the answer is refused rather than guessed.
         assert_eq!(
             assemble(&p, &rows(all.clone())),
