@@ -38,6 +38,40 @@ async fn n_events_produced_are_n_events_counted() {
     assert!(dlq.is_empty(), "{} DLQ messages", dlq.len());
 }
 
+/// A backlog is taken many messages at a time (without a turn of the
+/// consumer's loop each), and still never past `CONSUMER_BATCH_SIZE`: 64,
+/// a bound of the batch-size histogram's buckets, so that every batch must
+/// fall at or under it. Shown to fail with the drain's bound removed: 7
+/// batches of up to 512 messages instead of 47 or more.
+#[tokio::test]
+async fn a_backlog_is_read_in_batches_no_larger_than_the_batch_size() {
+    let stack = Stack::require();
+    let f = common::Fixture::new(&stack.kafka_bootstrap, &stack.clickhouse_url, 4).await;
+    common::produce(&f.bootstrap, &f.topic, &common::events(3000, 13)).await;
+    let consumer = common::start(f.config(&[
+        ("CONSUMER_BATCH_SIZE", "64"),
+        ("CONSUMER_FLUSH_INTERVAL_MS", "500"),
+    ]));
+    f.wait_for_events(3000, Duration::from_secs(120)).await;
+    let text = consumer.metrics_text();
+    consumer.stop().await;
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{text}"))
+    };
+    let batches = value("consumer_batch_size_count ");
+    let at_most_64 = value("consumer_batch_size_bucket{le=\"64.0\"} ");
+    assert_eq!(value("consumer_batch_size_sum "), 3000.0, "{text}");
+    assert!(batches >= (3000.0 / 64.0_f64).ceil(), "{batches} batches");
+    assert_eq!(
+        at_most_64, batches,
+        "a batch held more than 64 messages:\n{text}"
+    );
+    assert_eq!(f.rows_after_merge().await, 3000);
+}
+
 #[tokio::test]
 async fn poison_messages_go_to_the_dlq_and_the_rest_is_stored() {
     let stack = Stack::require();
