@@ -60,6 +60,8 @@ enum Column<'a> {
 #[derive(Debug)]
 pub struct NativeEventDecoder {
     shape: EventShape,
+    /// The columns' types, in order, as the shape has them.
+    types: Vec<&'static str>,
     pending: Pending,
     /// Bytes the block being received needs at least, as far as its
     /// header told: no new attempt to read it before they are here.
@@ -81,28 +83,11 @@ impl NativeEventDecoder {
     pub fn new(shape: EventShape) -> Self {
         Self {
             shape,
+            types: types(shape),
             pending: Pending::default(),
             needed: 0,
             strings: Resume::default(),
         }
-    }
-
-    /// The columns' types, in order.
-    fn types(&self) -> Vec<&'static str> {
-        let w = self.shape.widths;
-        let mut types = vec![
-            "UInt64",
-            "UInt32",
-            if w.narrow_times { "UInt32" } else { "UInt64" },
-            if w.narrow_steps { "UInt8" } else { "UInt16" },
-        ];
-        if self.shape.exclusions {
-            types.push("UInt16");
-        }
-        if self.shape.labels {
-            types.push("String");
-        }
-        types
     }
 
     /// Adds the next bytes of the answer and hands every row of each
@@ -113,14 +98,13 @@ impl NativeEventDecoder {
         mut each: impl FnMut(EventRow<'_>),
     ) -> Result<(), DecodeError> {
         self.pending.push(chunk);
-        let types = self.types();
         loop {
             let available = self.pending.buf.len() - self.pending.pos;
             if available == 0 || available < self.needed {
                 return Ok(());
             }
             let mut c = self.pending.cursor();
-            match block(&mut c, &types, &mut self.strings)? {
+            match block(&mut c, &self.types, &mut self.strings)? {
                 Block::Whole(rows, columns) => {
                     self.emit(rows, &columns, &mut each)?;
                     self.pending.pos = c.pos;
@@ -176,6 +160,24 @@ impl NativeEventDecoder {
     pub fn finish(&self) -> Result<(), DecodeError> {
         self.pending.finish()
     }
+}
+
+/// The columns' types of `shape`'s blocks, in order.
+fn types(shape: EventShape) -> Vec<&'static str> {
+    let w = shape.widths;
+    let mut types = vec![
+        "UInt64",
+        "UInt32",
+        if w.narrow_times { "UInt32" } else { "UInt64" },
+        if w.narrow_steps { "UInt8" } else { "UInt16" },
+    ];
+    if shape.exclusions {
+        types.push("UInt16");
+    }
+    if shape.labels {
+        types.push("String");
+    }
+    types
 }
 
 /// The `i`th little-endian number of `width` bytes (1, 2, 4 or 8) of
@@ -430,16 +432,21 @@ mod tests {
         assert_eq!(checked, 16 * 3 * 5);
     }
 
-    #[test]
-    fn empty_blocks_give_no_rows_and_bad_bytes_are_errors() {
-        let shape = EventShape {
+    /// Narrow times and steps, no exclusions, a breakdown label.
+    fn labelled() -> EventShape {
+        EventShape {
             widths: Widths {
                 narrow_times: true,
                 narrow_steps: true,
             },
             exclusions: false,
             labels: true,
-        };
+        }
+    }
+
+    #[test]
+    fn empty_blocks_give_no_rows_and_bad_bytes_are_errors() {
+        let shape = labelled();
         // A block of no columns and no rows, and one with its header and
         // no rows, before a block of three rows.
         let mut bytes = vec![0, 0, 5, 0];
@@ -480,14 +487,7 @@ mod tests {
 
     #[test]
     fn a_cut_answer_or_a_column_of_another_type_is_an_error() {
-        let shape = EventShape {
-            widths: Widths {
-                narrow_times: true,
-                narrow_steps: true,
-            },
-            exclusions: false,
-            labels: true,
-        };
+        let shape = labelled();
         let bytes = encode(&rows(10), shape, 10);
         for cut in [1, bytes.len() / 2, bytes.len() - 1] {
             assert!(
