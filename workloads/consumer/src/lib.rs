@@ -53,10 +53,6 @@ use tokio_util::sync::CancellationToken;
 pub use config::ConsumerConfig;
 
 use crate::batch::{Batch, Incoming, Poison};
-
-/// Messages taken at most, after one arrives, from what librdkafka already
-/// holds before the consumer's loop turns again (see `run`).
-const DRAIN_PER_TURN: usize = 512;
 use crate::metrics::{ConsumerMetrics, KindLabels, PartitionLabels};
 
 #[derive(Debug, thiserror::Error)]
@@ -346,14 +342,8 @@ impl EventConsumer {
                             // Take what librdkafka already holds without
                             // going round the loop: a turn of this select!
                             // (its futures, the timer) cost more than
-                            // decoding a message. A bounded number, so
-                            // that the write in flight, shutdown and the
-                            // flush deadline are still seen every
-                            // millisecond or so.
-                            for _ in 0..DRAIN_PER_TURN {
-                                if batch.is_full(self.config.batch_size, self.config.batch_max_bytes) {
-                                    break;
-                                }
+                            // decoding a message.
+                            while !batch.is_full(self.config.batch_size, self.config.batch_max_bytes) {
                                 match self.consumer.recv().now_or_never() {
                                     Some(Ok(m)) => {
                                         self.forget_revoked(&mut batch);
