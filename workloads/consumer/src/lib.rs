@@ -35,7 +35,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
 use futures::future::{BoxFuture, join_all};
 use prometheus_client::registry::Registry;
 use rdkafka::client::ClientContext;
@@ -338,24 +337,16 @@ impl EventConsumer {
                     self.forget_revoked(&mut batch);
                     match msg {
                         Ok(m) => {
-                            self.add(&mut batch, &m);
-                            // Take what librdkafka already holds without
-                            // going round the loop: a turn of this select!
-                            // (its futures, the timer) cost more than
-                            // decoding a message.
-                            while !batch.is_full(self.config.batch_size, self.config.batch_max_bytes) {
-                                match self.consumer.recv().now_or_never() {
-                                    Some(Ok(m)) => {
-                                        self.forget_revoked(&mut batch);
-                                        self.add(&mut batch, &m);
-                                    }
-                                    Some(Err(e)) => {
-                                        tracing::warn!(error = %e, "Kafka consume error");
-                                        break;
-                                    }
-                                    None => break,
-                                }
-                            }
+                            self.metrics.consumed.inc();
+                            batch.push(
+                                Incoming {
+                                    partition: m.partition(),
+                                    offset: m.offset(),
+                                    key: m.key().map(<[u8]>::to_vec),
+                                    payload: m.payload().map(<[u8]>::to_vec),
+                                },
+                                Instant::now(),
+                            );
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "Kafka consume error");
@@ -460,20 +451,6 @@ impl EventConsumer {
             );
         }
         Ok(())
-    }
-
-    /// Decodes a message into the batch.
-    fn add(&self, batch: &mut Batch, m: &impl Message) {
-        self.metrics.consumed.inc();
-        batch.push(
-            Incoming {
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key().map(<[u8]>::to_vec),
-                payload: m.payload().map(<[u8]>::to_vec),
-            },
-            Instant::now(),
-        );
     }
 
     fn forget_revoked(&self, batch: &mut Batch) {
