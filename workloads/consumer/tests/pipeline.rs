@@ -38,11 +38,10 @@ async fn n_events_produced_are_n_events_counted() {
     assert!(dlq.is_empty(), "{} DLQ messages", dlq.len());
 }
 
-/// A backlog is taken many messages at a time (without a turn of the
-/// consumer's loop each), and still never past `CONSUMER_BATCH_SIZE`: 64,
+/// A backlog is read in batches never past `CONSUMER_BATCH_SIZE`: 64,
 /// a bound of the batch-size histogram's buckets, so that every batch must
-/// fall at or under it. Shown to fail with the drain's bound removed: 7
-/// batches of up to 512 messages instead of 47 or more.
+/// fall at or under it. Shown to fail (7 batches instead of 47 or more)
+/// with a drain of up to 512 messages a turn that ignored the bound.
 #[tokio::test]
 async fn a_backlog_is_read_in_batches_no_larger_than_the_batch_size() {
     let stack = Stack::require();
