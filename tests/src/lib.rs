@@ -17,6 +17,7 @@ pub mod faults;
 pub mod kafka;
 pub mod kafka_tap;
 pub mod kubelet;
+pub mod perf;
 pub mod process;
 pub mod sample;
 pub mod stress;

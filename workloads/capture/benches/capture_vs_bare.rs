@@ -8,7 +8,8 @@
 //! `wrk` drives the load from a third process over loopback, with a new
 //! random `distinct_id` in every request so the events spread over the
 //! topic's partitions. Printed: events/s, p50, p99, non-2xx answers, the ratio
-//! capture / bare, and capture's peak RSS.
+//! capture / bare, and capture's peak RSS. `BENCH_PERF_DIR=<dir>` also
+//! samples each case's stacks (`tributary_tests::perf`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -17,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tributary_tests::cpu::{cpu_by_thread, cpu_time, stack_pid};
+use tributary_tests::perf::Profile;
 
 // The same allocator as the `tributary` binary, so capture is measured as shipped.
 #[global_allocator]
@@ -143,11 +145,15 @@ impl Server {
 }
 
 /// A wrk run and the CPU time the server (and the broker) used during it.
-fn measured(server: &Server, script: &str) -> (Load, Duration, Option<Duration>) {
+fn measured(server: &Server, script: &str, case: &str) -> (Load, Duration, Option<Duration>) {
     let broker = stack_pid("kafka");
     let (cpu, broker_cpu) = (cpu_time(server.child.id()), broker.map(cpu_time));
     let threads = cpu_by_thread(server.child.id());
+    let profile = Profile::start(server.child.id(), case);
     let load = wrk(server.addr, script, DURATION_S);
+    if let Some(profile) = profile {
+        profile.stop();
+    }
     let used = cpu_time(server.child.id()).saturating_sub(cpu);
     let requests = load.requests_per_s * DURATION_S as f64;
     let mut line = String::new();
@@ -288,9 +294,9 @@ fn orchestrate() {
         "measuring {DURATION_S} s per case, {} connections, {THREADS} wrk threads",
         connections()
     );
-    let (base, base_cpu, _) = measured(&bare, &single);
-    let (one, one_cpu, one_broker) = measured(&capture, &single);
-    let (ten, ten_cpu, ten_broker) = measured(&capture, &batch);
+    let (base, base_cpu, _) = measured(&bare, &single, "bare");
+    let (one, one_cpu, one_broker) = measured(&capture, &single, "capture-single");
+    let (ten, ten_cpu, ten_broker) = measured(&capture, &batch, "capture-batch");
     let (peak_rss, rss) = capture.memory_mib();
 
     println!();
