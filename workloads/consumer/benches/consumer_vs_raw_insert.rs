@@ -16,6 +16,9 @@
 //! 5. Visibility: capture and the consumer run together while events are
 //!    posted at a steady rate; p50/p95 of insert time minus capture's
 //!    `received_at`, read from the consumer's histogram.
+//!
+//! `BENCH_PERF_DIR=<dir>` also samples the process's stacks during step 3
+//! (`tributary_tests::perf`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 // The tests' fixtures: the consumer is started exactly as they start it.
@@ -34,6 +37,7 @@ use tributary_core::config::Env;
 use tributary_tests::clickhouse::{cluster_settings, host_port};
 use tributary_tests::cpu::{cpu_time, stack_pid};
 use tributary_tests::kafka::{client_config, create_topic};
+use tributary_tests::perf::Profile;
 use tributary_tests::{Stack, poll_until, unique_name};
 
 #[global_allocator]
@@ -102,13 +106,55 @@ fn cpu_per_row(before: [Duration; 3], rows: usize) -> [f64; 3] {
     })
 }
 
-/// Seconds to insert `rows` in batches with the `clickhouse` crate into the
-/// (freshly migrated) events of `settings`.
-async fn raw_insert(settings: &ClickHouseSettings, rows: &[EventRow]) -> f64 {
+/// Waits until the ClickHouse server at `url` has merged what the last phase wrote:
+/// no merge running and the same count of active parts for 1.5 s. Without
+/// it, the merges of the raw insert's parts ran during the consumer's
+/// phase: they slowed it and counted in its ClickHouse CPU.
+async fn quiet(url: &str) {
+    let client = tributary_tests::clickhouse::client(url);
+    let last = std::cell::Cell::new((u64::MAX, Instant::now()));
+    poll_until(
+        "ClickHouse to finish its merges",
+        Duration::from_secs(120),
+        || {
+            let merges = client
+                .query("SELECT count() FROM system.merges")
+                .fetch_one::<u64>();
+            let parts = client
+                .query("SELECT count() FROM system.parts WHERE active")
+                .fetch_one::<u64>();
+            let last = &last;
+            async move {
+                let (merges, parts) = (merges.await.unwrap(), parts.await.unwrap());
+                let (seen, since) = last.get();
+                if merges > 0 || parts != seen {
+                    last.set((if merges > 0 { u64::MAX } else { parts }, Instant::now()));
+                    return None;
+                }
+                (since.elapsed() >= Duration::from_millis(1500)).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+/// A measured phase: its seconds, and the CPU µs per row (of `cpu_now`'s
+/// three) from its start until ClickHouse had merged what it wrote.
+struct Phase {
+    secs: f64,
+    cpu: [f64; 3],
+}
+
+/// Inserts `rows` in batches with the `clickhouse` crate into the (freshly
+/// migrated) events of `settings`; `quiet_url` is the server whose merges
+/// are waited for.
+async fn raw_insert(settings: &ClickHouseSettings, rows: &[EventRow], quiet_url: &str) -> Phase {
     tributary_core::schema::migrate_clickhouse(settings)
         .await
         .unwrap();
     let client = settings.client();
+    quiet(quiet_url).await;
+    let cpu = cpu_now();
     let started = Instant::now();
     for chunk in rows.chunks(batch()) {
         let mut insert = client.insert::<EventRow>("events").await.unwrap();
@@ -117,17 +163,24 @@ async fn raw_insert(settings: &ClickHouseSettings, rows: &[EventRow]) -> f64 {
         }
         insert.end().await.unwrap();
     }
-    started.elapsed().as_secs_f64()
+    let secs = started.elapsed().as_secs_f64();
+    quiet(quiet_url).await;
+    Phase {
+        secs,
+        cpu: cpu_per_row(cpu, rows.len()),
+    }
 }
 
-/// Seconds the consumer configured by `config` takes to write `n` rows
-/// from the pre-filled topic into its (freshly migrated) database, timed
-/// from the first message read, like the raw read baseline: group join and
-/// offset lookup are start-up, not throughput.
-async fn consume(config: ConsumerConfig, n: usize) -> f64 {
+/// The consumer configured by `config` writing `n` rows from the
+/// pre-filled topic into its (freshly migrated) database, timed (and its
+/// CPU counted) from the first message read, like the raw read baseline:
+/// group join and offset lookup are start-up, not throughput. `phase`
+/// names its profile (`tributary_tests::perf`).
+async fn consume(config: ConsumerConfig, n: usize, quiet_url: &str, phase: &str) -> Phase {
     tributary_core::schema::migrate_clickhouse(&config.clickhouse)
         .await
         .unwrap();
+    quiet(quiet_url).await;
     let consumer = common::start(config);
     poll_until(
         "the consumer's first message",
@@ -135,14 +188,26 @@ async fn consume(config: ConsumerConfig, n: usize) -> f64 {
         || async { (consumer.metrics.consumed.get() > 0).then_some(()) },
     )
     .await;
+    let cpu = cpu_now();
+    let profile = Profile::start(std::process::id(), phase);
     let started = Instant::now();
     poll_until("every row written", Duration::from_secs(600), || async {
         (consumer.metrics.rows_written.get() >= n as u64).then_some(())
     })
     .await;
     let secs = started.elapsed().as_secs_f64();
+    if let Some(profile) = profile {
+        profile.stop();
+    }
+    quiet(quiet_url).await;
+    let cpu = cpu_per_row(cpu, n);
+    let batches = consumer.metrics.batches_written.get();
+    println!(
+        "  the consumer wrote {n} rows in {batches} inserts ({:.0} rows each)",
+        n as f64 / batches.max(1) as f64
+    );
     consumer.stop().await;
-    secs
+    Phase { secs, cpu }
 }
 
 /// Quantile from the cumulative `_bucket` lines of a histogram (upper bound
@@ -226,9 +291,13 @@ async fn main() {
         .iter()
         .map(|e| EventRow::from_event(e.clone()).unwrap())
         .collect();
-    let cpu = cpu_now();
-    let raw_secs = raw_insert(&settings(&stack, &unique_name("bench_raw")), &rows).await;
-    let raw_cpu = cpu_per_row(cpu, n);
+    let raw = raw_insert(
+        &settings(&stack, &unique_name("bench_raw")),
+        &rows,
+        &stack.clickhouse_url,
+    )
+    .await;
+    let (raw_secs, raw_cpu) = (raw.secs, raw.cpu);
     let raw_rate = n as f64 / raw_secs;
 
     // Decode alone: the same messages pushed into a batch, no I/O.
@@ -280,18 +349,26 @@ async fn main() {
 
     // The consumer on the pre-filled topic.
     let db = unique_name("bench_consumer");
-    let cpu = cpu_now();
-    let consumer_secs = consume(consumer_config(&stack, &topic, &db), n).await;
-    let consumer_cpu = cpu_per_row(cpu, n);
+    let consumer = consume(
+        consumer_config(&stack, &topic, &db),
+        n,
+        &stack.clickhouse_url,
+        "consumer",
+    )
+    .await;
+    let (consumer_secs, consumer_cpu) = (consumer.secs, consumer.cpu);
     let consumer_rate = n as f64 / consumer_secs;
 
     // The same two on the stack's two-shard cluster.
     let (cluster, node) = stack.cluster();
     let on_cluster = |db: &str| cluster_settings(&node, db, &cluster);
-    let raw_cluster_secs = raw_insert(&on_cluster(&unique_name("bench_raw_c")), &rows).await;
+    // One node's merges are waited for: the other shard's are not seen.
+    let raw_cluster_secs = raw_insert(&on_cluster(&unique_name("bench_raw_c")), &rows, &node)
+        .await
+        .secs;
     let mut config = consumer_config(&stack, &topic, "unused");
     config.clickhouse = on_cluster(&unique_name("bench_consumer_c"));
-    let consumer_cluster_secs = consume(config, n).await;
+    let consumer_cluster_secs = consume(config, n, &node, "consumer-cluster").await.secs;
 
     // Visibility under steady capture load.
     let rate: u64 = std::env::var("BENCH_RATE")
