@@ -6,8 +6,10 @@
 //! software clock (`cpu-clock`), which works where hardware counters do
 //! not, and unwinds with DWARF, which needs no frame pointers. It costs CPU
 //! of its own: figures printed beside a sampled phase are not comparable to
-//! those of a run without it.
+//! those of a run without it. A profile not stopped (a panic between) ends
+//! when the sampled process does.
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -18,28 +20,33 @@ const FREQUENCY: &str = "999";
 pub struct Profile {
     child: Child,
     out: PathBuf,
+    log: PathBuf,
 }
 
 impl Profile {
     /// Starts sampling `pid` into `$BENCH_PERF_DIR/<phase>.data`; `None`
-    /// when `BENCH_PERF_DIR` is not set. Panics when `perf` cannot start:
+    /// when `BENCH_PERF_DIR` is not set or empty. Panics when `perf` cannot start:
     /// the caller asked for a profile.
     pub fn start(pid: u32, phase: &str) -> Option<Self> {
-        let dir = PathBuf::from(std::env::var_os("BENCH_PERF_DIR")?);
+        // Set but empty is off too, not the working directory.
+        let dir = PathBuf::from(std::env::var_os("BENCH_PERF_DIR").filter(|d| !d.is_empty())?);
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         let out = dir.join(format!("{phase}.data"));
+        let log = dir.join(format!("{phase}.log"));
+        let stderr = std::fs::File::create(&log)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
         let child = Command::new("perf")
             .args(["record", "-e", "cpu-clock", "-F", FREQUENCY])
             .args(["--call-graph", "dwarf,16384", "-p", &pid.to_string(), "-o"])
             .arg(&out)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot run perf ({e}): apt-get install linux-perf, or unset BENCH_PERF_DIR")
             });
-        Some(Self { child, out })
+        Some(Self { child, out, log })
     }
 
     /// Stops sampling (SIGINT, as at a terminal) and waits until the
@@ -54,10 +61,16 @@ impl Profile {
                 self.child.wait()
             }
         };
-        match status {
-            // perf exits 0 or with SIGINT's status after an interrupt.
-            Ok(_) if self.out.exists() => println!("  profile: {}", self.out.display()),
-            Ok(s) => eprintln!("  perf record wrote no profile ({s})"),
+        // perf writes its file on SIGINT and then ends by that signal
+        // again (or exits 0); anything else is a failure its log explains.
+        let ended = status.map(|s| s.success() || s.signal() == Some(2));
+        let written = std::fs::metadata(&self.out).map_or(0, |m| m.len());
+        match ended {
+            Ok(true) if written > 0 => println!("  profile: {}", self.out.display()),
+            Ok(_) => eprintln!(
+                "  perf record wrote no usable profile: see {}",
+                self.log.display()
+            ),
             Err(e) => eprintln!("  perf record was lost: {e}"),
         }
     }
