@@ -9,12 +9,19 @@
 //! those of a run without it. A profile not stopped (a panic between) ends
 //! when the sampled process does.
 
+use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 /// Samples per second and thread.
 const FREQUENCY: &str = "999";
+
+/// Where profiles go, from `BENCH_PERF_DIR`'s value: set but empty is off
+/// too, not the working directory.
+fn profile_dir(value: Option<OsString>) -> Option<PathBuf> {
+    value.filter(|v| !v.is_empty()).map(PathBuf::from)
+}
 
 /// A `perf record` running against one process.
 pub struct Profile {
@@ -28,8 +35,7 @@ impl Profile {
     /// when `BENCH_PERF_DIR` is not set or empty. Panics when `perf` cannot start:
     /// the caller asked for a profile.
     pub fn start(pid: u32, phase: &str) -> Option<Self> {
-        // Set but empty is off too, not the working directory.
-        let dir = PathBuf::from(std::env::var_os("BENCH_PERF_DIR").filter(|d| !d.is_empty())?);
+        let dir = profile_dir(std::env::var_os("BENCH_PERF_DIR"))?;
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         let out = dir.join(format!("{phase}.data"));
@@ -73,5 +79,20 @@ impl Profile {
             ),
             Err(e) => eprintln!("  perf record was lost: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_or_missing_directory_means_no_profile() {
+        assert_eq!(profile_dir(None), None);
+        assert_eq!(profile_dir(Some(OsString::new())), None);
+        assert_eq!(
+            profile_dir(Some(OsString::from("/tmp/p"))),
+            Some(PathBuf::from("/tmp/p"))
+        );
     }
 }
