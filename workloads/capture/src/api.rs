@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, get, on, post};
 use chrono::{DateTime, Utc};
@@ -88,8 +88,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         router = router.route(path, on(posthog, batch));
     }
     router
-        .route_layer(from_fn(layers::identify))
-        .route_layer(from_fn_with_state(state.metrics.clone(), layers::track))
+        .route_layer(from_fn_with_state(state.metrics.clone(), layers::observe))
         .route("/ready", get(ready))
         .route("/health/detailed", get(detailed))
         .with_state(state)

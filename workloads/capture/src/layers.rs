@@ -1,7 +1,9 @@
-//! What every capture route gets around its handler: an id and a span for
-//! the request ([`identify`]) and counts and times by route ([`track`]).
-//! Both are keyed on the route template axum matched, without its trailing
-//! slash (`/e/` counts as `/e`), so labels stay few.
+//! What every capture route gets around its handler, in one layer
+//! ([`observe`]): an id and a span for the request, and counts and times by
+//! route. Keyed on the route template axum matched, without its trailing
+//! slash (`/e/` counts as `/e`), so labels stay few. (One layer, not two:
+//! each `from_fn` layer clones the boxed route and boxes a future per
+//! request.)
 
 use std::time::Instant;
 
@@ -18,15 +20,10 @@ tokio::task_local! {
 }
 
 /// The id of the request being handled on this task; `None` outside
-/// [`identify`].
+/// [`observe`].
 pub fn request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
-
-/// The route label [`track`] computed, for [`identify`]'s span (track is
-/// the outer layer): worked out once per request.
-#[derive(Clone)]
-struct RouteLabel(String);
 
 /// The route a request matched, as labels and spans name it.
 fn route(request: &Request) -> String {
@@ -52,16 +49,21 @@ fn id_of(request: &Request) -> String {
 
 /// Gives the request its id (the client's, or a new one): the handler runs
 /// in a span carrying it (and `project_id` once known), error bodies name it
-/// ([`request_id`]), and the answer carries it in `X-Request-Id`.
-pub async fn identify(request: Request, next: Next) -> Response {
+/// ([`request_id`]), and the answer carries it in `X-Request-Id`. Counts
+/// (`capture_requests{route,status}`) and times
+/// (`capture_request_duration_seconds{route}`) every request.
+pub async fn observe(
+    State(metrics): State<CaptureMetrics>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let route = route(&request);
     let id = id_of(&request);
     let span = tracing::info_span!(
         "capture",
         request_id = %id,
-        route = %request
-            .extensions()
-            .get::<RouteLabel>()
-            .map_or_else(|| route(&request), |r| r.0.clone()),
+        route = %route,
         project_id = tracing::field::Empty,
     );
     let header = HeaderValue::from_str(&id).ok();
@@ -72,20 +74,6 @@ pub async fn identify(request: Request, next: Next) -> Response {
     if let Some(v) = header {
         response.headers_mut().insert("x-request-id", v);
     }
-    response
-}
-
-/// Counts (`capture_requests{route,status}`) and times
-/// (`capture_request_duration_seconds{route}`) every request.
-pub async fn track(
-    State(metrics): State<CaptureMetrics>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let route = route(&request);
-    request.extensions_mut().insert(RouteLabel(route.clone()));
-    let started = Instant::now();
-    let response = next.run(request).await;
     metrics
         .requests
         .get_or_create(&RequestLabels {
@@ -118,8 +106,7 @@ mod tests {
                     (StatusCode::OK, request_id().unwrap_or_default()).into_response()
                 }),
             )
-            .route_layer(axum::middleware::from_fn(identify))
-            .route_layer(axum::middleware::from_fn_with_state(metrics, track))
+            .route_layer(axum::middleware::from_fn_with_state(metrics, observe))
     }
 
     async fn call(app: Router, id: Option<&str>) -> (String, String) {
