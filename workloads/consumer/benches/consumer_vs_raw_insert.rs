@@ -308,8 +308,9 @@ async fn main() {
         .iter()
         .map(|e| EventRow::from_event(e.clone()).unwrap())
         .collect();
+    let raw_db = unique_name("bench_raw");
     let raw = raw_insert(
-        &settings(&stack, &unique_name("bench_raw")),
+        &settings(&stack, &raw_db),
         &rows,
         &stack.clickhouse_url,
     )
@@ -466,6 +467,11 @@ async fn main() {
     consumer.stop().await;
     capture_stop.cancel();
     let _ = capture_task.await;
+    // The one server's databases go (the cluster's stay: dropping them
+    // needs each shard).
+    for db in [&raw_db, &db, &vis_db] {
+        tributary_tests::clickhouse::drop_database(&stack.clickhouse_url, db).await;
+    }
 
     println!();
     println!("{:<44} {:>12} {:>10}", "case", "rows/s", "seconds");
