@@ -309,12 +309,7 @@ async fn main() {
         .map(|e| EventRow::from_event(e.clone()).unwrap())
         .collect();
     let raw_db = unique_name("bench_raw");
-    let raw = raw_insert(
-        &settings(&stack, &raw_db),
-        &rows,
-        &stack.clickhouse_url,
-    )
-    .await;
+    let raw = raw_insert(&settings(&stack, &raw_db), &rows, &stack.clickhouse_url).await;
     let (raw_secs, raw_cpu) = (raw.secs, raw.cpu);
     let raw_rate = n as f64 / raw_secs;
 
