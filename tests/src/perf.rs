@@ -69,10 +69,14 @@ impl Profile {
         };
         // perf writes its file on SIGINT and then ends by that signal
         // again (or exits 0); anything else is a failure its log explains.
+        // Its header is written at once: only its closing line ("...
+        // Captured and wrote ...") says the samples are in.
         let ended = status.map(|s| s.success() || s.signal() == Some(2));
-        let written = std::fs::metadata(&self.out).map_or(0, |m| m.len());
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         match ended {
-            Ok(true) if written > 0 => println!("  profile: {}", self.out.display()),
+            Ok(true) if log.contains("Captured and wrote") => {
+                println!("  profile: {}", self.out.display())
+            }
             Ok(_) => eprintln!(
                 "  perf record wrote no usable profile: see {}",
                 self.log.display()
