@@ -53,6 +53,23 @@ pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     }
 }
 
+/// Deletes `topics`, panicking with the broker's reason. The stack's broker
+/// keeps every topic's messages in memory: a benchmark that leaves its
+/// topics behind makes the broker larger, and slower, for the next run.
+pub async fn delete_topics(bootstrap: &str, topics: &[&str]) {
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create().unwrap();
+    let results = admin
+        .delete_topics(
+            topics,
+            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("deleting topics {topics:?} on {bootstrap}: {e}"));
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("deleting topic {t}: {e}"));
+    }
+}
+
 /// The offsets `group` has committed on `topic`'s `partitions` (-1 where
 /// none), as the group coordinator answers; the reader does not join the
 /// group.

@@ -544,8 +544,14 @@ async fn main() {
         p50, p95
     );
     // After the figures are out, the one server's databases go (the
-    // cluster's stay: dropping them needs each shard).
+    // cluster's stay: dropping them needs each shard), and the topics.
     for db in [&raw_db, &db, &vis_db] {
         tributary_tests::clickhouse::drop_database(&stack.clickhouse_url, db).await;
     }
+    let dead_letters = [format!("{topic}_dlq"), format!("{vis_topic}_dlq")];
+    tributary_tests::kafka::delete_topics(
+        &stack.kafka_bootstrap,
+        &[&topic, &vis_topic, &dead_letters[0], &dead_letters[1]],
+    )
+    .await;
 }
