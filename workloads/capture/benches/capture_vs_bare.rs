@@ -322,8 +322,7 @@ fn orchestrate() {
     let refused = base.non_2xx + one.non_2xx + ten.non_2xx;
     if refused > 0 {
         eprintln!("{refused} requests were not answered 2xx: no ratio is valid");
-        drop((bare, capture));
-        delete_topic(&stack, &topic);
+        stop_and_delete_topic([bare, capture], &stack, &topic);
         std::process::exit(1);
     }
     println!();
@@ -358,14 +357,14 @@ fn orchestrate() {
             micros_each(ten_b, requests(&ten) * 10.0),
         );
     }
-    drop((bare, capture));
-    delete_topic(&stack, &topic);
+    stop_and_delete_topic([bare, capture], &stack, &topic);
 }
 
 /// The stack's broker keeps messages in memory: each run's topic goes,
 /// once the servers are stopped (a producer asking for the topic's
-/// metadata has the broker create it again).
-fn delete_topic(stack: &tributary_tests::Stack, topic: &str) {
+/// metadata has the broker create it again), which taking them ensures.
+fn stop_and_delete_topic(servers: [Server; 2], stack: &tributary_tests::Stack, topic: &str) {
+    drop(servers);
     runtime().block_on(tributary_tests::kafka::delete_topics(
         &stack.kafka_bootstrap,
         &[topic],
