@@ -51,11 +51,13 @@ pub fn lines_until(
     timeout: Duration,
 ) -> Result<Vec<String>, Vec<String>> {
     let (tx, rx) = mpsc::channel();
+    // The pipe is read to its end even once nobody wants the lines: closing
+    // it early made the child's next write fail (EPIPE), and `println!`
+    // panics on that; `tributary dev` died so between the two writes of
+    // its banner in one CI run.
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
     let deadline = Instant::now() + timeout;
@@ -162,4 +164,26 @@ pub fn peak_rss(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kb| kb * 1024)
         .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Stdio;
+
+    #[test]
+    fn the_child_may_write_after_the_line_waited_for() {
+        // Two more writes after "up", apart in time: with the pipe closed
+        // once the lines were no longer wanted, the second got SIGPIPE.
+        let mut child = Command::new("sh")
+            .args(["-c", "echo up; sleep 0.3; echo one; sleep 0.3; echo two"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sh");
+        let stdout = child.stdout.take().expect("stdout");
+        let lines = lines_until(stdout, |l| l == "up", Duration::from_secs(10));
+        assert_eq!(lines, Ok(vec!["up".to_owned()]));
+        let status = child.wait().expect("wait");
+        assert!(status.success(), "{status}");
+    }
 }
